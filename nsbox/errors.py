@@ -1,0 +1,18 @@
+"""One error type for everything a user can be told about.
+
+Anything that goes wrong for a reason the user can act on raises `NsboxError`;
+the CLI prints it as a single `error: ...` line and exits 1. Anything else is a
+bug and keeps its traceback.
+"""
+
+
+class NsboxError(Exception):
+    """A failure to report to the user as one `error:` line."""
+
+
+class NotFound(NsboxError):
+    pass
+
+
+class AlreadyExists(NsboxError):
+    pass

@@ -1,0 +1,142 @@
+"""The internal description of a pod: what to run, independent of where it came from.
+
+Both the command line (`run`, `pod create`) and Kubernetes manifests (`apply`)
+produce a `PodSpec`; everything below (the watcher, the spawn path) reads only
+this. It is stored as JSON in the pod's state directory, so every field is a
+plain value and `to_dict`/`from_dict` round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class VolumeMount:
+    name: str
+    mount_path: str
+    read_only: bool = False
+    sub_path: str = ""
+
+
+@dataclass
+class Volume:
+    name: str
+    kind: str = "emptyDir"          # "emptyDir" | "hostPath"
+    medium: str = ""                # emptyDir: "" (disk) or "Memory" (tmpfs)
+    size_limit: int | None = None   # bytes; emptyDir only
+    host_path: str = ""             # hostPath only
+    host_path_type: str = ""        # hostPath: "", "Directory", "DirectoryOrCreate", "File", ...
+
+
+@dataclass
+class SecurityContext:
+    privileged: bool = False
+    cap_add: list[str] = field(default_factory=list)      # canonical names without CAP_, or "ALL"
+    cap_drop: list[str] = field(default_factory=list)
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    allow_privilege_escalation: bool | None = None
+    read_only_root_filesystem: bool = False
+
+
+@dataclass
+class Resources:
+    cpu_millis: int | None = None       # limits.cpu in millicores
+    memory_bytes: int | None = None     # limits.memory
+
+
+@dataclass
+class EnvVar:
+    name: str
+    value: str = ""
+    field_ref: str = ""   # downward API: "metadata.name", "metadata.namespace", "metadata.uid", "status.podIP"
+
+
+@dataclass
+class ContainerSpec:
+    name: str
+    command: list[str]
+    args: list[str] = field(default_factory=list)
+    env: list[EnvVar] = field(default_factory=list)
+    working_dir: str = ""
+    image: str = ""                  # a local directory is used as the root; anything else is only shown
+    volume_mounts: list[VolumeMount] = field(default_factory=list)
+    security: SecurityContext = field(default_factory=SecurityContext)
+    resources: Resources = field(default_factory=Resources)
+    post_start: list[str] = field(default_factory=list)   # exec command, empty = none
+    pre_stop: list[str] = field(default_factory=list)
+    init: bool = False               # run under nsbox's tiny init (signal forwarding, reaping)
+    stdin: bool = False              # -i: keep stdin open (attached by the CLI)
+    tty: bool = False                # -t
+
+    @property
+    def argv(self) -> list[str]:
+        return self.command + self.args
+
+
+@dataclass
+class PodSpec:
+    name: str
+    namespace: str = "default"
+    uid: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    creation_timestamp: str = ""     # RFC 3339, UTC
+    containers: list[ContainerSpec] = field(default_factory=list)
+    init_containers: list[ContainerSpec] = field(default_factory=list)
+    volumes: list[Volume] = field(default_factory=list)
+    restart_policy: str = "Always"   # Always | OnFailure | Never
+    termination_grace_period: int = 30
+    active_deadline_seconds: int | None = None
+    hostname: str = ""               # "" = the pod name (truncated to 63)
+    network: str = "loopback"        # loopback | bridge | host
+    host_ipc: bool = False
+    host_pid: bool = False
+    share_process_namespace: bool = False
+    run_as_user: int | None = None   # pod securityContext defaults
+    run_as_group: int | None = None
+    auto_remove: bool = False        # `run --rm`: the pod removes itself when its containers have ended
+    source: str = "cli"              # "cli" or "manifest"; a manifest pod keeps its original object
+    manifest: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PodSpec":
+        d = dict(d)
+        d["containers"] = [_container_from_dict(c) for c in d.get("containers", [])]
+        d["init_containers"] = [_container_from_dict(c) for c in d.get("init_containers", [])]
+        d["volumes"] = [Volume(**v) for v in d.get("volumes", [])]
+        return cls(**d)
+
+    def all_containers(self) -> list[ContainerSpec]:
+        return self.init_containers + self.containers
+
+    def container(self, name: str) -> ContainerSpec | None:
+        for c in self.all_containers():
+            if c.name == name:
+                return c
+        return None
+
+    def volume(self, name: str) -> Volume | None:
+        for v in self.volumes:
+            if v.name == name:
+                return v
+        return None
+
+    @property
+    def effective_hostname(self) -> str:
+        return (self.hostname or self.name)[:63]
+
+
+def _container_from_dict(d: dict[str, Any]) -> ContainerSpec:
+    d = dict(d)
+    d["env"] = [EnvVar(**e) for e in d.get("env", [])]
+    d["volume_mounts"] = [VolumeMount(**m) for m in d.get("volume_mounts", [])]
+    d["security"] = SecurityContext(**d.get("security", {}))
+    d["resources"] = Resources(**d.get("resources", {}))
+    return ContainerSpec(**d)
