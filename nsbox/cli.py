@@ -1,0 +1,621 @@
+"""The `nsbox` command: argument parsing and output, nothing else.
+
+Each command is a small function over `nsbox.pods.Runtime`. Errors the user
+can act on arrive as NsboxError and leave as one `error:` line per problem
+with exit code 1; usage errors exit 2 (argparse). Imports are lazy where they
+are expensive (yaml, the manifest code), so that `nsbox get pods` and
+`nsbox run` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, NoReturn
+
+from nsbox import __version__
+from nsbox.errors import NsboxError
+from nsbox.model import ContainerSpec, EnvVar, PodSpec, Resources, SecurityContext, Volume, VolumeMount
+from nsbox.state import DEFAULT_ROOT
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+    return register
+
+
+def runtime(args: argparse.Namespace) -> Any:
+    from nsbox.pods import Runtime
+    return Runtime(args.root)
+
+
+# ---------------------------------------------------------------- pod construction from flags
+
+def _kv_list(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise NsboxError(f'{what} "{item}" must be KEY=VALUE')
+        k, v = item.split("=", 1)
+        out[k] = v
+    return out
+
+
+def _int_arg(value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise NsboxError(f'{what} must be a whole number, not "{value}"') from None
+
+
+def pod_from_flags(args: argparse.Namespace, name: str, restart_default: str) -> PodSpec:
+    from nsbox import kube
+    problem = kube.validate_pod_name(name)
+    if problem:
+        raise NsboxError(f'invalid pod name "{name}": {problem}')
+    if args.namespace and kube.validate_dns1123_label(args.namespace):
+        raise NsboxError(f'invalid namespace "{args.namespace}": {kube.validate_dns1123_label(args.namespace)}')
+    volumes = []
+    for item in getattr(args, "volume", None) or []:
+        vname, _, host = item.partition("=")
+        if kube.validate_dns1123_label(vname):
+            raise NsboxError(f'invalid volume name "{vname}": {kube.validate_dns1123_label(vname)}')
+        if host:
+            volumes.append(Volume(name=vname, kind="hostPath", host_path=os.path.abspath(host)))
+        else:
+            volumes.append(Volume(name=vname))
+    pod = PodSpec(
+        name=name,
+        namespace=args.namespace,
+        labels=_kv_list(getattr(args, "label", None), "label"),
+        restart_policy=args.restart or restart_default,
+        termination_grace_period=args.pod_grace_period if args.pod_grace_period is not None else 30,
+        hostname=getattr(args, "hostname", None) or "",
+        network=getattr(args, "network", None) or "loopback",
+        share_process_namespace=bool(getattr(args, "share_pid", False)),
+        volumes=volumes,
+    )
+    if pod.network == "bridge":
+        raise NsboxError("--network bridge is not available yet (use loopback or host)")
+    if pod.termination_grace_period < 0:
+        raise NsboxError("--grace-period must be >= 0")
+    return pod
+
+
+def container_from_flags(args: argparse.Namespace, name: str, command: list[str]) -> ContainerSpec:
+    from nsbox import kube
+    problem = kube.validate_dns1123_label(name)
+    if problem:
+        raise NsboxError(f'invalid container name "{name}": {problem}')
+    if not command:
+        raise NsboxError("a command is required: nsbox run NAME [options] -- COMMAND [ARG...]")
+    sc = SecurityContext(privileged=args.privileged)
+    try:
+        sc.cap_add = [kube.normalize_capability(c) for c in args.cap_add or []]
+        sc.cap_drop = [kube.normalize_capability(c) for c in args.cap_drop or []]
+    except ValueError as e:
+        raise NsboxError(str(e)) from None
+    if args.user:
+        uid, _, gid = args.user.partition(":")
+        sc.run_as_user = _int_arg(uid, "--user")
+        if gid:
+            sc.run_as_group = _int_arg(gid, "--user group")
+    res = Resources()
+    try:
+        if args.cpu:
+            res.cpu_millis = kube.parse_cpu(args.cpu)
+        if args.memory:
+            res.memory_bytes = kube.parse_memory(args.memory)
+    except ValueError as e:
+        raise NsboxError(str(e)) from None
+    mounts = []
+    for m in args.mount or []:
+        parts = m.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "ro"):
+            raise NsboxError(f'--mount "{m}" must be VOLUME:PATH or VOLUME:PATH:ro')
+        mounts.append(VolumeMount(name=parts[0], mount_path=parts[1], read_only=len(parts) == 3))
+    env = [EnvVar(name=k, value=v) for k, v in _kv_list(args.env, "environment variable").items()]
+    return ContainerSpec(
+        name=name, command=command, env=env, working_dir=args.workdir or "",
+        volume_mounts=mounts, security=sc, resources=res,
+        pre_stop=["/bin/sh", "-c", args.pre_stop] if args.pre_stop else [],
+        init=args.init, stdin=args.interactive, tty=args.tty,
+    )
+
+
+# ---------------------------------------------------------------- commands
+
+@command("pod create")
+def cmd_pod_create(args: argparse.Namespace) -> int:
+    pod = pod_from_flags(args, args.name, "Always")
+    for k, v in (("cpu", args.cpu), ("memory", args.memory)):
+        if v:
+            pod.annotations[f"nsbox.io/pod-{k}"] = v
+    view = runtime(args).create(pod)
+    print(view.spec.uid)
+    return 0
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    rt = runtime(args)
+    stdio = (0, 1, 2) if args.interactive or args.tty else None
+    if args.pod:
+        c = container_from_flags(args, args.name, args.command)
+        view = rt.add_container(args.namespace, args.pod, c, stdio=stdio)
+        pod_name = args.pod
+    else:
+        pod = pod_from_flags(args, args.name, "Never")
+        pod.auto_remove = args.rm
+        pod.containers = [container_from_flags(args, args.name, args.command)]
+        view = rt.create(pod, stdio=stdio, remove_on_start_failure=True)
+        pod_name = args.name
+    if not (args.attach or args.interactive or args.tty):
+        print(f"pod/{pod_name} created" if not args.pod else f"container/{args.name} started in pod/{pod_name}")
+        return 0
+    return attach(rt, view, args.name)
+
+
+def attach(rt: Any, view: Any, container: str) -> int:
+    """Stream a container's log until it ends for good; its exit code becomes ours."""
+    import threading
+    from nsbox import logs
+    st = view.container_status(container) or {}
+    path = view.paths.log_file(view.spec.namespace, view.spec.name, container, st.get("restartCount", 0))
+    follower = logs.Follower(path)
+    result: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: result.setdefault("code", rt.wait_exit(view.paths, container)),
+                              daemon=True)
+    waiter.start()
+    while True:
+        finished = not waiter.is_alive()
+        for stream, data in logs.render(follower.poll(), timestamps=False):
+            out = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
+            out.write(data)
+            out.flush()
+        if finished:
+            break
+        waiter.join(0.05)
+    code = result.get("code")
+    return 1 if code is None else code
+
+
+@command("apply")
+def cmd_apply(args: argparse.Namespace) -> int:
+    from nsbox import manifest
+    pods, warnings = manifest.pods_from_documents(manifest.load_documents(args.filename))
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    rt = runtime(args)
+    status = 0
+    for pod in pods:
+        if args.namespace_given and pod.namespace != args.namespace:
+            pod.namespace = args.namespace
+        existing = rt.root.lookup(pod.namespace, pod.name)
+        if existing:
+            old = rt.view(rt.root.pod(existing))
+            if old is not None and manifest.same_pod(old.spec, pod):
+                print(f"pod/{pod.name} unchanged")
+                continue
+            print(f'error: pod "{pod.name}" already exists with a different spec '
+                  f"(pods are immutable: delete it first)", file=sys.stderr)
+            status = 1
+            continue
+        try:
+            rt.create(pod)
+            print(f"pod/{pod.name} created")
+        except NsboxError as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+@command("get")
+def cmd_get(args: argparse.Namespace) -> int:
+    from nsbox import status
+    rt = runtime(args)
+    names = args.names
+    ns = None if args.all_namespaces else args.namespace
+    if names:
+        views = [rt.get(args.namespace, n) for n in names]
+    else:
+        views = list(rt.list(ns))
+    if args.selector:
+        views = [v for v in views if status.match_selector(v.spec.labels, args.selector)]
+    out = args.output or ""
+    if out in ("json", "yaml"):
+        objs = [status.pod_object(v) for v in views]
+        doc = objs[0] if len(names) == 1 else {"apiVersion": "v1", "kind": "List", "items": objs,
+                                               "metadata": {"resourceVersion": ""}}
+        if out == "json":
+            print(json.dumps(doc, indent=4))
+        else:
+            import yaml
+            sys.stdout.write(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+    elif out == "name":
+        for v in views:
+            print(f"pod/{v.spec.name}")
+    elif out in ("", "wide"):
+        if not views:
+            where = "" if args.all_namespaces else f" in {args.namespace} namespace"
+            print(f"No resources found{where}.", file=sys.stderr)
+            return 0
+        print(status.table(views, wide=out == "wide", all_namespaces=args.all_namespaces))
+    else:
+        raise NsboxError(f'unknown output format "{out}": use wide, json, yaml or name')
+    return 0
+
+
+@command("inspect")
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from nsbox import cgroups, status
+    v = runtime(args).get(args.namespace, args.pod)
+    if args.container and v.spec.container(args.container) is None:
+        raise NsboxError(f'container "{args.container}" not found in pod "{args.pod}"')
+    print(json.dumps(status.inspect(v, args.container, cgroups.detect()), indent=2))
+    return 0
+
+
+@command("describe")
+def cmd_describe(args: argparse.Namespace) -> int:
+    from nsbox import cgroups, status
+    rt = runtime(args)
+    for i, name in enumerate(args.names):
+        if i:
+            print()
+        print(status.describe(rt.get(args.namespace, name), cgroups.detect()))
+    return 0
+
+
+@command("logs")
+def cmd_logs(args: argparse.Namespace) -> int:
+    from nsbox import logs
+    from nsbox.pods import pick_container
+    rt = runtime(args)
+    v = rt.get(args.namespace, args.pod)
+    c = pick_container(v, args.container)
+    st = v.container_status(c.name) or {}
+    rc = st.get("restartCount", 0)
+    if args.previous:
+        if rc == 0:
+            raise NsboxError(f'previous terminated container "{c.name}" in pod "{args.pod}" not found')
+        rc -= 1
+    path = v.paths.log_file(v.spec.namespace, v.spec.name, c.name, rc)
+    records = logs.read_records(path, args.tail)
+    _write_records(logs.render(iter(records), args.timestamps))
+    if not args.follow or args.previous:
+        return 0
+    follower = logs.Follower(path, os.path.getsize(path) if os.path.exists(path) else 0)
+    while True:
+        _write_records(logs.render(iter(follower.poll()), args.timestamps))
+        now = rt.view(v.paths)
+        if now is None or not now.watcher_alive:
+            break
+        cur = now.container_status(c.name) or {}
+        if cur.get("restartCount", 0) != rc or "running" not in cur.get("state", {}):
+            _write_records(logs.render(iter(follower.poll()), args.timestamps))
+            break
+        time.sleep(0.1)
+    return 0
+
+
+def _write_records(items: Any) -> None:
+    for stream, data in items:
+        out = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
+        out.write(data)
+        out.flush()
+
+
+@command("exec")
+def cmd_exec(args: argparse.Namespace) -> int:
+    if not args.command:
+        raise NsboxError("a command is required: nsbox exec POD [-c CONTAINER] -- COMMAND [ARG...]")
+    return runtime(args).exec(args.namespace, args.pod, args.container, args.command,
+                              stdin=args.interactive, tty=args.tty)
+
+
+@command("delete")
+def cmd_delete(args: argparse.Namespace) -> int:
+    rt = runtime(args)
+    targets: list[tuple[str, str]] = []
+    if args.filename:
+        from nsbox import manifest
+        pods, _ = manifest.pods_from_documents(manifest.load_documents(args.filename))
+        targets = [(args.namespace if args.namespace_given else p.namespace, p.name) for p in pods]
+    elif args.all:
+        targets = [(v.spec.namespace, v.spec.name) for v in rt.list(args.namespace)]
+    else:
+        targets = [(args.namespace, n) for n in args.names]
+    if not targets and not args.all:
+        raise NsboxError("resource(s) were provided, but no name was specified")
+    if args.force:
+        print("warning: Immediate deletion does not wait for confirmation that the running "
+              "resource has been terminated. The resource may continue to run on the cluster "
+              "indefinitely.", file=sys.stderr)
+    status = 0
+    for ns, name in targets:
+        try:
+            rt.delete(ns, name, grace=args.grace_period, force=args.force, wait=args.wait)
+            print(f'pod "{name}" {"force deleted" if args.force else "deleted"}')
+        except NsboxError as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+@command("wait")
+def cmd_wait(args: argparse.Namespace) -> int:
+    from nsbox import status
+    from nsbox.errors import NotFound
+    rt = runtime(args)
+    target = args.target.split("/", 1)[-1]
+    cond = args.condition
+    deadline = time.monotonic() + parse_duration(args.timeout)
+    while True:
+        try:
+            v = rt.get(args.namespace, target)
+        except NotFound:
+            if cond == "delete":
+                return 0
+            raise
+        if cond.startswith("condition="):
+            want = cond.split("=", 1)[1].lower()
+            conds = {c["type"].lower(): c["status"] for c in status.pod_object(v)["status"]["conditions"]}
+            if conds.get(want) == "True":
+                print(f"pod/{target} condition met")
+                return 0
+        elif cond.startswith("phase="):
+            if status.phase(v).lower() == cond.split("=", 1)[1].lower():
+                print(f"pod/{target} condition met")
+                return 0
+        elif cond != "delete":
+            raise NsboxError(f'unrecognized condition "{cond}": use condition=Ready, delete or phase=PHASE')
+        if time.monotonic() >= deadline:
+            print(f"error: timed out waiting for the condition on pods/{target}", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+
+
+def parse_duration(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for suffix in ("ms", "s", "m", "h"):
+        if text.endswith(suffix):
+            try:
+                return float(text[: -len(suffix)]) * units[suffix]
+            except ValueError:
+                break
+    try:
+        return float(text)
+    except ValueError:
+        raise NsboxError(f'invalid duration "{text}" (e.g. 30s, 2m)') from None
+
+
+@command("top")
+def cmd_top(args: argparse.Namespace) -> int:
+    from nsbox import cgroups, kube
+    cg = cgroups.detect()
+    rt = runtime(args)
+    views = [rt.get(args.namespace, args.name)] if args.name else list(rt.list(args.namespace))
+    rows = [["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"] if args.containers else ["NAME", "CPU(cores)", "MEMORY(bytes)"]]
+    for v in views:
+        targets = [(c.name, cg.container_path(v.spec.uid, c.name)) for c in v.spec.containers] \
+            if args.containers else [("", cg.pod_path(v.spec.uid))]
+        for cname, rel in targets:
+            a = cg.stats(rel).get("cpu_usage_ns")
+            time.sleep(0.0)
+            t0 = time.monotonic()
+            mem = cg.stats(rel).get("memory_bytes")
+            cpu = "-"
+            if a is not None:
+                time.sleep(0.2)
+                b = cg.stats(rel).get("cpu_usage_ns") or a
+                cpu = f"{int((b - a) / 1e6 / (time.monotonic() - t0 + 1e-9))}m"
+            memtxt = kube.format_quantity_bytes(mem) if mem is not None else "-"
+            rows.append(([v.spec.name, cname] if args.containers else [v.spec.name]) + [cpu, memtxt])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+@command("doctor")
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from nsbox import doctor
+    return doctor.run(args.root)
+
+
+@command("gc")
+def cmd_gc(args: argparse.Namespace) -> int:
+    for line in runtime(args).gc():
+        print(line)
+    return 0
+
+
+@command("demo")
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nsbox import demo
+    return demo.run(args.which)
+
+
+@command("version")
+def cmd_version(args: argparse.Namespace) -> int:
+    import platform
+    print(f"nsbox {__version__}")
+    print(f"python {platform.python_version()}")
+    print(f"kernel {platform.release()}")
+    return 0
+
+
+# ---------------------------------------------------------------- the parser
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", default=argparse.SUPPRESS, help=f"state directory (default $NSBOX_ROOT or {DEFAULT_ROOT})")
+    common.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="Kubernetes namespace (default: default)")
+
+    p = argparse.ArgumentParser(prog="nsbox", parents=[common],
+                                description="Kubernetes-style pods on one Linux machine.")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    sub.required = True
+
+    def add(name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common], **kw)
+
+    a = add("apply", "create the Pods of a manifest")
+    a.add_argument("-f", "--filename", required=True, help="YAML or JSON file, or - for stdin")
+
+    pod = add("pod", "pod commands (create)")
+    podsub = pod.add_subparsers(dest="pod_cmd", metavar="SUBCOMMAND")
+    podsub.required = True
+    pc = podsub.add_parser("create", help="create an empty pod (sandbox only)", parents=[common])
+    pc.add_argument("name")
+    _pod_flags(pc)
+    pc.add_argument("--cpu")
+    pc.add_argument("--memory")
+
+    r = add("run", "run a command in a new pod (or, with --pod, a new container in a pod)")
+    r.add_argument("name")
+    r.add_argument("command", nargs="*")
+    r.add_argument("--pod", help="add the container to this existing pod")
+    _pod_flags(r)
+    _container_flags(r)
+    r.add_argument("--rm", action="store_true", help="remove the pod when its container has ended")
+    r.add_argument("-a", "--attach", action="store_true", help="stream output, wait, exit with the container's code")
+
+    g = add("get", "list pods")
+    g.add_argument("kind", choices=["pods", "pod", "po"], metavar="pods")
+    g.add_argument("names", nargs="*")
+    g.add_argument("-o", "--output")
+    g.add_argument("-l", "--selector")
+    g.add_argument("-A", "--all-namespaces", action="store_true")
+
+    i = add("inspect", "runtime details (PIDs, cgroups, namespaces, logs) as JSON")
+    i.add_argument("pod")
+    i.add_argument("-c", "--container")
+
+    d = add("describe", "show everything about a pod")
+    d.add_argument("kind", choices=["pods", "pod", "po"], metavar="pod")
+    d.add_argument("names", nargs="+")
+
+    lg = add("logs", "print a container's output")
+    lg.add_argument("pod")
+    lg.add_argument("-c", "--container")
+    lg.add_argument("-f", "--follow", action="store_true")
+    lg.add_argument("--tail", type=int)
+    lg.add_argument("--timestamps", action="store_true")
+    lg.add_argument("-p", "--previous", action="store_true")
+
+    e = add("exec", "run a command in a container")
+    e.add_argument("pod")
+    e.add_argument("command", nargs="*")
+    e.add_argument("-c", "--container")
+    e.add_argument("-i", "--stdin", dest="interactive", action="store_true")
+    e.add_argument("-t", "--tty", action="store_true")
+
+    de = add("delete", "delete pods gracefully")
+    de.add_argument("kind", nargs="?", choices=["pods", "pod", "po"], metavar="pod")
+    de.add_argument("names", nargs="*")
+    de.add_argument("-f", "--filename")
+    de.add_argument("--all", action="store_true")
+    de.add_argument("--grace-period", type=int, default=None)
+    de.add_argument("--force", action="store_true")
+    de.add_argument("--wait", type=_bool, default=True, metavar="true|false")
+
+    w = add("wait", "wait for a condition on a pod")
+    w.add_argument("target", metavar="pod/NAME")
+    w.add_argument("--for", dest="condition", required=True)
+    w.add_argument("--timeout", default="30s")
+
+    t = add("top", "CPU and memory per pod")
+    t.add_argument("kind", choices=["pods", "pod", "po"], metavar="pod")
+    t.add_argument("name", nargs="?")
+    t.add_argument("--containers", action="store_true")
+
+    add("doctor", "check that this machine can run nsbox")
+    add("gc", "reclaim what crashed pods left behind")
+    dm = add("demo", "show what a pod is, with real tools")
+    dm.add_argument("which", nargs="?", default="all", choices=["localhost", "ipc", "volume", "all"])
+    add("version", "print versions")
+    return p
+
+
+def _pod_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--label", "-l", action="append", metavar="K=V")
+    p.add_argument("--grace-period", dest="pod_grace_period", type=int, metavar="S")
+    p.add_argument("--restart", choices=["Always", "OnFailure", "Never"])
+    p.add_argument("--share-pid", action="store_true")
+    p.add_argument("--hostname")
+    p.add_argument("--network", choices=["loopback", "bridge", "host"])
+    p.add_argument("--volume", action="append", metavar="NAME[=HOSTPATH]")
+
+
+def _container_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("--cap-add", action="append", metavar="CAP")
+    p.add_argument("--cap-drop", action="append", metavar="CAP")
+    p.add_argument("-e", "--env", action="append", metavar="K=V")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user", metavar="UID[:GID]")
+    p.add_argument("--mount", action="append", metavar="VOL:PATH[:ro]")
+    p.add_argument("--pre-stop", metavar="SHELL_CMD")
+    p.add_argument("--cpu")
+    p.add_argument("--memory")
+    p.add_argument("--init", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f'expected true or false, not "{text}"')
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    # Everything after the first "--" is the container's command, untouched by option parsing.
+    command: list[str] | None = None
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1:]
+    args = build_parser().parse_args(argv)
+    if command is not None:
+        if not hasattr(args, "command"):
+            build_parser().error("unexpected arguments after --")
+        args.command = (args.command or []) + command
+    args.namespace_given = hasattr(args, "namespace")
+    if not hasattr(args, "namespace"):
+        args.namespace = "default"
+    if not hasattr(args, "root"):
+        args.root = os.environ.get("NSBOX_ROOT") or DEFAULT_ROOT
+    return args
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    name = "pod create" if args.cmd == "pod" else args.cmd
+    try:
+        if os.geteuid() != 0 and name != "version":
+            raise NsboxError("nsbox must run as root")
+        code = COMMANDS[name](args)
+    except NsboxError as e:
+        for line in str(e).splitlines() or ["failed"]:
+            print(f"error: {line}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    sys.exit(code)

@@ -1,0 +1,164 @@
+"""How one container process is started, and how a command is run inside a running one.
+
+`start_request` turns a ContainerSpec into a `native.SpawnRequest`: the
+environment, the executable, the namespaces to create, the mount plan, the
+cgroup and the identity. `exec_request` builds the request for a process that
+joins an existing container (`nsbox exec`, preStop and postStart hooks).
+"""
+
+from __future__ import annotations
+
+import os
+from nsbox import kube, mounts, native, security
+from nsbox.errors import NsboxError
+from nsbox.model import ContainerSpec, PodSpec
+from nsbox.state import PodPaths
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# The namespaces a container joins, in the order setns() needs: mnt last, since
+# after it the paths of the others are no longer reachable.
+JOIN_ORDER = (("ipc", native.CLONE_NEWIPC), ("uts", native.CLONE_NEWUTS),
+              ("net", native.CLONE_NEWNET), ("pid", native.CLONE_NEWPID),
+              ("mnt", native.CLONE_NEWNS))
+
+def environment(pod: PodSpec, c: ContainerSpec, pod_ip: str = "") -> dict[str, str]:
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": pod.effective_hostname, "HOME": "/root"}
+    if c.tty:
+        env["TERM"] = "xterm"
+    fields = {"metadata.name": pod.name, "metadata.namespace": pod.namespace,
+              "metadata.uid": pod.uid, "status.podIP": pod_ip, "spec.nodeName": os.uname().nodename}
+    for var in c.env:
+        env[var.name] = fields.get(var.field_ref, "") if var.field_ref else kube.expand_env_references(var.value, env)
+    return env
+
+
+def argv(c: ContainerSpec, env: dict[str, str]) -> list[str]:
+    return [kube.expand_env_references(a, env) for a in c.argv]
+
+
+def executable_candidates(name: str, env: dict[str, str], root: str = "/", cwd: str = "/") -> list[str]:
+    """Paths to try with execve, in PATH order, looked up inside `root` (like execvpe)."""
+    if "/" in name:
+        return [name]
+    dirs = env.get("PATH", DEFAULT_PATH).split(":")
+    return [os.path.join(d or cwd, name) for d in dirs]
+
+
+def find_executable(name: str, env: dict[str, str], root: str = "/", cwd: str = "/") -> str | None:
+    """The first candidate that exists and is executable when seen from `root`, or None."""
+    for path in executable_candidates(name, env, root, cwd):
+        host = os.path.join(root, os.path.join(cwd, path).lstrip("/"))
+        if os.path.isfile(host) and os.access(host, os.X_OK):
+            return path
+    return None
+
+
+def check_command(pod: PodSpec, c: ContainerSpec) -> None:
+    """Fail early, before anything is created, when a container's executable does not exist."""
+    env = environment(pod, c)
+    args = argv(c, env)
+    root = c.image if c.image and os.path.isdir(c.image) else "/"
+    if find_executable(args[0], env, root, c.working_dir or "/") is None:
+        where = "" if "/" in args[0] else " in $PATH"
+        raise NsboxError(f'container "{c.name}": executable "{args[0]}" not found{where}')
+
+
+def resolve_subpath(volume_dir: str, sub_path: str) -> str:
+    """volume_dir/sub_path, created if missing, refusing anything that leaves the volume."""
+    if sub_path.startswith("/") or ".." in sub_path.split("/"):
+        raise NsboxError(f'subPath "{sub_path}" must be a relative path inside the volume')
+    base = os.path.realpath(volume_dir)
+    path = os.path.realpath(os.path.join(base, sub_path))
+    if path != base and not path.startswith(base + "/"):
+        raise NsboxError(f'subPath "{sub_path}" leaves its volume')
+    if not os.path.exists(path):
+        os.makedirs(path, 0o777, exist_ok=True)
+    return path
+
+
+def volume_mounts(pod: PodSpec, c: ContainerSpec, paths: PodPaths) -> list[mounts.Volume]:
+    result = []
+    for m in c.volume_mounts:
+        v = pod.volume(m.name)
+        if v is None:
+            raise NsboxError(f'container "{c.name}": volume "{m.name}" not found')
+        source = v.host_path if v.kind == "hostPath" else paths.volume(v.name)
+        if m.sub_path:
+            source = resolve_subpath(source, m.sub_path)
+        result.append(mounts.Volume(source, os.path.normpath("/" + m.mount_path), m.read_only))
+    return result
+
+
+def start_request(pod: PodSpec, c: ContainerSpec, paths: PodPaths, etc_files: dict[str, str],
+                  *, pod_ip: str = "", pid_ns_fd: int = -1) -> native.SpawnRequest:
+    """The request that starts container `c` as a child of the pod's watcher."""
+    ident = security.identity(pod, c)
+    env = environment(pod, c, pod_ip)
+    args = argv(c, env)
+    image = c.image if c.image and os.path.isdir(c.image) else ""
+    cwd = c.working_dir or "/"
+    plan = mounts.container_root_plan(
+        scratch=paths.container_dir(c.name),
+        lower=os.path.abspath(image) if image else "/",
+        privileged=ident.privileged,
+        read_only_root=c.security.read_only_root_filesystem,
+        shm=paths.shm,
+        etc_files=etc_files,
+        volumes=volume_mounts(pod, c, paths),
+        hide=[paths.root.path],
+    )
+    if cwd != "/":
+        plan.insert(len(plan) - 1, native.MountOp("mkdir", os.path.join(plan[-1].target, cwd.lstrip("/"))))
+    flags = native.CLONE_NEWNS
+    join: list[tuple[int, int]] = []
+    if pid_ns_fd >= 0:
+        join.append((pid_ns_fd, native.CLONE_NEWPID))
+    elif not pod.host_pid:
+        flags |= native.CLONE_NEWPID
+    return native.SpawnRequest(
+        argv=args,
+        exec_paths=executable_candidates(args[0], env, cwd=cwd),
+        env=[f"{k}={v}" for k, v in env.items()],
+        cwd=cwd,
+        clone_flags=flags,
+        join=join,
+        ops=plan,
+        uid=ident.uid, gid=ident.gid, groups=[],
+        caps=ident.caps,
+        no_new_privs=ident.no_new_privs,
+    )
+
+
+def exec_request(pod: PodSpec, c: ContainerSpec, pid: int, command: list[str],
+                 *, pod_ip: str = "") -> tuple[native.SpawnRequest, list[int]]:
+    """A request for `command` inside the running container whose main process is `pid`.
+
+    Returns the request and the namespace fds it holds, which the caller
+    closes once the process is spawned.
+    """
+    fds = []
+    try:
+        for name, nstype in JOIN_ORDER:
+            fds.append(os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
+    except FileNotFoundError:
+        for fd in fds:
+            os.close(fd)
+        raise NsboxError(f'container "{c.name}" is not running') from None
+    join = [(fd, nstype) for fd, (_, nstype) in zip(fds, JOIN_ORDER)]
+    ident = security.identity(pod, c)
+    env = environment(pod, c, pod_ip)
+    cwd = c.working_dir or "/"
+    root = f"/proc/{pid}/root"
+    exe = find_executable(command[0], env, root, cwd)
+    if exe is None:
+        for fd in fds:
+            os.close(fd)
+        where = "" if "/" in command[0] else " in $PATH"
+        raise NsboxError(f'executable "{command[0]}" not found{where} in container "{c.name}"')
+    req = native.SpawnRequest(
+        argv=command, exec_paths=[exe], env=[f"{k}={v}" for k, v in env.items()], cwd=cwd,
+        join=join, uid=ident.uid, gid=ident.gid, groups=[], caps=ident.caps,
+        no_new_privs=ident.no_new_privs,
+    )
+    return req, fds

@@ -1,0 +1,103 @@
+"""Container logs in the CRI format the kubelet reads.
+
+Each line is `<RFC3339Nano timestamp> <stream> <tag> <content>`, stream
+`stdout` or `stderr`, tag `F` for a full line or `P` for a partial one (a line
+longer than the writer's buffer, or output that ended without a newline).
+This is the format of containerd and CRI-O logs (kubelet `pkg/kubelet/kuberuntime/logs`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Iterator
+
+MAX_LINE = 16 * 1024   # a longer line is split into P records, as CRI runtimes do
+
+
+def rfc3339_nano(t_ns: int) -> str:
+    sec, nsec = divmod(t_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{nsec:09d}Z"
+
+
+class StreamWriter:
+    """Turns the raw bytes of one stream into CRI records appended to a log file."""
+
+    def __init__(self, fd: int, stream: str):
+        self.fd = fd                      # shared by the stdout and stderr writers of a container
+        self.stream = stream.encode()
+        self.pending = b""
+
+    def feed(self, data: bytes) -> None:
+        buf = self.pending + data
+        stamp = rfc3339_nano(time.time_ns()).encode()
+        out = []
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0 or nl > MAX_LINE:
+                break
+            out.append(b"%s %s F %s\n" % (stamp, self.stream, buf[:nl]))
+            buf = buf[nl + 1:]
+        while len(buf) > MAX_LINE:
+            out.append(b"%s %s P %s\n" % (stamp, self.stream, buf[:MAX_LINE]))
+            buf = buf[MAX_LINE:]
+        self.pending = buf
+        if out:
+            os.write(self.fd, b"".join(out))
+
+    def close(self) -> None:
+        """End of stream: output that did not end with a newline is a partial record."""
+        if self.pending:
+            stamp = rfc3339_nano(time.time_ns()).encode()
+            os.write(self.fd, b"%s %s P %s\n" % (stamp, self.stream, self.pending))
+            self.pending = b""
+
+
+def parse_line(line: bytes) -> tuple[str, str, bool, bytes] | None:
+    """(timestamp, stream, full, content) of one record, or None if it is not one."""
+    parts = line.rstrip(b"\n").split(b" ", 3)
+    if len(parts) < 3:
+        return None
+    content = parts[3] if len(parts) == 4 else b""
+    return parts[0].decode(), parts[1].decode(), parts[2] == b"F", content
+
+
+def render(records: Iterator[tuple[str, str, bool, bytes]], timestamps: bool) -> Iterator[tuple[str, bytes]]:
+    """(stream, bytes to print): partial records are joined with what follows, as kubectl does."""
+    for stamp, stream, full, content in records:
+        prefix = (stamp.encode() + b" ") if timestamps else b""
+        yield stream, prefix + content + (b"\n" if full else b"")
+
+
+def read_records(path: str, tail: int | None = None) -> list[tuple[str, str, bool, bytes]]:
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+    except FileNotFoundError:
+        return []
+    records = [r for r in (parse_line(l) for l in lines) if r]
+    if tail is not None:
+        records = records[-tail:] if tail > 0 else []
+    return records
+
+
+class Follower:
+    """Reads records appended to a log file since the last call (for `logs -f` and `run -a`)."""
+
+    def __init__(self, path: str, offset: int = 0):
+        self.path = path
+        self.offset = offset
+        self.rest = b""
+
+    def poll(self) -> list[tuple[str, str, bool, bytes]]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        data = self.rest + data
+        cut = data.rfind(b"\n") + 1
+        self.rest = data[cut:]
+        return [r for r in (parse_line(l) for l in data[:cut].splitlines()) if r]

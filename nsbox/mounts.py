@@ -1,0 +1,155 @@
+"""The mount plan of a container: which file system it sees.
+
+Describe first, execute second: `container_root_plan` returns a list of
+`native.MountOp`s, and the native spawn path carries them out in the child's
+new mount namespace, between clone and exec. Nothing here touches the kernel.
+
+A container sees the host's files through an overlay whose upper layer is a
+tmpfs private to the container: it can write anywhere, and its writes vanish
+with it and never reach the host (SPEC §3). The overlay's upper layer must not
+live on the lower file system (the kernel refuses overlapping layers), hence
+the tmpfs. On top come a fresh /proc for its PID namespace, a minimal /dev, a
+read-only /sys, the pod's /dev/shm, /etc/hostname and /etc/hosts, and the
+volumes. Finally the root is pivoted into the overlay.
+"""
+
+from __future__ import annotations
+
+import os
+
+from nsbox import native
+from nsbox.native import MountOp
+
+# What runc masks and makes read-only by default (runc libcontainer/specconv
+# defaults, the OCI runtime-spec's "maskedPaths"/"readonlyPaths").
+MASKED_PATHS = (
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+# The devices of a minimal /dev (the OCI runtime-spec's default devices).
+DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+NOSUID_NODEV_NOEXEC = native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC
+
+
+class Volume:
+    """A resolved volume mount: host path -> path in the container."""
+
+    def __init__(self, source: str, target: str, read_only: bool):
+        self.source = source
+        self.target = target
+        self.read_only = read_only
+
+
+def container_root_plan(
+    *,
+    scratch: str,
+    lower: str,
+    privileged: bool,
+    read_only_root: bool,
+    shm: str,
+    etc_files: dict[str, str],
+    volumes: list[Volume],
+    hide: list[str],
+) -> list[MountOp]:
+    """The mounts that build a container's root at `scratch`/root and pivot into it.
+
+    scratch:    an empty host directory where the container's tmpfs goes
+    lower:      "/" (the host's view) or a local directory used as the image
+    shm:        the pod's /dev/shm tmpfs (mounted in the watcher's namespace)
+    etc_files:  path in the container -> host file to bind over it (hostname, hosts, ...)
+    hide:       host directories to cover with an empty read-only tmpfs (nsbox's own state)
+    """
+    root = os.path.join(scratch, "root")
+    ops = [
+        # Mounts made for this container must never propagate back to the pod's namespace.
+        MountOp("mount", "/", flags=native.MS_REC | native.MS_SLAVE),
+        MountOp("mount", scratch, source="tmpfs", fstype="tmpfs", data="mode=0755"),
+        MountOp("mkdir", f"{scratch}/upper"),
+        MountOp("mkdir", f"{scratch}/work"),
+        MountOp("mkdir", root),
+        MountOp("mount", root, source="overlay", fstype="overlay",
+                data=f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work"),
+    ]
+    for path in hide:
+        ops.append(MountOp("mount", root + path, source="tmpfs", fstype="tmpfs",
+                           flags=native.MS_RDONLY | NOSUID_NODEV_NOEXEC, data="size=0", optional=True))
+
+    ops.append(MountOp("mount", f"{root}/proc", source="proc", fstype="proc", flags=NOSUID_NODEV_NOEXEC))
+    ops += _dev_plan(root, shm, privileged)
+    sys_flags = NOSUID_NODEV_NOEXEC | (0 if privileged else native.MS_RDONLY)
+    ops.append(MountOp("mount", f"{root}/sys", source="sysfs", fstype="sysfs", flags=sys_flags))
+
+    for target, source in etc_files.items():
+        ops.append(MountOp("touch", root + target, mode=0o644))
+        ops.append(MountOp("mount", root + target, source=source, flags=native.MS_BIND))
+
+    for v in volumes:
+        ops += bind_plan(v.source, root + v.target, v.read_only)
+
+    if not privileged:
+        ops += _mask_plan(root)
+    if read_only_root:
+        ops.append(MountOp("mount", root, flags=native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY))
+    ops.append(MountOp("pivot", root))
+    return ops
+
+
+def bind_plan(source: str, target: str, read_only: bool) -> list[MountOp]:
+    """Bind `source` (a file or a directory) at `target`, creating the mount point."""
+    make = MountOp("mkdir", target) if os.path.isdir(source) else MountOp("touch", target, mode=0o644)
+    ops = [make, MountOp("mount", target, source=source, flags=native.MS_BIND | native.MS_REC)]
+    if read_only:
+        ops.append(MountOp("mount", target, flags=native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY))
+    return ops
+
+
+def _dev_plan(root: str, shm: str, privileged: bool) -> list[MountOp]:
+    dev = f"{root}/dev"
+    if privileged:
+        # Privileged containers get the host's devices (SPEC §7), but the pod's own shm and ptys.
+        ops = [MountOp("mount", dev, source="/dev", flags=native.MS_BIND | native.MS_REC)]
+    else:
+        ops = [MountOp("mount", dev, source="tmpfs", fstype="tmpfs",
+                       flags=native.MS_NOSUID | native.MS_NOEXEC, data="mode=0755,size=65536k")]
+        for name in DEFAULT_DEVICES:
+            ops.append(MountOp("touch", f"{dev}/{name}", mode=0o666))
+            ops.append(MountOp("mount", f"{dev}/{name}", source=f"/dev/{name}", flags=native.MS_BIND))
+        for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+                             ("core", "/proc/kcore")):
+            ops.append(MountOp("symlink", f"{dev}/{name}", source=target))
+        ops.append(MountOp("mkdir", f"{dev}/pts"))
+        ops.append(MountOp("mkdir", f"{dev}/mqueue"))
+        ops.append(MountOp("mkdir", f"{dev}/shm"))
+    # A private devpts instance: the container's ptys are its own.
+    ops.append(MountOp("mount", f"{dev}/pts", source="devpts", fstype="devpts",
+                       flags=native.MS_NOSUID | native.MS_NOEXEC,
+                       data="newinstance,ptmxmode=0666,mode=0620,gid=5"))
+    if not privileged:
+        ops.append(MountOp("symlink", f"{dev}/ptmx", source="pts/ptmx"))
+    # POSIX message queues of the pod's IPC namespace.
+    ops.append(MountOp("mount", f"{dev}/mqueue", source="mqueue", fstype="mqueue",
+                       flags=NOSUID_NODEV_NOEXEC, optional=True))
+    ops.append(MountOp("mount", f"{dev}/shm", source=shm, flags=native.MS_BIND))
+    return ops
+
+
+def _mask_plan(root: str) -> list[MountOp]:
+    ops = []
+    for path in MASKED_PATHS:
+        if os.path.isdir(path):
+            ops.append(MountOp("mount", root + path, source="tmpfs", fstype="tmpfs",
+                               flags=native.MS_RDONLY, data="size=0", optional=True))
+        elif os.path.exists(path):
+            ops.append(MountOp("mount", root + path, source="/dev/null", flags=native.MS_BIND, optional=True))
+    for path in READONLY_PATHS:
+        if os.path.exists(path):
+            ops.append(MountOp("mount", root + path, source=root + path,
+                               flags=native.MS_BIND | native.MS_REC, optional=True))
+            ops.append(MountOp("mount", root + path,
+                               flags=native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY, optional=True))
+    return ops

@@ -1,0 +1,354 @@
+"""The pod runtime as a library: create, add to, look at, exec into, delete and collect pods.
+
+The CLI is a thin layer over this module. Each operation that changes a pod
+takes the pod's lock, so concurrent CLI calls on one pod are serialised;
+operations on different pods never wait for each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from nsbox import container, kube, native, watcher
+from nsbox.errors import AlreadyExists, NotFound, NsboxError
+from nsbox.model import ContainerSpec, PodSpec
+from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_json
+
+
+def now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass
+class PodView:
+    """Everything known about one pod at one moment, for display."""
+    paths: PodPaths
+    spec: PodSpec
+    status: dict[str, Any]
+    deletion: dict[str, Any] | None
+    watcher_alive: bool
+
+    def container_status(self, name: str) -> dict[str, Any] | None:
+        for st in self.status.get("containers", []):
+            if st["name"] == name:
+                return st
+        return None
+
+
+class Runtime:
+    def __init__(self, root: str):
+        self.root = Root(root)
+
+    # ------------------------------------------------------------ reading
+
+    def view(self, paths: PodPaths) -> PodView | None:
+        raw = read_json(paths.pod_json)
+        if raw is None:
+            return None
+        return PodView(paths, PodSpec.from_dict(raw), read_json(paths.status_json) or {},
+                       read_json(paths.deletion_json), paths.watcher_alive())
+
+    def get(self, namespace: str, name: str) -> PodView:
+        paths = self.root.require(namespace, name)
+        v = self.view(paths)
+        if v is None:
+            raise NotFound(f'pod "{name}" not found')
+        return v
+
+    def list(self, namespace: str | None) -> Iterator[PodView]:
+        for _ns, _name, uid in self.root.names(namespace):
+            v = self.view(self.root.pod(uid))
+            if v is not None:
+                yield v
+
+    # ------------------------------------------------------------ creating
+
+    def create(self, spec: PodSpec, *, stdio: tuple[int, int, int] | None = None,
+               remove_on_start_failure: bool = False) -> PodView:
+        """Make the pod's state, claim its name, and start its watcher (which starts the containers)."""
+        for c in spec.all_containers():
+            container.check_command(spec, c)
+        self.root.ensure()
+        if self.root.lookup(spec.namespace, spec.name):
+            raise AlreadyExists(f'pod "{spec.name}" already exists')
+        spec.uid = str(uuid.uuid4())
+        spec.creation_timestamp = now_rfc3339()
+        paths = self.root.pod(spec.uid)
+        os.mkdir(paths.dir, 0o700)
+        try:
+            os.mkdir(paths.containers, 0o700)
+            os.mkdir(os.path.join(paths.dir, "volumes"), 0o755)
+            for v in spec.volumes:
+                if v.kind == "emptyDir":
+                    os.mkdir(paths.volume(v.name), 0o777)
+                    os.chmod(paths.volume(v.name), 0o777)
+                elif not os.path.exists(v.host_path):
+                    if v.host_path_type in ("DirectoryOrCreate", ""):
+                        os.makedirs(v.host_path, 0o755, exist_ok=True)
+                    else:
+                        raise NsboxError(f'volume "{v.name}": hostPath {v.host_path} does not exist')
+            write_json(paths.pod_json, spec.to_dict())
+            self.root.claim(spec.namespace, spec.name, spec.uid)
+        except BaseException:
+            remove_tree(paths.dir)
+            raise
+        try:
+            report = watcher.launch(self.root, spec.uid, stdio=stdio)
+        except BaseException:
+            self._destroy_without_watcher(paths, spec)
+            raise
+        if report.get("errors"):
+            if remove_on_start_failure:
+                self.delete(spec.namespace, spec.name, grace=0, force=True, wait=True)
+            raise NsboxError(report["errors"][0])
+        return self.get(spec.namespace, spec.name)
+
+    def add_container(self, namespace: str, pod_name: str, c: ContainerSpec,
+                      stdio: tuple[int, int, int] | None = None) -> PodView:
+        """`run --pod POD NAME`: a new container in a running pod."""
+        paths = self.root.require(namespace, pod_name)
+        with FileLock(paths.lock):
+            v = self.view(paths)
+            if v is None:
+                raise NotFound(f'pod "{pod_name}" not found')
+            if v.deletion is not None:
+                raise NsboxError(f'pod "{pod_name}" is being deleted')
+            if not v.watcher_alive:
+                raise NsboxError(f'pod "{pod_name}" has lost its watcher; delete it and create it again')
+            if v.spec.container(c.name) is not None:
+                raise AlreadyExists(f'container "{c.name}" already exists in pod "{pod_name}"')
+            container.check_command(v.spec, c)
+            v.spec.containers.append(c)
+            write_json(paths.pod_json, v.spec.to_dict())
+            reply = self.request(paths, {"op": "start", "container": c.name}, fds=list(stdio or ()))
+        if "error" in reply:
+            raise NsboxError(reply["error"])
+        return self.get(namespace, pod_name)
+
+    # ------------------------------------------------------------ deleting (SPEC §5)
+
+    def delete(self, namespace: str, name: str, *, grace: int | None = None, force: bool = False,
+               wait: bool = True) -> None:
+        paths = self.root.require(namespace, name)
+        with FileLock(paths.lock):
+            spec_raw = read_json(paths.pod_json)
+            if spec_raw is None or self.root.lookup(namespace, name) != paths.uid:
+                raise NotFound(f'pod "{name}" not found')
+            spec = PodSpec.from_dict(spec_raw)
+            g = kube.effective_grace_period(grace, force, spec.termination_grace_period)
+            deletion = read_json(paths.deletion_json)
+            if deletion is None or g < deletion["gracePeriodSeconds"]:
+                deletion = {"deletionTimestamp": _rfc3339_in(g), "gracePeriodSeconds": g, "force": force}
+                write_json(paths.deletion_json, deletion)
+            if force:
+                # The name is free at once; the pod is torn down behind it (SPEC §5.7).
+                self.root.release(namespace, name, paths.uid)
+            sock = self._connect_or_adopt(paths)
+            if sock is None:
+                return
+            try:
+                sock.send(json.dumps({"op": "delete", "grace": g, "force": force}).encode())
+                _recv(sock)
+            except OSError:
+                sock.close()
+                sock = None
+        if sock is None or not wait:
+            if sock:
+                sock.close()
+            return
+        try:
+            sock.settimeout(None)
+            while True:
+                msg = _recv(sock)
+                if msg is None or msg.get("gone"):
+                    break
+        finally:
+            sock.close()
+
+    def _connect_or_adopt(self, paths: PodPaths) -> socket.socket | None:
+        """A connection to the pod's watcher, starting a new one if it died. None if the pod is gone."""
+        for _ in range(3):
+            if not paths.exists():
+                return None
+            if paths.watcher_alive():
+                try:
+                    return watcher.connect(paths.ctl)
+                except (FileNotFoundError, ConnectionRefusedError):
+                    time.sleep(0.05)
+                    continue
+            try:
+                watcher.launch(self.root, paths.uid, adopt=True)
+            except NsboxError:
+                if paths.watcher_alive():
+                    continue
+                raise
+        raise NsboxError(f"cannot reach the watcher of pod {paths.uid}")
+
+    def _destroy_without_watcher(self, paths: PodPaths, spec: PodSpec) -> None:
+        """Undo a create whose watcher never came up."""
+        from nsbox import cgroups
+        cg = cgroups.detect()
+        pod_cg = cg.pod_path(spec.uid)
+        if cg.populated(pod_cg):
+            cg.kill(pod_cg)
+        cg.remove(pod_cg)
+        self.root.release(spec.namespace, spec.name, spec.uid)
+        remove_tree(paths.dir)
+
+    # ------------------------------------------------------------ talking to the watcher
+
+    def request(self, paths: PodPaths, msg: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
+        try:
+            sock = watcher.connect(paths.ctl)
+        except OSError as e:
+            raise NsboxError(f"cannot reach the pod's watcher: {e.strerror}") from None
+        with sock:
+            data = json.dumps(msg).encode()
+            if fds:
+                socket.send_fds(sock, [data], fds)
+            else:
+                sock.send(data)
+            sock.settimeout(None)
+            reply = _recv(sock)
+        return reply or {"error": "the pod's watcher went away"}
+
+    def wait_exit(self, paths: PodPaths, name: str) -> int | None:
+        """Block until container `name` has ended for good; its exit code (None if unknown)."""
+        try:
+            sock = watcher.connect(paths.ctl)
+        except OSError:
+            return None
+        with sock:
+            sock.settimeout(None)
+            sock.send(json.dumps({"op": "wait-exit", "container": name}).encode())
+            while True:
+                msg = _recv(sock)
+                if msg is None:
+                    return None
+                if "exited" in msg:
+                    return msg["exited"]
+                if msg.get("gone"):
+                    return msg.get("exitCodes", {}).get(name)
+
+    # ------------------------------------------------------------ exec
+
+    def exec(self, namespace: str, pod_name: str, container_name: str | None, command: list[str],
+             *, stdin: bool = False, tty: bool = False) -> int:
+        v = self.get(namespace, pod_name)
+        c = pick_container(v, container_name)
+        st = v.container_status(c.name) or {}
+        pid, start = st.get("pid", 0), st.get("procStart", 0)
+        if not pid or native.process_start_time(pid) != start:
+            raise NsboxError(f'container "{c.name}" is not running')
+        req, fds = container.exec_request(v.spec, c, pid, command)
+        from nsbox import cgroups
+        cg = cgroups.detect()
+        cg_fd, procs = cg.join_targets(cg.container_path(v.spec.uid, c.name))
+        req.cgroup_fd, req.cgroup_procs = cg_fd, procs
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        req.stdin = 0 if stdin or tty else devnull
+        req.stdout, req.stderr = 1, 2
+        req.setsid = False               # stay in the terminal's foreground process group
+        try:
+            pid, pidfd = native.spawn(req)
+        finally:
+            for fd in fds + [devnull] + ([cg_fd] if cg_fd >= 0 else []):
+                os.close(fd)
+        return wait_forwarding_signals(pid, pidfd)
+
+    # ------------------------------------------------------------ garbage collection
+
+    def gc(self) -> list[str]:
+        """Reclaim what crashed pods left behind; returns what was done, one line each."""
+        from nsbox import cgroups
+        done = []
+        named = {uid for _, _, uid in self.root.names()}
+        for uid in self.root.pod_uids():
+            paths = self.root.pod(uid)
+            if paths.watcher_alive():
+                continue
+            spec_raw = read_json(paths.pod_json)
+            if uid in named and spec_raw is not None:
+                if read_json(paths.deletion_json) is not None:
+                    watcher.launch(self.root, uid, adopt=True)
+                    done.append(f"pod {uid}: termination resumed")
+                continue
+            # No name points here (a force delete or a create that was killed): reclaim it.
+            spec = PodSpec.from_dict(spec_raw) if spec_raw else PodSpec(name="", uid=uid)
+            spec.uid = uid
+            self._destroy_without_watcher(paths, spec)
+            if spec.name:
+                remove_tree(paths.log_dir(spec.namespace, spec.name))
+            done.append(f"pod {uid}: reclaimed")
+        cg = cgroups.detect()
+        pods = set(self.root.pod_uids())
+        for uid in cg.list_pods():
+            if uid in pods or cgroup_root(cg, uid) != self.root.path:
+                continue
+            rel = cg.pod_path(uid)
+            if cg.populated(rel):
+                cg.kill(rel)
+            cg.remove(rel)
+            done.append(f"cgroup {rel}: removed")
+        logs_dir = os.path.join(self.root.path, "logs")
+        for entry in sorted(os.listdir(logs_dir)) if os.path.isdir(logs_dir) else []:
+            if entry.rsplit("_", 1)[-1] not in pods:
+                remove_tree(os.path.join(logs_dir, entry))
+                done.append(f"logs {entry}: removed")
+        return done
+
+
+def cgroup_root(cg: Any, uid: str) -> str | None:
+    """The root a pod cgroup was made for (recorded as an xattr by the watcher)."""
+    for path in cg.paths(cg.pod_path(uid)).values():
+        try:
+            return os.getxattr(path, watcher.CGROUP_ROOT_XATTR).decode()
+        except OSError:
+            continue
+    return None
+
+
+def pick_container(v: PodView, name: str | None) -> ContainerSpec:
+    if name is None:
+        if len(v.spec.containers) == 1:
+            return v.spec.containers[0]
+        names = " ".join(c.name for c in v.spec.all_containers())
+        raise NsboxError(f'a container name must be specified for pod {v.spec.name}, choose one of: [{names}]')
+    c = v.spec.container(name)
+    if c is None:
+        raise NotFound(f'container "{name}" not found in pod "{v.spec.name}"')
+    return c
+
+
+def wait_forwarding_signals(pid: int, pidfd: int) -> int:
+    """Wait for our child `pid`, passing on SIGTERM/SIGHUP; returns its exit code (128+N if killed)."""
+    def forward(sig: int, _frame: Any) -> None:
+        native.send_signal(pid, sig, pidfd if pidfd >= 0 else None)
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)   # the terminal sends it to the child too
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if pidfd >= 0:
+            os.close(pidfd)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _recv(sock: socket.socket) -> dict[str, Any] | None:
+    data = sock.recv(65536)
+    return json.loads(data) if data else None
+
+
+def _rfc3339_in(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))

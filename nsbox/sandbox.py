@@ -1,0 +1,85 @@
+"""The pod sandbox: the namespaces, hostname, loopback, /dev/shm and /etc files all containers share.
+
+The sandbox is made by the pod's watcher in its own process: it unshares the
+pod's net, IPC and UTS namespaces (SPEC §3) and a mount namespace of its own,
+and then *is* the namespace holder. Every container is cloned from the watcher
+and inherits them; `exec` joins a container through /proc/PID/ns. Nothing is
+bind-mounted in the host's mount namespace: mounts there make every later
+mount namespace on the host slower (FACTS.md), and a process holding the
+namespaces cannot leak them — they die with their last process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import struct
+
+from nsbox import native
+from nsbox.model import PodSpec
+from nsbox.state import PodPaths
+
+SHM_SIZE = "64m"                       # Docker's and the kubelet's default /dev/shm
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def namespace_flags(pod: PodSpec) -> int:
+    flags = native.CLONE_NEWNS
+    if pod.network != "host":
+        flags |= native.CLONE_NEWNET | native.CLONE_NEWUTS
+    if not pod.host_ipc:
+        flags |= native.CLONE_NEWIPC
+    return flags
+
+
+def loopback_up() -> None:
+    """`ip link set lo up`, with one ioctl: the kernel then adds 127.0.0.1 and ::1 itself."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, ifreq))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def write_etc_files(pod: PodSpec, paths: PodPaths, pod_ip: str = "") -> dict[str, str]:
+    """The pod's /etc/hostname, /etc/hosts and /etc/resolv.conf; returns container path -> host file."""
+    if pod.network == "host":
+        return {}
+    os.makedirs(paths.etc, 0o755, exist_ok=True)
+    hostname = pod.effective_hostname
+    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    hosts.append(f"{pod_ip}\t{hostname}" if pod_ip else f"127.0.1.1\t{hostname}")
+    files = {"/etc/hostname": hostname + "\n", "/etc/hosts": "\n".join(hosts) + "\n"}
+    result = {}
+    for target, content in files.items():
+        path = os.path.join(paths.etc, os.path.basename(target))
+        with open(path, "w") as f:
+            f.write(content)
+        os.chmod(path, 0o644)
+        result[target] = path
+    return result
+
+
+def enter(pod: PodSpec, paths: PodPaths) -> None:
+    """Turn the calling (watcher) process into the pod's sandbox. Must be single-threaded."""
+    native.unshare(namespace_flags(pod))
+    # Mounts made by the pod stay in the pod; host mounts still appear in it.
+    native.mount("", "/", "", native.MS_REC | native.MS_SLAVE)
+    if pod.network != "host":
+        socket.sethostname(pod.effective_hostname)
+        loopback_up()
+    os.makedirs(paths.shm, 0o755, exist_ok=True)
+    native.mount("shm", paths.shm, "tmpfs", native.MS_NOSUID | native.MS_NODEV,
+                 f"mode=1777,size={SHM_SIZE}")
+    for v in pod.volumes:
+        if v.kind == "emptyDir" and v.medium == "Memory":
+            data = "mode=0777" + (f",size={v.size_limit}" if v.size_limit else "")
+            native.mount("tmpfs", paths.volume(v.name), "tmpfs", native.MS_NOSUID | native.MS_NODEV, data)
+
+
+def make_volume_dirs(pod: PodSpec, paths: PodPaths) -> None:
+    """emptyDir directories (made by the CLI, before the watcher exists: errors reach the user)."""
+    for v in pod.volumes:
+        if v.kind == "emptyDir":
+            os.makedirs(paths.volume(v.name), 0o777, exist_ok=True)
+            os.chmod(paths.volume(v.name), 0o777)

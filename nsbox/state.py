@@ -1,0 +1,243 @@
+"""Where pods live on disk, and how the CLI and the watchers share it safely.
+
+Layout under the root (default /run/nsbox, a tmpfs on most hosts):
+
+    names/<namespace>/<name>  -> symlink to the pod's UID: the name claim
+    pods/<uid>/pod.json       the PodSpec (written by the CLI, under the pod lock)
+    pods/<uid>/status.json    container states and events (written by the watcher only)
+    pods/<uid>/deletion.json  deletionTimestamp and grace period (written by `delete`)
+    pods/<uid>/lock           flock: serialises CLI calls on this pod
+    pods/<uid>/watcher.lock   flock held by the live watcher for its whole life
+    pods/<uid>/ctl            the watcher's control socket
+    pods/<uid>/etc/           hostname, hosts, resolv.conf shown to the containers
+    pods/<uid>/volumes/<v>/   emptyDir volumes
+    pods/<uid>/shm/, containers/<c>/   mount points used inside the watcher's mount namespace
+    logs/<namespace>_<pod>_<uid>/<container>/<restartCount>.log   CRI-format logs
+
+A pod is keyed by its UID, not its name, so a force-deleted pod can still be
+torn down while a new pod of the same name exists. Claiming a name is one
+atomic symlink(2); every file is replaced with write + fsync + rename, so a
+reader never sees half a file and a killed writer leaves the old one.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+from typing import Any, Iterator
+
+from nsbox.errors import AlreadyExists, NotFound, NsboxError
+
+DEFAULT_ROOT = "/run/nsbox"
+
+
+def write_atomic(path: str, data: bytes | str, mode: int = 0o600) -> None:
+    """Replace `path` with `data` so that readers see the old or the new file, never a mix."""
+    if isinstance(data, str):
+        data = data.encode()
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def write_json(path: str, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, separators=(",", ":")))
+
+
+def read_json(path: str) -> Any:
+    """The parsed file, or None when it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        return None
+
+
+class FileLock:
+    """An flock(2) on a file; released when closed, or when the holder dies."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd = -1
+
+    def acquire(self, exclusive: bool = True, blocking: bool = True) -> bool:
+        if self.fd < 0:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        if not blocking:
+            op |= fcntl.LOCK_NB
+        try:
+            fcntl.flock(self.fd, op)
+            return True
+        except BlockingIOError:
+            return False
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "FileLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class PodPaths:
+    """The files of one pod, by UID."""
+
+    def __init__(self, root: "Root", uid: str):
+        self.root = root
+        self.uid = uid
+        self.dir = d = os.path.join(root.path, "pods", uid)
+        self.pod_json = os.path.join(d, "pod.json")
+        self.status_json = os.path.join(d, "status.json")
+        self.deletion_json = os.path.join(d, "deletion.json")
+        self.lock = os.path.join(d, "lock")
+        self.watcher_lock = os.path.join(d, "watcher.lock")
+        self.watcher_log = os.path.join(d, "watcher.log")
+        self.ctl = os.path.join(d, "ctl")
+        self.etc = os.path.join(d, "etc")
+        self.shm = os.path.join(d, "shm")
+        self.containers = os.path.join(d, "containers")
+
+    def volume(self, name: str) -> str:
+        return os.path.join(self.dir, "volumes", name)
+
+    def container_dir(self, name: str) -> str:
+        return os.path.join(self.dir, "containers", name)
+
+    def log_dir(self, namespace: str, pod: str) -> str:
+        return os.path.join(self.root.path, "logs", f"{namespace}_{pod}_{self.uid}")
+
+    def log_file(self, namespace: str, pod: str, container: str, restart_count: int) -> str:
+        return os.path.join(self.log_dir(namespace, pod), container, f"{restart_count}.log")
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.dir)
+
+    def watcher_alive(self) -> bool:
+        """True while a watcher holds this pod's watcher.lock (dead holders release it)."""
+        try:
+            fd = os.open(self.watcher_lock, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+
+class Root:
+    """One independent world of pods: every path nsbox writes is below `path`."""
+
+    def __init__(self, path: str = DEFAULT_ROOT):
+        self.path = os.path.abspath(path)
+
+    def ensure(self) -> None:
+        for sub in ("", "pods", "names", "logs"):
+            d = os.path.join(self.path, sub)
+            try:
+                os.mkdir(d, 0o700)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise NsboxError(f"cannot create {d}: {e.strerror}") from None
+
+    def pod(self, uid: str) -> PodPaths:
+        return PodPaths(self, uid)
+
+    def _name_link(self, namespace: str, name: str) -> str:
+        return os.path.join(self.path, "names", namespace, name)
+
+    def lookup(self, namespace: str, name: str) -> str | None:
+        """The UID that currently owns namespace/name, or None."""
+        try:
+            return os.readlink(self._name_link(namespace, name))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def require(self, namespace: str, name: str) -> PodPaths:
+        uid = self.lookup(namespace, name)
+        if uid is None:
+            raise NotFound(f'pod "{name}" not found' + ("" if namespace == "default" else f' in namespace "{namespace}"'))
+        return self.pod(uid)
+
+    def claim(self, namespace: str, name: str, uid: str) -> None:
+        """Make namespace/name point at uid; fails if the name is taken (atomic: symlink(2))."""
+        d = os.path.join(self.path, "names", namespace)
+        os.makedirs(d, 0o700, exist_ok=True)
+        try:
+            os.symlink(uid, os.path.join(d, name))
+        except FileExistsError:
+            raise AlreadyExists(f'pod "{name}" already exists') from None
+
+    def release(self, namespace: str, name: str, uid: str) -> None:
+        """Free the name, but only if it still belongs to uid (a new pod may have taken it)."""
+        link = self._name_link(namespace, name)
+        try:
+            if os.readlink(link) == uid:
+                os.unlink(link)
+        except FileNotFoundError:
+            pass
+        try:
+            os.rmdir(os.path.dirname(link))
+        except OSError:
+            pass
+
+    def names(self, namespace: str | None = None) -> Iterator[tuple[str, str, str]]:
+        """(namespace, name, uid) of every named pod, sorted; all namespaces when namespace is None."""
+        base = os.path.join(self.path, "names")
+        try:
+            namespaces = [namespace] if namespace else sorted(os.listdir(base))
+        except FileNotFoundError:
+            return
+        for ns in namespaces:
+            try:
+                entries = sorted(os.listdir(os.path.join(base, ns)))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in entries:
+                uid = self.lookup(ns, name)
+                if uid:
+                    yield ns, name, uid
+
+    def pod_uids(self) -> list[str]:
+        try:
+            return sorted(os.listdir(os.path.join(self.path, "pods")))
+        except FileNotFoundError:
+            return []
+
+
+def remove_tree(path: str) -> None:
+    """rm -rf that never crosses into a mount point (a volume still mounted is an error, not data loss)."""
+    if not os.path.lexists(path):
+        return
+
+    def onerror(func: Any, p: str, exc: Any) -> None:
+        e = exc[1] if isinstance(exc, tuple) else exc
+        if isinstance(e, FileNotFoundError):
+            return
+        if isinstance(e, OSError) and e.errno == errno.EBUSY:
+            raise NsboxError(f"cannot remove {p}: still mounted") from None
+        raise e
+
+    for dirpath, dirnames, _ in os.walk(path):
+        for d in dirnames:
+            full = os.path.join(dirpath, d)
+            if os.path.ismount(full):
+                raise NsboxError(f"refusing to remove {path}: {full} is a mount point")
+    shutil.rmtree(path, onerror=onerror)

@@ -1,0 +1,866 @@
+"""The per-pod watcher: the one process that lives as long as the pod.
+
+It is forked from the CLI that creates the pod and outlives it (like
+conmon/containerd-shim, but one per pod). It
+
+- holds the pod's namespaces (it made them: see sandbox.py) and starts every
+  container as its own child, so it can reap them and read their exit status;
+- captures their stdout/stderr into CRI log files;
+- applies the restart policy with back-off, runs init containers in order;
+- records container states and events in status.json (it is its only writer);
+- carries out termination (SPEC §5) and tears the pod down (SPEC §6);
+- answers the CLI on a unix socket (`start`, `delete`, `wait`).
+
+It imports nothing heavy (no yaml, no pyroute2): its memory is paid per pod.
+
+A watcher started with `adopt=True` takes over a pod whose watcher died: it
+cannot reap or log the surviving processes (they are not its children), but
+it can signal them through pidfds and carry out a termination (SPEC §5.6).
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import itertools
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+from nsbox import cgroups, container, kube, logs, native, sandbox
+from nsbox.errors import NsboxError
+from nsbox.model import ContainerSpec, PodSpec
+from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_json
+
+DEFAULT_POD_PIDS_LIMIT = 4096     # per pod: a fork bomb stays inside its pod
+MAX_EVENTS = 100
+CGROUP_ROOT_XATTR = "trusted.nsbox.root"   # which root a pod cgroup belongs to (for gc)
+
+
+def now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ---------------------------------------------------------------- launching
+
+def launch(root: Root, uid: str, *, adopt: bool = False, stdio: tuple[int, int, int] | None = None,
+           timeout: float = 30.0) -> dict[str, Any]:
+    """Fork the watcher of pod `uid` and wait until it reports that the pod is set up.
+
+    Returns the watcher's report ({"ok": True, "errors": [...]}). The watcher
+    is double-forked into a session of its own, so it survives the CLI.
+    `stdio` hands the CLI's terminal or pipes to the pod's containers (-i/-t).
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            _watcher_main(root, uid, w, adopt, stdio)
+        except BaseException:
+            pass
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    sel = selectors.DefaultSelector()
+    sel.register(r, selectors.EVENT_READ)
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise NsboxError("the pod's watcher did not report within "
+                                 f"{timeout:.0f} s (see {root.pod(uid).watcher_log})")
+            data = os.read(r, 65536)
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        sel.close()
+        os.close(r)
+    if not chunks:
+        raise NsboxError(f"the pod's watcher died while setting up (see {root.pod(uid).watcher_log})")
+    report = json.loads(b"".join(chunks))
+    if "error" in report:
+        raise NsboxError(report["error"])
+    return report
+
+
+def _watcher_main(root: Root, uid: str, ready_fd: int, adopt: bool,
+                  stdio: tuple[int, int, int] | None) -> None:
+    paths = root.pod(uid)
+    keep = {ready_fd}
+    attach = None
+    if stdio is not None:
+        attach = tuple(os.dup(fd) for fd in stdio)
+        keep.update(attach)
+    log_fd = os.open(paths.watcher_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    # Drop everything the CLI had open (its locks above all) except what we keep.
+    for fd in _open_fds():
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    watcher = Watcher(root, uid, adopt=adopt, attach=attach)
+    try:
+        watcher.start(ready_fd)
+        watcher.loop()
+    except BaseException as e:
+        traceback.print_exc()
+        msg = str(e) if isinstance(e, (NsboxError, OSError)) else f"internal error: {e!r}"
+        watcher.report_ready({"error": msg})
+        raise
+
+
+def _open_fds() -> list[int]:
+    try:
+        return [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:
+        return list(range(3, 1024))
+
+
+# ---------------------------------------------------------------- the watcher
+
+class Running:
+    """The watcher's view of one container."""
+
+    def __init__(self, spec: ContainerSpec, is_init: bool):
+        self.spec = spec
+        self.is_init = is_init
+        self.pid = 0
+        self.pidfd = -1
+        self.proc_start = 0                 # /proc/PID/stat start time, to re-adopt safely
+        self.child = False                  # our child (we reap it) or adopted (we only watch it)
+        self.restart_count = 0
+        self.backoff_index = 0
+        self.started_mono = 0.0
+        self.state: dict[str, Any] = {"waiting": {"reason": "ContainerCreating"}}
+        self.last_state: dict[str, Any] = {}
+        self.log_fd = -1
+        self.streams: dict[int, logs.StreamWriter] = {}
+        self.oom_before = 0
+        self.term_at = 0.0                  # when SIGTERM was sent (monotonic), 0 = not yet
+        self.hook_pid = 0
+        self.restart_timer: list[Any] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.pid > 0
+
+    def to_status(self) -> dict[str, Any]:
+        return {"name": self.spec.name, "init": self.is_init, "pid": self.pid,
+                "procStart": self.proc_start, "restartCount": self.restart_count,
+                "state": self.state, "lastState": self.last_state,
+                "ready": self.running and not self.is_init}
+
+
+class Watcher:
+    def __init__(self, root: Root, uid: str, *, adopt: bool = False,
+                 attach: tuple[int, ...] | None = None):
+        self.root = root
+        self.uid = uid
+        self.paths: PodPaths = root.pod(uid)
+        self.adopt = adopt
+        self.attach = attach
+        self.pod: PodSpec = PodSpec.from_dict(read_json(self.paths.pod_json))
+        self.cg = cgroups.detect()
+        self.sel = selectors.DefaultSelector()
+        self.timers: list[list[Any]] = []
+        self.seq = itertools.count()
+        self.containers: dict[str, Running] = {}
+        for c in self.pod.init_containers:
+            self.containers[c.name] = Running(c, True)
+        for c in self.pod.containers:
+            self.containers[c.name] = Running(c, False)
+        self.children: dict[int, Callable[[int], None]] = {}   # pid -> on_exit(wait status)
+        self.clients: dict[socket.socket, str] = {}             # socket -> what it waits for
+        self.events: list[dict[str, Any]] = []
+        self.exit_codes: dict[str, int] = {}                   # containers that ended for good
+        self.phase = "Pending"
+        self.reason = ""
+        self.message = ""
+        self.start_time = now_rfc3339()
+        self.deletion: dict[str, Any] | None = None
+        self.kill_deadline = 0.0
+        self.terminating = False
+        self.dirty = True
+        self.done = False
+        self.ready_fd = -1
+        self.etc_files: dict[str, str] = {}
+        self.lock = FileLock(self.paths.watcher_lock)
+        self.base_backoff = float(self.pod.annotations.get("nsbox.io/backoff-base-seconds", kube.BACKOFF_BASE))
+        self.max_backoff = float(self.pod.annotations.get("nsbox.io/backoff-max-seconds", kube.BACKOFF_MAX))
+
+    # ------------------------------------------------------------ set-up
+
+    def start(self, ready_fd: int) -> None:
+        self.ready_fd = ready_fd
+        if not self.lock.acquire(blocking=False):
+            raise NsboxError(f'pod "{self.pod.name}" already has a watcher')
+        _set_process_name(f"nsbox-watch {self.pod.namespace}/{self.pod.name}")
+        _become_subreaper()
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_IGN)
+        self.sel.register(wake_r, selectors.EVENT_READ, self._on_signal)
+
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            os.unlink(self.paths.ctl)
+        except FileNotFoundError:
+            pass
+        _bind_unix(listener, self.paths.ctl)
+        listener.listen(16)
+        listener.setblocking(False)
+        self.sel.register(listener, selectors.EVENT_READ, self._on_accept)
+
+        old = read_json(self.paths.status_json) or {}
+        self.events = old.get("events", [])
+        if self.adopt:
+            self._adopt(old)
+        else:
+            self._create_sandbox()
+        self.deletion = read_json(self.paths.deletion_json)
+        errors: list[str] = []
+        if self.deletion is not None:
+            # A termination that was under way when the previous watcher died starts over
+            # with the full grace period (SPEC §5.6).
+            self.begin_termination(int(self.deletion.get("gracePeriodSeconds", 30)),
+                                   bool(self.deletion.get("force")))
+        elif not self.adopt:
+            errors = self._start_next()
+        self.save()
+        self.report_ready({"ok": True, "errors": errors, "pid": os.getpid()})
+
+    def report_ready(self, report: dict[str, Any]) -> None:
+        if self.ready_fd >= 0:
+            try:
+                os.write(self.ready_fd, json.dumps(report).encode())
+            finally:
+                os.close(self.ready_fd)
+                self.ready_fd = -1
+
+    def _create_sandbox(self) -> None:
+        pod = self.pod
+        pod_cg = self.cg.pod_path(self.uid)
+        self.cg.create(pod_cg)
+        for path in self.cg.paths(pod_cg).values():
+            try:
+                os.setxattr(path, CGROUP_ROOT_XATTR, self.root.path.encode())
+            except OSError:
+                pass
+        pids = int(pod.annotations.get("nsbox.io/pids-limit", DEFAULT_POD_PIDS_LIMIT))
+        self.cg.set_limits(pod_cg, pids_max=pids, **_pod_limits(pod))
+        self.etc_files = sandbox.write_etc_files(pod, self.paths)
+        sandbox.enter(pod, self.paths)
+        self.event("Normal", "SandboxReady", f"namespaces, hostname {pod.effective_hostname!r} and /dev/shm ready")
+
+    def _adopt(self, old: dict[str, Any]) -> None:
+        """Take over the processes a dead watcher left running."""
+        for st in old.get("containers", []):
+            r = self.containers.get(st["name"])
+            if r is None:
+                continue
+            r.restart_count = st.get("restartCount", 0)
+            r.state, r.last_state = st.get("state", r.state), st.get("lastState", {})
+            pid, start = st.get("pid", 0), st.get("procStart", 0)
+            if pid and start and native.process_start_time(pid) == start:
+                pidfd = native.pidfd_open(pid)
+                r.pid, r.proc_start, r.child = pid, start, False
+                if pidfd is not None:
+                    r.pidfd = pidfd
+                    self.sel.register(pidfd, selectors.EVENT_READ, lambda _fd, r=r: self._adopted_exit(r))
+                else:
+                    self.every(0.1, lambda r=r: self._poll_adopted(r))
+            elif "running" in r.state:
+                r.state = {"terminated": {"exitCode": 137, "reason": "Unknown",
+                                          "message": "exited while the pod had no watcher",
+                                          "finishedAt": now_rfc3339()}}
+        self.event("Warning", "WatcherRestarted", "a new watcher adopted the pod's processes")
+
+    # ------------------------------------------------------------ the loop
+
+    def loop(self) -> None:
+        while not self.done:
+            timeout = None
+            if self.timers:
+                timeout = max(0.0, self.timers[0][0] - time.monotonic())
+            for key, _ in self.sel.select(timeout):
+                key.data(key.fileobj)
+            self._run_timers()
+            if self.dirty and not self.done:
+                self.save()
+        self._finish()
+
+    def at(self, delay: float, fn: Callable[[], None]) -> list[Any]:
+        entry = [time.monotonic() + delay, next(self.seq), fn]
+        heapq.heappush(self.timers, entry)
+        return entry
+
+    def every(self, period: float, fn: Callable[[], None]) -> None:
+        def tick() -> None:
+            fn()
+            self.at(period, tick)
+        self.at(period, tick)
+
+    @staticmethod
+    def cancel(entry: list[Any] | None) -> None:
+        if entry is not None:
+            entry[2] = lambda: None
+
+    def _run_timers(self) -> None:
+        t = time.monotonic()
+        while self.timers and self.timers[0][0] <= t:
+            _, _, fn = heapq.heappop(self.timers)
+            fn()
+
+    def _on_signal(self, fd: int) -> None:
+        try:
+            while os.read(fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+        self._reap()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            on_exit = self.children.pop(pid, None)
+            if on_exit is not None:
+                on_exit(status)
+
+    # ------------------------------------------------------------ status
+
+    def event(self, kind: str, reason: str, message: str, obj: str = "") -> None:
+        self.events.append({"time": now_rfc3339(), "type": kind, "reason": reason,
+                            "message": message, "object": obj})
+        del self.events[:-MAX_EVENTS]
+        self.dirty = True
+
+    def save(self) -> None:
+        self._update_phase()
+        write_json(self.paths.status_json, {
+            "phase": self.phase, "reason": self.reason, "message": self.message,
+            "startTime": self.start_time,
+            "watcher": {"pid": os.getpid(), "procStart": native.process_start_time(os.getpid())},
+            "containers": [r.to_status() for r in self.containers.values()],
+            "events": self.events,
+        })
+        self.dirty = False
+
+    def _update_phase(self) -> None:
+        if self.phase == "Failed" and self.reason:
+            return                         # DeadlineExceeded, Evicted: final
+        inits = [r for r in self.containers.values() if r.is_init]
+        mains = [r for r in self.containers.values() if not r.is_init]
+        self.phase = kube.pod_phase([r.to_status() for r in mains], [r.to_status() for r in inits],
+                                    self.pod.restart_policy)
+
+    # ------------------------------------------------------------ containers
+
+    def _start_next(self) -> list[str]:
+        """Start what may start now: the next init container, or every main container."""
+        if self.deletion is not None:
+            return []
+        for r in self.containers.values():
+            if not r.is_init:
+                continue
+            term = r.state.get("terminated")
+            if term and term.get("exitCode") == 0:
+                continue
+            if not r.running and r.restart_timer is None and not term:
+                return self._start_all([r])
+            return []
+        waiting = [r for r in self.containers.values()
+                   if not r.is_init and not r.running and "waiting" in r.state and r.restart_timer is None]
+        return self._start_all(waiting)
+
+    def _start_all(self, rs: list[Running]) -> list[str]:
+        errors = []
+        for r in rs:
+            try:
+                self.start_container(r)
+            except (NsboxError, OSError) as e:
+                errors.append(f'container "{r.spec.name}": {e}')
+        return errors
+
+    def start_container(self, r: Running) -> None:
+        c = r.spec
+        cg_path = self.cg.container_path(self.uid, c.name)
+        self.cg.create(cg_path)
+        self.cg.set_limits(cg_path, cpu_millis=c.resources.cpu_millis, memory_bytes=c.resources.memory_bytes)
+        r.oom_before = self.cg.oom_killed(cg_path)
+        os.makedirs(self.paths.container_dir(c.name), 0o700, exist_ok=True)
+        req = container.start_request(self.pod, c, self.paths, self.etc_files)
+        log_path = self.paths.log_file(self.pod.namespace, self.pod.name, c.name, r.restart_count)
+        os.makedirs(os.path.dirname(log_path), 0o700, exist_ok=True)
+        r.log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        pipes = []
+        cg_fd, procs = self.cg.join_targets(cg_path)
+        try:
+            req.cgroup_fd, req.cgroup_procs = cg_fd, procs
+            if self.attach is not None and (c.stdin or c.tty) and r.restart_count == 0:
+                req.stdin = self.attach[0] if c.stdin else -1
+                if c.tty:
+                    req.stdout, req.stderr, req.ctty = self.attach[1], self.attach[2], True
+            if req.stdout < 0:
+                for stream in ("stdout", "stderr"):
+                    rd, wr = os.pipe2(os.O_CLOEXEC)
+                    pipes.append((rd, wr, stream))
+                req.stdout, req.stderr = pipes[0][1], pipes[1][1]
+            try:
+                pid, pidfd = native.spawn(req)
+            except native.SpawnError as e:
+                for rd, _, _ in pipes:
+                    os.close(rd)
+                self._record_start_failure(r, e)
+                raise
+        finally:
+            for _, wr, _ in pipes:
+                os.close(wr)
+            if cg_fd >= 0:
+                os.close(cg_fd)
+        for rd, _, stream in pipes:
+            os.set_blocking(rd, False)
+            r.streams[rd] = logs.StreamWriter(r.log_fd, stream)
+            self.sel.register(rd, selectors.EVENT_READ, lambda fd, r=r: self._on_output(r, fd))
+        r.pid, r.pidfd, r.child = pid, pidfd, True
+        r.proc_start = native.process_start_time(pid) or 0
+        r.started_mono = time.monotonic()
+        r.term_at = 0.0
+        r.state = {"running": {"startedAt": now_rfc3339()}}
+        self.children[pid] = lambda status, r=r: self._container_exited(r, status)
+        self.event("Normal", "Started", f"Started container {c.name}", c.name)
+        if c.post_start:
+            self._run_hook(r, c.post_start, "PostStart")
+
+    def _record_start_failure(self, r: Running, e: Exception) -> None:
+        self._close_log(r)
+        r.state = {"terminated": {"exitCode": 128, "reason": "StartError", "message": str(e),
+                                  "startedAt": now_rfc3339(), "finishedAt": now_rfc3339()}}
+        self.event("Warning", "Failed", f"Error: {e}", r.spec.name)
+        self._after_exit(r, 128)
+
+    def _on_output(self, r: Running, fd: int) -> None:
+        try:
+            self._feed(r, fd, os.read(fd, 65536))
+        except BlockingIOError:
+            pass
+
+    def _feed(self, r: Running, fd: int, data: bytes) -> None:
+        if data:
+            r.streams[fd].feed(data)
+            return
+        r.streams.pop(fd).close()          # end of stream
+        self.sel.unregister(fd)
+        os.close(fd)
+        if not r.streams and not r.running:
+            self._close_log(r)
+
+    def _drain(self, r: Running) -> None:
+        """Log what the container wrote before it exited, without waiting for more."""
+        for fd in list(r.streams):
+            while fd in r.streams:
+                try:
+                    self._feed(r, fd, os.read(fd, 65536))
+                except BlockingIOError:
+                    break
+
+    def _close_log(self, r: Running) -> None:
+        for fd, w in list(r.streams.items()):
+            w.close()
+            self.sel.unregister(fd)
+            os.close(fd)
+        r.streams.clear()
+        if r.log_fd >= 0:
+            os.close(r.log_fd)
+            r.log_fd = -1
+
+    def _container_exited(self, r: Running, status: int) -> None:
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            code, extra = kube.exit_code_for_signal(sig), {"signal": sig}
+        else:
+            code, extra = os.waitstatus_to_exitcode(status), {}
+        cg_path = self.cg.container_path(self.uid, r.spec.name)
+        if os.WIFSIGNALED(status) and self.cg.oom_killed(cg_path) > r.oom_before:
+            reason = kube.terminated_reason(code, oom_killed=True)
+        else:
+            reason = kube.terminated_reason(code)
+        started = r.state.get("running", {}).get("startedAt", "")
+        r.state = {"terminated": {"exitCode": code, "reason": reason, "startedAt": started,
+                                  "finishedAt": now_rfc3339(), **extra}}
+        self._process_gone(r)
+        self._after_exit(r, code)
+
+    def _adopted_exit(self, r: Running) -> None:
+        r.state = {"terminated": {"exitCode": 137 if r.term_at else 0, "reason": "Unknown",
+                                  "message": "exit status unknown (the process was adopted)",
+                                  "finishedAt": now_rfc3339()}}
+        self._process_gone(r)
+        self._after_exit(r, -1)
+
+    def _poll_adopted(self, r: Running) -> None:
+        if r.running and native.process_start_time(r.pid) != r.proc_start:
+            self._adopted_exit(r)
+
+    def _process_gone(self, r: Running) -> None:
+        if r.pidfd >= 0:
+            if not r.child:
+                self.sel.unregister(r.pidfd)
+            os.close(r.pidfd)
+        r.pid, r.pidfd = 0, -1
+        cg_path = self.cg.container_path(self.uid, r.spec.name)
+        # With its own PID namespace the kernel killed the rest with PID 1; with a shared
+        # one (or an adopted process) leftovers may remain: nothing outlives its container.
+        if self.cg.populated(cg_path):
+            self.cg.kill(cg_path)
+        self._drain(r)
+        if not r.streams:
+            self._close_log(r)
+        self.dirty = True
+
+    def _after_exit(self, r: Running, code: int) -> None:
+        if self.deletion is not None:
+            self._check_terminated()
+            return
+        ran = time.monotonic() - r.started_mono if r.started_mono else 0
+        if ran >= kube.BACKOFF_RESET_AFTER:
+            r.backoff_index = 0
+        restart = kube.should_restart_init if r.is_init else kube.should_restart
+        if code >= 0 and restart(self.pod.restart_policy, code):
+            delay = kube.restart_backoff(r.backoff_index, self.base_backoff, self.max_backoff)
+            r.backoff_index += 1
+            r.last_state = r.state
+            if delay > 0:
+                r.state = {"waiting": {"reason": "CrashLoopBackOff",
+                                       "message": f"back-off {delay:g}s restarting failed container={r.spec.name}"}}
+                self.event("Warning", "BackOff", f"Back-off {delay:g}s restarting failed container", r.spec.name)
+            else:
+                r.state = {"waiting": {"reason": "ContainerCreating"}}
+            r.restart_timer = self.at(delay, lambda r=r: self._restart(r))
+        else:
+            self._notify_exit(r, code)
+            self._start_next()
+        self._maybe_auto_remove()
+
+    def _notify_exit(self, r: Running, code: int) -> None:
+        """Tell `run --attach` that its container has ended for good (after the teardown with --rm)."""
+        self.exit_codes[r.spec.name] = code
+        if self.pod.auto_remove:
+            return
+        for sock, waits in list(self.clients.items()):
+            if waits == "exit:" + r.spec.name:
+                self._send(sock, {"exited": code})
+
+    def _restart(self, r: Running) -> None:
+        r.restart_timer = None
+        if self.deletion is not None:
+            return
+        r.restart_count += 1
+        self.dirty = True
+        try:
+            self.start_container(r)
+        except (NsboxError, OSError):
+            pass
+
+    def _maybe_auto_remove(self) -> None:
+        if not self.pod.auto_remove or self.deletion is not None:
+            return
+        self._update_phase()
+        if self.phase in ("Succeeded", "Failed"):
+            self.deletion = {"gracePeriodSeconds": 0, "force": False, "auto": True}
+            self._check_terminated()
+
+    # ------------------------------------------------------------ hooks and exec
+
+    def _run_hook(self, r: Running, command: list[str], kind: str, on_done: Callable[[bool], None] | None = None) -> None:
+        try:
+            req, fds = container.exec_request(self.pod, r.spec, r.pid, command)
+        except NsboxError as e:
+            self.event("Warning", f"Failed{kind}Hook", str(e), r.spec.name)
+            if on_done:
+                on_done(False)
+            return
+        cg_fd, procs = self.cg.join_targets(self.cg.container_path(self.uid, r.spec.name))
+        req.cgroup_fd, req.cgroup_procs = cg_fd, procs
+        try:
+            pid, pidfd = native.spawn(req)
+        except native.SpawnError as e:
+            self.event("Warning", f"Failed{kind}Hook", str(e), r.spec.name)
+            if on_done:
+                on_done(False)
+            return
+        finally:
+            for fd in fds:
+                os.close(fd)
+            if cg_fd >= 0:
+                os.close(cg_fd)
+        if pidfd >= 0:
+            os.close(pidfd)
+        r.hook_pid = pid
+
+        def exited(status: int) -> None:
+            r.hook_pid = 0
+            ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+            if not ok:
+                self.event("Warning", f"Failed{kind}Hook",
+                           f"{kind} hook {command!r} exited with status {os.waitstatus_to_exitcode(status)}",
+                           r.spec.name)
+                if kind == "PostStart" and r.running and self.deletion is None:
+                    # As the kubelet does: a failed postStart kills the container.
+                    self.signal(r, signal.SIGKILL)
+            if on_done:
+                on_done(ok)
+        self.children[pid] = exited
+
+    def signal(self, r: Running, sig: int) -> None:
+        if r.running:
+            native.send_signal(r.pid, sig, r.pidfd if r.pidfd >= 0 else None, r.proc_start)
+
+    # ------------------------------------------------------------ termination (SPEC §5)
+
+    def begin_termination(self, grace: int, force: bool) -> None:
+        """preStop, SIGTERM when it ends (or at G), SIGKILL at max(G, SIGTERM + 2 s)."""
+        t0 = time.monotonic()
+        if self.terminating:
+            # A second delete may only shorten the grace period (as the API server allows).
+            if t0 + grace < self.kill_deadline:
+                self.kill_deadline = t0 + grace
+                for r in self.containers.values():
+                    if r.running:
+                        self.at(grace, lambda r=r: (self._term(r), self._kill_if_due(r)))
+            return
+        self.terminating = True
+        self.deletion = self.deletion or {}
+        self.deletion.update({"gracePeriodSeconds": grace, "force": force})
+        self.event("Normal", "Killing", f"Stopping pod (grace period {grace}s)")
+        self.kill_deadline = t0 + grace
+        for r in self.containers.values():
+            self.cancel(r.restart_timer)
+            r.restart_timer = None
+            if not r.running:
+                continue
+            self.event("Normal", "Killing", f"Stopping container {r.spec.name}", r.spec.name)
+            if r.spec.pre_stop and not force and grace > 0 and r.child:
+                hook_timer = self.at(grace, lambda r=r: self._term(r))
+                self._run_hook(r, r.spec.pre_stop, "PreStop",
+                               on_done=lambda ok, r=r, t=hook_timer: (self.cancel(t), self._term(r)))
+            else:
+                self._term(r)
+        self._check_terminated()
+
+    def _term(self, r: Running) -> None:
+        if not r.running or r.term_at:
+            return
+        r.term_at = time.monotonic()
+        self.signal(r, signal.SIGTERM)
+        kill_at = kube.sigkill_at(self.kill_deadline, r.term_at)
+        self.at(kill_at - time.monotonic(), lambda r=r: self._kill(r))
+
+    def _kill_if_due(self, r: Running) -> None:
+        if r.term_at and time.monotonic() >= kube.sigkill_at(self.kill_deadline, r.term_at):
+            self._kill(r)
+
+    def _kill(self, r: Running) -> None:
+        cg_path = self.cg.container_path(self.uid, r.spec.name)
+        if r.running or self.cg.populated(cg_path):
+            self.event("Normal", "Killing", f"Grace period over: SIGKILL to container {r.spec.name}", r.spec.name)
+            self.cg.kill(cg_path)
+            self.signal(r, signal.SIGKILL)
+
+    def _check_terminated(self) -> None:
+        """Tear the pod down as soon as every container has ended (not at the end of G)."""
+        if self.deletion is None or self.done:
+            return
+        if any(r.running for r in self.containers.values()):
+            return
+        self.teardown()
+
+    def teardown(self) -> None:
+        """SPEC §6: no process, mount, cgroup or state of the pod remains."""
+        pod_cg = self.cg.pod_path(self.uid)
+        if self.cg.populated(pod_cg):
+            self.cg.kill(pod_cg)
+        deadline = time.monotonic() + 5
+        while self.children and time.monotonic() < deadline:
+            self._reap()
+            if self.children:
+                time.sleep(0.01)
+        for r in self.containers.values():
+            self._close_log(r)
+        for v in self.pod.volumes:
+            if v.kind == "emptyDir" and v.medium == "Memory":
+                _umount(self.paths.volume(v.name))
+        _umount(self.paths.shm)
+        self.cg.remove(pod_cg)
+        remove_tree(self.paths.log_dir(self.pod.namespace, self.pod.name))
+        self.root.release(self.pod.namespace, self.pod.name, self.uid)
+        remove_tree(self.paths.dir)
+        self.done = True
+
+    def _finish(self) -> None:
+        for sock in list(self.clients):
+            self._send(sock, {"gone": True, "exitCodes": self.exit_codes})
+            sock.close()
+
+    def _send(self, sock: socket.socket, msg: dict[str, Any]) -> None:
+        try:
+            sock.send(json.dumps(msg).encode())
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------ the control socket
+
+    def _on_accept(self, listener: socket.socket) -> None:
+        try:
+            sock, _ = listener.accept()
+        except BlockingIOError:
+            return
+        sock.setblocking(False)
+        self.clients[sock] = ""
+        self.sel.register(sock, selectors.EVENT_READ, self._on_request)
+
+    def _on_request(self, sock: socket.socket) -> None:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 65536, 3)
+        except BlockingIOError:
+            return
+        except OSError:
+            msg, fds = b"", []
+        if not msg:
+            self.sel.unregister(sock)
+            self.clients.pop(sock, None)
+            sock.close()
+            return
+        try:
+            reply = self.handle(json.loads(msg), fds, sock)
+        except (NsboxError, OSError) as e:
+            reply = {"error": str(e)}
+        finally:
+            for fd in fds:
+                os.close(fd)
+        if reply is not None:
+            self._send(sock, reply)
+        if self.dirty and not self.done:
+            self.save()
+
+    def handle(self, req: dict[str, Any], fds: list[int], sock: socket.socket) -> dict[str, Any] | None:
+        op = req.get("op")
+        if op == "ping":
+            return {"ok": True, "pid": os.getpid()}
+        if op == "start":
+            # A container added to the running pod (`run --pod`): the CLI wrote it into pod.json.
+            self.pod = PodSpec.from_dict(read_json(self.paths.pod_json))
+            c = self.pod.container(req["container"])
+            if c is None or c.name in self.containers and self.containers[c.name].running:
+                raise NsboxError(f'container "{req["container"]}" cannot be started')
+            r = self.containers.setdefault(c.name, Running(c, False))
+            saved = self.attach
+            if fds:
+                self.attach = tuple(fds) if len(fds) == 3 else (fds[0], -1, -1)
+            try:
+                self.start_container(r)
+            finally:
+                self.attach = saved
+            return {"ok": True, "pid": r.pid}
+        if op == "delete":
+            self.deletion = read_json(self.paths.deletion_json) or {}
+            self.begin_termination(int(req.get("grace", 30)), bool(req.get("force")))
+            self.clients[sock] = "delete"
+            return {"ok": True}
+        if op == "wait-exit":
+            # `run --attach`: told when the named container has terminated for good.
+            name = req["container"]
+            self.clients[sock] = "exit:" + name
+            if name in self.exit_codes and not self.pod.auto_remove:
+                return {"exited": self.exit_codes[name]}
+            return {"ok": True}
+        raise NsboxError(f"unknown request {op!r}")
+
+
+# ---------------------------------------------------------------- helpers
+
+def _pod_limits(pod: PodSpec) -> dict[str, int | None]:
+    return {
+        "cpu_millis": kube.pod_resource_limit([c.resources.cpu_millis for c in pod.containers],
+                                              [c.resources.cpu_millis for c in pod.init_containers]),
+        "memory_bytes": kube.pod_resource_limit([c.resources.memory_bytes for c in pod.containers],
+                                                [c.resources.memory_bytes for c in pod.init_containers]),
+    }
+
+
+def _umount(path: str) -> None:
+    try:
+        native.umount(path, native.MNT_DETACH)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOENT):
+            raise
+
+
+def _bind_unix(sock: socket.socket, path: str) -> None:
+    """bind() to a path that may exceed sun_path's 108 bytes: go through /proc/self/fd."""
+    if len(path.encode()) < 100:
+        sock.bind(path)
+        return
+    dfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+    try:
+        sock.bind(f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
+    finally:
+        os.close(dfd)
+
+
+def connect(path: str, timeout: float = 10.0) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    sock.settimeout(timeout)
+    if len(path.encode()) < 100:
+        sock.connect(path)
+    else:
+        dfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+        try:
+            sock.connect(f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
+        finally:
+            os.close(dfd)
+    return sock
+
+
+def _set_process_name(name: str) -> None:
+    try:
+        import prctl
+        prctl.set_name(name[:15])
+        prctl.set_proctitle(name)
+    except (ImportError, OSError):
+        pass
+
+
+def _become_subreaper() -> None:
+    """Orphans of the pod's processes are reparented to the watcher, which reaps them."""
+    try:
+        import prctl
+        prctl.set_child_subreaper(1)
+    except ImportError:
+        pass
