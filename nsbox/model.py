@@ -52,7 +52,7 @@ class Resources:
 class EnvVar:
     name: str
     value: str = ""
-    field_ref: str = ""   # downward API: "metadata.name", "metadata.namespace", "metadata.uid", "status.podIP"
+    field_ref: str = ""   # downward API: "metadata.name", "metadata.namespace", "metadata.uid", "status.podIP", "spec.nodeName"
 
 
 @dataclass

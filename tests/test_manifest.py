@@ -1,0 +1,619 @@
+"""Manifests: loading, validation messages, the warning/error policy, conversion.
+
+Pure functions over files in a temporary directory: no root needed.
+"""
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from nsbox import manifest
+from nsbox.errors import NsboxError
+from nsbox.model import ContainerSpec, EnvVar, PodSpec, Resources, SecurityContext, Volume, VolumeMount
+
+REPO = __file__.rsplit("/tests/", 1)[0]
+
+
+def write(tmp_path, text, name="pod.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def pod(spec=None, name="web", **metadata):
+    """A minimal valid Pod object, with `spec` merged in."""
+    obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **metadata},
+           "spec": {"containers": [{"name": "app", "command": ["sleep", "60"]}]}}
+    obj["spec"].update(spec or {})
+    return obj
+
+
+def convert(*objects, **kwargs):
+    return manifest.pods_from_documents([(f"test#doc{i + 1}", o) for i, o in enumerate(objects)], **kwargs)
+
+
+def problems(*objects, **kwargs):
+    with pytest.raises(NsboxError) as err:
+        convert(*objects, **kwargs)
+    return str(err.value).split("\n")
+
+
+def warnings(obj):
+    return convert(obj)[1]
+
+
+def container(**fields):
+    return {"name": "app", "command": ["sleep", "60"], **fields}
+
+
+# --- loading -------------------------------------------------------------------
+
+def test_multi_document_yaml_skips_empty_documents(tmp_path):
+    path = write(tmp_path, """\
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: a}
+        spec: {containers: [{name: c, command: [/bin/true]}]}
+        ---
+        # only a comment
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: b}
+        spec: {containers: [{name: c, command: [/bin/true]}]}
+        """)
+    docs = manifest.load_documents(path)
+    assert [label for label, _ in docs] == [f"{path}#doc1", f"{path}#doc3"]
+    pods, _ = manifest.pods_from_documents(docs)
+    assert [p.name for p in pods] == ["a", "b"]
+
+
+def test_kind_list_is_flattened(tmp_path):
+    path = write(tmp_path, json.dumps({"apiVersion": "v1", "kind": "List",
+                                       "items": [pod(name="a"), pod(name="b")]}), "pods.json")
+    docs = manifest.load_documents(path)
+    assert [label.rsplit("#", 1)[1] for label, _ in docs] == ["doc1.items[0]", "doc1.items[1]"]
+    assert [p.name for p in manifest.pods_from_documents(docs)[0]] == ["a", "b"]
+
+
+def test_json_file_and_json_stream(tmp_path):
+    path = write(tmp_path, json.dumps(pod(name="a")) + "\n" + json.dumps(pod(name="b")), "pods.json")
+    assert [obj["metadata"]["name"] for _, obj in manifest.load_documents(path)] == ["a", "b"]
+
+
+def test_flow_style_yaml_that_is_not_json(tmp_path):
+    path = write(tmp_path, "{apiVersion: v1, kind: Pod, metadata: {name: a}, spec: {containers: []}}")
+    assert manifest.load_documents(path)[0][1]["metadata"] == {"name": "a"}
+
+
+def test_stdin_is_read_for_dash(monkeypatch):
+    stdin = io.TextIOWrapper(io.BytesIO(json.dumps(pod(name="from-stdin")).encode()))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    docs = manifest.load_documents("-")
+    assert docs[0][0] == "STDIN#doc1"
+    assert manifest.pods_from_documents(docs)[0][0].name == "from-stdin"
+
+
+def test_a_directory_applies_its_manifest_files_in_order(tmp_path):
+    (tmp_path / "b.yaml").write_text(json.dumps(pod(name="b")))
+    (tmp_path / "a.json").write_text(json.dumps(pod(name="a")))
+    (tmp_path / "notes.txt").write_text("not a manifest")
+    docs = manifest.load_documents(str(tmp_path))
+    assert [obj["metadata"]["name"] for _, obj in docs] == ["a", "b"]
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = write(tmp_path, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n bad: [\n")
+    with pytest.raises(NsboxError) as err:
+        manifest.load_documents(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: line ") and "\n" not in message
+
+
+def test_json_syntax_error_names_the_line(tmp_path):
+    path = write(tmp_path, '{\n  "apiVersion": "v1",\n  "kind": \n}\n', "pod.json")
+    with pytest.raises(NsboxError, match=r"pod\.json: line 4, column 1: Expecting value"):
+        manifest.load_documents(path)
+
+
+def test_duplicate_keys_are_rejected_as_kubernetes_strict_decoding_does(tmp_path):
+    path = write(tmp_path, "apiVersion: v1\nkind: Pod\nkind: Pod\n")
+    with pytest.raises(NsboxError, match=r'line 3, column 1: duplicate field "kind"'):
+        manifest.load_documents(path)
+
+
+def test_missing_file_is_one_error_line():
+    with pytest.raises(NsboxError, match=r'the path "/no/such/pod.yaml" does not exist'):
+        manifest.load_documents("/no/such/pod.yaml")
+
+
+def test_timestamps_stay_strings_so_the_spec_is_json(tmp_path):
+    path = write(tmp_path, """\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: web, creationTimestamp: 2024-05-01T10:00:00Z}
+        spec: {containers: [{name: c, command: [/bin/true]}]}
+        status: {startTime: 2024-05-01T10:00:00Z}
+        """)
+    pods, warns = manifest.pods_from_documents(manifest.load_documents(path))
+    assert warns == []
+    json.dumps(pods[0].to_dict())
+
+
+def test_no_documents_is_an_error(tmp_path):
+    with pytest.raises(NsboxError, match="no objects passed to apply"):
+        manifest.pods_from_documents(manifest.load_documents(write(tmp_path, "---\n")))
+
+
+def test_yaml_is_imported_only_when_a_manifest_is_read():
+    code = "import sys, nsbox.manifest, nsbox.kube; print('yaml' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False"
+
+
+# --- conversion ------------------------------------------------------------------
+
+def test_a_minimal_pod_gets_the_defaults():
+    (p,), warns = convert(pod())
+    assert warns == []
+    assert (p.name, p.namespace, p.restart_policy, p.termination_grace_period) == ("web", "default", "Always", 30)
+    assert p.network == "loopback" and p.source == "manifest"
+    assert p.containers[0].argv == ["sleep", "60"]
+
+
+def test_namespace_comes_from_the_document_or_the_default():
+    assert convert(pod(namespace="team"))[0][0].namespace == "team"
+    assert convert(pod(), namespace="other")[0][0].namespace == "other"
+
+
+def test_an_explicit_namespace_flag_must_match_the_document():
+    assert problems(pod(namespace="team"), namespace="other", namespace_explicit=True) == [
+        'the namespace from the provided object "team" does not match the namespace "other". '
+        "You must pass '--namespace=team' to perform this operation."]
+
+
+def test_rich_manifest_converts_and_round_trips(tmp_path):
+    (tmp_path / "rootfs").mkdir()
+    obj = pod({
+        "restartPolicy": "OnFailure", "terminationGracePeriodSeconds": 5, "activeDeadlineSeconds": 600,
+        "hostname": "box", "shareProcessNamespace": True, "hostIPC": True,
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+        "volumes": [{"name": "data", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                    {"name": "host", "hostPath": {"path": "/srv", "type": "DirectoryOrCreate"}},
+                    {"name": "scratch"}],
+        "initContainers": [{"name": "prep", "command": ["sh", "-c", "date > /data/x"],
+                            "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "containers": [{
+            "name": "app", "image": str(tmp_path / "rootfs"), "command": ["python3", "-m", "http.server"],
+            "args": ["8080"], "workingDir": "/srv", "stdin": True, "tty": True,
+            "env": [{"name": "A", "value": "1"},
+                    {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIPs"}}},
+                    {"name": "TIER", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['tier']"}}}],
+            "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": True},
+                             {"name": "host", "mountPath": "/host", "subPath": "sub/dir"}],
+            "securityContext": {"privileged": False, "capabilities": {"add": ["cap_net_admin"], "drop": ["ALL"]},
+                                "runAsUser": 0, "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True},
+            "resources": {"limits": {"cpu": "1.5", "memory": "1Gi"}},
+            "lifecycle": {"postStart": {"exec": {"command": ["touch", "/tmp/up"]}},
+                          "preStop": {"sleep": {"seconds": 3}}},
+        }],
+    }, labels={"tier": "front"}, annotations={"nsbox.io/init": "true", "nsbox.io/backoff-max-seconds": "2"})
+    (p,), warns = convert(obj)
+    assert warns == []
+    assert (p.restart_policy, p.termination_grace_period, p.active_deadline_seconds) == ("OnFailure", 5, 600)
+    assert (p.hostname, p.share_process_namespace, p.host_ipc, p.run_as_user) == ("box", True, True, 1000)
+    assert p.annotations["nsbox.io/backoff-max-seconds"] == "2"
+    assert [v.kind for v in p.volumes] == ["emptyDir", "hostPath", "emptyDir"]
+    assert p.volumes[0].medium == "Memory" and p.volumes[0].size_limit == 64 * 2**20
+    assert p.volumes[1].host_path_type == "DirectoryOrCreate"
+    c = p.containers[0]
+    assert c.image == str(tmp_path / "rootfs")
+    assert c.argv == ["python3", "-m", "http.server", "8080"] and c.working_dir == "/srv"
+    assert (c.stdin, c.tty, c.init, p.init_containers[0].init) == (True, True, True, True)
+    assert c.env == [EnvVar("A", "1"), EnvVar("POD", field_ref="metadata.name"),
+                     EnvVar("IP", field_ref="status.podIP"), EnvVar("TIER", "front")]
+    assert c.volume_mounts[0].read_only and c.volume_mounts[1].sub_path == "sub/dir"
+    assert c.security.cap_add == ["NET_ADMIN"] and c.security.cap_drop == ["ALL"]
+    assert c.security.run_as_user == 0 and c.security.allow_privilege_escalation is False
+    assert c.security.read_only_root_filesystem
+    assert (c.resources.cpu_millis, c.resources.memory_bytes) == (1500, 2**30)
+    assert c.post_start == ["touch", "/tmp/up"] and c.pre_stop == ["sleep", "3"]
+
+    stored = json.loads(json.dumps(p.to_dict()))
+    assert PodSpec.from_dict(stored) == p
+
+
+def test_host_network_and_the_network_annotation():
+    assert convert(pod({"hostNetwork": True}))[0][0].network == "host"
+    assert convert(pod(annotations={"nsbox.io/network": "bridge"}))[0][0].network == "bridge"
+    assert problems(pod({"hostNetwork": True}, annotations={"nsbox.io/network": "bridge"})) == [
+        'metadata.annotations[nsbox.io/network]: Invalid value: "bridge": conflicts with spec.hostNetwork: true']
+    assert problems(pod(annotations={"nsbox.io/network": "overlay"})) == [
+        'metadata.annotations[nsbox.io/network]: Unsupported value: "overlay": supported values: "bridge", "loopback"']
+
+
+def test_nsbox_annotation_values_are_checked():
+    assert problems(pod(annotations={"nsbox.io/init": "yes", "nsbox.io/backoff-base-seconds": "soon"})) == [
+        'metadata.annotations[nsbox.io/init]: Unsupported value: "yes": supported values: "true", "false"',
+        'metadata.annotations[nsbox.io/backoff-base-seconds]: Invalid value: "soon": must be a number of seconds > 0']
+    assert warnings(pod(annotations={"nsbox.io/netwrok": "bridge"}))[0].startswith(
+        "metadata.annotations[nsbox.io/netwrok]: ignored (unknown nsbox annotation")
+
+
+def test_zero_limits_mean_no_limit():
+    (p,), _ = convert(pod({"containers": [container(resources={"limits": {"cpu": 0, "memory": "0"}})]}))
+    assert p.containers[0].resources == Resources()
+
+
+# --- errors ---------------------------------------------------------------------------
+
+def test_container_name_required():
+    assert problems(pod({"containers": [{"command": ["true"]}]})) == ["spec.containers[0].name: Required value"]
+
+
+def test_duplicate_container_names_also_across_init_containers():
+    assert problems(pod({"containers": [container(), container()]})) == [
+        'spec.containers[1].name: Duplicate value: "app"']
+    assert problems(pod({"initContainers": [container()]})) == ['spec.containers[0].name: Duplicate value: "app"']
+
+
+def test_pod_name_is_a_subdomain():
+    assert problems(pod(name="Web_1")) == [
+        "metadata.name: Invalid value: \"Web_1\": a lowercase RFC 1123 subdomain must consist of lower case "
+        "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character "
+        "(e.g. 'example.com', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"]
+
+
+def test_container_name_is_a_label():
+    assert problems(pod({"containers": [container(name="Web_1")]})) == [
+        "spec.containers[0].name: Invalid value: \"Web_1\": a lowercase RFC 1123 label must consist of lower "
+        "case alphanumeric characters or '-', and must start and end with an alphanumeric character "
+        "(e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"]
+
+
+def test_pod_name_required():
+    assert problems(pod(name=None)) == ["metadata.name: Required value: name or generateName is required"]
+    assert problems({**pod(), "metadata": {"generateName": "web-"}}) == [
+        "metadata.generateName: Forbidden: nsbox needs metadata.name (kubectl apply cannot use generateName either)"]
+
+
+def test_volume_mount_must_name_a_volume():
+    assert problems(pod({"containers": [container(volumeMounts=[{"name": "data", "mountPath": "/data"}])]})) == [
+        'spec.containers[0].volumeMounts[0].name: Not found: "data"']
+
+
+@pytest.mark.parametrize("spec_fields", [{}, {"command": None}, {"command": []}, {"args": ["x"]}])
+def test_every_container_needs_a_command(spec_fields):
+    c = {"name": "app", **spec_fields}
+    assert problems(pod({"containers": [c]})) == [
+        "spec.containers[0].command: Required value: nsbox runs no images, so every container needs a command"]
+
+
+def test_wrong_types_name_the_field():
+    assert problems(pod({"containers": [container(command="x")]})) == [
+        'spec.containers[0].command: Invalid value: "x": must be a list of strings']
+    assert problems(pod({"containers": [container(args=["--port", 8080])]})) == [
+        "spec.containers[0].args[1]: Invalid value: 8080: must be a string"]
+    assert problems(pod({"terminationGracePeriodSeconds": "30"})) == [
+        'spec.terminationGracePeriodSeconds: Invalid value: "30": must be an integer']
+    assert problems(pod({"hostNetwork": "yes"})) == ['spec.hostNetwork: Invalid value: "yes": must be a boolean']
+    assert problems(pod(labels={"version": 2})) == ["metadata.labels[version]: Invalid value: 2: must be a string"]
+    assert problems(pod({"containers": [container(env=[{"name": "PORT", "value": 8080}])]})) == [
+        "spec.containers[0].env[0].value: Invalid value: 8080: must be a string"]
+    assert problems(pod({"containers": "app"})) == ['spec.containers: Invalid value: "app": must be a list']
+
+
+def test_kind_and_api_version():
+    assert problems({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}) == [
+        'unsupported kind "Deployment" (nsbox runs only v1 Pods)']
+    assert problems({**pod(), "apiVersion": "v2"}) == [
+        'unsupported apiVersion "v2" for kind Pod (nsbox runs only v1 Pods)']
+    assert problems({"metadata": {"name": "x"}}) == ["error validating data: [apiVersion not set, kind not set]"]
+    assert problems(["not", "an", "object"]) == ['a document must be an object, not ["not","an","object"]']
+
+
+def test_unknown_fields_are_errors_as_in_strict_validation():
+    obj = pod()
+    obj["spec"]["containrs"] = []
+    obj["spec"]["containers"][0]["comand"] = ["x"]
+    obj["metdata"] = {}
+    assert problems(obj) == ['unknown field "metdata"', 'unknown field "spec.containrs"',
+                             'unknown field "spec.containers[0].comand"']
+
+
+def test_several_problems_are_reported_together():
+    obj = pod({"restartPolicy": "Sometimes",
+               "containers": [{"name": "app", "command": ["a"],
+                               "volumeMounts": [{"name": "data", "mountPath": "/d"}]},
+                              {"name": "app"}]})
+    assert problems(obj) == [
+        'spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"',
+        'spec.containers[0].volumeMounts[0].name: Not found: "data"',
+        'spec.containers[1].name: Duplicate value: "app"',
+        "spec.containers[1].command: Required value: nsbox runs no images, so every container needs a command"]
+
+
+def test_one_invalid_document_means_no_pods_at_all():
+    with pytest.raises(NsboxError) as err:
+        convert(pod(name="good"), pod(name="bad", spec={"containers": []}), pod(name="also-good"))
+    assert str(err.value) == "test#doc2: spec.containers: Required value"
+
+
+def test_the_same_pod_twice_in_one_apply_is_an_error():
+    assert problems(pod(), pod()) == ['test#doc2: metadata.name: Duplicate value: "web" (also in test#doc1)']
+
+
+def test_unsupported_volume_types_are_errors():
+    assert problems(pod({"volumes": [{"name": "cfg", "configMap": {"name": "x"}},
+                                     {"name": "pvc", "persistentVolumeClaim": {"claimName": "x"}}]})) == [
+        "spec.volumes[0].configMap: Unsupported value: nsbox provides emptyDir and hostPath volumes only",
+        "spec.volumes[1].persistentVolumeClaim: Unsupported value: nsbox provides emptyDir and hostPath volumes only"]
+
+
+def test_volume_checks():
+    assert problems(pod({"volumes": [
+        {"name": "a", "emptyDir": {}, "hostPath": {"path": "/x"}},
+        {"name": "b", "hostPath": {"path": "relative"}},
+        {"name": "c", "hostPath": {"path": "/x/../etc", "type": "Dir"}},
+        {"name": "d", "emptyDir": {"medium": "HugePages", "sizeLimit": "lots"}},
+        {"name": "d"},
+    ]})) == [
+        "spec.volumes[0].hostPath: Forbidden: may not specify more than 1 volume type",
+        'spec.volumes[1].hostPath.path: Invalid value: "relative": must be an absolute path',
+        "spec.volumes[2].hostPath.path: Invalid value: \"/x/../etc\": must not contain '..'",
+        'spec.volumes[2].hostPath.type: Unsupported value: "Dir": supported values: "", "DirectoryOrCreate", '
+        '"Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"',
+        'spec.volumes[3].emptyDir.medium: Unsupported value: "HugePages": supported values: "", "Memory"',
+        "spec.volumes[3].emptyDir.sizeLimit: Invalid value: \"lots\": quantities must match the regular "
+        "expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+        'spec.volumes[4].name: Duplicate value: "d"']
+
+
+def test_sub_path_may_not_escape_the_volume():
+    mounts = [{"name": "v", "mountPath": "/a", "subPath": "/etc"},
+              {"name": "v", "mountPath": "/b", "subPath": "x/../../etc"},
+              {"name": "v", "mountPath": "c"},
+              {"name": "v", "mountPath": "/a"}]
+    assert problems(pod({"volumes": [{"name": "v", "emptyDir": {}}],
+                         "containers": [container(volumeMounts=mounts)]})) == [
+        'spec.containers[0].volumeMounts[0].subPath: Invalid value: "/etc": must be a relative path',
+        "spec.containers[0].volumeMounts[1].subPath: Invalid value: \"x/../../etc\": must not contain '..'",
+        'spec.containers[0].volumeMounts[2].mountPath: Invalid value: "c": must be an absolute path',
+        'spec.containers[0].volumeMounts[3].mountPath: Invalid value: "/a": must be unique']
+
+
+def test_host_ports_are_errors_except_on_the_host_network():
+    ports = [{"containerPort": 80, "hostPort": 8080}]
+    assert problems(pod({"containers": [container(ports=ports)]})) == [
+        "spec.containers[0].ports[0].hostPort: Forbidden: nsbox does not forward host ports; use hostNetwork, "
+        "or the annotation nsbox.io/network: bridge and the pod IP"]
+    assert warnings(pod({"containers": [container(ports=[{"containerPort": 80, "hostPort": 0}])]})) == [
+        "spec.containers[0].ports: ignored (informational: the containers of a pod share its network)"]
+    host = pod({"hostNetwork": True, "containers": [container(ports=[{"containerPort": 80, "hostPort": 80}])]})
+    assert warnings(host) == [
+        "spec.containers[0].ports: ignored (informational: the containers of a pod share its network)"]
+
+
+def test_lifecycle_handlers():
+    def hook(handler):
+        return pod({"containers": [container(lifecycle={"preStop": handler})]})
+    assert problems(hook({"httpGet": {"path": "/quit", "port": 80}})) == [
+        "spec.containers[0].lifecycle.preStop.httpGet: Unsupported value: nsbox runs exec and sleep handlers only"]
+    assert problems(hook({"tcpSocket": {"port": 80}})) == [
+        "spec.containers[0].lifecycle.preStop.tcpSocket: Unsupported value: nsbox runs exec and sleep handlers only"]
+    assert problems(hook({})) == [
+        "spec.containers[0].lifecycle.preStop: Required value: must specify a handler type"]
+    assert problems(hook({"exec": {"command": []}})) == [
+        "spec.containers[0].lifecycle.preStop.exec.command: Required value"]
+    assert problems(hook({"exec": {"command": ["x"]}, "sleep": {"seconds": 1}})) == [
+        "spec.containers[0].lifecycle.preStop.sleep: Forbidden: may not specify more than 1 handler type"]
+
+
+def test_env_sources():
+    def env(*entries):
+        return pod({"containers": [container(env=list(entries))]})
+    assert problems(env({"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}})) == [
+        "spec.containers[0].env[0].valueFrom.secretKeyRef: Forbidden: configMaps, secrets and resource "
+        "references need a cluster"]
+    assert problems(env({"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}))[0].startswith(
+        'spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: "status.hostIP": '
+        'supported values: "metadata.name", "metadata.namespace", "metadata.uid", "status.podIP"')
+    assert problems(env({"name": "X", "value": "v", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})) == [
+        'spec.containers[0].env[0].valueFrom: Invalid value: "": may not be specified when `value` is not empty']
+    assert problems(env({"name": "A=B", "value": "v"}))[0].startswith(
+        'spec.containers[0].env[0].name: Invalid value: "A=B": a valid environment variable name')
+    assert problems(env({"value": "v"})) == ["spec.containers[0].env[0].name: Required value"]
+    assert warnings(env({"name": "X", "value": "1"}, {"name": "X", "value": "2"})) == [
+        'spec.containers[0].env[1]: hides previous definition of "X", which may be dropped when using apply']
+
+
+def test_envfrom_needs_a_cluster():
+    assert problems(pod({"containers": [container(envFrom=[{"configMapRef": {"name": "c"}}])]})) == [
+        "spec.containers[0].envFrom: Forbidden: configMaps, secrets and resource references need a cluster"]
+
+
+def test_security_context_checks():
+    def sc(**fields):
+        return pod({"containers": [container(securityContext=fields)]})
+    assert problems(sc(capabilities={"add": ["CAP_FLY"]})) == [
+        'spec.containers[0].securityContext.capabilities.add[0]: Invalid value: "CAP_FLY": unknown capability']
+    assert problems(sc(privileged=True, allowPrivilegeEscalation=False)) == [
+        'spec.containers[0].securityContext: Invalid value: {"allowPrivilegeEscalation":false,"privileged":true}: '
+        "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"]
+    assert problems(sc(runAsUser=-1)) == [
+        "spec.containers[0].securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive"]
+    assert problems(sc(runAsNonRoot=True)) == [
+        "spec.containers[0].securityContext.runAsNonRoot: Invalid value: true: the container would run as root: "
+        "set runAsUser to a non-zero UID"]
+    assert convert(sc(runAsNonRoot=True, runAsUser=1000))[0][0].containers[0].security.run_as_user == 1000
+    assert convert(pod({"securityContext": {"runAsNonRoot": True, "runAsUser": 1}}))[0]
+
+
+def test_pod_security_context_fields_nsbox_cannot_apply():
+    assert problems(pod({"securityContext": {"fsGroup": 2000, "sysctls": [{"name": "x", "value": "1"}]}})) == [
+        "spec.securityContext.fsGroup: Forbidden: nsbox does not change volume ownership or groups",
+        "spec.securityContext.sysctls: Forbidden: sysctls are not supported"]
+
+
+def test_resources():
+    def res(**fields):
+        return pod({"containers": [container(resources=fields)]})
+    assert problems(res(limits={"cpu": "1", "nvidia.com/gpu": 1})) == [
+        "spec.containers[0].resources.limits[nvidia.com/gpu]: Unsupported value: nsbox limits cpu and memory only"]
+    assert problems(res(limits={"cpu": "500m"}, requests={"cpu": "1"})) == [
+        'spec.containers[0].resources.requests[cpu]: Invalid value: "1": must be less than or equal to cpu limit '
+        'of 500m']
+    assert problems(res(limits={"memory": "-1Mi"})) == [
+        'spec.containers[0].resources.limits[memory]: Invalid value: "-1Mi": must be greater than or equal to 0']
+    assert warnings(res(limits={"ephemeral-storage": "1Gi"}, requests={"cpu": "100m"})) == [
+        "spec.containers[0].resources.requests: ignored (requests only inform scheduling; nothing is reserved)",
+        "spec.containers[0].resources.limits[ephemeral-storage]: ignored (local storage is not limited)"]
+
+
+def test_pod_level_checks():
+    assert problems(pod({"activeDeadlineSeconds": 0})) == [
+        "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive"]
+    assert problems(pod({"shareProcessNamespace": True, "hostPID": True})) == [
+        "spec.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled"]
+    assert problems(pod({"hostname": "My_Host"}))[0].startswith(
+        'spec.hostname: Invalid value: "My_Host": a lowercase RFC 1123 label')
+    assert problems(pod({"ephemeralContainers": [{"name": "dbg"}]})) == [
+        "spec.ephemeralContainers: Forbidden: cannot be set on create"]
+    assert problems(pod({"hostUsers": False})) == [
+        "spec.hostUsers: Forbidden: user namespaces are not supported"]
+    assert convert(pod({"hostUsers": True, "os": {"name": "linux"}}))[1] == []
+    assert problems(pod({"os": {"name": "windows"}})) == ["spec.os: Unsupported value: nsbox runs Linux pods"]
+    assert problems(pod({"containers": [container(restartPolicy="Always")]})) == [
+        "spec.containers[0].restartPolicy: Forbidden: sidecar containers are not supported"]
+
+
+# --- warnings --------------------------------------------------------------------------
+
+def test_negative_grace_period_is_stored_as_one_with_the_api_server_warning():
+    (p,), warns = convert(pod({"terminationGracePeriodSeconds": -5}))
+    assert p.termination_grace_period == 1
+    assert warns == ["spec.terminationGracePeriodSeconds: must be >= 0; "
+                     "negative values are invalid and will be treated as 1"]
+
+
+def test_cluster_only_fields_get_one_warning_each_naming_the_field():
+    obj = pod({"nodeSelector": {"disk": "ssd"}, "affinity": {}, "tolerations": [],
+               "priorityClassName": "high", "serviceAccountName": "robot", "dnsPolicy": "ClusterFirst",
+               "schedulerName": "default-scheduler", "nodeName": "n1", "imagePullSecrets": [],
+               "topologySpreadConstraints": [],
+               "containers": [container(image="nginx:1.25", imagePullPolicy="Always",
+                                        readinessProbe={"httpGet": {"port": 80}}, livenessProbe={},
+                                        startupProbe={}, ports=[{"containerPort": 80}])]})
+    warns = warnings(obj)
+    fields = [w.split(": ignored (")[0] for w in warns]
+    assert fields == [
+        "spec.nodeSelector", "spec.affinity", "spec.tolerations", "spec.priorityClassName",
+        "spec.serviceAccountName", "spec.dnsPolicy", "spec.schedulerName", "spec.nodeName",
+        "spec.imagePullSecrets", "spec.topologySpreadConstraints",
+        "spec.containers[0].imagePullPolicy", "spec.containers[0].readinessProbe",
+        "spec.containers[0].livenessProbe", "spec.containers[0].startupProbe", "spec.containers[0].ports",
+        "spec.containers[0].image"]
+    assert warns[0] == "spec.nodeSelector: ignored (scheduling: there is one machine)"
+    assert warns[-1] == ('spec.containers[0].image: ignored ("nginx:1.25" is not a local directory: '
+                         "nsbox runs no images, and the container sees the host's files)")
+
+
+def test_null_fields_are_absent():
+    assert warnings(pod({"nodeSelector": None, "volumes": None})) == []
+
+
+def test_hostname_is_ignored_on_the_host_network():
+    assert warnings(pod({"hostNetwork": True, "hostname": "box"})) == [
+        "spec.hostname: ignored (a hostNetwork pod has the host's hostname)"]
+
+
+def test_errors_carry_the_warnings_seen_so_far():
+    with pytest.raises(NsboxError) as err:
+        convert(pod({"nodeSelector": {"a": "b"}, "restartPolicy": "Bad"}))
+    assert err.value.warnings == ["spec.nodeSelector: ignored (scheduling: there is one machine)"]
+
+
+def test_policy_tables_do_not_overlap():
+    warned, rejected = set(manifest.WARNED), set(manifest.REJECTED)
+    handled = {f"{kind}.{field}" for kind, fields in manifest.HANDLED.items() for field in fields}
+    assert not (warned & rejected) and not (warned & handled) and not (rejected & handled)
+
+
+# --- back to a manifest --------------------------------------------------------------------
+
+def cli_pod():
+    return PodSpec(
+        name="web", namespace="team", uid="1234", labels={"app": "web"}, creation_timestamp="2024-01-01T00:00:00Z",
+        volumes=[Volume("data"), Volume("mem", medium="Memory", size_limit=2**26),
+                 Volume("host", kind="hostPath", host_path="/srv", host_path_type="Directory")],
+        containers=[ContainerSpec(
+            name="app", command=["sh", "-c"], args=["echo hi"], working_dir="/tmp",
+            env=[EnvVar("A", "1"), EnvVar("IP", field_ref="status.podIP")],
+            volume_mounts=[VolumeMount("data", "/data", read_only=True, sub_path="x")],
+            security=SecurityContext(privileged=True, cap_add=["NET_ADMIN"], run_as_user=5, run_as_group=6),
+            resources=Resources(cpu_millis=250, memory_bytes=2**27), pre_stop=["sh", "-c", "sleep 1"],
+            init=True, stdin=True, tty=True)],
+        restart_policy="Never", termination_grace_period=7, active_deadline_seconds=60, network="bridge",
+        host_pid=True, run_as_user=1, annotations={"nsbox.io/backoff-base-seconds": "0.5"})
+
+
+def test_cli_pod_becomes_a_manifest_that_applies_back_to_the_same_pod():
+    original = cli_pod()
+    obj = manifest.pod_to_manifest(original)
+    assert obj["metadata"] == {"name": "web", "namespace": "team", "uid": "1234",
+                               "creationTimestamp": "2024-01-01T00:00:00Z", "labels": {"app": "web"},
+                               "annotations": {"nsbox.io/backoff-base-seconds": "0.5",
+                                               "nsbox.io/network": "bridge", "nsbox.io/init": "true"}}
+    c = obj["spec"]["containers"][0]
+    assert c["resources"] == {"limits": {"cpu": "250m", "memory": "128Mi"}}
+    assert c["lifecycle"] == {"preStop": {"exec": {"command": ["sh", "-c", "sleep 1"]}}}
+    assert obj["spec"]["volumes"][1] == {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}
+
+    (applied,), warns = convert(json.loads(json.dumps(obj)))
+    assert warns == []
+    assert manifest.same_pod(original, applied)
+    # The PodSpecs agree too, except that nsbox's settings also show as annotations.
+    skip = ("uid", "creation_timestamp", "source", "manifest", "annotations")
+    mine = {k: v for k, v in original.to_dict().items() if k not in skip}
+    theirs = {k: v for k, v in applied.to_dict().items() if k not in skip}
+    assert mine == theirs
+
+
+def test_manifest_pod_shows_its_spec_normalised():
+    obj = pod({"terminationGracePeriodSeconds": -1, "nodeSelector": None, "volumes": [{"name": "v"}],
+               "containers": [container(image="nginx", volumeMounts=[{"name": "v", "mountPath": "/v"}])]})
+    (p,), _ = convert(obj)
+    p.uid = "u-1"
+    p.containers.append(ContainerSpec(name="added", command=["true"]))
+    shown = manifest.pod_to_manifest(p)
+    assert shown["metadata"] == {"name": "web", "namespace": "default", "uid": "u-1"}
+    spec = shown["spec"]
+    assert "nodeSelector" not in spec
+    assert spec["terminationGracePeriodSeconds"] == 1 and spec["restartPolicy"] == "Always"
+    assert spec["volumes"] == [{"name": "v", "emptyDir": {}}]
+    assert [c["name"] for c in spec["containers"]] == ["app", "added"]
+    assert spec["containers"][0]["image"] == "nginx"
+
+
+def test_same_pod_sees_a_changed_spec():
+    (a,), _ = convert(pod())
+    (b,), _ = convert(pod())
+    (c,), _ = convert(pod({"containers": [container(command=["sleep", "61"])]}))
+    a.uid, b.uid = "1", "2"
+    assert manifest.same_pod(a, b)
+    assert not manifest.same_pod(a, c)
+
+
+def test_pod_names_for_delete():
+    docs = [("f#doc1", pod(name="a")), ("f#doc2", pod(name="b", namespace="team"))]
+    assert manifest.pod_names_from_documents(docs, "default") == [("default", "a"), ("team", "b")]
+    with pytest.raises(NsboxError, match='f#doc2: unsupported kind "Service"'):
+        manifest.pod_names_from_documents([docs[0], ("f#doc2", {"apiVersion": "v1", "kind": "Service"})])
