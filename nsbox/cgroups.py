@@ -1,0 +1,619 @@
+"""Control groups: one front (`Cgroups`) over a cgroup v2 and a v1/hybrid backend.
+
+Layout (SPEC §3). nsbox owns one top-level cgroup, `nsbox`, directly under the
+root of each hierarchy it uses (as podman's cgroupfs manager does), whatever
+cgroup the CLI itself runs in:
+
+    <hierarchy>/nsbox/pod<UID>/<container>
+
+- v2 (unified): one hierarchy, the cgroup2 mount. `nsbox` and `pod<UID>` only
+  pass controllers down (+cpu +memory +pids in their cgroup.subtree_control)
+  and never hold processes, because a v2 cgroup that enables controllers for
+  its children may hold none itself ("no internal processes" rule,
+  Documentation/admin-guide/cgroup-v2.rst). Processes live in the leaves.
+- v1: the same relative path under every controller hierarchy we use: cpu,
+  cpuacct (often co-mounted as cpu,cpuacct), memory, pids, freezer, devices,
+  blkio. cpuset alone is skipped (a new cpuset cgroup is unusable until
+  cpus/mems are seeded), and so is the name=systemd hierarchy (systemd's).
+- hybrid: v1 as above for the limits, plus the same path in the cgroup2 mount
+  (which holds no controllers, usually at /sys/fs/cgroup/unified). That one
+  tracks membership with v2 semantics: cgroup.procs, cgroup.events
+  "populated", cgroup.freeze and cgroup.kill.
+
+Which mode (the rule of opencontainers' cgroups.IsCgroup2UnifiedMode and
+IsCgroup2HybridMode, read from /proc/self/mountinfo instead of statfs):
+a cgroup2 filesystem mounted at /sys/fs/cgroup means unified (v2); otherwise
+v1 controller hierarchies mean v1, and hybrid if a cgroup2 filesystem is also
+mounted somewhere else. The v1 controllers' mount points come from the super
+options of each `cgroup` mount, never from assumed paths. nsbox never changes
+the host's cgroup mounts.
+
+This module is on the CLI's start-up path: standard library only, no
+subprocess.
+"""
+
+import errno
+import os
+import signal
+import time
+
+from nsbox.errors import NsboxError
+
+MOUNTINFO = "/proc/self/mountinfo"
+CGROUP_MOUNT = "/sys/fs/cgroup"
+TOP = "nsbox"
+
+# SPEC §3: cpu limits use a 100 ms period, as the kubelet does.
+CPU_PERIOD_US = 100_000
+# The kernel rejects a CFS quota under 1 ms; the kubelet clamps to the same
+# value (MinQuotaPeriod in pkg/kubelet/cm/helpers_linux.go).
+MIN_CPU_QUOTA_US = 1_000
+
+V2_CONTROLLERS = ("cpu", "memory", "pids")
+V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blkio")
+
+# How long kill() waits for a cgroup to freeze before signalling anyway.
+FREEZE_TIMEOUT = 2.0
+
+
+# --- small file helpers: every error names the file -------------------------
+
+def _write(path, value):
+    """Write one value with a single write(2); cgroup files take it whole."""
+    data = str(value).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise NsboxError(f"cannot write {value!r} to {path}: {os.strerror(e.errno)}") from None
+
+
+def _read(path):
+    """The file's text, or None if it does not exist."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise NsboxError(f"cannot read {path}: {os.strerror(e.errno)}") from None
+
+
+def _read_int(path):
+    text = _read(path)
+    return None if text is None else int(text.split()[0])
+
+
+def _read_keyed(path):
+    """A flat keyed file ("key value" lines: cgroup.events, cpu.stat, ...)."""
+    values = {}
+    for line in (_read(path) or "").splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            values[key] = int(value)
+    return values
+
+
+def _read_pids(path):
+    text = _read(path)
+    return [int(p) for p in text.split()] if text else []
+
+
+def _subtree(top, bottom_up=False):
+    """Every cgroup directory from `top` down (nothing if `top` is missing)."""
+    return [dirpath for dirpath, _, _ in os.walk(top, topdown=not bottom_up)]
+
+
+def _procs_below(top):
+    pids = set()
+    for d in _subtree(top):
+        pids.update(_read_pids(os.path.join(d, "cgroup.procs")))
+    return sorted(pids)
+
+
+# --- detection --------------------------------------------------------------
+
+def _unescape(field):
+    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text):
+    """[(mount point, fstype, super options)] of the cgroup and cgroup2 mounts."""
+    mounts = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split(maxsplit=2)
+        if not sep or len(fields) < 5 or len(tail) < 3:
+            continue
+        if tail[0] in ("cgroup", "cgroup2"):
+            mounts.append((_unescape(fields[4]), tail[0], frozenset(tail[2].split(","))))
+    return mounts
+
+
+def from_mountinfo(text):
+    """Choose the backend for these mounts (see the rule at the top)."""
+    # Mounts under /sys/fs/cgroup first: bind mounts elsewhere are copies.
+    mounts = sorted(parse_mountinfo(text),
+                    key=lambda m: not m[0].startswith(CGROUP_MOUNT + "/"))
+    cgroup2 = [point for point, fstype, _ in mounts if fstype == "cgroup2"]
+    if CGROUP_MOUNT in cgroup2:
+        return CgroupV2(CGROUP_MOUNT)
+
+    hierarchies = {}            # mount point -> controllers of ours it carries
+    seen = set()
+    for point, fstype, options in mounts:
+        ours = [c for c in V1_CONTROLLERS if c in options and c not in seen]
+        if fstype == "cgroup" and ours:
+            hierarchies[point] = (tuple(ours), "cpuset" in options)
+            seen.update(ours)
+    if hierarchies:
+        unified = CGROUP_MOUNT + "/unified"
+        return CgroupV1(hierarchies, unified if unified in cgroup2 else
+                        (cgroup2[0] if cgroup2 else None))
+    if cgroup2:
+        return CgroupV2(cgroup2[0])
+    raise NsboxError(f"no cgroup filesystem mounted (no cgroup or cgroup2 mount in {MOUNTINFO})")
+
+
+_detected = None
+
+
+def detect():
+    """The host's cgroup backend, decided once per process."""
+    global _detected
+    if _detected is None:
+        with open(MOUNTINFO, encoding="utf-8", errors="surrogateescape") as f:
+            _detected = from_mountinfo(f.read())
+    return _detected
+
+
+# --- the front --------------------------------------------------------------
+
+class Cgroups:
+    """What the rest of nsbox uses; `rel` is a path below each hierarchy root."""
+
+    version = 0
+    hybrid = False
+
+    # naming
+
+    def pod_path(self, pod_uid):
+        return f"{TOP}/pod{_component(pod_uid, 'pod UID')}"
+
+    def container_path(self, pod_uid, name):
+        return f"{self.pod_path(pod_uid)}/{_component(name, 'container name')}"
+
+    # what each backend provides
+
+    def _roots(self):
+        """Every hierarchy root (mount point) nsbox writes to."""
+        raise NotImplementedError
+
+    def _tracking_root(self):
+        """The hierarchy whose cgroup.procs tells which processes are in a pod."""
+        raise NotImplementedError
+
+    def _create_in(self, root, rel):
+        raise NotImplementedError
+
+    def set_limits(self, rel, *, cpu_millis=None, memory_bytes=None, pids_max=None):
+        """CPU (millicores, 100 ms period), memory (bytes, swap included) and
+        pids limits of `rel`; None leaves that limit unchanged."""
+        raise NotImplementedError
+
+    def join_targets(self, rel):
+        """What a new process needs to be born in `rel`: (a directory fd for
+        clone3's CLONE_INTO_CGROUP, or -1; cgroup.procs files to write "0" to).
+        The caller closes the fd."""
+        raise NotImplementedError
+
+    def oom_killed(self, rel):
+        """How many processes of `rel` the OOM killer killed (0 if unknown)."""
+        raise NotImplementedError
+
+    def stats(self, rel):
+        """{"cpu_usage_ns", "memory_bytes", "pids"}, each None if unknown."""
+        raise NotImplementedError
+
+    def paths(self, rel):
+        """controller (or "unified") -> absolute directory, for inspect/describe."""
+        raise NotImplementedError
+
+    def missing_controllers(self):
+        """What `nsbox doctor` reports: needed controllers that are absent."""
+        raise NotImplementedError
+
+    # shared behaviour
+
+    def _dirs(self, rel):
+        return [os.path.join(root, _checked(rel)) for root in self._roots()]
+
+    def _tracking_dir(self, rel):
+        return os.path.join(self._tracking_root(), _checked(rel))
+
+    def create(self, rel):
+        """mkdir -p in every hierarchy used; safe to repeat and to race."""
+        _checked(rel)
+        for root in self._roots():
+            self._create_in(root, rel)
+
+    def add_process(self, rel, pid):
+        for d in self._dirs(rel):
+            _write(os.path.join(d, "cgroup.procs"), pid)
+
+    def procs(self, rel):
+        """Every process in `rel` and below."""
+        return _procs_below(self._tracking_dir(rel))
+
+    def populated(self, rel):
+        events = _read_keyed(os.path.join(self._tracking_dir(rel), "cgroup.events"))
+        if "populated" in events:
+            return events["populated"] == 1
+        return bool(self.procs(rel))
+
+    def kill(self, rel, sig=signal.SIGKILL):
+        """Signal every process in `rel` and below, none escaping by forking."""
+        kill_file = os.path.join(self._tracking_dir(rel), "cgroup.kill")
+        if sig == signal.SIGKILL and self._has_kill_file(kill_file):
+            _write(kill_file, 1)
+            return
+        if not os.path.isdir(self._tracking_dir(rel)):
+            return
+        frozen = self._freeze(rel, True)
+        try:
+            if frozen:
+                self._wait_frozen(rel)
+            # Frozen processes cannot fork or exit, so this list is complete
+            # and no pid in it can be reused before the thaw.
+            for pid in self.procs(rel):
+                _signal(pid, sig)
+        finally:
+            if frozen:
+                self._freeze(rel, False)
+        if not frozen:
+            # No freezer: signal again until no new process shows up.
+            signalled = set()
+            for _ in range(10):
+                fresh = set(self.procs(rel)) - signalled
+                if not fresh:
+                    break
+                for pid in fresh:
+                    _signal(pid, sig)
+                signalled |= fresh
+
+    def _has_kill_file(self, path):
+        return os.path.exists(path)
+
+    def _freeze(self, rel, on):
+        """Freeze or thaw; False if there is no freezer."""
+        return False
+
+    def _is_frozen(self, rel):
+        return True
+
+    def _wait_frozen(self, rel):
+        deadline = time.monotonic() + FREEZE_TIMEOUT
+        delay = 0.001
+        while not self._is_frozen(rel) and time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def remove(self, rel, timeout=5.0):
+        """rmdir the subtree bottom-up everywhere; waits for leaving processes."""
+        deadline = time.monotonic() + timeout
+        for top in self._dirs(rel):
+            for d in _subtree(top, bottom_up=True):
+                _rmdir_waiting(d, deadline)
+
+    def list_pods(self):
+        """UIDs of the pods that have a pod<UID> cgroup in any hierarchy."""
+        uids = set()
+        for root in self._roots():
+            try:
+                with os.scandir(os.path.join(root, TOP)) as entries:
+                    uids.update(e.name[3:] for e in entries
+                                if e.name.startswith("pod") and e.is_dir())
+            except FileNotFoundError:
+                pass
+        return sorted(uids)
+
+
+def _component(value, what):
+    if not value or "/" in value or value in (".", "..") or "\0" in value:
+        raise ValueError(f"invalid {what} for a cgroup path: {value!r}")
+    return value
+
+
+def _checked(rel):
+    """Only paths inside nsbox's own top cgroup are ever touched."""
+    parts = rel.split("/")
+    if parts[0] != TOP or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"not an nsbox cgroup path: {rel!r}")
+    return rel
+
+
+def _signal(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _rmdir_waiting(path, deadline):
+    delay = 0.001
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            # EBUSY: processes just killed take a moment to leave the cgroup.
+            if e.errno != errno.EBUSY or time.monotonic() >= deadline:
+                left = _read_pids(os.path.join(path, "cgroup.procs"))
+                still = f" (processes still in it: {' '.join(map(str, left))})" if left else ""
+                raise NsboxError(f"cannot remove cgroup {path}: {os.strerror(e.errno)}{still}") from None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _mkdir(path):
+    """True if this call created it."""
+    try:
+        os.mkdir(path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise NsboxError(f"cannot create cgroup {path}: {os.strerror(e.errno)}") from None
+
+
+# --- cgroup v2 --------------------------------------------------------------
+
+class CgroupV2(Cgroups):
+    version = 2
+
+    def __init__(self, root):
+        self.root = root
+
+    def __repr__(self):
+        return f"CgroupV2({self.root!r})"
+
+    def _roots(self):
+        return [self.root]
+
+    def _tracking_root(self):
+        return self.root
+
+    def _create_in(self, root, rel):
+        # Every ancestor of the new cgroup passes the controllers down; the
+        # last component is the one that may hold processes.
+        path = root
+        for part in rel.split("/"):
+            self._enable_controllers(path)
+            path = os.path.join(path, part)
+            _mkdir(path)
+
+    def _enable_controllers(self, path):
+        available = (_read(os.path.join(path, "cgroup.controllers")) or "").split()
+        enabled = (_read(os.path.join(path, "cgroup.subtree_control")) or "").split()
+        wanted = [c for c in V2_CONTROLLERS if c in available and c not in enabled]
+        if not wanted:
+            return
+        try:
+            _write(os.path.join(path, "cgroup.subtree_control"),
+                   " ".join("+" + c for c in wanted))
+        except NsboxError:
+            if path == self.root:
+                # Best effort at the host's root: what stays off shows up in
+                # missing_controllers() and as a clear error in set_limits().
+                return
+            raise
+
+    def set_limits(self, rel, *, cpu_millis=None, memory_bytes=None, pids_max=None):
+        d = self._tracking_dir(rel)
+        if cpu_millis is not None:
+            self._set(d, "cpu", "cpu.max", f"{_cpu_quota_us(cpu_millis)} {CPU_PERIOD_US}")
+        if memory_bytes is not None:
+            self._set(d, "memory", "memory.max", int(memory_bytes))
+            # A limit that swap can dodge is no limit.
+            if os.path.exists(os.path.join(d, "memory.swap.max")):
+                _write(os.path.join(d, "memory.swap.max"), 0)
+        if pids_max is not None:
+            self._set(d, "pids", "pids.max", int(pids_max))
+
+    def _set(self, d, controller, name, value):
+        path = os.path.join(d, name)
+        if not os.path.exists(path) and os.path.isdir(d):
+            raise NsboxError(f"cannot set {name}: the {controller} controller is not "
+                             f"enabled for {d} (see nsbox doctor)")
+        _write(path, value)
+
+    def join_targets(self, rel):
+        """(cgroup dir fd for clone3's CLONE_INTO_CGROUP, []). The caller closes
+        the fd; without clone3, write "0" to cgroup.procs opened relative to it."""
+        d = self._tracking_dir(rel)
+        try:
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise NsboxError(f"cannot open cgroup {d}: {os.strerror(e.errno)}") from None
+        return fd, []
+
+    def _freeze(self, rel, on):
+        path = os.path.join(self._tracking_dir(rel), "cgroup.freeze")
+        if not os.path.exists(path):
+            return False
+        _write(path, 1 if on else 0)
+        return True
+
+    def _is_frozen(self, rel):
+        events = _read_keyed(os.path.join(self._tracking_dir(rel), "cgroup.events"))
+        return events.get("frozen", 1) == 1
+
+    def oom_killed(self, rel):
+        return _read_keyed(os.path.join(self._tracking_dir(rel), "memory.events")).get("oom_kill", 0)
+
+    def stats(self, rel):
+        d = self._tracking_dir(rel)
+        usage_us = _read_keyed(os.path.join(d, "cpu.stat")).get("usage_usec")
+        return {
+            "cpu_usage_ns": None if usage_us is None else usage_us * 1000,
+            "memory_bytes": _read_int(os.path.join(d, "memory.current")),
+            "pids": _read_int(os.path.join(d, "pids.current")),
+        }
+
+    def paths(self, rel):
+        return {"unified": self._tracking_dir(rel)}
+
+    def missing_controllers(self):
+        available = (_read(os.path.join(self.root, "cgroup.controllers")) or "").split()
+        return [c for c in V2_CONTROLLERS if c not in available]
+
+
+# --- cgroup v1, and hybrid ---------------------------------------------------
+
+class CgroupV1(Cgroups):
+    version = 1
+
+    def __init__(self, hierarchies, unified=None):
+        """hierarchies: mount point -> (our controllers on it, has cpuset);
+        unified: the cgroup2 mount of a hybrid host, or None."""
+        self.hierarchies = dict(hierarchies)
+        self.unified = unified
+        self.hybrid = unified is not None
+        self.mounts = {c: point for point, (ours, _) in self.hierarchies.items() for c in ours}
+
+    def __repr__(self):
+        return f"CgroupV1({self.mounts!r}, unified={self.unified!r})"
+
+    def _roots(self):
+        return list(self.hierarchies) + ([self.unified] if self.unified else [])
+
+    def _tracking_root(self):
+        if self.unified:
+            return self.unified
+        return self.mounts.get("pids") or self.mounts.get("freezer") or next(iter(self.hierarchies))
+
+    def _dir(self, controller, rel):
+        root = self.mounts.get(controller)
+        return None if root is None else os.path.join(root, _checked(rel))
+
+    def _create_in(self, root, rel):
+        seeds_cpuset = root in self.hierarchies and self.hierarchies[root][1]
+        path = root
+        for part in rel.split("/"):
+            parent, path = path, os.path.join(path, part)
+            if _mkdir(path) and seeds_cpuset:
+                # A new cpuset cgroup has no cpus or mems: no task could join.
+                for name in ("cpuset.cpus", "cpuset.mems"):
+                    if not (_read(os.path.join(path, name)) or "").strip():
+                        _write(os.path.join(path, name), _read(os.path.join(parent, name)).strip())
+
+    def set_limits(self, rel, *, cpu_millis=None, memory_bytes=None, pids_max=None):
+        if cpu_millis is not None:
+            d = self._require("cpu", rel)
+            _write(os.path.join(d, "cpu.cfs_period_us"), CPU_PERIOD_US)
+            _write(os.path.join(d, "cpu.cfs_quota_us"), _cpu_quota_us(cpu_millis))
+        if memory_bytes is not None:
+            self._set_memory(self._require("memory", rel), int(memory_bytes))
+        if pids_max is not None:
+            _write(os.path.join(self._require("pids", rel), "pids.max"), int(pids_max))
+
+    def _require(self, controller, rel):
+        d = self._dir(controller, rel)
+        if d is None:
+            raise NsboxError(f"cannot set a {controller} limit: no cgroup v1 {controller} "
+                             f"hierarchy is mounted (see nsbox doctor)")
+        return d
+
+    def _set_memory(self, d, limit):
+        # memory.memsw.limit_in_bytes (memory + swap) may never be below
+        # memory.limit_in_bytes, so the order of the two writes depends on
+        # whether the limit grows or shrinks. Equal values: no swap at all.
+        limit_file = os.path.join(d, "memory.limit_in_bytes")
+        memsw_file = os.path.join(d, "memory.memsw.limit_in_bytes")
+        if not os.path.exists(memsw_file):
+            _write(limit_file, limit)
+        elif limit > (_read_int(memsw_file) or 0):
+            _write(memsw_file, limit)
+            _write(limit_file, limit)
+        else:
+            _write(limit_file, limit)
+            _write(memsw_file, limit)
+
+    def join_targets(self, rel):
+        """(-1, cgroup.procs files the new process writes "0" into)."""
+        return -1, [os.path.join(d, "cgroup.procs") for d in self._dirs(rel)]
+
+    # Freezing: the unified hierarchy's cgroup.freeze when it tracks
+    # membership (hybrid), else the v1 freezer controller.
+
+    def _v2_freeze_file(self, rel):
+        if self.unified:
+            path = os.path.join(self.unified, _checked(rel), "cgroup.freeze")
+            if os.path.exists(path):
+                return path
+        return None
+
+    def _freeze(self, rel, on):
+        v2 = self._v2_freeze_file(rel)
+        if v2:
+            _write(v2, 1 if on else 0)
+            return True
+        d = self._dir("freezer", rel)
+        if d is None or not os.path.exists(os.path.join(d, "freezer.state")):
+            return False
+        _write(os.path.join(d, "freezer.state"), "FROZEN" if on else "THAWED")
+        return True
+
+    def _is_frozen(self, rel):
+        if self._v2_freeze_file(rel):
+            events = _read_keyed(os.path.join(self.unified, rel, "cgroup.events"))
+            return events.get("frozen", 1) == 1
+        state = _read(os.path.join(self._dir("freezer", rel), "freezer.state"))
+        return state is None or state.strip() == "FROZEN"
+
+    def oom_killed(self, rel):
+        d = self._dir("memory", rel)
+        if d is None:
+            return 0
+        # The "oom_kill" line exists from Linux 4.13 on.
+        return _read_keyed(os.path.join(d, "memory.oom_control")).get("oom_kill", 0)
+
+    def stats(self, rel):
+        def read(controller, name):
+            d = self._dir(controller, rel)
+            return None if d is None else _read_int(os.path.join(d, name))
+        return {
+            "cpu_usage_ns": read("cpuacct", "cpuacct.usage"),
+            "memory_bytes": read("memory", "memory.usage_in_bytes"),
+            "pids": read("pids", "pids.current"),
+        }
+
+    def paths(self, rel):
+        found = {c: os.path.join(root, _checked(rel)) for c, root in self.mounts.items()}
+        if self.unified:
+            found["unified"] = os.path.join(self.unified, rel)
+        return found
+
+    def missing_controllers(self):
+        return [c for c in V2_CONTROLLERS + ("freezer",) if c not in self.mounts]
+
+
+def _cpu_quota_us(cpu_millis):
+    """1000 millicores = one CPU = the whole period."""
+    return max(int(cpu_millis) * CPU_PERIOD_US // 1000, MIN_CPU_QUOTA_US)
