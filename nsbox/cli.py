@@ -155,7 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         pod = pod_from_flags(args, args.name, "Never")
         pod.auto_remove = args.rm
         pod.containers = [container_from_flags(args, args.name, args.command)]
-        view = rt.create(pod, stdio=stdio, remove_on_start_failure=True)
+        follow = args.attach or args.interactive or args.tty
+        view = rt.create(pod, stdio=stdio, remove_on_start_failure=True, follow=follow)
         pod_name = args.name
     if not (args.attach or args.interactive or args.tty):
         print(f"pod/{pod_name} created" if not args.pod else f"container/{args.name} started in pod/{pod_name}")
@@ -170,16 +171,15 @@ def attach(rt: Any, view: Any, container: str) -> int:
     st = view.container_status(container) or {}
     path = view.paths.log_file(view.spec.namespace, view.spec.name, container, st.get("restartCount", 0))
     follower = logs.Follower(path)
+    records = follower.poll()            # open it now: with --rm it is removed when the pod ends
     result: dict[str, Any] = {}
-    waiter = threading.Thread(target=lambda: result.setdefault("code", rt.wait_exit(view.paths, container)),
+    waiter = threading.Thread(target=lambda: result.setdefault("code", rt.wait_exit(view, container)),
                               daemon=True)
     waiter.start()
     while True:
         finished = not waiter.is_alive()
-        for stream, data in logs.render(follower.poll(), timestamps=False):
-            out = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
-            out.write(data)
-            out.flush()
+        _write_records(logs.render(iter(records + follower.poll()), timestamps=False))
+        records = []
         if finished:
             break
         waiter.join(0.05)
@@ -190,14 +190,19 @@ def attach(rt: Any, view: Any, container: str) -> int:
 @command("apply")
 def cmd_apply(args: argparse.Namespace) -> int:
     from nsbox import manifest
-    pods, warnings = manifest.pods_from_documents(manifest.load_documents(args.filename))
+    docs = manifest.load_documents(args.filename)
+    try:
+        pods, warnings = manifest.pods_from_documents(docs, namespace=args.namespace,
+                                                      namespace_explicit=args.namespace_given)
+    except NsboxError as e:
+        for w in getattr(e, "warnings", []):
+            print(f"warning: {w}", file=sys.stderr)
+        raise
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     rt = runtime(args)
     status = 0
     for pod in pods:
-        if args.namespace_given and pod.namespace != args.namespace:
-            pod.namespace = args.namespace
         existing = rt.root.lookup(pod.namespace, pod.name)
         if existing:
             old = rt.view(rt.root.pod(existing))
@@ -327,8 +332,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     targets: list[tuple[str, str]] = []
     if args.filename:
         from nsbox import manifest
-        pods, _ = manifest.pods_from_documents(manifest.load_documents(args.filename))
-        targets = [(args.namespace if args.namespace_given else p.namespace, p.name) for p in pods]
+        targets = manifest.pod_names_from_documents(manifest.load_documents(args.filename), args.namespace)
     elif args.all:
         targets = [(v.spec.namespace, v.spec.name) for v in rt.list(args.namespace)]
     else:

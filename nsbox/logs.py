@@ -82,22 +82,30 @@ def read_records(path: str, tail: int | None = None) -> list[tuple[str, str, boo
 
 
 class Follower:
-    """Reads records appended to a log file since the last call (for `logs -f` and `run -a`)."""
+    """Reads records appended to a log file since the last call (for `logs -f` and `run -a`).
+
+    The file stays open once found, so what a container wrote can still be read
+    after its pod was removed (`run --rm -a`).
+    """
 
     def __init__(self, path: str, offset: int = 0):
         self.path = path
         self.offset = offset
+        self.file = None
         self.rest = b""
 
     def poll(self) -> list[tuple[str, str, bool, bytes]]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self.offset += len(data)
-        data = self.rest + data
+        if self.file is None:
+            try:
+                self.file = open(self.path, "rb")
+            except FileNotFoundError:
+                return []
+            self.file.seek(self.offset)
+        data = self.rest + self.file.read()
         cut = data.rfind(b"\n") + 1
         self.rest = data[cut:]
         return [r for r in (parse_line(l) for l in data[:cut].splitlines()) if r]
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()

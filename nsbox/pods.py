@@ -34,6 +34,7 @@ class PodView:
     status: dict[str, Any]
     deletion: dict[str, Any] | None
     watcher_alive: bool
+    report_pipe: int = -1          # `create(follow=True)`: where the watcher reports the exit codes
 
     def container_status(self, name: str) -> dict[str, Any] | None:
         for st in self.status.get("containers", []):
@@ -71,7 +72,7 @@ class Runtime:
     # ------------------------------------------------------------ creating
 
     def create(self, spec: PodSpec, *, stdio: tuple[int, int, int] | None = None,
-               remove_on_start_failure: bool = False) -> PodView:
+               remove_on_start_failure: bool = False, follow: bool = False) -> PodView:
         """Make the pod's state, claim its name, and start its watcher (which starts the containers)."""
         for c in spec.all_containers():
             container.check_command(spec, c)
@@ -100,15 +101,19 @@ class Runtime:
             remove_tree(paths.dir)
             raise
         try:
-            report = watcher.launch(self.root, spec.uid, stdio=stdio)
+            report = watcher.launch(self.root, spec.uid, stdio=stdio, follow=follow)
         except BaseException:
             self._destroy_without_watcher(paths, spec)
             raise
         if report.get("errors"):
+            if "pipe" in report:
+                os.close(report["pipe"])
             if remove_on_start_failure:
                 self.delete(spec.namespace, spec.name, grace=0, force=True, wait=True)
             raise NsboxError(report["errors"][0])
-        return self.get(spec.namespace, spec.name)
+        view = self.get(spec.namespace, spec.name)
+        view.report_pipe = report.get("pipe", -1)
+        return view
 
     def add_container(self, namespace: str, pod_name: str, c: ContainerSpec,
                       stdio: tuple[int, int, int] | None = None) -> PodView:
@@ -219,8 +224,18 @@ class Runtime:
             reply = _recv(sock)
         return reply or {"error": "the pod's watcher went away"}
 
-    def wait_exit(self, paths: PodPaths, name: str) -> int | None:
+    def wait_exit(self, view: PodView, name: str) -> int | None:
         """Block until container `name` has ended for good; its exit code (None if unknown)."""
+        if view.report_pipe >= 0:
+            try:
+                while (line := watcher.read_line(view.report_pipe)) is not None:
+                    codes = json.loads(line).get("exitCodes", {})
+                    if name in codes:
+                        return codes[name]
+                return None
+            finally:
+                os.close(view.report_pipe)
+        paths = view.paths
         try:
             sock = watcher.connect(paths.ctl)
         except OSError:

@@ -50,12 +50,16 @@ def now_rfc3339() -> str:
 # ---------------------------------------------------------------- launching
 
 def launch(root: Root, uid: str, *, adopt: bool = False, stdio: tuple[int, int, int] | None = None,
-           timeout: float = 30.0) -> dict[str, Any]:
+           follow: bool = False, timeout: float = 30.0) -> dict[str, Any]:
     """Fork the watcher of pod `uid` and wait until it reports that the pod is set up.
 
     Returns the watcher's report ({"ok": True, "errors": [...]}). The watcher
     is double-forked into a session of its own, so it survives the CLI.
     `stdio` hands the CLI's terminal or pipes to the pod's containers (-i/-t).
+    With `follow`, the report pipe stays open and report["pipe"] is its read
+    end: the watcher writes one more JSON line there when the pod's containers
+    have ended for good (after the teardown of a `--rm` pod), so `run -a`
+    learns the exit code even when nothing of the pod is left to ask.
     """
     r, w = os.pipe()
     pid = os.fork()
@@ -65,39 +69,51 @@ def launch(root: Root, uid: str, *, adopt: bool = False, stdio: tuple[int, int, 
             os.setsid()
             if os.fork():
                 os._exit(0)
-            _watcher_main(root, uid, w, adopt, stdio)
+            _watcher_main(root, uid, w, adopt, stdio, follow)
         except BaseException:
             pass
         os._exit(0)
     os.close(w)
     os.waitpid(pid, 0)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    sel = selectors.DefaultSelector()
-    sel.register(r, selectors.EVENT_READ)
     try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                raise NsboxError("the pod's watcher did not report within "
-                                 f"{timeout:.0f} s (see {root.pod(uid).watcher_log})")
-            data = os.read(r, 65536)
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        sel.close()
+        line = read_line(r, timeout)
+    except TimeoutError:
         os.close(r)
-    if not chunks:
+        raise NsboxError("the pod's watcher did not report within "
+                         f"{timeout:.0f} s (see {root.pod(uid).watcher_log})") from None
+    if line is None:
+        os.close(r)
         raise NsboxError(f"the pod's watcher died while setting up (see {root.pod(uid).watcher_log})")
-    report = json.loads(b"".join(chunks))
+    report = json.loads(line)
+    if follow and "error" not in report:
+        report["pipe"] = r
+    else:
+        os.close(r)
     if "error" in report:
         raise NsboxError(report["error"])
     return report
 
 
+def read_line(fd: int, timeout: float | None = None) -> bytes | None:
+    """One newline-terminated line from a pipe, read byte-wise so nothing after it is consumed."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    buf = bytearray()
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and (left <= 0 or not sel.select(left)):
+                raise TimeoutError
+            b = os.read(fd, 1)
+            if not b:
+                return bytes(buf) if buf else None
+            if b == b"\n":
+                return bytes(buf)
+            buf += b
+
+
 def _watcher_main(root: Root, uid: str, ready_fd: int, adopt: bool,
-                  stdio: tuple[int, int, int] | None) -> None:
+                  stdio: tuple[int, int, int] | None, follow: bool) -> None:
     paths = root.pod(uid)
     keep = {ready_fd}
     attach = None
@@ -118,7 +134,7 @@ def _watcher_main(root: Root, uid: str, ready_fd: int, adopt: bool,
                 pass
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
-    watcher = Watcher(root, uid, adopt=adopt, attach=attach)
+    watcher = Watcher(root, uid, adopt=adopt, attach=attach, follow=follow)
     try:
         watcher.start(ready_fd)
         watcher.loop()
@@ -173,7 +189,7 @@ class Running:
 
 class Watcher:
     def __init__(self, root: Root, uid: str, *, adopt: bool = False,
-                 attach: tuple[int, ...] | None = None):
+                 attach: tuple[int, ...] | None = None, follow: bool = False):
         self.root = root
         self.uid = uid
         self.paths: PodPaths = root.pod(uid)
@@ -203,6 +219,7 @@ class Watcher:
         self.dirty = True
         self.done = False
         self.ready_fd = -1
+        self.follow = follow               # keep the report pipe for the final exit codes
         self.etc_files: dict[str, str] = {}
         self.lock = FileLock(self.paths.watcher_lock)
         self.base_backoff = float(self.pod.annotations.get("nsbox.io/backoff-base-seconds", kube.BACKOFF_BASE))
@@ -251,13 +268,17 @@ class Watcher:
         self.save()
         self.report_ready({"ok": True, "errors": errors, "pid": os.getpid()})
 
-    def report_ready(self, report: dict[str, Any]) -> None:
-        if self.ready_fd >= 0:
-            try:
-                os.write(self.ready_fd, json.dumps(report).encode())
-            finally:
-                os.close(self.ready_fd)
-                self.ready_fd = -1
+    def report_ready(self, report: dict[str, Any], final: bool = False) -> None:
+        """A JSON line to the CLI that forked us; the pipe stays open for `follow` until `final`."""
+        if self.ready_fd < 0:
+            return
+        try:
+            os.write(self.ready_fd, json.dumps(report).encode() + b"\n")
+        except OSError:
+            final = True                   # the CLI is gone: nobody to tell
+        if final or not self.follow or "error" in report:
+            os.close(self.ready_fd)
+            self.ready_fd = -1
 
     def _create_sandbox(self) -> None:
         pod = self.pod
@@ -305,7 +326,9 @@ class Watcher:
             if self.timers:
                 timeout = max(0.0, self.timers[0][0] - time.monotonic())
             for key, _ in self.sel.select(timeout):
-                key.data(key.fileobj)
+                # An earlier callback of this batch may have closed (and reused) this fd.
+                if self.sel.get_map().get(key.fd) is key:
+                    key.data(key.fileobj)
             self._run_timers()
             if self.dirty and not self.done:
                 self.save()
@@ -362,6 +385,8 @@ class Watcher:
         self.dirty = True
 
     def save(self) -> None:
+        if self.done:
+            return                         # torn down: there is no state left to write
         self._update_phase()
         write_json(self.paths.status_json, {
             "phase": self.phase, "reason": self.reason, "message": self.message,
@@ -573,6 +598,8 @@ class Watcher:
         self.exit_codes[r.spec.name] = code
         if self.pod.auto_remove:
             return
+        if all(n in self.exit_codes for n in (c.name for c in self.pod.containers)):
+            self.report_ready({"exitCodes": self.exit_codes}, final=True)
         for sock, waits in list(self.clients.items()):
             if waits == "exit:" + r.spec.name:
                 self._send(sock, {"exited": code})
@@ -724,6 +751,7 @@ class Watcher:
         self.done = True
 
     def _finish(self) -> None:
+        self.report_ready({"gone": True, "exitCodes": self.exit_codes}, final=True)
         for sock in list(self.clients):
             self._send(sock, {"gone": True, "exitCodes": self.exit_codes})
             sock.close()

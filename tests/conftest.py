@@ -1,0 +1,179 @@
+"""Shared test helpers: a private nsbox root per test, the CLI, polling, and independent observers.
+
+Every test that runs pods gets its own `--root` (a short path under /tmp, so
+unix socket paths stay short) and, whatever happens, its pods are
+force-deleted, `gc` is run, and the test fails if anything is left behind:
+a process, a mount, a cgroup, or a file under the root.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable
+
+import pytest
+
+NSBOX = [sys.executable, "-m", "nsbox"]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
+             what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Nsbox:
+    """Runs the real `nsbox` CLI against one private root."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 120,
+                 input: str | None = None) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run(NSBOX + ["--root", self.root, *args], capture_output=True, text=True,
+                           timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL)
+        if check and p.returncode != 0:
+            raise AssertionError(f"nsbox {' '.join(args)} exited {p.returncode}\n"
+                                 f"stdout: {p.stdout}\nstderr: {p.stderr}")
+        return p
+
+    def popen(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        return subprocess.Popen(NSBOX + ["--root", self.root, *args], text=True, **kw)
+
+    def pod(self, name: str) -> dict[str, Any]:
+        return json.loads(self("get", "pods", name, "-o", "json").stdout)
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        return json.loads(self("inspect", name).stdout)
+
+    def pid(self, pod: str, container: str | None = None) -> int:
+        """Host PID of a running container, from `nsbox inspect` (then checked through /proc)."""
+        def find() -> int | None:
+            for c in self.inspect(pod)["containers"]:
+                if (container is None or c["name"] == container) and c["pid"]:
+                    return c["pid"]
+            return None
+        return wait_for(find, what=f"container {container or pod} of pod {pod} to run")
+
+    def container_state(self, pod: str, container: str | None = None) -> dict[str, Any]:
+        statuses = self.pod(pod)["status"]["containerStatuses"]
+        for st in statuses:
+            if container is None or st["name"] == container:
+                return st
+        raise AssertionError(f"no container {container} in {statuses}")
+
+    def uid(self, pod: str) -> str:
+        return self.pod(pod)["metadata"]["uid"]
+
+
+# ---------------------------------------------------------------- observers (not nsbox)
+
+def ns_inode(pid: int, ns: str) -> int:
+    return os.stat(f"/proc/{pid}/ns/{ns}").st_ino
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def mounts_under(path: str) -> list[str]:
+    out = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout
+    return [m for m in out.splitlines() if m == path or m.startswith(path + "/")]
+
+
+def cgroup_dirs(uid: str) -> list[str]:
+    """Every cgroup directory of pod `uid`, in every hierarchy mounted on this host."""
+    return glob.glob(f"/sys/fs/cgroup/nsbox/pod{uid}") + glob.glob(f"/sys/fs/cgroup/*/nsbox/pod{uid}")
+
+
+def root_cgroups(root: str) -> list[str]:
+    """Pod cgroups tagged as belonging to `root`."""
+    found = []
+    for d in glob.glob("/sys/fs/cgroup/nsbox/pod*") + glob.glob("/sys/fs/cgroup/*/nsbox/pod*"):
+        try:
+            if os.getxattr(d, "trusted.nsbox.root").decode() == root:
+                found.append(d)
+        except OSError:
+            pass
+    return found
+
+
+def cgroup_pids(d: str) -> list[int]:
+    pids = []
+    for dirpath, _, files in os.walk(d):
+        if "cgroup.procs" in files:
+            with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                pids += [int(x) for x in f.read().split()]
+    return pids
+
+
+def leftovers(root: str) -> list[str]:
+    """What a root's pods left behind: state, mounts, cgroups, processes."""
+    found = []
+    for sub in ("pods", "names", "logs"):
+        d = os.path.join(root, sub)
+        if os.path.isdir(d) and os.listdir(d):
+            found.append(f"{d}: {os.listdir(d)}")
+    found += [f"mount {m}" for m in mounts_under(root)]
+    for d in root_cgroups(root):
+        found.append(f"cgroup {d} (pids {cgroup_pids(d)})")
+    return found
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture
+def nsbox() -> Any:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    root = tempfile.mkdtemp(prefix="nsbx-", dir="/tmp")
+    n = Nsbox(root)
+    try:
+        yield n
+    finally:
+        cleanup_root(n)
+    left = leftovers(root)
+    shutil.rmtree(root, ignore_errors=True)
+    assert not left, f"left behind: {left}"
+
+
+def cleanup_root(n: Nsbox) -> None:
+    """Force-delete every pod of the root, then collect garbage; never raises."""
+    try:
+        n("delete", "pod", "--all", "--grace-period", "0", "--force", check=False, timeout=60)
+        wait_for(lambda: not os.listdir(os.path.join(n.root, "pods")) if os.path.isdir(
+            os.path.join(n.root, "pods")) else True, timeout=20, what="teardown")
+    except Exception:
+        pass
+    try:
+        n("gc", check=False, timeout=60)
+    except Exception:
+        pass
+    # Last resort, so one broken test does not poison the machine: kill what is left.
+    for d in root_cgroups(n.root):
+        for pid in cgroup_pids(d):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
