@@ -53,8 +53,19 @@ class Runtime:
         raw = read_json(paths.pod_json)
         if raw is None:
             return None
-        return PodView(paths, PodSpec.from_dict(raw), read_json(paths.status_json) or {},
-                       read_json(paths.deletion_json), paths.watcher_alive())
+        v = PodView(paths, PodSpec.from_dict(raw), read_json(paths.status_json) or {},
+                    read_json(paths.deletion_json), paths.watcher_alive())
+        if v.deletion is not None and not v.watcher_alive:
+            # Whatever carried out this termination died: any command that sees it starts it
+            # again, with the full grace period (SPEC §5.6).
+            self.resume_termination(paths)
+        return v
+
+    def resume_termination(self, paths: PodPaths) -> None:
+        try:
+            watcher.launch(self.root, paths.uid, adopt=True)
+        except NsboxError:
+            pass                      # another command was quicker, or the pod is gone
 
     def get(self, namespace: str, name: str) -> PodView:
         paths = self.root.require(namespace, name)
@@ -292,7 +303,7 @@ class Runtime:
             spec_raw = read_json(paths.pod_json)
             if uid in named and spec_raw is not None:
                 if read_json(paths.deletion_json) is not None:
-                    watcher.launch(self.root, uid, adopt=True)
+                    self.resume_termination(paths)
                     done.append(f"pod {uid}: termination resumed")
                 continue
             # No name points here (a force delete or a create that was killed): reclaim it.

@@ -40,6 +40,7 @@ from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_
 
 DEFAULT_POD_PIDS_LIMIT = 4096     # per pod: a fork bomb stays inside its pod
 MAX_EVENTS = 100
+STATE_CHECK_PERIOD = 2.0          # how often the watcher checks that its pod's state still exists
 CGROUP_ROOT_XATTR = "trusted.nsbox.root"   # which root a pod cgroup belongs to (for gc)
 
 
@@ -265,6 +266,7 @@ class Watcher:
                                    bool(self.deletion.get("force")))
         elif not self.adopt:
             errors = self._start_next()
+        self.every(STATE_CHECK_PERIOD, self._check_state)
         self.save()
         self.report_ready({"ok": True, "errors": errors, "pid": os.getpid()})
 
@@ -748,6 +750,24 @@ class Watcher:
         remove_tree(self.paths.log_dir(self.pod.namespace, self.pod.name))
         self.root.release(self.pod.namespace, self.pod.name, self.uid)
         remove_tree(self.paths.dir)
+        self.done = True
+
+    def _check_state(self) -> None:
+        """If the pod's state was wiped (a lost /run, a removed root), nothing can manage the pod
+        any more: end it rather than leave processes nobody knows about."""
+        if self.done or os.path.exists(self.paths.pod_json):
+            return
+        pod_cg = self.cg.pod_path(self.uid)
+        if self.cg.populated(pod_cg):
+            self.cg.kill(pod_cg)
+        deadline = time.monotonic() + 5
+        while self.children and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.01)
+        try:
+            self.cg.remove(pod_cg)
+        except NsboxError:
+            pass
         self.done = True
 
     def _finish(self) -> None:

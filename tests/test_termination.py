@@ -1,0 +1,196 @@
+"""Termination as Kubernetes does it (SPEC §5) and nothing lost when things crash (SPEC §6)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import alive, cgroup_dirs, cgroup_pids, leftovers, wait_for
+
+# PID 1 of a PID namespace ignores signals it has no handler for; a trap makes it handle TERM.
+IGNORE_TERM = "trap '' TERM; while :; do sleep 0.2; done"
+EXIT_ON_TERM = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
+
+
+def stamp_file(path: str) -> float:
+    return float(open(path).read().strip())
+
+
+def test_deletion_is_recorded_at_once_and_shown_as_terminating(nsbox):
+    nsbox("run", "slow", "--", "sh", "-c", IGNORE_TERM)
+    nsbox.pid("slow")
+    nsbox("delete", "pod", "slow", "--grace-period", "5", "--wait=false")
+    meta = nsbox.pod("slow")["metadata"]
+    assert meta["deletionGracePeriodSeconds"] == 5
+    assert meta["deletionTimestamp"].endswith("Z")
+    assert "Terminating" in nsbox("get", "pods").stdout
+    wait_for(lambda: nsbox("get", "pods", "slow", check=False).returncode == 1, timeout=20,
+             what="the pod to disappear")
+
+
+def test_grace_period_zero_without_force_means_one_second(nsbox):
+    nsbox("run", "zero", "--", "sh", "-c", IGNORE_TERM)
+    nsbox.pid("zero")
+    nsbox("delete", "pod", "zero", "--grace-period", "0", "--wait=false")
+    assert nsbox.pod("zero")["metadata"]["deletionGracePeriodSeconds"] == 1
+
+
+def test_grace_period_comes_from_the_pod_unless_given(nsbox):
+    nsbox("run", "podgrace", "--grace-period", "7", "--", "sh", "-c", IGNORE_TERM)
+    nsbox.pid("podgrace")
+    nsbox("delete", "pod", "podgrace", "--wait=false")
+    assert nsbox.pod("podgrace")["metadata"]["deletionGracePeriodSeconds"] == 7
+    nsbox("delete", "pod", "podgrace", "--grace-period", "1")      # a second delete may shorten it
+
+
+def test_prestop_hooks_run_in_parallel_before_sigterm(nsbox, tmp_path):
+    out = str(tmp_path)
+    nsbox("pod", "create", "hooks", "--volume", f"out={out}")
+    for c in ("a", "b"):
+        nsbox("run", c, "--pod", "hooks", "--mount", "out:/out",
+              "--pre-stop", f"sleep 1; date +%s.%N > /out/{c}-hook",
+              "--", "sh", "-c", f"trap 'date +%s.%N > /out/{c}-term; exit 0' TERM; while :; do sleep 0.05; done")
+    nsbox.pid("hooks", "a"), nsbox.pid("hooks", "b")
+    t0 = time.time()
+    nsbox("delete", "pod", "hooks", "--grace-period", "10")
+    took = time.time() - t0
+    hooks = [stamp_file(f"{out}/{c}-hook") for c in ("a", "b")]
+    terms = [stamp_file(f"{out}/{c}-term") for c in ("a", "b")]
+    assert abs(hooks[0] - hooks[1]) < 0.9, "preStop hooks ran one after the other"
+    for h, t in zip(hooks, terms):
+        assert t >= h, "SIGTERM arrived before the preStop hook ended"
+    assert took < 8, "the pod should go as soon as its containers exit, not at the end of the grace period"
+
+
+def test_prestop_that_uses_up_the_grace_period_gets_two_more_seconds(nsbox):
+    nsbox("run", "hog", "--pre-stop", "sleep 100", "--", "sh", "-c", IGNORE_TERM)
+    pid = nsbox.pid("hog")
+    t0 = time.monotonic()
+    nsbox("delete", "pod", "hog", "--grace-period", "2", "--wait=false")
+    # SIGTERM comes at G = 2 s (the hook is still running); SIGKILL at G + 2 s = 4 s.
+    while time.monotonic() - t0 < 3.0:
+        assert alive(pid), "SIGKILL came before SIGTERM + 2 s"
+        time.sleep(0.1)
+    wait_for(lambda: not alive(pid), timeout=15, what="SIGKILL at G + 2 s")
+    wait_for(lambda: nsbox("get", "pods", "hog", check=False).returncode == 1, timeout=10, what="pod gone")
+
+
+def test_sigkill_reaches_every_process_of_the_container(nsbox):
+    # With the host's PID namespace, the main process's death does not take its children
+    # with it: only the cgroup kill can find them.
+    nsbox("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: forky}
+spec:
+  hostPID: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    command: ["sh", "-c", "trap '' TERM; (trap '' TERM; exec setsid sleep 1000) & exec sleep 1000"]
+""")
+    uid = nsbox.uid("forky")
+    cg = [d for d in cgroup_dirs(uid)][0]
+    pids = wait_for(lambda: len(cgroup_pids(cg)) >= 2 and cgroup_pids(cg), what="two processes in the cgroup")
+    nsbox("delete", "pod", "forky")
+    for pid in pids:
+        wait_for(lambda: not alive(pid), timeout=5, what=f"pid {pid} killed")
+
+
+def test_force_frees_the_name_at_once_and_kills_behind_it(nsbox):
+    nsbox("run", "busy", "--", "sh", "-c", IGNORE_TERM)
+    old_uid, old_pid = nsbox.uid("busy"), nsbox.pid("busy")
+    t0 = time.monotonic()
+    p = nsbox("delete", "pod", "busy", "--force", "--grace-period", "0")
+    assert p.stdout.strip() == 'pod "busy" force deleted'
+    assert p.stderr.startswith("warning:")
+    nsbox("run", "busy", "--", "sleep", "300")
+    assert nsbox.uid("busy") != old_uid
+    # SIGTERM now (ignored), SIGKILL 2 s later.
+    while time.monotonic() - t0 < 1.5:
+        assert alive(old_pid), "SIGKILL came before SIGTERM + 2 s"
+        time.sleep(0.1)
+    wait_for(lambda: not alive(old_pid), timeout=10, what="the old process to be killed")
+    wait_for(lambda: not cgroup_dirs(old_uid), timeout=10, what="the old pod's cgroups to go")
+
+
+def test_wait_false_returns_at_once(nsbox):
+    nsbox("run", "lazy", "--", "sh", "-c", IGNORE_TERM)
+    nsbox.pid("lazy")
+    t0 = time.monotonic()
+    nsbox("delete", "pod", "lazy", "--grace-period", "5", "--wait=false")
+    assert time.monotonic() - t0 < 3
+    assert "Terminating" in nsbox("get", "pods", "lazy").stdout
+
+
+def test_killed_watcher_mid_grace_is_replaced_and_restarts_the_full_grace_period(nsbox):
+    nsbox("run", "orphan", "--", "sh", "-c", IGNORE_TERM)
+    pid = nsbox.pid("orphan")
+    watcher = nsbox.inspect("orphan")["watcher"]["pid"]
+    nsbox("delete", "pod", "orphan", "--grace-period", "4", "--wait=false")
+    os.kill(watcher, signal.SIGKILL)
+    wait_for(lambda: not alive(watcher), what="the watcher to die")
+    t_restart = time.monotonic()
+    nsbox("get", "pods")                       # any command notices and starts a new watcher
+    while time.monotonic() - t_restart < 3.0:
+        assert alive(pid), "killed before a full grace period after the restart"
+        time.sleep(0.1)
+    wait_for(lambda: not alive(pid), timeout=15, what="the retried termination")
+    wait_for(lambda: nsbox("get", "pods", "orphan", check=False).returncode == 1, timeout=10, what="pod gone")
+
+
+def test_pod_without_watcher_is_unknown_and_still_deletes_cleanly(nsbox):
+    nsbox("run", "lost", "--", "sleep", "300")
+    pid = nsbox.pid("lost")
+    watcher = nsbox.inspect("lost")["watcher"]["pid"]
+    os.kill(watcher, signal.SIGKILL)
+    wait_for(lambda: nsbox.pod("lost")["status"]["phase"] == "Unknown", what="phase Unknown")
+    assert alive(pid), "containers must not die with their watcher"
+    assert "Unknown" in nsbox("get", "pods").stdout
+    described = nsbox("describe", "pod", "lost").stdout
+    assert "lost" in described and "1 process(es)" in described
+    nsbox("delete", "pod", "lost", "--grace-period", "1")
+    assert not alive(pid)
+    assert leftovers(nsbox.root) == []
+
+
+def test_gc_reclaims_a_pod_whose_state_was_lost(nsbox):
+    nsbox("run", "amnesia", "--", "sleep", "300")
+    uid, pid = nsbox.uid("amnesia"), nsbox.pid("amnesia")
+    watcher = nsbox.inspect("amnesia")["watcher"]["pid"]
+    for sub in ("pods", "names", "logs"):                 # a reboot-like loss of the root's state
+        shutil.rmtree(os.path.join(nsbox.root, sub))
+    nsbox("gc")
+    wait_for(lambda: not alive(pid), timeout=10, what="the container to be killed")
+    wait_for(lambda: not alive(watcher), timeout=10, what="the watcher to end")
+    wait_for(lambda: not cgroup_dirs(uid), timeout=10, what="the cgroups to go")
+
+
+def test_parallel_runs_and_deletes_on_different_pods(nsbox):
+    names = [f"p{i}" for i in range(20)]
+    with ThreadPoolExecutor(20) as pool:
+        runs = list(pool.map(lambda n: nsbox("run", n, "--", "sh", "-c", EXIT_ON_TERM, check=False), names))
+    assert [r.returncode for r in runs] == [0] * 20, [r.stderr for r in runs if r.returncode]
+    listed = nsbox("get", "pods", "-o", "name").stdout.split()
+    assert sorted(listed) == sorted(f"pod/{n}" for n in names)
+    with ThreadPoolExecutor(20) as pool:
+        deletes = list(pool.map(lambda n: nsbox("delete", "pod", n, check=False), names))
+    assert [d.returncode for d in deletes] == [0] * 20, [d.stderr for d in deletes if d.returncode]
+    assert leftovers(nsbox.root) == []
+
+
+def test_parallel_runs_and_deletes_on_the_same_pod(nsbox):
+    with ThreadPoolExecutor(5) as pool:
+        runs = list(pool.map(lambda _: nsbox("run", "same", "--", "sh", "-c", EXIT_ON_TERM, check=False), range(5)))
+    assert sorted(r.returncode for r in runs) == [0, 1, 1, 1, 1]
+    assert all('already exists' in r.stderr for r in runs if r.returncode)
+    with ThreadPoolExecutor(5) as pool:
+        deletes = list(pool.map(lambda _: nsbox("delete", "pod", "same", check=False), range(5)))
+    assert sorted(d.returncode for d in deletes)[0] == 0
+    for d in deletes:
+        assert d.returncode == 0 or 'not found' in d.stderr, d.stderr
+    assert leftovers(nsbox.root) == []
