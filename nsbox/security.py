@@ -8,7 +8,9 @@ child between fork and exec, after the mounts and before exec (SPEC §7):
   adjusted by add/drop; a root process gets it effective and permitted, a
   non-root process gets empty sets; inheritable and ambient are empty (as
   Docker since CVE-2022-24769);
-- privileged: every capability the kernel knows;
+- privileged: every capability the kernel knows that nsbox itself holds
+  (a process cannot grant what it lacks: some hosts withhold a capability
+  even from root, and capset() would then fail);
 - no_new_privs when allowPrivilegeEscalation is false, and implied for a
   non-root user with no added capabilities (what runc's users get by default).
 """
@@ -40,12 +42,21 @@ def mask(names: frozenset[str]) -> int:
     return bits
 
 
+def held_capabilities() -> int:
+    """This process's permitted set: the most any container it starts can get."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapPrm:"):
+                return int(line.split()[1], 16)
+    return -1
+
+
 def identity(pod: PodSpec, c: ContainerSpec) -> Identity:
     sc = c.security
     uid = sc.run_as_user if sc.run_as_user is not None else (pod.run_as_user or 0)
     gid = sc.run_as_group if sc.run_as_group is not None else (pod.run_as_group or 0)
     if sc.privileged:
-        full = (1 << (native.cap_last_cap() + 1)) - 1
+        full = ((1 << (native.cap_last_cap() + 1)) - 1) & held_capabilities()
         caps = native.CapSets(bounding=full, effective=full if uid == 0 else 0,
                               permitted=full if uid == 0 else 0)
         return Identity(uid, gid, caps, no_new_privs=False, privileged=True)
