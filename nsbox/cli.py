@@ -134,9 +134,14 @@ def container_from_flags(args: argparse.Namespace, name: str, command: list[str]
 
 @command("pod create")
 def cmd_pod_create(args: argparse.Namespace) -> int:
+    from nsbox import kube
     pod = pod_from_flags(args, args.name, "Always")
-    for k, v in (("cpu", args.cpu), ("memory", args.memory)):
+    for k, v, parse in (("cpu", args.cpu, kube.parse_cpu), ("memory", args.memory, kube.parse_memory)):
         if v:
+            try:
+                parse(v)
+            except ValueError as e:
+                raise NsboxError(f"--{k}: {e}") from None
             pod.annotations[f"nsbox.io/pod-{k}"] = v
     view = runtime(args).create(pod)
     print(view.spec.uid)

@@ -190,7 +190,11 @@ ANNOTATION_NETWORK = "nsbox.io/network"
 ANNOTATION_INIT = "nsbox.io/init"
 ANNOTATION_BACKOFF_BASE = "nsbox.io/backoff-base-seconds"
 ANNOTATION_BACKOFF_MAX = "nsbox.io/backoff-max-seconds"
-NSBOX_ANNOTATIONS = (ANNOTATION_NETWORK, ANNOTATION_INIT, ANNOTATION_BACKOFF_BASE, ANNOTATION_BACKOFF_MAX)
+ANNOTATION_PIDS_LIMIT = "nsbox.io/pids-limit"           # the pod cgroup's pids.max (default 4096)
+ANNOTATION_POD_CPU = "nsbox.io/pod-cpu"                 # `pod create --cpu`: the pod cgroup's own limits
+ANNOTATION_POD_MEMORY = "nsbox.io/pod-memory"
+NSBOX_ANNOTATIONS = (ANNOTATION_NETWORK, ANNOTATION_INIT, ANNOTATION_BACKOFF_BASE, ANNOTATION_BACKOFF_MAX,
+                     ANNOTATION_PIDS_LIMIT, ANNOTATION_POD_CPU, ANNOTATION_POD_MEMORY)
 
 # Downward API paths nsbox fills in at start; labels and annotations are resolved at apply.
 ENV_FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "status.podIP", "spec.nodeName")

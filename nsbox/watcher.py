@@ -133,6 +133,7 @@ def _watcher_main(root: Root, uid: str, ready_fd: int, adopt: bool,
                 os.close(fd)
             except OSError:
                 pass
+    _shed_cli_memory()
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     watcher = Watcher(root, uid, adopt=adopt, attach=attach, follow=follow)
@@ -144,6 +145,20 @@ def _watcher_main(root: Root, uid: str, ready_fd: int, adopt: bool,
         msg = str(e) if isinstance(e, (NsboxError, OSError)) else f"internal error: {e!r}"
         watcher.report_ready({"error": msg})
         raise
+
+
+def _shed_cli_memory() -> None:
+    """The watcher is forked from the CLI and lives as long as the pod: give back what only the
+    CLI needed (argument parsing, YAML, rendering) so that each pod costs less."""
+    import gc
+    for name in list(sys.modules):
+        if name in _CLI_ONLY_MODULES or name.split(".")[0] in _CLI_ONLY_MODULES:
+            del sys.modules[name]
+    gc.collect()
+
+
+_CLI_ONLY_MODULES = {"argparse", "yaml", "_yaml", "nsbox.cli", "nsbox.manifest", "nsbox.status",
+                     "nsbox.pods", "nsbox.doctor", "gettext", "uuid", "threading", "concurrent"}
 
 
 def _open_fds() -> list[int]:
@@ -854,6 +869,11 @@ class Watcher:
 # ---------------------------------------------------------------- helpers
 
 def _pod_limits(pod: PodSpec) -> dict[str, int | None]:
+    """`pod create --cpu/--memory` set the pod's own limits; otherwise the kubelet's sum rule."""
+    cpu, mem = pod.annotations.get("nsbox.io/pod-cpu"), pod.annotations.get("nsbox.io/pod-memory")
+    if cpu or mem:
+        return {"cpu_millis": kube.parse_cpu(cpu) if cpu else None,
+                "memory_bytes": kube.parse_memory(mem) if mem else None}
     return {
         "cpu_millis": kube.pod_resource_limit([c.resources.cpu_millis for c in pod.containers],
                                               [c.resources.cpu_millis for c in pod.init_containers]),
