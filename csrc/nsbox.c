@@ -1,0 +1,633 @@
+/* nsbox native spawn path: clone a child, carry out a prepared plan in it
+ * (cgroup, setns, mounts, ids, capabilities, stdio) and exec.
+ *
+ * After clone the child only makes async-signal-safe calls and never
+ * allocates: every string was prepared by the parent. A failing step is
+ * reported to the parent as one struct nsbox_spawn_error written into a
+ * close-on-exec pipe; EOF on that pipe means execve succeeded.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "nsbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <linux/capability.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+/* The kernel's struct clone_args, spelled out because libc headers may lack
+ * it. The size passed to clone3 tells the kernel which fields we use. */
+struct clone3_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal;
+    uint64_t stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+#define CLONE_ARGS_SIZE_VER0 64     /* up to tls */
+#define CLONE_ARGS_SIZE_VER2 88     /* with cgroup (Linux 5.7) */
+
+static const char *const step_names[] = {
+    [NSBOX_STEP_NONE] = "none", [NSBOX_STEP_PIPE] = "pipe",
+    [NSBOX_STEP_CLONE] = "clone", [NSBOX_STEP_SIGNALS] = "signals",
+    [NSBOX_STEP_SETSID] = "setsid", [NSBOX_STEP_CTTY] = "ctty",
+    [NSBOX_STEP_PDEATHSIG] = "pdeathsig", [NSBOX_STEP_CGROUP] = "cgroup",
+    [NSBOX_STEP_SETNS] = "setns", [NSBOX_STEP_HOSTNAME] = "hostname",
+    [NSBOX_STEP_MOUNT] = "mount", [NSBOX_STEP_MKDIR] = "mkdir",
+    [NSBOX_STEP_TOUCH] = "touch", [NSBOX_STEP_SYMLINK] = "symlink",
+    [NSBOX_STEP_PIVOT_ROOT] = "pivot_root", [NSBOX_STEP_UMOUNT] = "umount",
+    [NSBOX_STEP_SETGROUPS] = "setgroups", [NSBOX_STEP_SETGID] = "setgid",
+    [NSBOX_STEP_BOUNDING] = "capabilities", [NSBOX_STEP_KEEPCAPS] = "capabilities",
+    [NSBOX_STEP_SETUID] = "setuid", [NSBOX_STEP_CAPABILITIES] = "capabilities",
+    [NSBOX_STEP_AMBIENT] = "capabilities", [NSBOX_STEP_NO_NEW_PRIVS] = "no_new_privs",
+    [NSBOX_STEP_CHDIR] = "chdir", [NSBOX_STEP_STDIO] = "stdio",
+    [NSBOX_STEP_CLOSE_FDS] = "close_fds", [NSBOX_STEP_EXEC] = "exec",
+};
+
+/* What the parent prepares for the child besides the request. */
+struct child_plan {
+    int errfd;                  /* write end of the error pipe */
+    int devnull;                /* for stdio slots set to -1 */
+    unsigned int max_fd;        /* RLIMIT_NOFILE soft limit */
+    int cgroup_by_write;        /* CLONE_INTO_CGROUP unavailable */
+};
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= size)
+        n = size - 1;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+}
+
+static void fill_error(struct nsbox_spawn_error *e, int step, int err,
+                       const char *detail)
+{
+    memset(e, 0, sizeof *e);
+    e->step = step;
+    e->err = err;
+    copy_str(e->step_name, sizeof e->step_name, step_names[step]);
+    copy_str(e->detail, sizeof e->detail, detail);
+}
+
+static const char *nz(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+static const char *ns_name(int nstype)
+{
+    switch (nstype) {
+    case CLONE_NEWNS: return "mnt";
+    case CLONE_NEWPID: return "pid";
+    case CLONE_NEWNET: return "net";
+    case CLONE_NEWIPC: return "ipc";
+    case CLONE_NEWUTS: return "uts";
+    case CLONE_NEWCGROUP: return "cgroup";
+    case CLONE_NEWUSER: return "user";
+    default: return "namespace";
+    }
+}
+
+/* ---- child side: async-signal-safe only ---- */
+
+static void __attribute__((noreturn))
+child_fail(const struct child_plan *p, int step, int err, const char *detail)
+{
+    struct nsbox_spawn_error e;
+    const char *buf = (const char *)&e;
+    size_t off = 0;
+
+    fill_error(&e, step, err, detail);
+    while (off < sizeof e) {
+        ssize_t n = write(p->errfd, buf + off, sizeof e - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    _exit(127);
+}
+
+static int write_zero(int dirfd, const char *path)
+{
+    int fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC);
+    int err = 0;
+
+    if (fd < 0)
+        return errno;
+    if (write(fd, "0", 1) != 1)
+        err = errno ? errno : EIO;
+    close(fd);
+    return err;
+}
+
+/* mkdir -p in a stack buffer; intermediate directories get 0755. */
+static int make_dirs(const char *path, mode_t mode)
+{
+    char buf[PATH_MAX];
+    struct stat st;
+    size_t len = strlen(path);
+
+    if (len >= sizeof buf)
+        return ENAMETOOLONG;
+    memcpy(buf, path, len + 1);
+    while (len > 1 && buf[len - 1] == '/')
+        buf[--len] = '\0';
+    for (char *s = buf + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return errno;
+        *s = '/';
+    }
+    if (mkdir(buf, mode) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return errno;
+    if (stat(buf, &st) < 0)
+        return errno;
+    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+static int make_file(const char *path, mode_t mode)
+{
+    char dir[PATH_MAX];
+    size_t len = strlen(path);
+    const char *slash = strrchr(path, '/');
+
+    if (len >= sizeof dir)
+        return ENAMETOOLONG;
+    if (slash && slash != path) {
+        memcpy(dir, path, (size_t)(slash - path));
+        dir[slash - path] = '\0';
+        int err = make_dirs(dir, 0755);
+        if (err)
+            return err;
+    }
+    /* mknod makes an empty regular file without opening anything. */
+    if (mknod(path, S_IFREG | (mode & 07777), 0) < 0 && errno != EEXIST)
+        return errno;
+    return 0;
+}
+
+static int pivot_into(const char *newroot)
+{
+    if (chdir(newroot) < 0)
+        return errno;
+    /* pivot_root(".", ".") stacks the old root on top of the new one, so no
+     * put_old directory is needed inside the new root; detaching "." then
+     * drops the old root and uncovers the new one. */
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return errno;
+    if (umount2(".", MNT_DETACH) < 0)
+        return errno;
+    if (chdir("/") < 0)
+        return errno;
+    return 0;
+}
+
+/* Returns 0 or an errno; *step says which step it was. */
+static int run_op(const struct nsbox_mount_op *op, int *step)
+{
+    switch (op->kind) {
+    case NSBOX_OP_MOUNT:
+        *step = NSBOX_STEP_MOUNT;
+        if (mount(nz(op->source), op->target, nz(op->fstype), op->flags,
+                  nz(op->data)) < 0)
+            return errno;
+        return 0;
+    case NSBOX_OP_MKDIR:
+        *step = NSBOX_STEP_MKDIR;
+        return make_dirs(op->target, op->mode);
+    case NSBOX_OP_TOUCH:
+        *step = NSBOX_STEP_TOUCH;
+        return make_file(op->target, op->mode);
+    case NSBOX_OP_SYMLINK:
+        *step = NSBOX_STEP_SYMLINK;
+        if (symlink(op->source, op->target) < 0 && errno != EEXIST)
+            return errno;
+        return 0;
+    case NSBOX_OP_PIVOT:
+        *step = NSBOX_STEP_PIVOT_ROOT;
+        return pivot_into(op->target);
+    case NSBOX_OP_UMOUNT:
+        *step = NSBOX_STEP_UMOUNT;
+        if (umount2(op->target, (int)op->flags) < 0)
+            return errno;
+        return 0;
+    default:
+        *step = NSBOX_STEP_MOUNT;
+        return EINVAL;
+    }
+}
+
+static void apply_capabilities(const struct nsbox_spawn *req,
+                               const struct child_plan *p)
+{
+    struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+
+    for (int i = 0; i < 2; i++) {
+        data[i].effective = (uint32_t)(req->cap_effective >> (32 * i));
+        data[i].permitted = (uint32_t)(req->cap_permitted >> (32 * i));
+        data[i].inheritable = (uint32_t)(req->cap_inheritable >> (32 * i));
+    }
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        child_fail(p, NSBOX_STEP_CAPABILITIES, errno, "capset");
+    /* Kernels before 4.3 have no ambient set; nothing to clear there. */
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 &&
+        !(errno == EINVAL && req->cap_ambient == 0))
+        child_fail(p, NSBOX_STEP_AMBIENT, errno, "ambient set");
+    for (int cap = 0; cap <= req->cap_last && cap < 64; cap++)
+        if ((req->cap_ambient >> cap) & 1 &&
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+            child_fail(p, NSBOX_STEP_AMBIENT, errno, "ambient set");
+}
+
+static void switch_identity(const struct nsbox_spawn *req,
+                            const struct child_plan *p)
+{
+    /* Raw syscalls, not the libc wrappers: glibc's set*id broadcast the
+     * change to every thread it knows of, and after a raw clone of a
+     * threaded parent those are the parent's threads. */
+    if (req->set_groups &&
+        syscall(SYS_setgroups, (size_t)req->n_groups, req->groups) < 0)
+        child_fail(p, NSBOX_STEP_SETGROUPS, errno, "");
+    if (req->set_gid &&
+        syscall(SYS_setresgid, req->gid, req->gid, req->gid) < 0)
+        child_fail(p, NSBOX_STEP_SETGID, errno, "");
+    if (req->set_caps) {
+        /* Dropping from the bounding set needs CAP_SETPCAP, which a
+         * non-root uid no longer has: do it before switching. */
+        for (int cap = 0; cap <= req->cap_last && cap < 64; cap++)
+            if (!((req->cap_bounding >> cap) & 1) &&
+                prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+                child_fail(p, NSBOX_STEP_BOUNDING, errno, "bounding set");
+        /* Keep the permitted set across setresuid so capset below can
+         * still grant what the plan asks for. */
+        if (req->set_uid && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+            child_fail(p, NSBOX_STEP_KEEPCAPS, errno, "keepcaps");
+    }
+    if (req->set_uid &&
+        syscall(SYS_setresuid, req->uid, req->uid, req->uid) < 0)
+        child_fail(p, NSBOX_STEP_SETUID, errno, "");
+    if (req->set_caps)
+        apply_capabilities(req, p);
+}
+
+static void close_range_or_loop(unsigned int lo, unsigned int hi,
+                                unsigned int max_fd)
+{
+    if (syscall(SYS_close_range, lo, hi, 0) == 0)
+        return;
+    /* No close_range (before 5.9): close one by one up to the limit. */
+    for (unsigned int fd = lo; fd <= hi && fd < max_fd; fd++)
+        close((int)fd);
+}
+
+static void close_other_fds(const struct nsbox_spawn *req,
+                            const struct child_plan *p)
+{
+    unsigned int lo = 3;
+
+    for (;;) {
+        int next = -1;      /* lowest kept fd >= lo */
+        for (int i = -1; i < req->n_keep_fds; i++) {
+            int fd = i < 0 ? p->errfd : req->keep_fds[i];
+            if (fd >= (int)lo && (next < 0 || fd < next))
+                next = fd;
+        }
+        if (next < 0) {
+            close_range_or_loop(lo, ~0U, p->max_fd);
+            return;
+        }
+        if ((unsigned int)next > lo)
+            close_range_or_loop(lo, (unsigned int)next - 1, p->max_fd);
+        lo = (unsigned int)next + 1;
+    }
+}
+
+static void setup_stdio(const struct nsbox_spawn *req,
+                        const struct child_plan *p)
+{
+    int src[3];
+
+    for (int i = 0; i < 3; i++)
+        src[i] = req->stdio[i] >= 0 ? req->stdio[i] : p->devnull;
+    /* A source already sitting on another of 0..2 (say stdout=2,
+     * stderr=1) would be clobbered by an earlier dup2: move it up first. */
+    for (int i = 0; i < 3; i++) {
+        if (src[i] < 3 && src[i] != i) {
+            int fd = fcntl(src[i], F_DUPFD_CLOEXEC, 3);
+            if (fd < 0)
+                child_fail(p, NSBOX_STEP_STDIO, errno, "dup");
+            src[i] = fd;
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        /* dup2 onto itself is a no-op that would leave FD_CLOEXEC set. */
+        int r = src[i] == i ? fcntl(i, F_SETFD, 0) : dup2(src[i], i);
+        if (r < 0)
+            child_fail(p, NSBOX_STEP_STDIO, errno, "dup2");
+    }
+    for (int i = 0; i < req->n_keep_fds; i++)
+        if (req->keep_fds[i] > 2 && fcntl(req->keep_fds[i], F_SETFD, 0) < 0)
+            child_fail(p, NSBOX_STEP_STDIO, errno, "keep_fds");
+}
+
+static void __attribute__((noreturn))
+child_main(const struct nsbox_spawn *req, const struct child_plan *p)
+{
+    struct sigaction sa;
+    sigset_t none;
+    int step, err;
+
+    /* The parent's handlers are meaningless here (and Python's would write
+     * to its wakeup fd); the parent blocked all signals around clone. */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &sa, NULL);      /* EINVAL for libc-reserved */
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+        child_fail(p, NSBOX_STEP_SIGNALS, errno, "");
+
+    if (req->setsid && setsid() < 0)
+        child_fail(p, NSBOX_STEP_SETSID, errno, "");
+    if (req->ctty && ioctl(req->stdio[0], TIOCSCTTY, 0) < 0)
+        child_fail(p, NSBOX_STEP_CTTY, errno, "stdin");
+    if (req->pdeathsig && prctl(PR_SET_PDEATHSIG, req->pdeathsig, 0, 0, 0) < 0)
+        child_fail(p, NSBOX_STEP_PDEATHSIG, errno, "");
+
+    /* Join cgroups before anything else so all the set-up is accounted. */
+    for (int i = 0; i < req->n_cgroup_procs; i++)
+        if ((err = write_zero(AT_FDCWD, req->cgroup_procs[i])))
+            child_fail(p, NSBOX_STEP_CGROUP, err, req->cgroup_procs[i]);
+    if (p->cgroup_by_write && (err = write_zero(req->cgroup_fd, "cgroup.procs")))
+        child_fail(p, NSBOX_STEP_CGROUP, err, "cgroup.procs");
+
+    /* The mount namespace goes last: once in it, paths (including the
+     * /proc ones the fds came from) may no longer mean the same thing. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < req->n_join; i++) {
+            int type = req->join[i].nstype;
+            if (type == CLONE_NEWPID || (type == CLONE_NEWNS) != (pass == 1))
+                continue;
+            if (setns(req->join[i].fd, type) < 0)
+                child_fail(p, NSBOX_STEP_SETNS, errno, ns_name(type));
+        }
+    }
+
+    if (req->hostname && sethostname(req->hostname, strlen(req->hostname)) < 0)
+        child_fail(p, NSBOX_STEP_HOSTNAME, errno, req->hostname);
+
+    for (int i = 0; i < req->n_ops; i++) {
+        const struct nsbox_mount_op *op = &req->ops[i];
+        err = run_op(op, &step);
+        if (err && !(err == ENOENT && op->optional))
+            child_fail(p, step, err, op->target);
+    }
+
+    switch_identity(req, p);
+    /* Changing the euid/egid cleared the parent-death signal: set it again. */
+    if (req->pdeathsig && (req->set_uid || req->set_gid) &&
+        prctl(PR_SET_PDEATHSIG, req->pdeathsig, 0, 0, 0) < 0)
+        child_fail(p, NSBOX_STEP_PDEATHSIG, errno, "");
+
+    if (req->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        child_fail(p, NSBOX_STEP_NO_NEW_PRIVS, errno, "");
+    if (req->cwd && chdir(req->cwd) < 0)
+        child_fail(p, NSBOX_STEP_CHDIR, errno, req->cwd);
+
+    setup_stdio(req, p);
+    close_other_fds(req, p);
+
+    err = ENOENT;
+    const char *tried = req->argv[0];
+    for (int i = 0; i < req->n_exec_paths; i++) {
+        execve(req->exec_paths[i], (char *const *)req->argv,
+               (char *const *)req->envp);
+        err = errno;
+        tried = req->exec_paths[i];
+    }
+    child_fail(p, NSBOX_STEP_EXEC, err, tried);
+}
+
+/* ---- parent side ---- */
+
+static pid_t clone_child(const struct nsbox_spawn *req, struct child_plan *p,
+                         int *pidfd)
+{
+    struct clone3_args args;
+    size_t size = CLONE_ARGS_SIZE_VER0;
+    pid_t pid;
+
+    memset(&args, 0, sizeof args);
+    args.flags = req->clone_flags | CLONE_PIDFD;
+    args.pidfd = (uint64_t)(uintptr_t)pidfd;
+    args.exit_signal = SIGCHLD;
+    if (req->cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)req->cgroup_fd;
+        size = CLONE_ARGS_SIZE_VER2;
+    }
+    p->cgroup_by_write = 0;
+    pid = syscall(SYS_clone3, &args, size);
+    if (pid < 0 && req->cgroup_fd >= 0 && (errno == E2BIG || errno == EINVAL)) {
+        /* clone3 without CLONE_INTO_CGROUP (Linux 5.3-5.6): the child
+         * joins by writing cgroup.procs instead. */
+        p->cgroup_by_write = 1;
+        args.flags &= ~CLONE_INTO_CGROUP;
+        args.cgroup = 0;
+        pid = syscall(SYS_clone3, &args, (size_t)CLONE_ARGS_SIZE_VER0);
+    }
+    if (pid < 0 && errno == ENOSYS) {
+        /* No clone3 (or a seccomp filter hiding it): the legacy clone,
+         * fork-like (no CLONE_VM), which returns a pidfd via parent_tid. */
+        unsigned long flags = (unsigned long)req->clone_flags | SIGCHLD;
+        p->cgroup_by_write = req->cgroup_fd >= 0;
+        pid = syscall(SYS_clone, flags | CLONE_PIDFD, 0, pidfd, 0, 0);
+        if (pid < 0 && errno == EINVAL) {
+            *pidfd = -1;
+            pid = syscall(SYS_clone, flags, 0, 0, 0, 0);
+        }
+    }
+    if (pid == 0)
+        child_main(req, p);
+    return pid;
+}
+
+/* Keeps fd off 0..2, which the child overwrites with stdio. */
+static int above_stdio(int fd)
+{
+    int moved;
+
+    if (fd < 0 || fd > 2)
+        return fd;
+    moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    close(fd);
+    return moved;
+}
+
+int nsbox_spawn(const struct nsbox_spawn *req, int *pidfd_out,
+                struct nsbox_spawn_error *err)
+{
+    struct child_plan plan = { -1, -1, 0, 0 };
+    struct rlimit rl;
+    sigset_t all, old;
+    int pipefd[2], saved_pidns = -1, pidfd = -1, e;
+    size_t got = 0;
+    pid_t pid;
+
+    *pidfd_out = -1;
+    memset(err, 0, sizeof *err);
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        fill_error(err, NSBOX_STEP_PIPE, errno, "error pipe");
+        return -1;
+    }
+    plan.errfd = above_stdio(pipefd[1]);
+    if (plan.errfd < 0) {
+        fill_error(err, NSBOX_STEP_PIPE, errno, "error pipe");
+        pid = -1;
+        goto out;
+    }
+    if ((req->stdio[0] < 0 || req->stdio[1] < 0 || req->stdio[2] < 0) &&
+        (plan.devnull = above_stdio(open("/dev/null", O_RDWR | O_CLOEXEC))) < 0) {
+        fill_error(err, NSBOX_STEP_STDIO, errno, "/dev/null");
+        pid = -1;
+        goto out;
+    }
+    /* Bounds the close() loop used when close_range is missing. */
+    plan.max_fd = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < plan.max_fd)
+        plan.max_fd = (unsigned int)rl.rlim_cur;
+
+    /* setns(CLONE_NEWPID) only changes where our next child is born, so
+     * the parent joins, clones, and goes back to its own pid_for_children. */
+    for (int i = 0; i < req->n_join; i++) {
+        if (req->join[i].nstype != CLONE_NEWPID)
+            continue;
+        if (saved_pidns < 0)
+            saved_pidns = open("/proc/thread-self/ns/pid_for_children",
+                               O_RDONLY | O_CLOEXEC);
+        if (saved_pidns < 0 || setns(req->join[i].fd, CLONE_NEWPID) < 0) {
+            fill_error(err, NSBOX_STEP_SETNS, errno, "pid");
+            pid = -1;
+            goto out;
+        }
+    }
+
+    /* No signal handler may run in the child before it resets them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pid = clone_child(req, &plan, &pidfd);
+    e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0)
+        fill_error(err, NSBOX_STEP_CLONE, e, "");
+
+out:
+    if (saved_pidns >= 0) {
+        setns(saved_pidns, CLONE_NEWPID);
+        close(saved_pidns);
+    }
+    if (plan.errfd >= 0)
+        close(plan.errfd);
+    if (plan.devnull >= 0)
+        close(plan.devnull);
+    if (pid < 0) {
+        close(pipefd[0]);
+        return -1;
+    }
+
+    /* Blocks until the child execs (EOF: CLOEXEC closed the pipe) or
+     * reports a failed step. */
+    while (got < sizeof *err) {
+        ssize_t n = read(pipefd[0], (char *)err + got, sizeof *err - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(pipefd[0]);
+    if (got == 0) {
+        *pidfd_out = pidfd;
+        return pid;
+    }
+    while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+        ;
+    if (pidfd >= 0)
+        close(pidfd);
+    if (got != sizeof *err)
+        fill_error(err, NSBOX_STEP_PIPE, EIO, "short error report");
+    return -1;
+}
+
+/* ---- thin wrappers ---- */
+
+int nsbox_unshare(int flags)
+{
+    return unshare(flags) < 0 ? -errno : 0;
+}
+
+int nsbox_setns(int fd, int nstype)
+{
+    return setns(fd, nstype) < 0 ? -errno : 0;
+}
+
+int nsbox_mount(const char *source, const char *target, const char *fstype,
+                unsigned long flags, const char *data)
+{
+    return mount(nz(source), target, nz(fstype), flags, nz(data)) < 0 ? -errno : 0;
+}
+
+int nsbox_umount2(const char *target, int flags)
+{
+    return umount2(target, flags) < 0 ? -errno : 0;
+}
+
+int nsbox_pidfd_open(int pid, unsigned int flags)
+{
+    long fd = syscall(SYS_pidfd_open, pid, flags);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+int nsbox_pidfd_send_signal(int pidfd, int sig)
+{
+    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
