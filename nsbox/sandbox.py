@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import socket
 import struct
 
@@ -75,6 +76,64 @@ def enter(pod: PodSpec, paths: PodPaths) -> None:
         if v.kind == "emptyDir" and v.medium == "Memory":
             data = "mode=0777" + (f",size={v.size_limit}" if v.size_limit else "")
             native.mount("tmpfs", paths.volume(v.name), "tmpfs", native.MS_NOSUID | native.MS_NODEV, data)
+
+
+def start_shared_pid_namespace() -> int:
+    """Fork PID 1 of the pod-wide PID namespace (shareProcessNamespace); returns its PID.
+
+    Kubernetes runs a pause container for this. Ours is a fork of the watcher
+    that only reaps orphans: nothing to exec or ship, and its memory is the
+    watcher's, shared copy-on-write. Containers join its namespace
+    (`container.start_request(pid_ns_fd=...)`), so none of them is PID 1 and
+    each gets SIGTERM like any process. If it dies, the kernel kills every
+    process of the namespace: it must live as long as the pod.
+    """
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        # unshare(CLONE_NEWPID) moves only our *next* children into a new namespace, and the
+        # first of them is its PID 1; setns() back so the watcher's later children are not.
+        native.unshare(native.CLONE_NEWPID)
+        pid = os.fork()
+        if pid == 0:
+            _reap_forever()
+        native.setns(own, native.CLONE_NEWPID)
+    finally:
+        os.close(own)
+    return pid
+
+
+def _reap_forever() -> None:
+    """The life of the shared namespace's PID 1: wait for children (orphans are reparented here)."""
+    try:
+        import gc
+        gc.disable()                   # touch as few of the watcher's pages as possible
+        try:
+            import prctl
+            prctl.set_name("nsbox-pause")
+            prctl.set_proctitle("nsbox-pause")
+        except (ImportError, OSError):
+            pass
+        signal.set_wakeup_fd(-1)
+        for sig in signal.valid_signals():
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.closerange(3, 1 << 16)     # the watcher's sockets and, above all, its lock
+        # SIGCHLD stays blocked and pending, so sigwait() cannot miss an exit between two waits.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                signal.sigwait({signal.SIGCHLD})
+            except InterruptedError:
+                pass
+    finally:
+        os._exit(0)
 
 
 def make_volume_dirs(pod: PodSpec, paths: PodPaths) -> None:

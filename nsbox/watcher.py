@@ -20,6 +20,7 @@ it can signal them through pidfds and carry out a termination (SPEC §5.6).
 
 from __future__ import annotations
 
+import calendar
 import errno
 import heapq
 import itertools
@@ -33,7 +34,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from nsbox import cgroups, container, kube, logs, native, sandbox
+from nsbox import cgroups, container, kube, logs, native, network, sandbox
 from nsbox.errors import NsboxError
 from nsbox.model import ContainerSpec, PodSpec
 from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_json
@@ -42,6 +43,8 @@ DEFAULT_POD_PIDS_LIMIT = 4096     # per pod: a fork bomb stays inside its pod
 MAX_EVENTS = 100
 STATE_CHECK_PERIOD = 2.0          # how often the watcher checks that its pod's state still exists
 CGROUP_ROOT_XATTR = "trusted.nsbox.root"   # which root a pod cgroup belongs to (for gc)
+PAUSE_CGROUP = ".pause"           # below the pod cgroup: PID 1 of a shared PID namespace (no container name starts with ".")
+VOLUME_CHECK_PERIOD = 2.0         # disk-backed emptyDir sizeLimit: an overrun is noticed within a few seconds
 
 
 def now_rfc3339() -> str:
@@ -237,6 +240,11 @@ class Watcher:
         self.ready_fd = -1
         self.follow = follow               # keep the report pipe for the final exit codes
         self.etc_files: dict[str, str] = {}
+        self.pod_ip = ""                   # --network bridge: this pod's address (network.py)
+        self.host_netns_fd = -1            # --network bridge: the host's netns, to plumb and unplug the veth
+        self.pause_pid = 0                 # PID 1 of the shared PID namespace (shareProcessNamespace)
+        self.pause_start = 0
+        self.pid_ns_fd = -1                # containers join this PID namespace
         self.lock = FileLock(self.paths.watcher_lock)
         self.base_backoff = float(self.pod.annotations.get("nsbox.io/backoff-base-seconds", kube.BACKOFF_BASE))
         self.max_backoff = float(self.pod.annotations.get("nsbox.io/backoff-max-seconds", kube.BACKOFF_MAX))
@@ -282,6 +290,9 @@ class Watcher:
         elif not self.adopt:
             errors = self._start_next()
         self.every(STATE_CHECK_PERIOD, self._check_state)
+        self._arm_active_deadline()
+        if any(v.kind == "emptyDir" and v.medium != "Memory" and v.size_limit for v in self.pod.volumes):
+            self.every(VOLUME_CHECK_PERIOD, self._check_volume_usage)
         self.save()
         self.report_ready({"ok": True, "errors": errors, "pid": os.getpid()})
 
@@ -308,12 +319,46 @@ class Watcher:
                 pass
         pids = int(pod.annotations.get("nsbox.io/pids-limit", DEFAULT_POD_PIDS_LIMIT))
         self.cg.set_limits(pod_cg, pids_max=pids, **_pod_limits(pod))
-        self.etc_files = sandbox.write_etc_files(pod, self.paths)
+        if pod.network == "bridge":
+            self.host_netns_fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         sandbox.enter(pod, self.paths)
+        if pod.network == "bridge":
+            # Before any container starts: they find eth0 configured (network.py).
+            self.pod_ip = network.attach(pod, self.root.path, self.host_netns_fd).ip
+        self.etc_files = sandbox.write_etc_files(pod, self.paths, self.pod_ip)
+        if pod.share_process_namespace:
+            self._start_pause()
         self.event("Normal", "SandboxReady", f"namespaces, hostname {pod.effective_hostname!r} and /dev/shm ready")
+
+    def _start_pause(self) -> None:
+        """PID 1 of the pod-wide PID namespace, in a cgroup of the pod's (so teardown and gc kill it)."""
+        pid = sandbox.start_shared_pid_namespace()
+        self.children[pid] = self._pause_exited
+        cg_path = self.cg.container_path(self.uid, PAUSE_CGROUP)
+        self.cg.create(cg_path)
+        self.cg.add_process(cg_path, pid)
+        self._hold_pid_namespace(pid, native.process_start_time(pid) or 0)
+
+    def _hold_pid_namespace(self, pid: int, start: int) -> None:
+        self.pause_pid, self.pause_start = pid, start
+        self.pid_ns_fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+
+    def _pause_exited(self, status: int) -> None:
+        self.pause_pid = 0
+        if self.deletion is None:
+            # The kernel has killed every process of the namespace with it.
+            self.event("Warning", "PauseExited", "PID 1 of the shared PID namespace exited "
+                       f"(status {os.waitstatus_to_exitcode(status)}): the pod's processes were killed")
 
     def _adopt(self, old: dict[str, Any]) -> None:
         """Take over the processes a dead watcher left running."""
+        self.pod_ip = old.get("podIP", "")
+        self.start_time = old.get("startTime") or self.start_time
+        if old.get("phase") == "Failed" and old.get("reason"):
+            self.phase, self.reason, self.message = "Failed", old["reason"], old.get("message", "")
+        pause = old.get("pause") or {}
+        if pause.get("pid") and native.process_start_time(pause["pid"]) == pause.get("procStart"):
+            self._hold_pid_namespace(pause["pid"], pause["procStart"])
         for st in old.get("containers", []):
             r = self.containers.get(st["name"])
             if r is None:
@@ -408,6 +453,8 @@ class Watcher:
         write_json(self.paths.status_json, {
             "phase": self.phase, "reason": self.reason, "message": self.message,
             "startTime": self.start_time,
+            **({"podIP": self.pod_ip} if self.pod_ip else {}),
+            "pause": {"pid": self.pause_pid, "procStart": self.pause_start} if self.pause_pid else None,
             "watcher": {"pid": os.getpid(), "procStart": native.process_start_time(os.getpid())},
             "containers": [r.to_status() for r in self.containers.values()],
             "events": self.events,
@@ -424,9 +471,14 @@ class Watcher:
 
     # ------------------------------------------------------------ containers
 
+    @property
+    def ended(self) -> bool:
+        """Failed for good (DeadlineExceeded, Evicted): nothing starts or restarts any more."""
+        return self.phase == "Failed" and bool(self.reason)
+
     def _start_next(self) -> list[str]:
         """Start what may start now: the next init container, or every main container."""
-        if self.deletion is not None:
+        if self.deletion is not None or self.ended:
             return []
         for r in self.containers.values():
             if not r.is_init:
@@ -457,7 +509,8 @@ class Watcher:
         self.cg.set_limits(cg_path, cpu_millis=c.resources.cpu_millis, memory_bytes=c.resources.memory_bytes)
         r.oom_before = self.cg.oom_killed(cg_path)
         os.makedirs(self.paths.container_dir(c.name), 0o700, exist_ok=True)
-        req = container.start_request(self.pod, c, self.paths, self.etc_files)
+        req = container.start_request(self.pod, c, self.paths, self.etc_files, pid_ns_fd=self.pid_ns_fd,
+                                      pod_ip=self.pod_ip)
         log_path = self.paths.log_file(self.pod.namespace, self.pod.name, c.name, r.restart_count)
         os.makedirs(os.path.dirname(log_path), 0o700, exist_ok=True)
         r.log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -594,7 +647,7 @@ class Watcher:
         if ran >= kube.BACKOFF_RESET_AFTER:
             r.backoff_index = 0
         restart = kube.should_restart_init if r.is_init else kube.should_restart
-        if code >= 0 and restart(self.pod.restart_policy, code):
+        if code >= 0 and not self.ended and restart(self.pod.restart_policy, code):
             delay = kube.restart_backoff(r.backoff_index, self.base_backoff, self.max_backoff)
             r.backoff_index += 1
             r.last_state = r.state
@@ -623,7 +676,7 @@ class Watcher:
 
     def _restart(self, r: Running) -> None:
         r.restart_timer = None
-        if self.deletion is not None:
+        if self.deletion is not None or self.ended:
             return
         r.restart_count += 1
         self.dirty = True
@@ -644,7 +697,7 @@ class Watcher:
 
     def _run_hook(self, r: Running, command: list[str], kind: str, on_done: Callable[[bool], None] | None = None) -> None:
         try:
-            req, fds = container.exec_request(self.pod, r.spec, r.pid, command)
+            req, fds = container.exec_request(self.pod, r.spec, r.pid, command, pod_ip=self.pod_ip)
         except NsboxError as e:
             self.event("Warning", f"Failed{kind}Hook", str(e), r.spec.name)
             if on_done:
@@ -704,6 +757,11 @@ class Watcher:
         self.deletion.update({"gracePeriodSeconds": grace, "force": force})
         self.event("Normal", "Killing", f"Stopping pod (grace period {grace}s)")
         self.kill_deadline = t0 + grace
+        self._stop_containers(grace, force)
+        self._check_terminated()
+
+    def _stop_containers(self, grace: int, force: bool) -> None:
+        """Cancel restarts; preStop then SIGTERM for each running container (SIGKILL follows in _term)."""
         for r in self.containers.values():
             self.cancel(r.restart_timer)
             r.restart_timer = None
@@ -716,7 +774,42 @@ class Watcher:
                                on_done=lambda ok, r=r, t=hook_timer: (self.cancel(t), self._term(r)))
             else:
                 self._term(r)
-        self._check_terminated()
+
+    def fail_pod(self, reason: str, message: str) -> None:
+        """The pod has failed for good (DeadlineExceeded, Evicted), as the kubelet decides it:
+        phase Failed with a reason, containers stopped with the pod's grace period, nothing
+        restarted; the pod itself stays until it is deleted."""
+        if self.deletion is not None or self.phase in ("Succeeded", "Failed"):
+            return
+        self.phase, self.reason, self.message = "Failed", reason, message
+        self.event("Warning", reason, message)
+        grace = self.pod.termination_grace_period
+        self.kill_deadline = time.monotonic() + grace
+        self._stop_containers(grace, force=False)
+        self._maybe_auto_remove()
+
+    def _arm_active_deadline(self) -> None:
+        """activeDeadlineSeconds counts from the pod's start (status.startTime), across watchers."""
+        limit = self.pod.active_deadline_seconds
+        if limit is None or self.deletion is not None or self.ended:
+            return
+        elapsed = 0.0
+        if self.adopt:
+            elapsed = time.time() - calendar.timegm(time.strptime(self.start_time, "%Y-%m-%dT%H:%M:%SZ"))
+        self.at(max(0.0, limit - elapsed), lambda: self.fail_pod(
+            "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"))
+
+    def _check_volume_usage(self) -> None:
+        """Evict the pod when a disk-backed emptyDir outgrows its sizeLimit (the kubelet's eviction)."""
+        if self.deletion is not None or self.ended:
+            return
+        for v in self.pod.volumes:
+            if v.kind == "emptyDir" and v.medium != "Memory" and v.size_limit:
+                used = disk_usage(self.paths.volume(v.name))
+                if used > v.size_limit:
+                    self.fail_pod("Evicted", f'Usage of EmptyDir volume "{v.name}" exceeds the limit '
+                                             f'"{v.size_limit}" bytes (uses {used} bytes).')
+                    return
 
     def _term(self, r: Running) -> None:
         if not r.running or r.term_at:
@@ -761,6 +854,11 @@ class Watcher:
             if v.kind == "emptyDir" and v.medium == "Memory":
                 _umount(self.paths.volume(v.name))
         _umount(self.paths.shm)
+        if self.pod.network == "bridge":
+            network.detach(self.root.path, self.uid, self.host_netns_fd)   # before the state goes (gc's rule)
+        if self.pid_ns_fd >= 0:
+            os.close(self.pid_ns_fd)
+            self.pid_ns_fd = -1
         self.cg.remove(pod_cg)
         remove_tree(self.paths.log_dir(self.pod.namespace, self.pod.name))
         self.root.release(self.pod.namespace, self.pod.name, self.uid)
@@ -779,6 +877,8 @@ class Watcher:
         while self.children and time.monotonic() < deadline:
             self._reap()
             time.sleep(0.01)
+        if self.pod.network == "bridge":
+            network.detach(self.root.path, self.uid, self.host_netns_fd)
         try:
             self.cg.remove(pod_cg)
         except NsboxError:
@@ -880,6 +980,35 @@ def _pod_limits(pod: PodSpec) -> dict[str, int | None]:
         "memory_bytes": kube.pod_resource_limit([c.resources.memory_bytes for c in pod.containers],
                                                 [c.resources.memory_bytes for c in pod.init_containers]),
     }
+
+
+def disk_usage(path: str) -> int:
+    """Bytes allocated below `path`, as `du -s` counts them: each inode once, not crossing mounts."""
+    try:
+        top = os.lstat(path)
+    except OSError:
+        return 0
+    seen: set[int] = set()
+    total = 0
+    stack = [path]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue                       # vanished or unreadable: count what can be counted
+        with entries:
+            for e in entries:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_dev != top.st_dev or st.st_ino in seen:
+                    continue
+                seen.add(st.st_ino)
+                total += st.st_blocks * 512
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+    return total
 
 
 def _umount(path: str) -> None:
