@@ -382,15 +382,17 @@ def run(which: str) -> int:
         s.explain(f"""
 Every command below runs with --root {s.root}: a private root, removed at
 the end, so your own pods (in /run/nsbox) are not touched. Type the commands
-yourself without --root; the manifests are in {display_path('localhost').rsplit('/', 1)[0]}/.
+yourself as root, without --root; the manifests are in {display_path('localhost').rsplit('/', 1)[0]}/.
 """)
         for name in names:
             before = len(s.checks)
             try:
                 DEMOS[name](s)
                 results[name] = all(ok for _, ok in s.checks[before:])
-            except StepFailed as e:
-                s.check(False, str(e))
+            except Interrupted:
+                raise
+            except Exception as e:          # StepFailed, or nsbox hung (TimeoutExpired), ...
+                s.check(False, str(e) if isinstance(e, StepFailed) else f"{type(e).__name__}: {e}")
                 results[name] = False
                 s.run("delete", "pod", "--all", "--grace-period", "0", must=False)
     except (KeyboardInterrupt, Interrupted) as e:
@@ -417,8 +419,8 @@ yourself without --root; the manifests are in {display_path('localhost').rsplit(
     s.say()
     s.say("All demos passed." if passed else "Some demos failed: see [FAIL] above.")
     if passed:
-        s.explain("""
-Next: read the manifests, apply one yourself (`nsbox apply -f examples/localhost.yaml`),
-then `nsbox get pods`, `nsbox describe pod localhost-demo`, `nsbox delete pod localhost-demo`.
+        s.explain(f"""
+Next: read the manifests, apply one yourself (sudo nsbox apply -f {display_path('localhost')}),
+then nsbox get pods, nsbox describe pod localhost-demo, nsbox delete pod localhost-demo.
 """)
     return 0 if passed else 1
