@@ -1,5 +1,6 @@
 /* nsbox native spawn path: clone a child, carry out a prepared plan in it
- * (cgroup, setns, mounts, ids, capabilities, stdio) and exec.
+ * (cgroup, setns, mounts, ids, capabilities, stdio) and exec, or stay as a
+ * tiny init that runs the command in a child of its own.
  *
  * After clone the child only makes async-signal-safe calls and never
  * allocates: every string was prepared by the parent. A failing step is
@@ -14,6 +15,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -71,6 +75,7 @@ static const char *const step_names[] = {
     [NSBOX_STEP_AMBIENT] = "capabilities", [NSBOX_STEP_NO_NEW_PRIVS] = "no_new_privs",
     [NSBOX_STEP_CHDIR] = "chdir", [NSBOX_STEP_STDIO] = "stdio",
     [NSBOX_STEP_CLOSE_FDS] = "close_fds", [NSBOX_STEP_EXEC] = "exec",
+    [NSBOX_STEP_FORK] = "fork", [NSBOX_STEP_SETPGID] = "setpgid",
 };
 
 /* What the parent prepares for the child besides the request. */
@@ -369,6 +374,83 @@ static void setup_stdio(const struct nsbox_spawn *req,
 }
 
 static void __attribute__((noreturn))
+exec_argv(const struct nsbox_spawn *req, const struct child_plan *p)
+{
+    int err = ENOENT;
+    const char *tried = req->argv[0];
+
+    for (int i = 0; i < req->n_exec_paths; i++) {
+        execve(req->exec_paths[i], (char *const *)req->argv,
+               (char *const *)req->envp);
+        err = errno;
+        tried = req->exec_paths[i];
+    }
+    child_fail(p, NSBOX_STEP_EXEC, err, tried);
+}
+
+/* The tiny init (SPEC 5.8). PID 1 of a PID namespace only gets the signals
+ * it handles (from an ancestor namespace also SIGKILL and SIGSTOP), so a
+ * command without handlers ignores SIGTERM there, and orphans, reparented to
+ * PID 1, stay zombies unless it reaps them. Here the child stays as PID 1
+ * and argv runs in a grandchild, the main process:
+ *  - all signals are blocked before the fork and taken with sigwaitinfo:
+ *    none is lost, no handler runs;
+ *  - SIGCHLD: every exited child is reaped, orphans included; once the main
+ *    process is among them the init exits with its code, or 128+N if signal
+ *    N killed it (the shell's convention: PID 1 cannot die of a signal sent
+ *    to itself without a handler, so re-raising would not work);
+ *  - any other signal goes to the main process only, not to its group (as
+ *    tini without -g): what its own children get is the command's business.
+ * The main process gets its own process group and, on a terminal, the
+ * foreground, so ^C reaches it once and not again through the init.
+ * The init closes its copy of the error pipe at once, so EOF still means
+ * the main process exec'd; an exec failure is written by the grandchild,
+ * whose 127 the init then passes on. */
+static void __attribute__((noreturn))
+init_main(const struct nsbox_spawn *req, const struct child_plan *p)
+{
+    sigset_t all, none;
+    siginfo_t info;
+    pid_t main_pid, pid;
+    int status;
+
+    sigfillset(&all);
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &all, NULL) < 0)
+        child_fail(p, NSBOX_STEP_SIGNALS, errno, "init");
+    /* The raw system call, not glibc's fork(), which takes locks that other
+     * threads of the process we were cloned from may have held. */
+    main_pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (main_pid < 0)
+        child_fail(p, NSBOX_STEP_FORK, errno, "main process");
+    if (main_pid == 0) {
+        if (setpgid(0, 0) < 0)
+            child_fail(p, NSBOX_STEP_SETPGID, errno, "");
+        /* From a background group this needs SIGTTOU blocked: it still is. */
+        if (req->ctty && tcsetpgrp(0, getpid()) < 0)
+            child_fail(p, NSBOX_STEP_CTTY, errno, "stdin");
+        if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+            child_fail(p, NSBOX_STEP_SIGNALS, errno, "");
+        exec_argv(req, p);
+    }
+    close(p->errfd);
+    prctl(PR_SET_NAME, "nsbox-init", 0, 0, 0);
+    /* Not PID 1 (host or shared PID namespace): adopt the orphans anyway. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    for (;;) {
+        int sig = sigwaitinfo(&all, &info);
+        if (sig > 0 && sig != SIGCHLD)
+            kill(main_pid, sig);    /* a zombie until reaped: never recycled */
+        if (sig != SIGCHLD)
+            continue;
+        while ((pid = waitpid(-1, &status, WNOHANG | __WALL)) > 0)
+            if (pid == main_pid)
+                _exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                          : WEXITSTATUS(status));
+    }
+}
+
+static void __attribute__((noreturn))
 child_main(const struct nsbox_spawn *req, const struct child_plan *p)
 {
     struct sigaction sa;
@@ -435,16 +517,9 @@ child_main(const struct nsbox_spawn *req, const struct child_plan *p)
 
     setup_stdio(req, p);
     close_other_fds(req, p);
-
-    err = ENOENT;
-    const char *tried = req->argv[0];
-    for (int i = 0; i < req->n_exec_paths; i++) {
-        execve(req->exec_paths[i], (char *const *)req->argv,
-               (char *const *)req->envp);
-        err = errno;
-        tried = req->exec_paths[i];
-    }
-    child_fail(p, NSBOX_STEP_EXEC, err, tried);
+    if (req->init)
+        init_main(req, p);
+    exec_argv(req, p);
 }
 
 /* ---- parent side ---- */
@@ -630,4 +705,13 @@ int nsbox_pidfd_open(int pid, unsigned int flags)
 int nsbox_pidfd_send_signal(int pidfd, int sig)
 {
     return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+int nsbox_malloc_trim(void)
+{
+#ifdef __GLIBC__
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
 }

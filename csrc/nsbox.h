@@ -74,6 +74,7 @@ struct nsbox_spawn {
     int pdeathsig;
     const int *keep_fds;
     int n_keep_fds;
+    int init;                   /* stay as a tiny init, fork and exec argv */
 };
 
 enum nsbox_step {
@@ -85,7 +86,8 @@ enum nsbox_step {
     NSBOX_STEP_SETGROUPS, NSBOX_STEP_SETGID, NSBOX_STEP_BOUNDING,
     NSBOX_STEP_KEEPCAPS, NSBOX_STEP_SETUID, NSBOX_STEP_CAPABILITIES,
     NSBOX_STEP_AMBIENT, NSBOX_STEP_NO_NEW_PRIVS, NSBOX_STEP_CHDIR,
-    NSBOX_STEP_STDIO, NSBOX_STEP_CLOSE_FDS, NSBOX_STEP_EXEC
+    NSBOX_STEP_STDIO, NSBOX_STEP_CLOSE_FDS, NSBOX_STEP_EXEC,
+    NSBOX_STEP_FORK, NSBOX_STEP_SETPGID
 };
 
 /* Written by the child into the error pipe as one record; it stays below
@@ -98,7 +100,8 @@ struct nsbox_spawn_error {
 };
 
 /* Returns the child's pid, or -1 with *err filled in (the child, if one was
- * started, has been reaped). *pidfd_out is -1 when the kernel gives none. */
+ * started, has been reaped). *pidfd_out is -1 when the kernel gives none.
+ * With req->init the child is the init and argv runs in its own child. */
 int nsbox_spawn(const struct nsbox_spawn *req, int *pidfd_out,
                 struct nsbox_spawn_error *err);
 
@@ -110,6 +113,10 @@ int nsbox_mount(const char *source, const char *target, const char *fstype,
 int nsbox_umount2(const char *target, int flags);
 int nsbox_pidfd_open(int pid, unsigned int flags);
 int nsbox_pidfd_send_signal(int pidfd, int sig);
+
+/* malloc_trim(0): hands free heap memory back to the kernel. Returns 1 if
+ * memory was released, 0 if not (or if the libc has no malloc_trim). */
+int nsbox_malloc_trim(void);
 /* cdef-end */
 
 #endif

@@ -115,6 +115,10 @@ class SpawnRequest:
     ctty: bool = False          # stdin becomes the controlling terminal
     pdeathsig: int = 0
     keep_fds: list[int] = field(default_factory=list)
+    # The child stays as a tiny init (signal forwarding, reaping; see
+    # csrc/nsbox.c) and argv runs as its child: spawn() returns the init's
+    # pid, whose exit code is argv's, or 128+N if signal N killed it.
+    init: bool = False
 
 
 class SpawnError(OSError):
@@ -235,6 +239,7 @@ def _build(req: SpawnRequest, keep: list):
     keep.append(keep_fds)
     c.keep_fds = keep_fds
     c.n_keep_fds = len(req.keep_fds)
+    c.init = int(req.init)
     return c
 
 
@@ -289,6 +294,11 @@ def pidfd_open(pid: int) -> int | None:
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
     _check(lib.nsbox_pidfd_send_signal(pidfd, sig))
+
+
+def malloc_trim() -> None:
+    """Give free heap memory back to the kernel (glibc's malloc_trim(0))."""
+    lib.nsbox_malloc_trim()
 
 
 def send_signal(pid: int, sig: int, pidfd: int | None = None,

@@ -567,6 +567,130 @@ def test_send_signal_refuses_a_recycled_pid(children):
     assert native.send_signal(pid, 0, start_time=start) is True
 
 
+# ---- the tiny init -------------------------------------------------------
+
+def children_of(pid) -> list[int]:
+    kids = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            kids += [int(p) for p in f.read().split()]
+    return sorted(kids)
+
+
+def proc_state(pid) -> str:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return f.read().rsplit(b")", 1)[1].split()[0].decode()
+
+
+def comm(pid) -> str:
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
+
+
+def wait_until(predicate, what, timeout=DEADLINE):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.02)
+    return value
+
+
+def main_process(init_pid) -> int:
+    """The command the init runs: its first child once it exists."""
+    return wait_until(lambda: children_of(init_pid), "the init's child")[0]
+
+
+def in_new_pid_ns(argv, **kw) -> SpawnRequest:
+    return request(argv, clone_flags=native.CLONE_NEWPID, **kw)
+
+
+def test_pid_1_without_init_ignores_sigterm(children):
+    pid = children.spawn(in_new_pid_ns(["sleep", "100"]))
+    os.kill(pid, signal.SIGTERM)
+    time.sleep(0.3)
+    assert proc_state(pid) != "Z"
+
+
+def test_init_is_pid_1_named_nsbox_init_and_runs_the_command_as_its_child(children, output):
+    pid = children.spawn(in_new_pid_ns(["sh", "-c", "echo $$ $PPID; exec sleep 100"],
+                                       init=True, stdout=output.child_end()))
+    output.started()
+    assert output.read_until(b"\n").split() == ["2", "1"]
+    assert comm(pid) == "nsbox-init"
+    main = main_process(pid)
+    wait_until(lambda: comm(main) == "sleep", "the command to exec sleep")
+    # Its own process group, in the init's session.
+    assert os.getpgid(main) == main and os.getsid(main) == os.getsid(pid) == pid
+
+
+def test_sigterm_to_the_init_stops_the_command(children):
+    pid = children.spawn(in_new_pid_ns(["sleep", "100"], init=True))
+    main_process(pid)
+    os.kill(pid, signal.SIGTERM)
+    assert os.waitstatus_to_exitcode(children.wait(pid)) == 128 + signal.SIGTERM
+
+
+def test_init_forwards_other_signals_to_the_command(children, output):
+    script = 'trap "echo got-usr1; exit 0" USR1; echo ready; while :; do sleep 0.05; done'
+    pid = children.spawn(in_new_pid_ns(["sh", "-c", script], init=True,
+                                       stdout=output.child_end()))
+    output.started()
+    output.read_until(b"ready")
+    os.kill(pid, signal.SIGUSR1)
+    assert "got-usr1" in output.read_until(b"got-usr1")
+    assert children.wait(pid) == 0
+
+
+def test_exit_code_of_the_command_is_the_inits(children):
+    pid = children.spawn(in_new_pid_ns(["sh", "-c", "exit 7"], init=True))
+    assert os.waitstatus_to_exitcode(children.wait(pid)) == 7
+
+
+def test_command_killed_by_a_signal_makes_the_init_exit_128_plus_n(children):
+    pid = children.spawn(in_new_pid_ns(["sleep", "100"], init=True))
+    os.kill(main_process(pid), signal.SIGKILL)
+    assert os.waitstatus_to_exitcode(children.wait(pid)) == 128 + signal.SIGKILL
+
+
+ORPHAN_TREE = "(sleep 1 &); exec sleep 100"       # the subshell leaves `sleep 1` orphaned
+
+
+def test_orphans_stay_zombies_under_a_pid_1_that_does_not_reap(children):
+    pid = children.spawn(in_new_pid_ns(["sh", "-c", ORPHAN_TREE]))
+    wait_until(lambda: any(proc_state(k) == "Z" for k in children_of(pid)),
+               "a zombie under PID 1")
+
+
+def test_init_reaps_orphaned_grandchildren(children):
+    pid = children.spawn(in_new_pid_ns(["sh", "-c", ORPHAN_TREE], init=True))
+    main = main_process(pid)
+    wait_until(lambda: len(children_of(pid)) == 2, "the orphan to be reparented")
+    wait_until(lambda: children_of(pid) == [main], "the orphan to be reaped")
+    assert proc_state(main) != "Z"
+
+
+def test_exec_failure_under_init_is_reported_and_leaves_nothing_running():
+    before = our_children()
+    with pytest.raises(SpawnError) as info:
+        native.spawn(in_new_pid_ns(["/nonexistent/nsbox-nope"], init=True))
+    assert (info.value.step, info.value.errno, info.value.detail) == (
+        "exec", errno.ENOENT, "/nonexistent/nsbox-nope")
+    assert our_children() == before
+
+
+def test_with_a_terminal_the_command_is_in_the_foreground(children):
+    master, slave = os.openpty()
+    try:
+        pid = children.spawn(in_new_pid_ns(["sleep", "100"], init=True, stdin=slave,
+                                           stdout=slave, stderr=slave, ctty=True))
+        main = main_process(pid)
+        wait_until(lambda: os.tcgetpgrp(master) == main, "the command in the foreground")
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 # ---- wrappers ------------------------------------------------------------
 
 def test_wrappers_raise_oserror_with_errno():
@@ -576,3 +700,7 @@ def test_wrappers_raise_oserror_with_errno():
         native.setns(-1, native.CLONE_NEWNET)
     assert info.value.errno == errno.EBADF
     assert native.cap_last_cap() >= 37
+
+
+def test_malloc_trim_runs():
+    native.malloc_trim()
