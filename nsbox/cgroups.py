@@ -55,6 +55,16 @@ V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blk
 # How long kill() waits for a cgroup to freeze before signalling anyway.
 FREEZE_TIMEOUT = 2.0
 
+# The devices an unprivileged container may use (SPEC §7), in devices.allow
+# syntax: runc's default allow list (libcontainer/specconv AllowedDevices) —
+# creating any node is allowed (mknod "m"), opening only these: null, zero,
+# full, random, urandom, tty, ptmx and the pty slaves (major 136).
+DEFAULT_DEVICE_RULES = (
+    "c *:* m", "b *:* m",
+    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+    "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm",
+)
+
 
 # --- small file helpers: every error names the file -------------------------
 
@@ -219,6 +229,11 @@ class Cgroups:
         """What a new process needs to be born in `rel`: (a directory fd for
         clone3's CLONE_INTO_CGROUP, or -1; cgroup.procs files to write "0" to).
         The caller closes the fd."""
+        raise NotImplementedError
+
+    def set_devices(self, rel, rules):
+        """Limit the device nodes the processes of `rel` may open or create to
+        `rules` (devices.allow lines); None lifts the limit (privileged)."""
         raise NotImplementedError
 
     def oom_killed(self, rel):
@@ -436,6 +451,12 @@ class CgroupV2(Cgroups):
         if pids_max is not None:
             self._set(d, "pids", "pids.max", int(pids_max))
 
+    def set_devices(self, rel, rules):
+        # No devices controller in v2: an eBPF program attached to the cgroup
+        # decides (as runc and systemd do). No rules = no program.
+        if rules is not None:
+            _attach_device_filter(self._tracking_dir(rel), rules)
+
     def _set(self, d, controller, name, value):
         path = os.path.join(d, name)
         if not os.path.exists(path) and os.path.isdir(d):
@@ -533,6 +554,22 @@ class CgroupV1(Cgroups):
         if pids_max is not None:
             _write(os.path.join(self._require("pids", rel), "pids.max"), int(pids_max))
 
+    def set_devices(self, rel, rules):
+        d = self._dir("devices", rel)
+        if d is None:
+            if rules is None:
+                return
+            raise NsboxError("cannot limit devices: no cgroup v1 devices hierarchy is mounted "
+                             "(see nsbox doctor)")
+        if rules is None:
+            _write(os.path.join(d, "devices.allow"), "a")
+            return
+        # Deny everything, then allow the list: a new v1 cgroup inherits its
+        # parent's list (allow all), and a child can never allow more.
+        _write(os.path.join(d, "devices.deny"), "a")
+        for rule in rules:
+            _write(os.path.join(d, "devices.allow"), rule)
+
     def _require(self, controller, rel):
         d = self._dir(controller, rel)
         if d is None:
@@ -611,7 +648,15 @@ class CgroupV1(Cgroups):
         return found
 
     def missing_controllers(self):
-        return [c for c in V2_CONTROLLERS + ("freezer",) if c not in self.mounts]
+        return [c for c in V2_CONTROLLERS + ("freezer", "devices") if c not in self.mounts]
+
+
+def _attach_device_filter(path, rules):
+    from nsbox import devicefilter     # ctypes: only when a v2 container is made
+    try:
+        devicefilter.attach(path, list(rules))
+    except OSError as e:
+        raise NsboxError(f"cannot attach the device filter to {path}: {os.strerror(e.errno)}") from None
 
 
 def _cpu_quota_us(cpu_millis):

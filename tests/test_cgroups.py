@@ -237,7 +237,7 @@ def test_v1_controllers_plus_cgroup2_elsewhere_means_hybrid():
     assert cg.mounts == {"cpu": "/sys/fs/cgroup/cpu,cpuacct",
                          "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
                          "memory": "/sys/fs/cgroup/memory"}
-    assert cg.missing_controllers() == ["pids", "freezer"]
+    assert cg.missing_controllers() == ["pids", "freezer", "devices"]
 
 
 def test_v1_mount_points_come_from_mountinfo_not_assumed_paths():
@@ -545,3 +545,74 @@ def test_a_pids_limit_stops_a_fork_bomb(cg, pod):
     assert err, "no fork failed"
     assert int(read(controller_dir("pids", pod.ctr) + "/pids.current")) <= 20
     assert len(cg.procs(pod.ctr)) < 50
+
+
+# --- devices -----------------------------------------------------------------
+
+def openable_by_root(candidates=("loop0", "zram0", "kmsg", "kvm", "vda", "sda", "nvme0n1")):
+    """A host device (other than the default list) that root may open here, or skip."""
+    for name in candidates:
+        try:
+            os.close(os.open(f"/dev/{name}", os.O_RDONLY | os.O_NONBLOCK))
+            return f"/dev/{name}"
+        except OSError:
+            pass
+    pytest.skip("no device that root can open on this host")
+
+
+OPEN_EACH = ("for d in \"$@\"; do if (: <\"$d\") 2>/dev/null; then echo \"$d open\"; "
+             "else echo \"$d denied\"; fi; done")
+
+
+def opens_in(pod, rel, *devices):
+    p = pod.spawn(f"set -- {' '.join(devices)}; {OPEN_EACH}", rel=rel, stdout=subprocess.PIPE, text=True)
+    out, _ = p.communicate(timeout=30)
+    return dict(line.split() for line in out.splitlines())
+
+
+def test_device_rules_let_a_container_open_only_the_default_devices(cg, pod):
+    other = openable_by_root()
+    cg.create(pod.ctr)
+    cg.set_devices(pod.ctr, cgroups.DEFAULT_DEVICE_RULES)
+    seen = opens_in(pod, pod.ctr, "/dev/null", "/dev/zero", "/dev/urandom", other)
+    assert seen == {"/dev/null": "open", "/dev/zero": "open", "/dev/urandom": "open", other: "denied"}
+
+
+def test_no_device_rules_leave_every_device_open(cg, pod):
+    other = openable_by_root()
+    cg.create(pod.ctr)
+    cg.set_devices(pod.ctr, None)
+    assert opens_in(pod, pod.ctr, other) == {other: "open"}
+
+
+@only_v1
+def test_v1_device_rules_are_the_devices_list(cg, pod):
+    cg.create(pod.ctr)
+    cg.set_devices(pod.ctr, cgroups.DEFAULT_DEVICE_RULES)
+    listed = read(controller_dir("devices", pod.ctr) + "/devices.list").split("\n")
+    assert sorted(listed) == sorted(cgroups.DEFAULT_DEVICE_RULES)
+
+
+def test_the_v2_device_filter_allows_only_its_rules(pod):
+    """The eBPF filter, on the cgroup2 hierarchy of this host (unified or hybrid) alone."""
+    from nsbox import devicefilter
+    unified = [mp for mp, fstype in MOUNTS.items() if fstype == "cgroup2"]
+    if not unified:
+        pytest.skip("no cgroup2 hierarchy")
+    other = openable_by_root()
+    d = os.path.join(unified[0], "nsbox", f"pod{pod.uid}")
+    os.makedirs(d)
+    devicefilter.attach(d, ["c 1:3 rwm", "c 1:5 r", "b *:* m"])
+    devicefilter.attach(d, ["c 1:3 rwm", "c 1:5 r", "b *:* m"])    # again: replaces, not stacks
+    script = ("(: >/dev/null) && echo null-w; (: </dev/zero) && echo zero-r; "
+              "(: >/dev/zero) 2>/dev/null || echo zero-w-denied; "
+              f"(: <{other}) 2>/dev/null || echo other-denied; "
+              "mknod /tmp/nsbx-b$$ b 7 0 && echo mknod-b; "
+              "(: </tmp/nsbx-b$$) 2>/dev/null || echo open-b-denied; rm -f /tmp/nsbx-b$$; "
+              "mknod /tmp/nsbx-c$$ c 1 7 2>/dev/null || echo mknod-c-denied; rm -f /tmp/nsbx-c$$")
+    p = subprocess.Popen(["/bin/sh", "-c", script], stdout=subprocess.PIPE, text=True,
+                         preexec_fn=join_in_child(-1, [os.path.join(d, "cgroup.procs")]))
+    pod.started.append(p)
+    out, _ = p.communicate(timeout=30)
+    assert out.split() == ["null-w", "zero-r", "zero-w-denied", "other-denied", "mknod-b",
+                           "open-b-denied", "mknod-c-denied"]
