@@ -507,8 +507,8 @@ class Watcher:
         cg_path = self.cg.container_path(self.uid, c.name)
         self.cg.create(cg_path)
         self.cg.set_limits(cg_path, cpu_millis=c.resources.cpu_millis, memory_bytes=c.resources.memory_bytes)
-        r.oom_before = self.cg.oom_killed(cg_path)
         self.cg.set_devices(cg_path, None if c.security.privileged else cgroups.DEFAULT_DEVICE_RULES)
+        r.oom_before = self.cg.oom_killed(cg_path)
         os.makedirs(self.paths.container_dir(c.name), 0o700, exist_ok=True)
         req = container.start_request(self.pod, c, self.paths, self.etc_files, pid_ns_fd=self.pid_ns_fd,
                                       pod_ip=self.pod_ip)
