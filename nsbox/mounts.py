@@ -11,6 +11,13 @@ live on the lower file system (the kernel refuses overlapping layers), hence
 the tmpfs. On top come a fresh /proc for its PID namespace, a minimal /dev, a
 read-only /sys, the pod's /dev/shm, /etc/hostname and /etc/hosts, and the
 volumes. Finally the root is pivoted into the overlay.
+
+An unprivileged container may create device nodes (CAP_MKNOD is in the
+default set, as in Docker) but must not open any beyond the minimal /dev. The
+device cgroup (v1) or filter (v2) is one wall; the mount plan is the second:
+everything the container can write to is mounted nodev (the overlay root, the
+/dev tmpfs, the volumes), so a node it makes opens nowhere. The only mounts
+where device nodes work are the binds of the default devices and devpts.
 """
 
 from __future__ import annotations
@@ -33,6 +40,13 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 NOSUID_NODEV_NOEXEC = native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC
+
+# Per-mount flags a bind remount must restate to keep them: statvfs's ST_* -> mount's MS_*
+# (MS_NOATIME and MS_NODIRATIME have the ST_ values).
+_KEPT_BY_REMOUNT = ((os.ST_RDONLY, native.MS_RDONLY), (os.ST_NOSUID, native.MS_NOSUID),
+                    (os.ST_NODEV, native.MS_NODEV), (os.ST_NOEXEC, native.MS_NOEXEC),
+                    (os.ST_NOATIME, os.ST_NOATIME), (os.ST_NODIRATIME, os.ST_NODIRATIME),
+                    (os.ST_RELATIME, native.MS_RELATIME))
 
 
 class Volume:
@@ -64,6 +78,7 @@ def container_root_plan(
     hide:       host directories to cover with an empty read-only tmpfs (nsbox's own state)
     """
     root = os.path.join(scratch, "root")
+    nodev = 0 if privileged else native.MS_NODEV
     ops = [
         # Mounts made for this container must never propagate back to the pod's namespace.
         MountOp("mount", "/", flags=native.MS_REC | native.MS_SLAVE),
@@ -71,7 +86,7 @@ def container_root_plan(
         MountOp("mkdir", f"{scratch}/upper"),
         MountOp("mkdir", f"{scratch}/work"),
         MountOp("mkdir", root),
-        MountOp("mount", root, source="overlay", fstype="overlay",
+        MountOp("mount", root, source="overlay", fstype="overlay", flags=nodev,
                 data=f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work"),
     ]
     for path in hide:
@@ -88,7 +103,7 @@ def container_root_plan(
         ops.append(MountOp("mount", root + target, source=source, flags=native.MS_BIND))
 
     for v in volumes:
-        ops += bind_plan(v.source, root + v.target, v.read_only)
+        ops += bind_plan(v.source, root + v.target, v.read_only, nodev=not privileged)
 
     if not privileged:
         ops += _mask_plan(root)
@@ -98,12 +113,16 @@ def container_root_plan(
     return ops
 
 
-def bind_plan(source: str, target: str, read_only: bool) -> list[MountOp]:
+def bind_plan(source: str, target: str, read_only: bool, nodev: bool = False) -> list[MountOp]:
     """Bind `source` (a file or a directory) at `target`, creating the mount point."""
     make = MountOp("mkdir", target) if os.path.isdir(source) else MountOp("touch", target, mode=0o644)
     ops = [make, MountOp("mount", target, source=source, flags=native.MS_BIND | native.MS_REC)]
-    if read_only:
-        ops.append(MountOp("mount", target, flags=native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY))
+    extra = (native.MS_RDONLY if read_only else 0) | (native.MS_NODEV if nodev else 0)
+    if extra:
+        # A bind remount sets the per-mount flags to exactly those given: restate the source's.
+        st = os.statvfs(source).f_flag
+        kept = sum(ms for st_flag, ms in _KEPT_BY_REMOUNT if st & st_flag)
+        ops.append(MountOp("mount", target, flags=native.MS_REMOUNT | native.MS_BIND | kept | extra))
     return ops
 
 
@@ -113,8 +132,9 @@ def _dev_plan(root: str, shm: str, privileged: bool) -> list[MountOp]:
         # Privileged containers get the host's devices (SPEC §7), but the pod's own shm and ptys.
         ops = [MountOp("mount", dev, source="/dev", flags=native.MS_BIND | native.MS_REC)]
     else:
+        # nodev: the default devices below are binds, mounts of their own that keep working.
         ops = [MountOp("mount", dev, source="tmpfs", fstype="tmpfs",
-                       flags=native.MS_NOSUID | native.MS_NOEXEC, data="mode=0755,size=65536k")]
+                       flags=NOSUID_NODEV_NOEXEC, data="mode=0755,size=65536k")]
         for name in DEFAULT_DEVICES:
             ops.append(MountOp("touch", f"{dev}/{name}", mode=0o666))
             ops.append(MountOp("mount", f"{dev}/{name}", source=f"/dev/{name}", flags=native.MS_BIND))
