@@ -82,8 +82,6 @@ def pod_from_flags(args: argparse.Namespace, name: str, restart_default: str) ->
         share_process_namespace=bool(getattr(args, "share_pid", False)),
         volumes=volumes,
     )
-    if pod.network == "bridge":
-        raise NsboxError("--network bridge is not available yet (use loopback or host)")
     if pod.termination_grace_period < 0:
         raise NsboxError("--grace-period must be >= 0")
     return pod
@@ -442,7 +440,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 @command("gc")
 def cmd_gc(args: argparse.Namespace) -> int:
-    for line in runtime(args).gc():
+    for line in runtime(args).gc(idle_bridges=args.all):
         print(line)
     return 0
 
@@ -548,7 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--containers", action="store_true")
 
     add("doctor", "check that this machine can run nsbox")
-    add("gc", "reclaim what crashed pods left behind")
+    g = add("gc", "reclaim what crashed pods left behind")
+    g.add_argument("--all", action="store_true", help="also remove the pod network bridges no pod uses")
     dm = add("demo", "show what a pod is, with real tools")
     dm.add_argument("which", nargs="?", default="all", choices=["localhost", "ipc", "volume", "all"])
     add("version", "print versions")

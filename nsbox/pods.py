@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from nsbox import container, kube, native, watcher
+from nsbox import container, kube, native, network, watcher
 from nsbox.errors import AlreadyExists, NotFound, NsboxError
 from nsbox.model import ContainerSpec, PodSpec
 from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_json
@@ -87,6 +87,8 @@ class Runtime:
         """Make the pod's state, claim its name, and start its watcher (which starts the containers)."""
         for c in spec.all_containers():
             container.check_command(spec, c)
+        if spec.network == "bridge":
+            network.config_from_env()      # a bad NSBOX_BRIDGE/NSBOX_BRIDGE_SUBNET fails before anything exists
         self.root.ensure()
         if self.root.lookup(spec.namespace, spec.name):
             raise AlreadyExists(f'pod "{spec.name}" already exists')
@@ -215,6 +217,7 @@ class Runtime:
         if cg.populated(pod_cg):
             cg.kill(pod_cg)
         cg.remove(pod_cg)
+        network.release(self.root.path, spec.uid)
         self.root.release(spec.namespace, spec.name, spec.uid)
         remove_tree(paths.dir)
 
@@ -273,7 +276,7 @@ class Runtime:
         pid, start = st.get("pid", 0), st.get("procStart", 0)
         if not pid or native.process_start_time(pid) != start:
             raise NsboxError(f'container "{c.name}" is not running')
-        req, fds = container.exec_request(v.spec, c, pid, command)
+        req, fds = container.exec_request(v.spec, c, pid, command, pod_ip=v.status.get("podIP", ""))
         from nsbox import cgroups
         cg = cgroups.detect()
         cg_fd, procs = cg.join_targets(cg.container_path(v.spec.uid, c.name))
@@ -291,8 +294,10 @@ class Runtime:
 
     # ------------------------------------------------------------ garbage collection
 
-    def gc(self) -> list[str]:
-        """Reclaim what crashed pods left behind; returns what was done, one line each."""
+    def gc(self, idle_bridges: bool = False) -> list[str]:
+        """Reclaim what crashed pods left behind; returns what was done, one line each.
+        The network is host-wide: addresses of pods gone from any root are released, and with
+        `idle_bridges` (`gc --all`) the bridges no pod uses are removed."""
         from nsbox import cgroups
         done = []
         named = {uid for _, _, uid in self.root.names()}
@@ -328,6 +333,7 @@ class Runtime:
             if entry.rsplit("_", 1)[-1] not in pods:
                 remove_tree(os.path.join(logs_dir, entry))
                 done.append(f"logs {entry}: removed")
+        done += network.collect(remove_idle_bridges=idle_bridges)
         return done
 
 

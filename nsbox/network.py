@@ -1,0 +1,504 @@
+"""The pod network: one IP per pod on a host bridge (SPEC §3, `--network bridge`).
+
+    host netns:   nsbox0 (bridge, 10.88.0.1/16) ── nsb<uid12> (veth)
+                                                       │
+    pod netns:                                        eth0 10.88.0.N/16, default via 10.88.0.1
+
+Pods on one bridge reach each other at layer 2 and the host reaches them
+through the bridge's address; nothing is routed or NATed further, so no
+traffic leaves the machine.
+
+Who does what, and why:
+
+- `attach` runs in the pod's watcher right after it entered the pod's new
+  network namespace, before any container starts (so eth0 is ready when they
+  do). The netlink work needs pyroute2, whose import costs ≈ 0.3–0.5 s and
+  33 MB (FACTS.md): the watcher lives as long as the pod and must not pay that
+  memory, so a short-lived forked child does the work and exits. The child is
+  born in the pod's netns: it opens its netlink socket there, then setns()s
+  into the host's netns (the watcher kept a descriptor of it) for the bridge
+  side. No helper process, no /var/run/netns file.
+- `detach` (teardown), `release` and `collect` (gc) only delete links by
+  name: one fixed RTM_DELLINK message built with the standard library, like
+  the loopback ioctl in sandbox.py, so that deleting a pod never imports
+  pyroute2. Deleting the host end of a veth removes both ends at once —
+  synchronously, unlike waiting for the kernel to clean up a dead netns.
+
+State is host-wide, not under a --root, because the bridge and its address
+pool are shared by every root on the host:
+
+    /run/nsbox-net/<bridge>/lock          flock: every change to this bridge
+    /run/nsbox-net/<bridge>/bridge.json   {"bridge", "subnet", "gateway"}: fixed when the bridge is made
+    /run/nsbox-net/<bridge>/last          the last address handed out (round-robin: no quick reuse)
+    /run/nsbox-net/<bridge>/ips/<ip>      one allocation: {"ip", "root", "uid", "namespace", "name", "veth"}
+
+An allocation is written before its veth exists and removed after the veth is
+gone, both under the lock, so an address is never handed out twice. A pod's
+allocation exists only while <root>/pods/<uid>/pod.json does (the CLI writes
+that before the watcher starts, and teardown releases the address before
+removing it): `gc` reclaims exactly the allocations whose pod file is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from nsbox import native
+from nsbox.errors import NsboxError
+
+STATE_DIR = "/run/nsbox-net"
+DEFAULT_BRIDGE = "nsbox0"
+DEFAULT_SUBNET = "10.88.0.0/16"
+ENV_BRIDGE = "NSBOX_BRIDGE"                 # which bridge new bridge pods join
+ENV_SUBNET = "NSBOX_BRIDGE_SUBNET"          # its subnet, when nsbox creates it
+POD_INTERFACE = "eth0"
+VETH_PREFIX = "nsb"                         # host end: nsb + 12 hex digits of the pod UID (IFNAMSIZ is 16)
+ATTACH_TIMEOUT = 25.0                       # below the CLI's 30 s wait for the watcher
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    name: str
+    subnet: str                             # normalised CIDR, e.g. "10.88.0.0/16"
+
+    @property
+    def prefix_len(self) -> int:
+        return int(self.subnet.split("/")[1])
+
+    @property
+    def gateway(self) -> str:
+        """The bridge's own address: the subnet's first host address."""
+        import ipaddress
+        return str(ipaddress.ip_network(self.subnet).network_address + 1)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    ip: str
+    prefix_len: int
+    gateway: str
+    bridge: str
+    veth: str
+
+
+def config_from_env(environ: Any = None) -> BridgeConfig:
+    """The bridge new pods join: $NSBOX_BRIDGE (default nsbox0) with $NSBOX_BRIDGE_SUBNET (default 10.88.0.0/16)."""
+    import ipaddress
+    environ = os.environ if environ is None else environ
+    name = environ.get(ENV_BRIDGE) or DEFAULT_BRIDGE
+    subnet = environ.get(ENV_SUBNET) or DEFAULT_SUBNET
+    # The kernel's dev_valid_name(): at most 15 bytes, no '/', ':' or whitespace, not . or ..
+    if len(name.encode()) > 15 or name in (".", "..") or any(c in name for c in "/: \t\n"):
+        raise NsboxError(f'{ENV_BRIDGE}="{name}" is not a valid interface name (at most 15 characters, no "/", ":" or spaces)')
+    try:
+        net = ipaddress.ip_network(subnet, strict=False)
+    except ValueError:
+        raise NsboxError(f'{ENV_SUBNET}="{subnet}" is not an IPv4 subnet such as {DEFAULT_SUBNET}') from None
+    if net.version != 4 or net.prefixlen > 30:
+        raise NsboxError(f'{ENV_SUBNET}="{subnet}" must be an IPv4 subnet of /30 or larger '
+                         "(one address for the bridge, at least one for a pod)")
+    return BridgeConfig(name, str(net))
+
+
+def veth_name(uid: str) -> str:
+    return VETH_PREFIX + uid.replace("-", "")[:12]
+
+
+# ---------------------------------------------------------------- the host-wide address pool
+
+class Pool:
+    """The allocations of one bridge, in STATE_DIR/<bridge>/. Use only inside `locked()`."""
+
+    def __init__(self, bridge: str):
+        self.bridge = bridge
+        self.dir = os.path.join(STATE_DIR, bridge)
+        self.lock_path = os.path.join(self.dir, "lock")
+        self.config_path = os.path.join(self.dir, "bridge.json")
+        self.last_path = os.path.join(self.dir, "last")
+        self.ips = os.path.join(self.dir, "ips")
+
+    @contextlib.contextmanager
+    def locked(self, create: bool = True) -> Iterator[bool]:
+        """Hold the bridge's flock; yields False (unlocked) when the pool does not exist and create is False."""
+        while True:
+            if create:
+                os.makedirs(self.ips, 0o755, exist_ok=True)
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o600)
+            except FileNotFoundError:
+                if create:
+                    continue               # removed by `gc --all` between makedirs and open
+                yield False
+                return
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # `gc --all` may have removed the pool while we waited: then this lock guards nothing.
+            try:
+                if os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        try:
+            yield True
+        finally:
+            os.close(fd)
+
+    def config(self) -> dict[str, Any] | None:
+        return _read_json(self.config_path)
+
+    def save_config(self, cfg: BridgeConfig) -> None:
+        self._write(self.config_path, {"bridge": cfg.name, "subnet": cfg.subnet, "gateway": cfg.gateway})
+
+    def allocations(self) -> list[dict[str, Any]]:
+        out = []
+        for entry in sorted(os.listdir(self.ips)) if os.path.isdir(self.ips) else []:
+            if entry.startswith("."):
+                continue
+            rec = _read_json(os.path.join(self.ips, entry))
+            rec = rec if isinstance(rec, dict) else {}
+            rec["ip"] = entry              # a record that cannot be read still holds its address
+            out.append(rec)
+        return out
+
+    def allocate(self, cfg: BridgeConfig, record: dict[str, Any]) -> str:
+        """The next free address after the last one handed out, recorded as taken by `record`."""
+        import ipaddress
+        net = ipaddress.ip_network(cfg.subnet)
+        first, last = int(net.network_address) + 1, int(net.broadcast_address) - 1
+        gateway = int(ipaddress.ip_address(cfg.gateway))
+        taken = set(os.listdir(self.ips))
+        try:
+            with open(self.last_path) as f:
+                start = int(ipaddress.ip_address(f.read().strip()))
+        except (OSError, ValueError):
+            start = gateway
+        span = last - first + 1
+        for step in range(1, span + 1):
+            candidate = first + (start - first + step) % span
+            ip = str(ipaddress.ip_address(candidate))
+            if candidate != gateway and ip not in taken:
+                self._write(os.path.join(self.ips, ip), dict(record, ip=ip))
+                self._write(self.last_path, ip)
+                return ip
+        raise NsboxError(f"no free address left in {cfg.subnet} on bridge {cfg.name} "
+                         f"({span - 1} pods use it all; `nsbox gc` reclaims those of pods that are gone)")
+
+    def free(self, ip: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.ips, ip))
+
+    def remove(self) -> None:
+        """Forget the pool (its bridge is gone) unless an address is still taken. Waiters on the
+        old lock notice that it was removed and start over."""
+        if self.allocations():
+            return
+        for path in (self.config_path, self.last_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(self.ips)
+        os.unlink(self.lock_path)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.dir)
+
+    def _write(self, path: str, obj: Any) -> None:
+        """Atomically (a temporary name starting with '.', then rename), so readers never see half a record."""
+        tmp = os.path.join(self.dir, f".tmp{os.getpid()}")
+        data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
+        with open(tmp, "w") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+
+
+def pools() -> list[Pool]:
+    try:
+        return [Pool(b) for b in sorted(os.listdir(STATE_DIR))]
+    except FileNotFoundError:
+        return []
+
+
+# ---------------------------------------------------------------- attaching a pod (watcher side)
+
+def attach(pod: Any, root: str, host_netns_fd: int) -> Attachment:
+    """Give the pod whose netns the caller is in an eth0 on the bridge; in a forked child (see the top)."""
+    cfg = config_from_env()
+    record = {"root": root, "uid": pod.uid, "namespace": pod.namespace, "name": pod.name,
+              "veth": veth_name(pod.uid)}
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        _child_main(w, cfg, record, host_netns_fd)
+    os.close(w)
+    try:
+        data = _read_all(r, ATTACH_TIMEOUT)
+    finally:
+        os.close(r)
+    if data is None:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    if data is None:
+        # Whatever the killed child had claimed; this watcher is failing anyway, so it may
+        # go back to the host's netns, where the veth's host end is.
+        detach(root, pod.uid, host_netns_fd)
+        raise NsboxError(f"setting up the pod's network did not finish within {ATTACH_TIMEOUT:.0f} s")
+    result = json.loads(data) if data else {"error": "the network set-up process died"}
+    if "error" in result:
+        raise NsboxError(result["error"])
+    return Attachment(**result)
+
+
+def _child_main(report_fd: int, cfg: BridgeConfig, record: dict[str, Any], host_netns_fd: int) -> None:
+    try:
+        # The watcher's signal plumbing is not ours: a signal here must not wake the watcher's loop.
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        result: dict[str, Any] = dataclasses.asdict(plumb(cfg, record, host_netns_fd))
+    except NsboxError as e:
+        result = {"error": str(e)}
+    except BaseException as e:
+        traceback.print_exc()
+        result = {"error": f"internal error while setting up the network: {e!r}"}
+    try:
+        os.write(report_fd, json.dumps(result).encode())
+    finally:
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def plumb(cfg: BridgeConfig, record: dict[str, Any], host_netns_fd: int) -> Attachment:
+    """Bridge (if missing), address, veth pair, eth0 with its address and default route.
+
+    Runs in the pod's netns with `host_netns_fd` the host's; on any failure,
+    undoes everything it made (nothing half-made) and raises NsboxError.
+    """
+    from pyroute2 import IPRoute
+
+    pod_netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    inside = IPRoute(groups=0)             # bound for life to the netns it was opened in: the pod's
+    native.setns(host_netns_fd, native.CLONE_NEWNET)
+    host = IPRoute(groups=0)
+    pool = Pool(cfg.name)
+    veth = record["veth"]
+    try:
+        with pool.locked(), contextlib.ExitStack() as undo:
+            undo.callback(_forget_pool_without_bridge, pool)
+            bridge_index = _ensure_bridge(host, pool, cfg, undo)
+            ip = pool.allocate(cfg, record)
+            undo.callback(pool.free, ip)
+            with _netlink_step(f"cannot create the veth pair {veth}/{POD_INTERFACE}", "veth"):
+                host.link("add", ifname=veth, kind="veth",
+                          peer={"ifname": POD_INTERFACE, "net_ns_fd": pod_netns})
+            undo.callback(delete_link, veth)
+            with _netlink_step(f"cannot attach {veth} to bridge {cfg.name}"):
+                index = host.link_lookup(ifname=veth)[0]
+                host.link("set", index=index, master=bridge_index, state="up")
+            with _netlink_step(f"cannot configure {POD_INTERFACE} in the pod"):
+                eth0 = inside.link_lookup(ifname=POD_INTERFACE)[0]
+                inside.addr("add", index=eth0, address=ip, prefixlen=cfg.prefix_len)
+                inside.link("set", index=eth0, state="up")
+                inside.route("add", dst="0.0.0.0/0", gateway=cfg.gateway, oif=eth0)
+            undo.pop_all()
+    finally:
+        inside.close()
+        host.close()
+        os.close(pod_netns)
+    return Attachment(ip=ip, prefix_len=cfg.prefix_len, gateway=cfg.gateway, bridge=cfg.name, veth=veth)
+
+
+def _ensure_bridge(host: Any, pool: Pool, cfg: BridgeConfig, undo: contextlib.ExitStack) -> int:
+    """The bridge's index; made (with its address, up) on first use. Called under the pool's lock."""
+    known = pool.config()
+    if known and known.get("subnet") != cfg.subnet:
+        raise NsboxError(f"bridge {cfg.name} already serves {known['subnet']}, not {cfg.subnet} "
+                         f"(unset {ENV_SUBNET}, or choose another {ENV_BRIDGE})")
+    found = host.link_lookup(ifname=cfg.name)
+    if found:
+        index = found[0]
+        link = host.get_links(index)[0]
+        if link.get(("linkinfo", "kind")) != "bridge":
+            raise NsboxError(f"{cfg.name} exists and is not a bridge (choose another {ENV_BRIDGE})")
+        addrs = {(a.get("address"), a["prefixlen"]) for a in host.get_addr(index=index, family=socket.AF_INET)}
+        if (cfg.gateway, cfg.prefix_len) not in addrs:
+            raise NsboxError(f"bridge {cfg.name} exists without the address {cfg.gateway}/{cfg.prefix_len}: "
+                             f"nsbox did not make it (remove it, or choose another {ENV_BRIDGE})")
+        if known is None:
+            pool.save_config(cfg)
+        with _netlink_step(f"cannot bring bridge {cfg.name} up"):
+            host.link("set", index=index, state="up")
+        return index
+    overlap = _overlapping_route(host, cfg.subnet)
+    if overlap:
+        raise NsboxError(f"subnet {cfg.subnet} for bridge {cfg.name} overlaps the host route {overlap} "
+                         f"(choose another {ENV_SUBNET})")
+    with _netlink_step(f"cannot create bridge {cfg.name}", "bridge"):
+        host.link("add", ifname=cfg.name, kind="bridge")
+    undo.callback(pool.remove)
+    undo.callback(delete_link, cfg.name)
+    with _netlink_step(f"cannot configure bridge {cfg.name}"):
+        index = host.link_lookup(ifname=cfg.name)[0]
+        host.addr("add", index=index, address=cfg.gateway, prefixlen=cfg.prefix_len)
+        host.link("set", index=index, state="up")
+    pool.save_config(cfg)
+    return index
+
+
+def _forget_pool_without_bridge(pool: Pool) -> None:
+    """After a failed first use: the state directory `locked()` made stays only with its bridge."""
+    if pool.config() is None:
+        pool.remove()
+
+
+def _overlapping_route(host: Any, subnet: str) -> str | None:
+    """The first IPv4 route of any table (the default routes aside) whose destination overlaps `subnet`."""
+    import ipaddress
+    net = ipaddress.ip_network(subnet)
+    names = {link["index"]: link.get("ifname") for link in host.get_links()}
+    for route in host.route("dump", family=socket.AF_INET):
+        if route["dst_len"] == 0:
+            continue
+        dst = ipaddress.ip_network(f"{route.get('dst')}/{route['dst_len']}", strict=False)
+        if dst.overlaps(net):
+            dev = names.get(route.get("oif"))
+            return f"{dst}" + (f" dev {dev}" if dev else "")
+    return None
+
+
+@contextlib.contextmanager
+def _netlink_step(what: str, kind: str = "") -> Iterator[None]:
+    """Turn pyroute2's NetlinkError into one line that names the step."""
+    from pyroute2.netlink.exceptions import NetlinkError
+    try:
+        yield
+    except NetlinkError as e:
+        # The kernel answers "Operation not supported" for a link kind whose module is
+        # neither built in nor loadable.
+        if kind and e.code == errno.EOPNOTSUPP:
+            raise NsboxError(f"{what}: the kernel has no {kind} support (try: modprobe {kind})") from None
+        raise NsboxError(f"{what}: {os.strerror(e.code)}") from None
+
+
+def _read_all(fd: int, timeout: float) -> bytes | None:
+    """Everything written to a pipe until its writer closes it; None on timeout."""
+    import selectors
+    deadline = time.monotonic() + timeout
+    chunks = []
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+# ---------------------------------------------------------------- detaching and collecting (no pyroute2)
+
+def detach(root: str, uid: str, host_netns_fd: int = -1) -> None:
+    """Teardown: back to the host's netns (the pod's then dies with its last process), remove the
+    veth and free the address. Problems are printed (to the watcher log), not raised: the
+    allocation then stays for `gc`."""
+    try:
+        if host_netns_fd >= 0:
+            native.setns(host_netns_fd, native.CLONE_NEWNET)
+        release(root, uid)
+    except (OSError, NsboxError) as e:
+        print(f"network: cannot release the address of pod {uid}: {e}", file=sys.stderr)
+
+
+def release(root: str, uid: str) -> list[str]:
+    """Remove the veth and free the address of pod `uid` of `root` (any bridge). Returns the freed IPs."""
+    freed = []
+    for pool in pools():
+        with pool.locked(create=False) as exists:
+            if not exists:
+                continue
+            for rec in pool.allocations():
+                if rec.get("uid") == uid and rec.get("root") == root:
+                    delete_link(rec["veth"])
+                    pool.free(rec["ip"])
+                    freed.append(rec["ip"])
+    return freed
+
+
+def collect(remove_idle_bridges: bool = False) -> list[str]:
+    """`gc`: free the allocations (host-wide, any root) whose pod is gone; with
+    `remove_idle_bridges` (`gc --all`), also remove the bridges no pod uses."""
+    from nsbox.state import Root
+    done = []
+    for pool in pools():
+        with pool.locked(create=False) as exists:
+            if not exists:
+                continue
+            for rec in pool.allocations():
+                root, uid = rec.get("root"), rec.get("uid")
+                if root and uid and os.path.exists(Root(root).pod(uid).pod_json):
+                    continue
+                if rec.get("veth"):
+                    delete_link(rec["veth"])
+                pool.free(rec["ip"])
+                done.append(f"address {rec['ip']} on {pool.bridge} (pod {uid or 'unknown'}): released")
+            if remove_idle_bridges and not pool.allocations():
+                delete_link(pool.bridge)
+                pool.remove()
+                done.append(f"bridge {pool.bridge}: removed")
+    return done
+
+
+# The fixed message of `ip link del NAME` (linux/rtnetlink.h, linux/if_link.h).
+RTM_DELLINK, NLMSG_ERROR = 17, 2
+NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
+IFLA_IFNAME = 3
+
+
+def delete_link(name: str) -> bool:
+    """Delete network interface `name` in the caller's netns; False if there is none.
+
+    For a veth this removes both ends; a bridge's ports are released first by the kernel.
+    """
+    ifname = name.encode() + b"\0"
+    attr = struct.pack("=HH", 4 + len(ifname), IFLA_IFNAME) + ifname
+    attr += b"\0" * (-len(attr) % 4)
+    body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0) + attr     # struct ifinfomsg
+    msg = struct.pack("=IHHII", 16 + len(body), RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, 1, 0) + body
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as s:
+        s.bind((0, 0))
+        s.send(msg)
+        reply = s.recv(65536)
+    _length, kind, _flags, _seq, _pid = struct.unpack_from("=IHHII", reply)
+    if kind != NLMSG_ERROR:
+        raise OSError(errno.EPROTO, f"unexpected netlink reply {kind} deleting {name}")
+    err = -struct.unpack_from("=i", reply, 16)[0]
+    if err == errno.ENODEV:
+        return False
+    if err:
+        raise OSError(err, f"cannot delete interface {name}: {os.strerror(err)}")
+    return True
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path) as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {}

@@ -1,0 +1,346 @@
+"""The pod network (`--network bridge`) on the real kernel.
+
+Every test runs on a bridge and a subnet private to it (`nsbt<random>`,
+10.213.X.0/24 chosen not to overlap any host route), removed at the end; the
+only traffic is between pods and the host on that bridge. Observers are not
+nsbox: `nsenter -n` + `ip`, `ip link` on the host, sockets from the host, the
+allocation files under /run/nsbox-net.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import NSBOX, alive, cleanup_root, wait_for
+
+STATE_DIR = "/run/nsbox-net"
+
+TCP_SERVER = ("import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+              "s.bind(('0.0.0.0', 8080)); s.listen(); print('listening', flush=True)\n"
+              "while True:\n c, _ = s.accept(); c.sendall(b'tcp hello from ' + socket.gethostname().encode()); c.close()")
+UDP_SERVER = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9090)); "
+              "print('listening', flush=True)\n"
+              "while True:\n d, a = s.recvfrom(100); s.sendto(b'udp ' + d + b' from ' + socket.gethostname().encode(), a)")
+TCP_CLIENT = "import socket, sys; print(socket.create_connection((sys.argv[1], 8080), timeout=3).recv(100).decode())"
+UDP_CLIENT = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); "
+              "s.sendto(b'ping', (sys.argv[1], 9090)); print(s.recv(100).decode())")
+
+
+# ---------------------------------------------------------------- a private bridge per test
+
+def host_routes() -> list[ipaddress.IPv4Network]:
+    out = subprocess.run(["ip", "-4", "-o", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+    nets = []
+    for line in out.splitlines():
+        words = line.split()
+        dst = words[1] if words[0] in ("local", "broadcast", "unicast", "multicast") else words[0]
+        if dst != "default":
+            nets.append(ipaddress.ip_network(dst if "/" in dst else dst + "/32", strict=False))
+    return nets
+
+
+def free_test_subnet(prefix: int = 24) -> str:
+    taken = host_routes()
+    for _ in range(100):
+        net = ipaddress.ip_network(f"10.213.{random.randrange(256)}.0/{prefix}")
+        if not any(net.overlaps(t) for t in taken):
+            return str(net)
+    pytest.skip("no free 10.213.x.0/24 on this host")
+
+
+def links() -> set[str]:
+    return {os.path.basename(p) for p in os.listdir("/sys/class/net")}
+
+
+class Bridge:
+    def __init__(self, name: str, subnet: str):
+        self.name, self.subnet = name, subnet
+        self.gateway = str(ipaddress.ip_network(subnet).network_address + 1)
+        self.state = os.path.join(STATE_DIR, name)
+
+    def allocations(self) -> dict[str, dict]:
+        d = os.path.join(self.state, "ips")
+        if not os.path.isdir(d):
+            return {}
+        out = {}
+        for ip in os.listdir(d):
+            with open(os.path.join(d, ip)) as f:
+                out[ip] = json.load(f)
+        return out
+
+    def ports(self) -> list[str]:
+        d = f"/sys/class/net/{self.name}/brif"
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+@pytest.fixture
+def bridge(nsbox, monkeypatch):
+    """A bridge name and subnet for this test only (the CLI reads them from the environment)."""
+    b = Bridge(f"nsbt{random.randrange(16**6):06x}", free_test_subnet())
+    monkeypatch.setenv("NSBOX_BRIDGE", b.name)
+    monkeypatch.setenv("NSBOX_BRIDGE_SUBNET", b.subnet)
+    yield b
+    cleanup_root(nsbox)                # the pods go first (the nsbox fixture then checks for leftovers)
+    left = b.allocations()
+    subprocess.run(["ip", "link", "del", b.name], capture_output=True)
+    shutil.rmtree(b.state, ignore_errors=True)
+    assert not left, f"addresses left allocated: {left}"
+
+
+# ---------------------------------------------------------------- helpers
+
+def pod_ip(nsbox, name: str) -> str:
+    return wait_for(lambda: nsbox.pod(name)["status"].get("podIP"), what=f"the IP of pod {name}")
+
+
+def in_pod_netns(pid: int, *cmd: str) -> str:
+    return subprocess.run(["nsenter", "-t", str(pid), "-n", *cmd], capture_output=True, text=True, check=True).stdout
+
+
+def start_servers(nsbox, pod: str) -> None:
+    nsbox("pod", "create", pod, "--network", "bridge")
+    for name, code in (("tcp", TCP_SERVER), ("udp", UDP_SERVER)):
+        nsbox("run", name, "--pod", pod, "--init", "--", sys.executable, "-c", code)
+        wait_for(lambda: "listening" in nsbox("logs", pod, "-c", name).stdout, what=f"{name} server in {pod}")
+
+
+def host_veth(uid: str) -> str:
+    return "nsb" + uid.replace("-", "")[:12]
+
+
+def run_bridge_pod(nsbox, name: str, *cmd: str) -> subprocess.CompletedProcess:
+    return nsbox("run", name, "--network", "bridge", "--init", "--", *(cmd or ("sleep", "300")))
+
+
+# ---------------------------------------------------------------- the pod's interface
+
+def test_a_bridge_pod_has_eth0_with_its_ip_and_a_default_route_via_the_bridge(nsbox, bridge):
+    run_bridge_pod(nsbox, "web")
+    ip = pod_ip(nsbox, "web")
+    assert ipaddress.ip_address(ip) in ipaddress.ip_network(bridge.subnet) and ip != bridge.gateway
+    pid = nsbox.pid("web")
+    addr = in_pod_netns(pid, "ip", "-4", "-o", "addr", "show", "dev", "eth0")
+    assert f"inet {ip}/24" in addr
+    assert f"default via {bridge.gateway} dev eth0" in in_pod_netns(pid, "ip", "-4", "route")
+    # On the host: the bridge with its gateway address, and the pod's veth as its port.
+    host = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", bridge.name], capture_output=True, text=True).stdout
+    assert f"inet {bridge.gateway}/24" in host
+    assert bridge.ports() == [host_veth(nsbox.uid("web"))]
+
+
+def test_the_pod_ip_is_in_get_wide_status_downward_api_and_etc_hosts(nsbox, bridge):
+    nsbox("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hello
+  annotations: {nsbox.io/network: bridge, nsbox.io/init: "true"}
+spec:
+  containers:
+  - name: main
+    command: ["sh", "-c", "echo POD_IP=$POD_IP; cat /etc/hosts; sleep 300"]
+    env:
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+""")
+    ip = pod_ip(nsbox, "hello")
+    status = nsbox.pod("hello")["status"]
+    assert status["podIPs"] == [{"ip": ip}]
+    wide = nsbox("get", "pods", "-o", "wide").stdout.splitlines()
+    assert "IP" in wide[0].split() and ip in wide[1].split()
+    out = wait_for(lambda: "hello" in (o := nsbox("logs", "hello").stdout) and o, what="the container's output")
+    assert f"POD_IP={ip}" in out
+    assert f"{ip}\thello" in out
+    assert nsbox("exec", "hello", "--", "sh", "-c", "echo $POD_IP").stdout.strip() == ip
+
+
+def test_a_loopback_pod_has_no_ip(nsbox, bridge):
+    nsbox("run", "solo", "--", "sleep", "300")
+    status = nsbox.pod("solo")["status"]
+    assert "podIP" not in status and "podIPs" not in status
+    assert in_pod_netns(nsbox.pid("solo"), "ip", "-4", "-o", "addr").split()[1] == "lo"
+    assert not bridge.allocations()
+
+
+# ---------------------------------------------------------------- reachability
+
+def test_pods_reach_each_other_by_ip_over_tcp_and_udp(nsbox, bridge):
+    start_servers(nsbox, "server")
+    ip = pod_ip(nsbox, "server")
+    run_bridge_pod(nsbox, "client")
+    assert nsbox("exec", "client", "--", sys.executable, "-c", TCP_CLIENT, ip).stdout.strip() == "tcp hello from server"
+    assert nsbox("exec", "client", "--", sys.executable, "-c", UDP_CLIENT, ip).stdout.strip() == "udp ping from server"
+
+
+def test_the_host_reaches_a_pod_by_its_ip(nsbox, bridge):
+    start_servers(nsbox, "server")
+    ip = pod_ip(nsbox, "server")
+    with socket.create_connection((ip, 8080), timeout=3) as s:
+        assert s.recv(100) == b"tcp hello from server"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.sendto(b"ping", (ip, 9090))
+        assert s.recv(100) == b"udp ping from server"
+
+
+def test_a_loopback_pod_reaches_no_pod_ip(nsbox, bridge):
+    start_servers(nsbox, "server")
+    ip = pod_ip(nsbox, "server")
+    nsbox("run", "lonely", "--init", "--", "sleep", "300")
+    for client in (TCP_CLIENT, UDP_CLIENT):
+        p = nsbox("exec", "lonely", "--", sys.executable, "-c", client, ip, check=False)
+        assert p.returncode != 0 and "Network is unreachable" in p.stderr
+
+
+# ---------------------------------------------------------------- address management
+
+def test_twenty_pods_created_in_parallel_get_twenty_distinct_addresses(nsbox, bridge):
+    procs = [nsbox.popen("run", f"p{i}", "--network", "bridge", "--init", "--", "sleep", "300") for i in range(20)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    pods = json.loads(nsbox("get", "pods", "-o", "json").stdout)["items"]
+    ips = [p["status"]["podIP"] for p in pods]
+    assert len(set(ips)) == 20
+    assert sorted(bridge.allocations()) == sorted(ips)
+    assert {a["uid"] for a in bridge.allocations().values()} == {p["metadata"]["uid"] for p in pods}
+    assert len(bridge.ports()) == 20
+    # Each pod really has the address it was given.
+    for p in pods[:5]:
+        pid = nsbox.pid(p["metadata"]["name"])
+        assert f"inet {p['status']['podIP']}/" in in_pod_netns(pid, "ip", "-4", "-o", "addr", "show", "dev", "eth0")
+
+
+def test_delete_removes_the_veth_and_frees_the_address_but_keeps_the_bridge(nsbox, bridge):
+    run_bridge_pod(nsbox, "gone")
+    uid, ip = nsbox.uid("gone"), pod_ip(nsbox, "gone")
+    assert host_veth(uid) in links() and ip in bridge.allocations()
+    nsbox("delete", "pod", "gone")
+    # When delete returns, the host end is gone (deleted, not left to the kernel's netns cleanup).
+    assert host_veth(uid) not in links()
+    assert ip not in bridge.allocations()
+    assert bridge.name in links() and bridge.ports() == []
+
+
+def test_addresses_are_not_reused_at_once(nsbox, bridge):
+    run_bridge_pod(nsbox, "first")
+    first = pod_ip(nsbox, "first")
+    nsbox("delete", "pod", "first")
+    run_bridge_pod(nsbox, "second")
+    assert pod_ip(nsbox, "second") != first
+
+
+def test_a_pod_whose_watcher_was_killed_is_deleted_with_its_address(nsbox, bridge):
+    run_bridge_pod(nsbox, "orphan")
+    uid, ip = nsbox.uid("orphan"), pod_ip(nsbox, "orphan")
+    watcher = nsbox.inspect("orphan")["watcher"]["pid"]
+    os.kill(watcher, signal.SIGKILL)
+    wait_for(lambda: not alive(watcher), what="the watcher to die")
+    # The container outlives its watcher, and so do its netns and address.
+    assert host_veth(uid) in links() and ip in bridge.allocations()
+    nsbox("delete", "pod", "orphan", "--grace-period", "1")
+    assert host_veth(uid) not in links()
+    assert ip not in bridge.allocations()
+
+
+def test_gc_releases_the_address_of_a_pod_that_no_longer_exists(nsbox, bridge):
+    run_bridge_pod(nsbox, "crashed")
+    uid, ip = nsbox.uid("crashed"), pod_ip(nsbox, "crashed")
+    info = nsbox.inspect("crashed")
+    # A crash that loses everything: the watcher and the container die, the pod's state goes.
+    os.kill(info["watcher"]["pid"], signal.SIGKILL)
+    os.kill(info["containers"][0]["pid"], signal.SIGKILL)
+    shutil.rmtree(os.path.join(nsbox.root, "pods", uid))
+    shutil.rmtree(os.path.join(nsbox.root, "names"))
+    assert ip in bridge.allocations()
+    out = nsbox("gc").stdout
+    assert f"address {ip} on {bridge.name} (pod {uid}): released" in out
+    assert ip not in bridge.allocations()
+    wait_for(lambda: host_veth(uid) not in links(), what="the veth to go")
+    # A live pod's address is left alone by gc, whichever root runs it.
+    run_bridge_pod(nsbox, "alive")
+    live = pod_ip(nsbox, "alive")
+    subprocess.run(NSBOX + ["--root", nsbox.root + "-other", "gc"], check=True, capture_output=True)
+    shutil.rmtree(nsbox.root + "-other", ignore_errors=True)
+    assert live in bridge.allocations()
+
+
+def test_gc_all_removes_the_bridge_once_no_pod_uses_it(nsbox, bridge):
+    run_bridge_pod(nsbox, "last")
+    nsbox("gc", "--all")
+    assert bridge.name in links(), "a bridge in use was removed"
+    nsbox("delete", "pod", "last", "--grace-period", "1")
+    assert bridge.name in links(), "deleting the last pod keeps the bridge"
+    assert f"bridge {bridge.name}: removed" in nsbox("gc", "--all").stdout
+    assert bridge.name not in links() and not os.path.exists(bridge.state)
+
+
+# ---------------------------------------------------------------- errors: one line, nothing made
+
+def test_a_subnet_overlapping_a_host_route_is_refused_and_nothing_is_made(nsbox, bridge, monkeypatch):
+    # Any route of the host will do; 127.0.0.0/8 (the local table) exists everywhere.
+    connected = [n for n in host_routes() if n.prefixlen < 32 and not n.is_loopback]
+    overlapping = str(connected[0]) if connected else "127.0.0.0/24"
+    monkeypatch.setenv("NSBOX_BRIDGE_SUBNET", overlapping)
+    before = links()
+    p = nsbox("run", "web", "--network", "bridge", "--", "sleep", "300", check=False)
+    assert p.returncode == 1
+    assert p.stderr.count("\n") == 1 and "overlaps the host route" in p.stderr, p.stderr
+    assert nsbox("get", "pods", "web", check=False).returncode == 1
+    assert links() == before and not os.path.exists(bridge.state)
+
+
+def test_an_exhausted_range_is_refused_and_nothing_is_made(nsbox, bridge, monkeypatch):
+    monkeypatch.setenv("NSBOX_BRIDGE_SUBNET", free_test_subnet(30))    # the gateway and one pod
+    bridge.subnet = os.environ["NSBOX_BRIDGE_SUBNET"]
+    run_bridge_pod(nsbox, "one")
+    before, allocated = links(), bridge.allocations()
+    p = nsbox("run", "two", "--network", "bridge", "--", "sleep", "300", check=False)
+    assert p.returncode == 1
+    assert p.stderr.count("\n") == 1 and "no free address left" in p.stderr, p.stderr
+    assert nsbox("get", "pods", "two", check=False).returncode == 1
+    assert links() == before and bridge.allocations() == allocated
+    assert bridge.ports() == [host_veth(nsbox.uid("one"))]
+
+
+def test_a_bad_bridge_setting_is_refused_before_anything_is_made(nsbox, bridge, monkeypatch):
+    monkeypatch.setenv("NSBOX_BRIDGE_SUBNET", "10.213.0.0/31")
+    p = nsbox("pod", "create", "web", "--network", "bridge", check=False)
+    assert p.returncode == 1 and p.stderr.startswith("error: NSBOX_BRIDGE_SUBNET=") and "/30 or larger" in p.stderr
+    assert not os.path.exists(bridge.state)
+
+
+def test_an_existing_interface_that_is_not_a_bridge_is_refused(nsbox, bridge, monkeypatch):
+    monkeypatch.setenv("NSBOX_BRIDGE", "lo")
+    p = nsbox("run", "web", "--network", "bridge", "--", "sleep", "300", check=False)
+    assert p.returncode == 1 and "lo exists and is not a bridge" in p.stderr, p.stderr
+    assert not os.path.exists(os.path.join(STATE_DIR, "lo"))
+
+
+def test_a_missing_bridge_module_is_named_in_the_error():
+    pytest.importorskip("pyroute2")
+    from pyroute2.netlink.exceptions import NetlinkError
+    from nsbox import network
+    from nsbox.errors import NsboxError
+    with pytest.raises(NsboxError, match=r"^cannot create bridge nsbox0: the kernel has no bridge support "
+                                         r"\(try: modprobe bridge\)$"):
+        with network._netlink_step("cannot create bridge nsbox0", "bridge"):
+            raise NetlinkError(95, "Operation not supported")
+
+
+# ---------------------------------------------------------------- cost
+
+def test_the_cli_and_the_watcher_do_not_import_pyroute2():
+    code = ("import sys; import nsbox.cli, nsbox.pods, nsbox.watcher, nsbox.network; "
+            "sys.exit('pyroute2' in sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
