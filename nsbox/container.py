@@ -127,6 +127,7 @@ def start_request(pod: PodSpec, c: ContainerSpec, paths: PodPaths, etc_files: di
         uid=ident.uid, gid=ident.gid, groups=[],
         caps=ident.caps,
         no_new_privs=ident.no_new_privs,
+        init=c.init,
     )
 
 
