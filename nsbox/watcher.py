@@ -158,6 +158,7 @@ def _shed_cli_memory() -> None:
         if name in _CLI_ONLY_MODULES or name.split(".")[0] in _CLI_ONLY_MODULES:
             del sys.modules[name]
     gc.collect()
+    native.malloc_trim()            # hand the freed heap back: the watcher lives as long as the pod
 
 
 _CLI_ONLY_MODULES = {"argparse", "yaml", "_yaml", "nsbox.cli", "nsbox.manifest", "nsbox.status",
