@@ -173,7 +173,7 @@ def attach(rt: Any, view: Any, container: str) -> int:
     from nsbox import logs
     st = view.container_status(container) or {}
     path = view.paths.log_file(view.spec.namespace, view.spec.name, container, st.get("restartCount", 0))
-    follower = logs.Follower(path)
+    follower = logs.Follower(path, file=view.logs.get(container))
     records = follower.poll()            # open it now: with --rm it is removed when the pod ends
     result: dict[str, Any] = {}
     waiter = threading.Thread(target=lambda: result.setdefault("code", rt.wait_exit(view, container)),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 MAX_LINE = 16 * 1024   # a longer line is split into P records, as CRI runtimes do
 
@@ -88,10 +88,10 @@ class Follower:
     after its pod was removed (`run --rm -a`).
     """
 
-    def __init__(self, path: str, offset: int = 0):
+    def __init__(self, path: str, offset: int = 0, file: BinaryIO | None = None):
         self.path = path
         self.offset = offset
-        self.file = None
+        self.file = file
         self.rest = b""
 
     def poll(self) -> list[tuple[str, str, bool, bytes]]:

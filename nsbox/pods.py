@@ -13,7 +13,7 @@ import signal
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from nsbox import container, kube, native, network, watcher
@@ -35,6 +35,7 @@ class PodView:
     deletion: dict[str, Any] | None
     watcher_alive: bool
     report_pipe: int = -1          # `create(follow=True)`: where the watcher reports the exit codes
+    logs: dict[str, Any] = field(default_factory=dict)   # and the containers' first logs, already open
 
     def container_status(self, name: str) -> dict[str, Any] | None:
         for st in self.status.get("containers", []):
@@ -113,6 +114,14 @@ class Runtime:
         except BaseException:
             remove_tree(paths.dir)
             raise
+        logs = {}
+        if follow:
+            # Open the first log of each container now: with --rm a quick container's pod may be
+            # gone, log included, before we would get to open it.
+            for c in spec.containers:
+                path = paths.log_file(spec.namespace, spec.name, c.name, 0)
+                os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+                logs[c.name] = open(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600), "rb")
         try:
             report = watcher.launch(self.root, spec.uid, stdio=stdio, follow=follow)
         except BaseException:
@@ -124,8 +133,10 @@ class Runtime:
             if remove_on_start_failure:
                 self.delete(spec.namespace, spec.name, grace=0, force=True, wait=True)
             raise NsboxError(report["errors"][0])
-        view = self.get(spec.namespace, spec.name)
+        # A --rm pod whose container was quick may be gone already: that is not an error.
+        view = self.view(paths) or PodView(paths, spec, {}, None, False)
         view.report_pipe = report.get("pipe", -1)
+        view.logs = logs
         return view
 
     def add_container(self, namespace: str, pod_name: str, c: ContainerSpec,
