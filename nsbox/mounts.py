@@ -93,6 +93,9 @@ def container_root_plan(
         ops.append(MountOp("mount", root + path, source="tmpfs", fstype="tmpfs",
                            flags=native.MS_RDONLY | NOSUID_NODEV_NOEXEC, data="size=0", optional=True))
 
+    # An image directory need not have the mount points (runc creates them too); in the
+    # overlay they are made in the container's upper layer, never in the image.
+    ops += [MountOp("mkdir", f"{root}/{d}") for d in ("proc", "dev", "sys")]
     ops.append(MountOp("mount", f"{root}/proc", source="proc", fstype="proc", flags=NOSUID_NODEV_NOEXEC))
     ops += _dev_plan(root, shm, privileged)
     sys_flags = NOSUID_NODEV_NOEXEC | (0 if privileged else native.MS_RDONLY)

@@ -192,6 +192,17 @@ def test_reapplying_the_same_file_says_unchanged(nsbox, tmp_path):
     assert nsbox.uid("same") == uid
 
 
+def test_get_output_applied_again_is_unchanged(nsbox):
+    manifest = pod("round-trip", container("c", SLEEP, env=[{"name": "A", "value": "1"}],
+                                           resources={"limits": {"memory": "64Mi"}}),
+                   volumes=[{"name": "v", "emptyDir": {"medium": "Memory"}}], annotations=FAST)
+    apply(nsbox, manifest)
+    nsbox.pid("round-trip")
+    for fmt in ("yaml", "json"):
+        shown = nsbox("get", "pod", "round-trip", "-o", fmt).stdout
+        assert nsbox("apply", "-f", "-", input=shown).stdout.strip() == "pod/round-trip unchanged"
+
+
 def test_a_different_spec_under_an_existing_name_is_an_error(nsbox):
     apply(nsbox, pod("immutable", container("c", SLEEP)))
     uid = nsbox.uid("immutable")
@@ -311,6 +322,34 @@ def test_args_expand_env_references(nsbox):
 def test_working_dir_is_the_process_cwd(nsbox):
     apply(nsbox, pod("cwd", container("c", SLEEP, workingDir="/srv/app")))
     assert os.readlink(f"/proc/{nsbox.pid('cwd')}/cwd") == "/srv/app"
+
+
+@pytest.fixture
+def tiny_image(tmp_path):
+    """A directory holding /bin/sh and the libraries it needs, and a marker: a container image on disk."""
+    image = tmp_path / "image"
+    sh = os.path.realpath("/bin/sh")
+    ldd = subprocess.run(["ldd", sh], capture_output=True, text=True, check=True).stdout
+    libs = [w for w in ldd.split() if w.startswith("/")]
+    for path in [sh] + libs:
+        target = image / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-L", path, str(target)], check=True)
+    (image / "bin").mkdir(exist_ok=True)
+    if not (image / "bin" / "sh").exists():
+        os.symlink(sh, image / "bin" / "sh")
+    (image / "FROM-THE-IMAGE").write_text("")
+    return str(image)
+
+
+def test_image_naming_a_local_directory_is_the_containers_root(nsbox, tiny_image):
+    p = apply(nsbox, pod("imaged", container("c", ["/bin/sh", "-c", "cd / && echo *"], image=tiny_image),
+                         restartPolicy="Never"))
+    assert "warning" not in p.stderr
+    assert terminated(nsbox, "imaged")["exitCode"] == 0
+    seen = logs(nsbox, "imaged").split()
+    assert "FROM-THE-IMAGE" in seen and "bin" in seen
+    assert "root" not in seen and "home" not in seen      # nothing of the host's /
 
 
 # ---------------------------------------------------------------- volumes
