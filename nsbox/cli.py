@@ -150,6 +150,28 @@ def cmd_pod_create(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     rt = runtime(args)
     stdio = (0, 1, 2) if args.interactive or args.tty else None
+    master = -1
+    if args.tty:
+        from nsbox import tty
+        master, slave = tty.open_pty()
+        stdio = (slave, slave, slave)
+    try:
+        return _run(args, rt, stdio, master)
+    finally:
+        if master >= 0:
+            os.close(master)
+            if stdio is not None:
+                _close_quietly(stdio[0])
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _run(args: argparse.Namespace, rt: Any, stdio: tuple[int, int, int] | None, master: int) -> int:
     if args.pod:
         c = container_from_flags(args, args.name, args.command)
         view = rt.add_container(args.namespace, args.pod, c, stdio=stdio)
@@ -164,21 +186,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not (args.attach or args.interactive or args.tty):
         print(f"pod/{pod_name} created" if not args.pod else f"container/{args.name} started in pod/{pod_name}")
         return 0
+    if master >= 0:
+        _close_quietly(stdio[0])         # the container has the terminal's slave side now
+        return attach_terminal(rt, view, args.name, master)
     return attach(rt, view, args.name)
+
+
+def _waiter(rt: Any, view: Any, container: str) -> tuple[Any, dict[str, Any]]:
+    import threading
+    result: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: result.setdefault("code", rt.wait_exit(view, container)), daemon=True)
+    t.start()
+    return t, result
+
+
+def attach_terminal(rt: Any, view: Any, container: str, master: int) -> int:
+    """`run -t`: relay the container's terminal until it ends; its exit code becomes ours."""
+    from nsbox import tty
+    waiter, result = _waiter(rt, view, container)
+    tty.relay(master, finished=lambda: not waiter.is_alive())
+    waiter.join()
+    code = result.get("code")
+    return 1 if code is None else code
 
 
 def attach(rt: Any, view: Any, container: str) -> int:
     """Stream a container's log until it ends for good; its exit code becomes ours."""
-    import threading
     from nsbox import logs
     st = view.container_status(container) or {}
     path = view.paths.log_file(view.spec.namespace, view.spec.name, container, st.get("restartCount", 0))
     follower = logs.Follower(path, file=view.logs.get(container))
     records = follower.poll()            # open it now: with --rm it is removed when the pod ends
-    result: dict[str, Any] = {}
-    waiter = threading.Thread(target=lambda: result.setdefault("code", rt.wait_exit(view, container)),
-                              daemon=True)
-    waiter.start()
+    waiter, result = _waiter(rt, view, container)
     while True:
         finished = not waiter.is_alive()
         _write_records(logs.render(iter(records + follower.poll()), timestamps=False))

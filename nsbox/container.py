@@ -91,7 +91,7 @@ def volume_mounts(pod: PodSpec, c: ContainerSpec, paths: PodPaths) -> list[mount
 
 
 def start_request(pod: PodSpec, c: ContainerSpec, paths: PodPaths, etc_files: dict[str, str],
-                  *, pod_ip: str = "", pid_ns_fd: int = -1) -> native.SpawnRequest:
+                  *, pod_ip: str = "", pid_ns_fd: int = -1, console: str = "") -> native.SpawnRequest:
     """The request that starts container `c` as a child of the pod's watcher."""
     ident = security.identity(pod, c)
     env = environment(pod, c, pod_ip)
@@ -107,6 +107,7 @@ def start_request(pod: PodSpec, c: ContainerSpec, paths: PodPaths, etc_files: di
         etc_files=etc_files,
         volumes=volume_mounts(pod, c, paths),
         hide=[paths.root.path],
+        console=console,
     )
     if cwd != "/":
         plan.insert(len(plan) - 1, native.MountOp("mkdir", os.path.join(plan[-1].target, cwd.lstrip("/"))))

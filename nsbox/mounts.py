@@ -68,6 +68,7 @@ def container_root_plan(
     etc_files: dict[str, str],
     volumes: list[Volume],
     hide: list[str],
+    console: str = "",
 ) -> list[MountOp]:
     """The mounts that build a container's root at `scratch`/root and pivot into it.
 
@@ -76,6 +77,8 @@ def container_root_plan(
     shm:        the pod's /dev/shm tmpfs (mounted in the watcher's namespace)
     etc_files:  path in the container -> host file to bind over it (hostname, hosts, ...)
     hide:       host directories to cover with an empty read-only tmpfs (nsbox's own state)
+    console:    the host pty given to a `run -t` container, shown as its /dev/console (as LXC does),
+                since the container's own devpts instance does not have it
     """
     root = os.path.join(scratch, "root")
     nodev = 0 if privileged else native.MS_NODEV
@@ -107,6 +110,10 @@ def container_root_plan(
 
     for v in volumes:
         ops += bind_plan(v.source, root + v.target, v.read_only, nodev=not privileged)
+
+    if console:
+        ops.append(MountOp("touch", f"{root}/dev/console", mode=0o620))
+        ops.append(MountOp("mount", f"{root}/dev/console", source=console, flags=native.MS_BIND))
 
     if not privileged:
         ops += _mask_plan(root)

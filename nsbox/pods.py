@@ -293,15 +293,41 @@ class Runtime:
         cg_fd, procs = cg.join_targets(cg.container_path(v.spec.uid, c.name))
         req.cgroup_fd, req.cgroup_procs = cg_fd, procs
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        req.stdin = 0 if stdin or tty else devnull
-        req.stdout, req.stderr = 1, 2
-        req.setsid = False               # stay in the terminal's foreground process group
+        master = slave = -1
+        if tty:
+            from nsbox import tty as terminal
+            master, slave = terminal.open_pty(f"/proc/{pid}/root/dev/ptmx")
+            req.stdin = req.stdout = req.stderr = slave
+            req.ctty = True              # its own session, with the pty as controlling terminal
+        else:
+            req.stdin = 0 if stdin else devnull
+            req.stdout, req.stderr = 1, 2
+            req.setsid = False           # stay in the terminal's foreground process group
         try:
             pid, pidfd = native.spawn(req)
         finally:
-            for fd in fds + [devnull] + ([cg_fd] if cg_fd >= 0 else []):
-                os.close(fd)
-        return wait_forwarding_signals(pid, pidfd)
+            for fd in fds + [devnull, slave] + ([cg_fd] if cg_fd >= 0 else []):
+                if fd >= 0:
+                    os.close(fd)
+        if master < 0:
+            return wait_forwarding_signals(pid, pidfd)
+        status: list[int] = []
+
+        def exited() -> bool:
+            if not status:
+                done, st = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status.append(st)
+            return bool(status)
+        try:
+            terminal.relay(master, exited, forward_stdin=stdin)
+        finally:
+            os.close(master)
+        if not status:
+            status.append(os.waitpid(pid, 0)[1])
+        if pidfd >= 0:
+            os.close(pidfd)
+        return 128 + os.WTERMSIG(status[0]) if os.WIFSIGNALED(status[0]) else os.waitstatus_to_exitcode(status[0])
 
     # ------------------------------------------------------------ garbage collection
 

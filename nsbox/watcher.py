@@ -290,6 +290,11 @@ class Watcher:
                                    bool(self.deletion.get("force")))
         elif not self.adopt:
             errors = self._start_next()
+        # The CLI's terminal or stdin went to the container; holding it ourselves would keep
+        # the terminal open after the container is gone.
+        for fd in self.attach or ():
+            os.close(fd)
+        self.attach = None
         self.every(STATE_CHECK_PERIOD, self._check_state)
         self._arm_active_deadline()
         if any(v.kind == "emptyDir" and v.medium != "Memory" and v.size_limit for v in self.pod.volumes):
@@ -511,8 +516,10 @@ class Watcher:
         self.cg.set_devices(cg_path, None if c.security.privileged else cgroups.DEFAULT_DEVICE_RULES)
         r.oom_before = self.cg.oom_killed(cg_path)
         os.makedirs(self.paths.container_dir(c.name), 0o700, exist_ok=True)
+        attach = self.attach if self.attach is not None and (c.stdin or c.tty) and r.restart_count == 0 else None
+        console = os.ttyname(attach[1]) if attach and c.tty and os.isatty(attach[1]) else ""
         req = container.start_request(self.pod, c, self.paths, self.etc_files, pid_ns_fd=self.pid_ns_fd,
-                                      pod_ip=self.pod_ip)
+                                      pod_ip=self.pod_ip, console=console)
         log_path = self.paths.log_file(self.pod.namespace, self.pod.name, c.name, r.restart_count)
         os.makedirs(os.path.dirname(log_path), 0o700, exist_ok=True)
         r.log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -520,10 +527,10 @@ class Watcher:
         cg_fd, procs = self.cg.join_targets(cg_path)
         try:
             req.cgroup_fd, req.cgroup_procs = cg_fd, procs
-            if self.attach is not None and (c.stdin or c.tty) and r.restart_count == 0:
-                req.stdin = self.attach[0] if c.stdin else -1
+            if attach is not None:
+                req.stdin = attach[0] if c.stdin else -1
                 if c.tty:
-                    req.stdout, req.stderr, req.ctty = self.attach[1], self.attach[2], True
+                    req.stdout, req.stderr, req.ctty = attach[1], attach[2], True
             if req.stdout < 0:
                 for stream in ("stdout", "stderr"):
                     rd, wr = os.pipe2(os.O_CLOEXEC)
