@@ -506,6 +506,11 @@ class Watcher:
                 self.start_container(r)
             except (NsboxError, OSError) as e:
                 errors.append(f'container "{r.spec.name}": {e}')
+                if not isinstance(e, native.SpawnError):
+                    # Refused before the spawn (say, a subPath leaving its volume): say so in its
+                    # state, or a container started after the init ones waits silently forever.
+                    # On the next turn of the loop: recording it starts the next round of starts.
+                    self.at(0, lambda r=r, e=e: self._record_start_failure(r, e))
         return errors
 
     def start_container(self, r: Running) -> None:

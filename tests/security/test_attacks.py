@@ -1,0 +1,322 @@
+"""A hostile, unprivileged container attacks the host and other pods; every attempt fails.
+
+Each test runs one attack from inside a default (unprivileged, root) container
+and asserts two things: the attack reports failure, and an observer outside
+the container (the host's own tools, /proc, the other pod) sees nothing
+changed. test_privileged.py runs the same attacks from a privileged container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+
+import attacks
+from attacks import attempt
+from conftest import alive, ns_inode, wait_for
+
+CAP_SYS_MODULE = 16
+
+
+@pytest.fixture(scope="module")
+def box():
+    """One root and one attacker pod for the attacks that need nothing else (pods are slow to make)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    with attacks.private_root() as n:
+        n("run", "attacker", "--", "sleep", "600")
+        n.pid("attacker")
+        yield n
+
+
+@pytest.fixture
+def attacker() -> str:
+    return "attacker"
+
+
+@pytest.fixture
+def host_sleep():
+    p = subprocess.Popen(["sleep", "300"])
+    yield p.pid
+    p.kill()
+    p.wait()
+
+
+@contextlib.contextmanager
+def other_pod(n, name: str, *command: str):
+    n("run", name, "--", *command)
+    try:
+        yield
+    finally:
+        n("delete", "pod", name, "--grace-period", "0", "--force", check=False)
+
+
+def failed(verdict: str) -> bool:
+    return verdict.startswith("FAILED")
+
+
+def own_mounts(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return [line.split()[4] for line in f]
+
+
+def test_mounting_a_tmpfs_fails(box, attacker):
+    pid = box.pid(attacker)
+    verdict = attempt(box, attacker, attacks.MOUNT_TMPFS)
+    assert failed(verdict) and "EPERM" in verdict, verdict
+    assert "/mnt" not in own_mounts(pid)
+    assert subprocess.run(["findmnt", "/mnt"], capture_output=True).returncode != 0
+
+
+def test_adding_a_network_link_fails(box, attacker):
+    pid = box.pid(attacker)
+    verdict = attempt(box, attacker, attacks.IP_LINK_ADD)
+    assert failed(verdict) and "not permitted" in verdict, verdict
+    assert attacks.ip_links(pid) == ["lo"]
+    assert subprocess.run(["ip", "link", "show", "nsbxatk0"], capture_output=True).returncode != 0
+
+
+def test_setting_the_hostname_fails_for_the_host_and_the_pod(box, attacker):
+    host = os.uname().nodename
+    pid = box.pid(attacker)
+    verdict = attempt(box, attacker, attacks.SET_HOSTNAME)
+    assert failed(verdict) and "EPERM" in verdict, verdict
+    assert os.uname().nodename == host
+    seen = subprocess.run(["nsenter", "-t", str(pid), "-u", "hostname"], capture_output=True, text=True)
+    assert seen.stdout.strip() == "attacker"
+
+
+def test_writing_a_host_file_changes_only_the_containers_copy(box, attacker):
+    fd, path = tempfile.mkstemp(prefix="nsbx-victim-", dir="/var/tmp")
+    try:
+        os.write(fd, b"original")
+        os.close(fd)
+        verdict = attempt(box, attacker, attacks.WRITE_FILE, path, "pwned")
+        # The write lands in the container's copy-on-write layer ...
+        assert verdict.startswith("SUCCEEDED"), verdict
+        assert box("exec", attacker, "--", "cat", path).stdout == "pwned"
+        # ... and never reaches the host.
+        with open(path) as f:
+            assert f.read() == "original"
+        for victim in ("/etc/passwd", "/usr/bin/true"):
+            before = os.stat(victim)
+            box("exec", attacker, "--", "sh", "-c", f"echo pwned > {victim}; chmod 777 {victim}")
+            after = os.stat(victim)
+            assert (after.st_size, after.st_mode, after.st_mtime) == (before.st_size, before.st_mode, before.st_mtime)
+    finally:
+        os.unlink(path)
+
+
+def test_no_host_device_can_be_opened_by_path_or_by_mknod(box, attacker):
+    devices = attacks.host_block_and_char_devices()
+    assert any(":b:" in d for d in devices), "no block device on this host"
+    reachable = attacks.openable_on_host(devices)
+    assert reachable, "the host's root can open none of its devices: the test would prove nothing"
+    verdict = attempt(box, attacker, attacks.READ_DEVICES, *devices)
+    assert failed(verdict), verdict
+
+
+def test_the_minimal_dev_still_works(box, attacker):
+    out = box("exec", attacker, "--", "sh", "-c",
+                "ls /dev; head -c 4 /dev/zero | wc -c; head -c 4 /dev/urandom | wc -c; echo x > /dev/null && echo null-ok; "
+                "python3 -c 'import os; m, s = os.openpty(); print(\"pty\", os.ttyname(s))'").stdout.split()
+    assert set(out) >= {"null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "mqueue",
+                        "fd", "stdin", "stdout", "stderr", "null-ok", "pty", "/dev/pts/0"}
+    assert not {"vda", "sda", "loop0", "kmsg", "mem", "kvm"} & set(out)
+
+
+def test_kcore_cannot_be_read(box, attacker):
+    verdict = attempt(box, attacker, attacks.OPEN_KCORE)
+    # Masked with /dev/null where the kernel has /proc/kcore, absent where it has not.
+    assert failed(verdict), verdict
+
+
+def test_sysrq_trigger_cannot_be_written(box, attacker):
+    verdict = attempt(box, attacker, attacks.WRITE_SYSRQ)
+    assert failed(verdict) and ("EROFS" in verdict or "ENOENT" in verdict), verdict
+
+
+def test_global_sysctls_and_sysfs_cannot_be_written(box, attacker):
+    with open("/proc/sys/kernel/core_pattern") as f:
+        core_pattern = f.read()
+    for path in ("/proc/sys/kernel/core_pattern", "/proc/sys/vm/overcommit_memory", "/sys/kernel/mm/ksm/run"):
+        if os.path.exists(path):
+            verdict = attempt(box, attacker, attacks.REWRITE_FILE, path)
+            assert failed(verdict) and "EROFS" in verdict, (path, verdict)
+    with open("/proc/sys/kernel/core_pattern") as f:
+        assert f.read() == core_pattern
+
+
+def test_loading_a_kernel_module_fails(box, attacker):
+    pid = box.pid(attacker)
+    modules = open("/proc/modules").read() if os.path.exists("/proc/modules") else None
+    verdict = attempt(box, attacker, attacks.LOAD_MODULE)
+    assert failed(verdict), verdict
+    # The wall is the missing capability (a kernel without modules says ENOSYS to everyone).
+    with open(f"/proc/{pid}/status") as f:
+        eff = int(next(line for line in f if line.startswith("CapEff:")).split()[1], 16)
+    assert not eff & (1 << CAP_SYS_MODULE)
+    if modules is not None:
+        assert open("/proc/modules").read() == modules
+
+
+def test_a_host_process_cannot_be_killed(box, attacker, host_sleep):
+    verdict = attempt(box, attacker, attacks.KILL, str(host_sleep))
+    assert failed(verdict) and "ESRCH" in verdict, verdict
+    time.sleep(0.1)
+    assert alive(host_sleep)
+
+
+def test_a_process_of_another_pod_cannot_be_killed(box, attacker):
+    with other_pod(box, "victim-kill", "sleep", "300"):
+        victim = box.pid("victim-kill")
+        verdict = attempt(box, attacker, attacks.KILL, str(victim))
+        assert failed(verdict) and "ESRCH" in verdict, verdict
+        time.sleep(0.1)
+        assert alive(victim)
+        assert "running" in box.container_state("victim-kill")["state"]
+
+
+def test_a_sibling_container_cannot_be_traced(nsbox):
+    nsbox("pod", "create", "duo")
+    nsbox("run", "victim", "--pod", "duo", "--", "sleep", "300")
+    nsbox("run", "attacker", "--pod", "duo", "--", "sleep", "300")
+    victim = nsbox.pid("duo", "victim")
+    # Its own PID namespace: the sibling is not even visible.
+    listed = nsbox("exec", "duo", "-c", "attacker", "--", "ls", "/proc").stdout.split()
+    assert str(victim) not in listed
+    verdict = attempt(nsbox, "duo", attacks.PTRACE, str(victim), container="attacker")
+    assert failed(verdict) and "ESRCH" in verdict and "ENOENT" in verdict, verdict
+    with open(f"/proc/{victim}/status") as f:
+        assert "TracerPid:\t0\n" in f.read()
+    assert alive(victim)
+
+
+def test_setns_into_the_hosts_namespaces_fails(box, attacker, host_sleep):
+    pid = box.pid(attacker)
+    before = {ns: ns_inode(pid, ns) for ns in ("mnt", "pid", "net", "ipc", "uts")}
+    # /proc/1 is the container's own init: setns needs CAP_SYS_ADMIN even there.
+    verdict = attempt(box, attacker, attacks.SETNS, "1")
+    assert failed(verdict) and "EPERM" in verdict, verdict
+    # The host's processes are not in its /proc at all.
+    verdict = attempt(box, attacker, attacks.SETNS, str(host_sleep))
+    assert failed(verdict) and "ENOENT" in verdict, verdict
+    assert {ns: ns_inode(pid, ns) for ns in before} == before
+
+
+def test_another_pods_ipc_sockets_and_ports_are_out_of_reach(box, attacker):
+    key, shm, name, port = "0x6e736263", f"nsbx-{uuid.uuid4().hex[:8]}", f"nsbx-{uuid.uuid4().hex[:8]}", "8181"
+    with other_pod(box, "victim-ipc", "python3", "-c", attacks.VICTIM, key, shm, name, port):
+        def log() -> str:
+            return box("logs", "victim-ipc").stdout
+        wait_for(lambda: "ready" in log(), what="victim ready")
+        # The victim's own pod can reach all four (the test would prove nothing otherwise).
+        assert attempt(box, "victim-ipc", attacks.REACH_OTHER_POD, key, shm, name, port) == \
+            "SUCCEEDED reached sysv-shm posix-shm abstract-socket tcp"
+        wait_for(lambda: log().count("connection") == 2, what="victim to see its own pod")
+
+        verdict = attempt(box, attacker, attacks.REACH_OTHER_POD, key, shm, name, port)
+        assert failed(verdict), verdict
+        time.sleep(0.2)
+        assert log().count("connection") == 2
+        # Nor does the host see them.
+        assert not os.path.exists(f"/dev/shm/{shm}")
+        assert f"@{name}" not in open("/proc/net/unix").read()
+
+
+def test_a_fork_bomb_is_held_by_the_pids_limit(nsbox):
+    manifest = f"""
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bomb
+  annotations:
+    nsbox.io/pids-limit: "64"
+spec:
+  containers:
+  - name: bomb
+    image: none
+    command: ["python3", "-c", {json.dumps(attacks.FORK_BOMB)}]
+"""
+    nsbox("apply", "-f", "-", input=manifest)
+    uid = nsbox.uid("bomb")
+    pids_dir = next(d for d in (f"/sys/fs/cgroup/pids/nsbox/pod{uid}", f"/sys/fs/cgroup/nsbox/pod{uid}")
+                    if os.path.isdir(d))
+    assert open(f"{pids_dir}/pids.max").read().strip() == "64"
+
+    def current() -> int:
+        return int(open(f"{pids_dir}/pids.current").read())
+    wait_for(lambda: current() >= 60, timeout=20, what="the bomb to fill its pod")
+    # The host stays responsive: it can start processes, and nsbox answers.
+    t0 = time.monotonic()
+    for _ in range(10):
+        subprocess.run(["true"], check=True)
+    assert time.monotonic() - t0 < 5
+    assert current() <= 64
+    assert nsbox("get", "pods", "bomb").returncode == 0
+    t0 = time.monotonic()
+    nsbox("delete", "pod", "bomb", "--grace-period", "1")
+    assert time.monotonic() - t0 < 15
+    assert not os.path.isdir(pids_dir)
+
+
+def test_a_symlink_subpath_cannot_reach_the_hosts_files(nsbox):
+    """An init container plants a symlink to /etc in an emptyDir; the next mounts it by subPath."""
+    manifest = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: escape
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: data
+    emptyDir: {}
+  initContainers:
+  - name: plant
+    command: ["sh", "-c", "ln -s /etc /data/etc && ln -s ../../../../../../.. /data/up && mkdir /data/ok"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  containers:
+  - name: absolute
+    command: ["sh", "-c", "ls /x; cat /x/hostname"]
+    volumeMounts: [{name: data, mountPath: /x, subPath: etc}]
+  - name: relative
+    command: ["sh", "-c", "ls /x"]
+    volumeMounts: [{name: data, mountPath: /x, subPath: up}]
+  - name: inside
+    command: ["sh", "-c", "echo fine > /x/f"]
+    volumeMounts: [{name: data, mountPath: /x, subPath: ok}]
+"""
+    nsbox("apply", "-f", "-", input=manifest)
+    wait_for(lambda: nsbox.container_state("escape", "inside")["state"].get("terminated"), what="inside")
+    for name in ("absolute", "relative"):
+        st = wait_for(lambda: nsbox.container_state("escape", name)["state"].get("terminated")
+                      or nsbox.container_state("escape", name)["state"].get("waiting", {}).get("message"),
+                      what=f"{name} to be refused")
+        assert "leaves its volume" in str(st), st
+        assert st.get("reason") == "StartError", st
+        assert os.uname().nodename not in nsbox("logs", "escape", "-c", name, check=False).stdout
+    assert nsbox.container_state("escape", "inside")["state"]["terminated"]["exitCode"] == 0
+
+
+def test_a_dotdot_subpath_is_refused(nsbox):
+    manifest = """
+apiVersion: v1
+kind: Pod
+metadata: {name: dotdot}
+spec:
+  volumes: [{name: data, emptyDir: {}}]
+  containers:
+  - name: c
+    command: ["sleep", "300"]
+    volumeMounts: [{name: data, mountPath: /x, subPath: ../../../../etc}]
+"""
+    p = nsbox("apply", "-f", "-", input=manifest, check=False)
+    assert p.returncode != 0 and "subPath" in p.stderr, p
