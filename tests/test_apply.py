@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import alive, ns_inode, wait_for
+from conftest import alive, cgroup_dirs, cgroup_pids, ns_inode, wait_for
 
 FAST = {"nsbox.io/backoff-base-seconds": "1", "nsbox.io/backoff-max-seconds": "2"}
 # Runs until SIGTERM, which it obeys at once (a plain `sleep` as PID 1 ignores it and waits for SIGKILL).
@@ -116,6 +116,11 @@ def terminated(nsbox, pod_name: str, name: str | None = None, timeout: float = 2
 def logs(nsbox, pod_name: str, name: str | None = None) -> str:
     args = ["logs", pod_name] + (["-c", name] if name else [])
     return nsbox(*args).stdout
+
+
+def pod_processes(nsbox, name: str) -> list[int]:
+    """Every process in the pod's cgroups, read from the cgroup files."""
+    return [p for d in cgroup_dirs(nsbox.uid(name)) for p in cgroup_pids(d)]
 
 
 def pods_in_root(nsbox) -> list[str]:
@@ -279,7 +284,8 @@ def test_init_containers_run_in_order_to_completion_before_the_containers(nsbox)
                                      container("second", ["sh", "-c", step.format("second")], volumeMounts=work)],
                      volumes=[{"name": "work", "emptyDir": {}}]))
     pid = nsbox.pid("ordered", "main")
-    order = wait_for(lambda: read(in_container(pid, "/work/order")).split(), what="the main container's line")
+    wait_for(lambda: "main" in read(in_container(pid, "/work/order")).split(), what="the main container's line")
+    order = read(in_container(pid, "/work/order")).split()
     assert order == ["first", "first-done", "second", "second-done", "main"]
     inits = pod_status(nsbox, "ordered")["initContainerStatuses"]
     assert [s["state"]["terminated"]["exitCode"] for s in inits] == [0, 0]
@@ -402,12 +408,12 @@ def test_disk_empty_dir_over_its_size_limit_evicts_the_pod(nsbox):
     fill = then_sleep("head -c 3000000 /dev/zero > /scratch/big")
     apply(nsbox, pod("hog", container("c", fill, volumeMounts=[{"name": "s", "mountPath": "/scratch"}]),
                      volumes=[{"name": "s", "emptyDir": {"sizeLimit": "1Mi"}}]))
-    pid = nsbox.pid("hog")
     wait_for(lambda: pod_status(nsbox, "hog")["phase"] == "Failed", timeout=15, what="eviction")
     status = pod_status(nsbox, "hog")
     assert status["reason"] == "Evicted"
-    assert "sizeLimit" in status["message"] or "exceeds" in status["message"]
-    wait_for(lambda: not alive(pid), what="the container to be killed")
+    assert 'Usage of EmptyDir volume "s" exceeds the limit' in status["message"]
+    assert terminated(nsbox, "hog")["exitCode"] == 0          # the shell obeyed SIGTERM
+    assert pod_processes(nsbox, "hog") == []
     assert status_column(nsbox, "hog") == "Evicted"
 
 
@@ -541,12 +547,11 @@ def test_on_failure_does_not_restart_a_container_that_succeeded(nsbox):
 
 def test_active_deadline_fails_the_pod_and_stops_its_containers(nsbox):
     apply(nsbox, pod("deadline", container("c", ["sleep", "300"]), activeDeadlineSeconds=2, annotations=FAST))
-    pid = nsbox.pid("deadline")
     wait_for(lambda: pod_status(nsbox, "deadline").get("reason") == "DeadlineExceeded", timeout=15,
              what="DeadlineExceeded")
-    wait_for(lambda: not alive(pid), timeout=10, what="the container to be stopped")
     state = terminated(nsbox, "deadline")
     assert state["exitCode"] == 137                 # PID 1 `sleep` ignores SIGTERM: killed after the grace period
+    assert pod_processes(nsbox, "deadline") == []
     status = pod_status(nsbox, "deadline")
     assert status["phase"] == "Failed"
     assert status_column(nsbox, "deadline") == "DeadlineExceeded"
@@ -637,13 +642,27 @@ def test_a_shared_pid_namespace_has_a_reaper_as_pid_1(nsbox):
 
 
 def test_orphans_in_a_shared_pid_namespace_are_reaped(nsbox):
-    # The subshell exits at once: its `sleep 1` is orphaned, reparented to PID 1, and must not stay a zombie.
-    apply(nsbox, pod("orphans", container("c", then_sleep("(sleep 1.5 &)")), shareProcessNamespace=True))
+    # The subshell exits at once: its loop is orphaned, reparented to PID 1, and ends when the test says so;
+    # then it must be reaped, not left a zombie.
+    loop = "(while [ ! -e /tmp/go ]; do sleep 0.1; done &)"
+    apply(nsbox, pod("orphans", container("c", then_sleep(loop)), shareProcessNamespace=True))
     pid = nsbox.pid("orphans")
-    orphan = wait_for(lambda: next((p for p, cmd in commands_seen_by(pid).items() if cmd == "sleep 1.5"), None),
-                      what="the orphan")
-    assert read(in_container(pid, f"/proc/{orphan}/status")).count("PPid:\t1\n") == 1
-    wait_for(lambda: not os.path.exists(in_container(pid, f"/proc/{orphan}")), what="the orphan to be reaped")
+    orphans = wait_for(lambda: children_of_pid_1(pid), what="the orphan")
+    open(in_container(pid, "/tmp/go"), "w").close()
+    wait_for(lambda: not any(os.path.exists(in_container(pid, f"/proc/{o}")) for o in orphans),
+             what="the orphan to be reaped")
+
+
+def children_of_pid_1(pid: int) -> list[int]:
+    """The processes whose parent is PID 1 in the PID namespace of `pid`."""
+    found = []
+    for ns_pid in commands_seen_by(pid):
+        try:
+            if "PPid:\t1\n" in read(in_container(pid, f"/proc/{ns_pid}/status")):
+                found.append(ns_pid)
+        except OSError:
+            pass
+    return found
 
 
 def test_with_a_shared_pid_namespace_leftovers_of_an_ended_container_are_killed(nsbox):
