@@ -110,6 +110,8 @@ for spec in args:
             os.close(fd)
         except OSError:
             pass
+        if path != f"/dev/{name}":
+            os.unlink(path)     # a privileged container's /dev is the host's
 if opened:
     print("SUCCEEDED opened", " ".join(opened))
 else:
