@@ -205,7 +205,8 @@ class Pool:
         old lock notice that it was removed and start over."""
         if self.allocations():
             return
-        for path in (self.config_path, self.last_path):
+        torn = [os.path.join(self.dir, e) for e in os.listdir(self.dir) if e.startswith(".tmp")]
+        for path in [self.config_path, self.last_path] + torn:   # torn: writers that were killed
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         with contextlib.suppress(FileNotFoundError):
