@@ -345,6 +345,17 @@ def test_an_exhausted_range_is_refused_and_nothing_is_made(nsbox, bridge, monkey
     assert bridge.ports() == [host_veth(nsbox.uid("one"))]
 
 
+def test_a_bridge_keeps_the_subnet_it_was_made_with(nsbox, bridge, monkeypatch):
+    run_bridge_pod(nsbox, "one")
+    other = free_test_subnet()
+    monkeypatch.setenv("NSBOX_BRIDGE_SUBNET", other)
+    p = nsbox("run", "two", "--network", "bridge", "--", "sleep", "300", check=False)
+    assert p.returncode == 1
+    assert p.stderr == f"error: bridge {bridge.name} already serves {bridge.subnet}, not {other} " \
+                       f"(unset NSBOX_BRIDGE_SUBNET, or choose another NSBOX_BRIDGE)\n"
+    assert len(bridge.allocations()) == 1 and len(bridge.ports()) == 1
+
+
 def test_a_bad_bridge_setting_is_refused_before_anything_is_made(nsbox, bridge, monkeypatch):
     monkeypatch.setenv("NSBOX_BRIDGE_SUBNET", "10.213.0.0/31")
     p = nsbox("pod", "create", "web", "--network", "bridge", check=False)
