@@ -243,6 +243,17 @@ def cmd_apply(args: argparse.Namespace) -> int:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     rt = runtime(args)
+    # What only this machine can tell (executables, hostPaths) is checked for every new pod
+    # before any is created, like the validation.
+    problems = []
+    for pod in pods:
+        if not rt.root.lookup(pod.namespace, pod.name):
+            try:
+                rt.check(pod)
+            except NsboxError as e:
+                problems.append(f"pod/{pod.name}: {e}")
+    if problems:
+        raise NsboxError("\n".join(problems))
     status = 0
     for pod in pods:
         existing = rt.root.lookup(pod.namespace, pod.name)

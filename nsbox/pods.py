@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any, Iterator
 
 from nsbox import container, kube, native, network, watcher
 from nsbox.errors import AlreadyExists, NotFound, NsboxError
-from nsbox.model import ContainerSpec, PodSpec
+from nsbox.model import ContainerSpec, PodSpec, Volume
 from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_json
 
 
@@ -86,8 +87,7 @@ class Runtime:
     def create(self, spec: PodSpec, *, stdio: tuple[int, int, int] | None = None,
                remove_on_start_failure: bool = False, follow: bool = False) -> PodView:
         """Make the pod's state, claim its name, and start its watcher (which starts the containers)."""
-        for c in spec.all_containers():
-            container.check_command(spec, c)
+        self.check(spec)
         if spec.network == "bridge":
             network.config_from_env()      # a bad NSBOX_BRIDGE/NSBOX_BRIDGE_SUBNET fails before anything exists
         self.root.ensure()
@@ -104,11 +104,8 @@ class Runtime:
                 if v.kind == "emptyDir":
                     os.mkdir(paths.volume(v.name), 0o777)
                     os.chmod(paths.volume(v.name), 0o777)
-                elif not os.path.exists(v.host_path):
-                    if v.host_path_type in ("DirectoryOrCreate", ""):
-                        os.makedirs(v.host_path, 0o755, exist_ok=True)
-                    else:
-                        raise NsboxError(f'volume "{v.name}": hostPath {v.host_path} does not exist')
+                else:
+                    prepare_host_path(v)
             write_json(paths.pod_json, spec.to_dict())
             self.root.claim(spec.namespace, spec.name, spec.uid)
         except BaseException:
@@ -138,6 +135,15 @@ class Runtime:
         view.report_pipe = report.get("pipe", -1)
         view.logs = logs
         return view
+
+    def check(self, spec: PodSpec) -> None:
+        """What only this machine can tell about a valid spec (executables, hostPaths); changes nothing.
+        `apply` checks every pod of a file before it creates any."""
+        for c in spec.all_containers():
+            container.check_command(spec, c)
+        for v in spec.volumes:
+            if v.kind == "hostPath":
+                check_host_path(v)
 
     def add_container(self, namespace: str, pod_name: str, c: ContainerSpec,
                       stdio: tuple[int, int, int] | None = None) -> PodView:
@@ -372,6 +378,38 @@ class Runtime:
                 done.append(f"logs {entry}: removed")
         done += network.collect(remove_idle_bridges=idle_bridges)
         return done
+
+
+# What a hostPath `type` requires of the path (the kubelet's hostPath type checks).
+_HOST_PATH_KINDS = {"Directory": stat.S_ISDIR, "File": stat.S_ISREG, "Socket": stat.S_ISSOCK,
+                    "CharDevice": stat.S_ISCHR, "BlockDevice": stat.S_ISBLK}
+
+
+def check_host_path(v: Volume) -> None:
+    """Refuse a hostPath that is missing (unless its type creates it) or not of its type; changes nothing."""
+    kind = v.host_path_type.removesuffix("OrCreate")
+    try:
+        mode = os.stat(v.host_path).st_mode
+    except FileNotFoundError:
+        if v.host_path_type == "FileOrCreate" and not os.path.isdir(os.path.dirname(v.host_path)):
+            raise NsboxError(f'volume "{v.name}": the directory of hostPath {v.host_path} does not exist') from None
+        if v.host_path_type not in ("", "DirectoryOrCreate", "FileOrCreate"):
+            raise NsboxError(f'volume "{v.name}": hostPath {v.host_path} does not exist') from None
+        return
+    check = _HOST_PATH_KINDS.get(kind)
+    if check and not check(mode):
+        raise NsboxError(f'volume "{v.name}": hostPath {v.host_path} is not a {kind} (type {v.host_path_type})')
+
+
+def prepare_host_path(v: Volume) -> None:
+    """Create a missing hostPath: an empty file for FileOrCreate, else a directory (for "" too,
+    as container runtimes do for a bind mount)."""
+    if os.path.lexists(v.host_path):
+        return
+    if v.host_path_type == "FileOrCreate":
+        os.close(os.open(v.host_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    else:
+        os.makedirs(v.host_path, 0o755, exist_ok=True)
 
 
 def cgroup_root(cg: Any, uid: str) -> str | None:

@@ -233,6 +233,13 @@ def test_an_invalid_document_reports_every_problem_and_creates_nothing(nsbox):
     assert "No resources found" in nsbox("get", "pods").stderr
 
 
+def test_a_missing_executable_in_one_document_creates_nothing(nsbox):
+    p = apply(nsbox, pod("fine", container("c", SLEEP)), pod("typo", container("c", ["slep", "300"])), check=False)
+    assert p.returncode == 1
+    assert 'error: pod/typo: container "c": executable "slep" not found in $PATH' in p.stderr
+    assert p.stdout == "" and pods_in_root(nsbox) == []
+
+
 def test_cluster_only_fields_get_a_warning_and_are_ignored(nsbox):
     manifest = pod("scheduled", container("c", SLEEP, image="busybox"), nodeSelector={"disk": "ssd"},
                    priorityClassName="high")
@@ -402,6 +409,26 @@ def test_host_path_volume_shares_files_with_the_host(nsbox, host_dir):
                      volumes=[{"name": "h", "hostPath": {"path": host_dir, "type": "Directory"}}]))
     wait_for(lambda: os.path.exists(f"{host_dir}/out"), what="the file on the host")
     assert read(f"{host_dir}/out") == "from-pod\n"
+
+
+def test_file_or_create_host_path_is_an_empty_file_made_on_the_host(nsbox, host_dir):
+    target = f"{host_dir}/app.log"
+    apply(nsbox, pod("hostfile", container("c", then_sleep("echo line >> /var/log/app.log"),
+                                           volumeMounts=[{"name": "log", "mountPath": "/var/log/app.log"}]),
+                     volumes=[{"name": "log", "hostPath": {"path": target, "type": "FileOrCreate"}}]))
+    wait_for(lambda: os.path.isfile(target) and read(target) == "line\n", what="the line in the host file")
+
+
+def test_host_paths_that_are_missing_or_of_the_wrong_type_create_nothing(nsbox, host_dir):
+    missing = pod("missing", container("c", SLEEP),
+                  volumes=[{"name": "h", "hostPath": {"path": f"{host_dir}/absent", "type": "Directory"}}])
+    not_a_file = pod("not-a-file", container("c", SLEEP),
+                     volumes=[{"name": "h", "hostPath": {"path": host_dir, "type": "File"}}])
+    p = apply(nsbox, pod("fine", container("c", SLEEP)), missing, not_a_file, check=False)
+    assert p.returncode == 1
+    assert f"error: pod/missing: volume \"h\": hostPath {host_dir}/absent does not exist" in p.stderr
+    assert f"error: pod/not-a-file: volume \"h\": hostPath {host_dir} is not a File" in p.stderr
+    assert pods_in_root(nsbox) == [] and not os.path.exists(f"{host_dir}/absent")
 
 
 def test_disk_empty_dir_over_its_size_limit_evicts_the_pod(nsbox):
