@@ -145,7 +145,9 @@ def test_lifecycle_example_runs_prestop_then_sigterm_and_kills_the_stubborn_cont
     out, _ = follow.communicate(timeout=10)
     lines = [line for line in out.splitlines() if not line.startswith("app: running")]
     assert lines == ["preStop: draining for 2 s", "preStop: done", "app: got SIGTERM, saving state and exiting"]
-    assert 4.5 <= took < 8, f"delete took {took:.1f}s: the stubborn container should die at the 5 s grace period"
+    # SIGKILL at the 5 s grace period: not earlier, and not at the default 30 s
+    # (the upper bound leaves room for slow machines: ~5.2 s here, 20 s in a busy qemu VM).
+    assert 4.5 <= took < 25, f"delete took {took:.1f}s: the stubborn container should die at the 5 s grace period"
 
 
 def test_two_pods_example_same_port_same_ipc_key_and_shm_name_in_both_pods(nsbox):
@@ -179,7 +181,7 @@ def root_only():
 
 
 def test_demo_all_passes_every_demo_and_leaves_nothing_behind(root_only):
-    p = subprocess.run(NSBOX + ["demo", "all"], capture_output=True, text=True, timeout=120,
+    p = subprocess.run(NSBOX + ["demo", "all"], capture_output=True, text=True, timeout=600,
                        stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stdout + p.stderr
     for name in ("localhost", "ipc", "volume"):
