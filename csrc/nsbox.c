@@ -457,6 +457,12 @@ child_main(const struct nsbox_spawn *req, const struct child_plan *p)
     sigset_t none;
     int step, err;
 
+    /* Until exec this process holds a copy of the parent's memory and fds,
+     * yet it may already sit in a container's PID namespace: not dumpable,
+     * the container's root can neither ptrace it nor open its /proc/PID/fd
+     * (runc does the same). execve makes it dumpable again. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
     /* The parent's handlers are meaningless here (and Python's would write
      * to its wakeup fd); the parent blocked all signals around clone. */
     memset(&sa, 0, sizeof sa);
