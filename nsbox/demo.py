@@ -394,7 +394,10 @@ yourself as root, without --root; the manifests are in {display_path('localhost'
             except Exception as e:          # StepFailed, or nsbox hung (TimeoutExpired), ...
                 s.check(False, str(e) if isinstance(e, StepFailed) else f"{type(e).__name__}: {e}")
                 results[name] = False
-                s.run("delete", "pod", "--all", "--grace-period", "0", must=False)
+                try:                        # so that the next demo starts clean
+                    s.run("delete", "pod", "--all", "--grace-period", "0", must=False)
+                except subprocess.SubprocessError:
+                    pass                    # clean_up() below tries harder
     except (KeyboardInterrupt, Interrupted) as e:
         interrupted = True
         print(f"\ninterrupted ({e or 'SIGINT'}): deleting the demo's pods", file=sys.stderr)
