@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# setup.sh - install nsbox on a Debian/Ubuntu machine, then run the demo or the tests.
+#
+#   sudo ./setup.sh demo              # install, then `nsbox doctor` and `nsbox demo all`
+#   sudo ./setup.sh test [ARGS...]    # install with the test extra, then pytest (ARGS go to pytest)
+#
+# What "install" does, each step only when needed (a re-run with nothing
+# changed is fast and works offline):
+#   - apt-get installs the missing Debian packages (checked with dpkg-query);
+#   - a virtualenv at <repo>/.venv from /usr/bin/python3 (or $NSBOX_PYTHON);
+#   - pip installs this checkout into it (not editable), skipped when the
+#     sources are unchanged since the last install (NSBOX_REINSTALL=1 forces it);
+#   - /usr/local/bin/nsbox -> <repo>/.venv/bin/nsbox.
+# Exit code: the demo's or pytest's.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+cd "$HERE"
+VENV=$HERE/.venv
+LINK=/usr/local/bin/nsbox
+# Debian packages: the build (cffi C module) and the tools the tests observe with
+# (ip, nsenter, findmnt, ipcs/ipcmk, ps).
+PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libcap-dev libffi-dev pkg-config
+          iproute2 util-linux procps)
+
+step() { echo "==> $*"; }
+die() { echo "error: $*" >&2; exit 1; }
+usage() {
+    echo "usage: sudo ./setup.sh demo | sudo ./setup.sh test [PYTEST ARGS...]"
+}
+
+mode=${1:-}
+case $mode in
+    demo | test) shift ;;
+    -h | --help | help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+esac
+[ "$(id -u)" = 0 ] || die "setup.sh must run as root: sudo ./setup.sh $mode"
+
+export DEBIAN_FRONTEND=noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_ROOT_USER_ACTION=ignore
+
+# ---- Debian packages ----------------------------------------------------------
+install_packages() {
+    local p missing=()
+    if ! command -v dpkg-query >/dev/null; then
+        echo "warning: not a Debian/Ubuntu system; make sure these are installed: ${PACKAGES[*]}" >&2
+        return 0
+    fi
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${db:Status-Status}\n' "$p" 2>/dev/null | grep -qx installed \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    step "installing packages: ${missing[*]}"
+    local log
+    log=$(mktemp "${TMPDIR:-/tmp}/nsbox-apt.XXXXXX")
+    if ! { apt-get -q update && apt-get -q -y -o DPkg::Lock::Timeout=300 install \
+            --no-install-recommends "${missing[@]}"; } </dev/null >"$log" 2>&1; then
+        tail -n 25 "$log" >&2
+        die "apt-get failed (full log: $log)"
+    fi
+    rm -f "$log"
+}
+
+# ---- the virtualenv -------------------------------------------------------------
+pick_python() {
+    local py=${NSBOX_PYTHON:-/usr/bin/python3}
+    py=$(command -v "$py") || die "no Python interpreter '${NSBOX_PYTHON:-/usr/bin/python3}' (NSBOX_PYTHON)"
+    "$py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null \
+        || die "$py is not Python >= 3.10"
+    echo "$py"
+}
+
+# What identifies an interpreter for our purpose: its installation and version.
+python_id() { "$1" -c 'import sys; print(sys.base_prefix, *sys.version_info[:3])' 2>/dev/null; }
+
+make_venv() {
+    local py=$1
+    if [ -x "$VENV/bin/python" ] && [ "$(python_id "$VENV/bin/python")" = "$(python_id "$py")" ] &&
+       "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+        return 0
+    fi
+    step "creating virtualenv .venv ($("$py" -V 2>&1), $py)"
+    rm -rf "$VENV"
+    "$py" -m venv "$VENV" \
+        || die "'$py -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv)"
+}
+
+# ---- the package ----------------------------------------------------------------
+# A digest of everything that goes into the installed package, plus the extras
+# and the interpreter: when it matches the last install, pip is not run again.
+source_digest() {
+    local extras=$1 p inputs=()
+    for p in pyproject.toml setup.py setup.cfg MANIFEST.in nsbox csrc; do
+        [ -e "$p" ] && inputs+=("$p")
+    done
+    {
+        echo "extras=$extras python=$(python_id "$VENV/bin/python")"
+        find "${inputs[@]}" -type f \
+            ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path 'nsbox/_native*' -print0 2>/dev/null \
+            | LC_ALL=C sort -z | xargs -0r sha256sum
+    } | sha256sum | cut -d' ' -f1
+}
+
+# Installed and importable, from outside the source tree (-I: no cwd on sys.path).
+installed_ok() { [ -x "$VENV/bin/nsbox" ] && (cd / && "$VENV/bin/python" -I -c 'import nsbox') 2>/dev/null; }
+
+up_to_date() {
+    local stamp=$VENV/.nsbox-installed
+    [ "$(python_id "$VENV/bin/python")" = "$(python_id "${NSBOX_PYTHON:-/usr/bin/python3}")" ] || return 1
+    installed_ok || return 1
+    [ "${NSBOX_REINSTALL:-0}" != 1 ] || return 1
+    # a test install also serves the demo
+    grep -qx "$(source_digest "$1")" "$stamp" 2>/dev/null && return 0
+    [ -z "$1" ] && grep -qx "$(source_digest test)" "$stamp" 2>/dev/null
+}
+
+install_nsbox() {
+    local extras=$1 target=.
+    [ -n "$extras" ] && target=".[$extras]"
+    [ -f pyproject.toml ] || die "no pyproject.toml in $HERE"
+    step "building nsbox into .venv (pip install $target)"
+    rm -f "$VENV/.nsbox-installed"
+    # -qq: only errors, which include a failed build's output.
+    "$VENV/bin/python" -m pip install -qq "$target" </dev/null \
+        || die "pip install $target failed (see above)"
+    [ -x "$VENV/bin/nsbox" ] || die "the package installed no 'nsbox' command (pyproject.toml [project.scripts])"
+    source_digest "$extras" >"$VENV/.nsbox-installed"
+}
+
+# The tests also run the CLI as `python -m nsbox` from the repo root, which
+# imports the source nsbox/: give it the compiled module just built (atomically:
+# a running process may have the old one mapped), replacing any stale build.
+sync_native_into_tree() {
+    local so name tmp
+    so=$(cd / && "$VENV/bin/python" -I -c 'import nsbox._native as m; print(m.__file__)' 2>/dev/null) || return 0
+    name=$(basename "$so")
+    cmp -s "$so" "nsbox/$name" && return 0
+    tmp=$(mktemp "nsbox/.$name.XXXXXX")
+    cp "$so" "$tmp" && chmod 0755 "$tmp"
+    find nsbox -maxdepth 1 -name '_native*.so' ! -name "$name" -delete
+    mv -f "$tmp" "nsbox/$name"
+    step "copied the compiled module into the source tree: nsbox/$name"
+}
+
+link_command() {
+    if [ "$(readlink "$LINK" 2>/dev/null)" != "$VENV/bin/nsbox" ]; then
+        mkdir -p "$(dirname "$LINK")"
+        ln -sfn "$VENV/bin/nsbox" "$LINK"
+    fi
+    step "nsbox is available system-wide: $LINK -> $VENV/bin/nsbox"
+}
+
+# One install at a time per checkout; a test or demo run holds the lock shared,
+# so that another setup.sh does not reinstall the package under it.
+LOCK=${TMPDIR:-/tmp}/nsbox-setup.$(echo "$HERE" | cksum | cut -d' ' -f1).lock
+lock() {  # lock -s|-x
+    command -v flock >/dev/null || return 0
+    flock -n "$1" 8 && return 0
+    step "waiting for another setup.sh in $HERE to finish"
+    flock "$1" 8
+}
+
+extras=
+[ "$mode" = test ] && extras="test"
+
+exec 8>>"$LOCK"
+lock -s
+if [ -x "$VENV/bin/python" ] && up_to_date "$extras"; then
+    step "nsbox in .venv is up to date"
+else
+    flock -u 8 2>/dev/null || true
+    lock -x
+    install_packages
+    make_venv "$(pick_python)"
+    if up_to_date "$extras"; then
+        step "nsbox in .venv is up to date"
+    else
+        install_nsbox "$extras"
+    fi
+    lock -s
+fi
+sync_native_into_tree
+link_command
+
+# ---- run --------------------------------------------------------------------------
+# Children get fd 8 closed: a process that outlives them must not keep the lock.
+rc=0
+if [ "$mode" = demo ]; then
+    step "nsbox doctor"
+    "$VENV/bin/nsbox" doctor 8>&- || {
+        rc=$?
+        echo "error: nsbox doctor found missing pieces (see above); not running the demo" >&2
+        exit "$rc"
+    }
+    step "nsbox demo all"
+    "$VENV/bin/nsbox" demo all 8>&- || rc=$?
+else
+    # The default is the whole suite; a path among ARGS replaces it.
+    paths=(tests)
+    for a in "$@"; do
+        case $a in -*) continue ;; esac
+        if [ -e "${a%%::*}" ]; then paths=(); break; fi
+    done
+    [ -x "$VENV/bin/pytest" ] || die "pytest is not in .venv (the 'test' extra of pyproject.toml)"
+    shown=
+    [ $# -gt 0 ] && shown=$(printf ' %q' "$@")
+    step "running the tests: pytest${paths[*]:+ ${paths[*]}}$shown"
+    # The pytest script, not `python -m pytest`: -m would put the repo root first
+    # on sys.path, and the source nsbox/ (without the compiled _native) would
+    # shadow the installed package.
+    "$VENV/bin/pytest" -q -p no:cacheprovider "${paths[@]}" "$@" 8>&- || rc=$?
+fi
+exit "$rc"
