@@ -1,0 +1,219 @@
+"""The four measurements of issue 8: one-shot, pod operations, footprint, scale."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import statistics
+import time
+
+from bench.common import (TRAP_LOOP, TRAP_WAIT, BenchError, Case, Series, interleave, log,
+                          mem_available_kib, smaps_rollup, timed)
+
+SLEEP = ["sleep", "1000000"]
+
+
+# ---------------------------------------------------------------- 1. one-shot
+
+def oneshot(rts: dict, refs: list, reps: int) -> list[Series]:
+    """New pod, /bin/true, wait for its exit, remove everything: the whole cycle, per runtime."""
+    order = ["nsbox", "podman", "crun", "runc", "bwrap", "unshare"]
+    cases = [Case(n, measure=rts[n].oneshot) for n in order if n in rts]
+    cases += [Case(name, measure=lambda i, argv=argv, env=env: timed(argv, env=env)) for name, argv, env in refs]
+    log(f"one-shot: {', '.join(c.runtime for c in cases)} × {reps}")
+    return interleave("one-shot: new pod, /bin/true, wait, remove", cases, reps)
+
+
+# ---------------------------------------------------------------- 2. pod operations
+
+def pod_ops(rts: dict, reps: int) -> list[Series]:
+    out: list[Series] = []
+    names = [n for n in ("nsbox", "podman", "crun", "runc") if n in rts]
+
+    # pod create alone (a sandbox with lo up)
+    cases = []
+    for n in names:
+        rt = rts[n]
+        cases.append(Case(n, prepare=lambda i: f"pc{i}", measure=rt.pod_create,
+                          after=lambda name, rt=rt: name and rt.force_delete(name)))
+        if n == "podman":
+            # podman's `pod create` makes no namespaces until the pod starts: time both
+            cases.append(Case("podman create+start", prepare=lambda i: f"pcs{i}",
+                              measure=lambda name, rt=rt: rt.pod_create(name) + rt.pod_start(name),
+                              after=lambda name, rt=rt: name and rt.force_delete(name)))
+    log(f"pod create: {', '.join(c.runtime for c in cases)} × {reps}")
+    out += interleave("pod create (sandbox, lo up)", cases, reps)
+
+    # add a container to a running pod
+    cases = []
+    for n in names:
+        rt = rts[n]
+
+        def prep(i: int, rt=rt, n=n) -> str:
+            name = f"ad{i}"
+            rt.pod_create(name)
+            if n == "podman":
+                rt.pod_start(name)
+            if n in ("crun", "runc"):
+                rt.prepare_container(name, "c", ["sleep", "100"])
+            return name
+        cases.append(Case(n, prepare=prep, measure=lambda name, rt=rt: rt.add_container(name, "c", ["sleep", "100"]),
+                          after=lambda name, rt=rt: name and rt.force_delete(name)))
+    log(f"add container: {', '.join(c.runtime for c in cases)} × {reps}")
+    out += interleave("add a container to a running pod (sleep 100)", cases, reps)
+
+    # delete a pod whose container exits on SIGTERM
+    cases = []
+    for n in names:
+        rt = rts[n]
+
+        def prep(i: int, rt=rt, n=n) -> str:
+            name = f"dl{i}"
+            rt.pod_create(name)
+            if n == "podman":
+                rt.pod_start(name)
+            if n in ("crun", "runc"):
+                rt.prepare_container(name, "c", ["sh", "-c", TRAP_LOOP])
+            rt.add_container(name, "c", ["sh", "-c", TRAP_LOOP])
+            time.sleep(0.3)                  # let the shell install its trap before the SIGTERM
+            return name
+        cases.append(Case(n, prepare=prep, measure=rt.delete_pod,
+                          after=lambda name, rt=rt: name and rt.force_delete(name)))
+    log(f"delete cooperative pod: {', '.join(c.runtime for c in cases)} × {reps}")
+    out += interleave("delete a pod whose container exits on SIGTERM", cases, reps)
+    return out
+
+
+# ---------------------------------------------------------------- 3. footprint
+
+def footprint(rts: dict, k: int, baselines: list) -> list[dict]:
+    """K running pods with one `sleep` container each; memory per pod from smaps_rollup."""
+    rows = []
+    for n in ("nsbox", "podman", "crun", "runc"):
+        if n not in rts:
+            continue
+        rt = rts[n]
+        names = [f"fp{i}" for i in range(k)]
+        log(f"footprint: {n}, {k} pods")
+        avail0 = mem_available_kib()
+        try:
+            for name in names:
+                rt.run_pod(name, SLEEP)
+            time.sleep(1.5)
+            procs = rt.pod_processes(names)
+            avail1 = mem_available_kib()
+            row = {"runtime": n, "pods": k, "mem_available_drop_kib": (avail0 - avail1) / k}
+            for group in ("overhead", "workload"):
+                rss = pss = cnt = 0
+                for name in names:
+                    for pid in procs[name][group]:
+                        r, p = smaps_rollup(pid)
+                        rss, pss, cnt = rss + r, pss + p, cnt + 1
+                row[group] = {"rss_kib": rss / k, "pss_kib": pss / k, "procs": cnt / k}
+            rows.append(row)
+        except (BenchError, OSError, ValueError) as e:
+            log(f"footprint {n}: {e}")
+            rows.append({"runtime": n, "error": str(e)[:200]})
+        finally:
+            for name in names:
+                try:
+                    rt.force_delete(name)
+                except (BenchError, OSError) as e:
+                    log(f"footprint {n}: clean-up of {name}: {e}")
+    for label, argv, env in baselines:
+        import subprocess
+        procs = [subprocess.Popen(argv, env=env) for _ in range(k)]
+        time.sleep(1.0)
+        rss = pss = 0
+        for p in procs:
+            r, s = smaps_rollup(p.pid)
+            rss, pss = rss + r, pss + s
+        for p in procs:
+            p.kill()
+            p.wait()
+        rows.append({"runtime": label, "pods": k, "reference": True,
+                     "overhead": {"rss_kib": rss / k, "pss_kib": pss / k, "procs": 1}})
+    return rows
+
+
+# ---------------------------------------------------------------- 4. scale
+
+def scale(rt, n: int, checkpoints: list[int], batch: int, mem_of=None) -> dict:
+    """N pods one after another, then N in parallel batches; list and delete-all times, leftovers."""
+    res: dict = {"runtime": rt.name, "n": n, "seq": [], "list": {}, "mem": {}, "batch": batch}
+    cmd = [TRAP_WAIT]
+    log(f"scale: {rt.name}: {n} pods one after another")
+    try:
+        for i in range(n):
+            res["seq"].append(rt.run_pod(f"s{i}", ["sh", "-c", *cmd]))
+            if i + 1 in checkpoints:
+                res["list"][i + 1] = statistics.median(rt.list_pods() for _ in range(3))
+                if mem_of is not None:
+                    res["mem"][i + 1] = mem_of()
+                log(f"scale: {rt.name}: {i + 1} pods, last create {res['seq'][-1]:.0f} ms, "
+                    f"list {res['list'][i + 1]:.0f} ms")
+        if hasattr(rt, "remember_cgroups"):
+            rt.remember_cgroups()
+        res["delete_all_ms"] = timed_delete_all(rt)
+        res["leftovers_seq"] = rt.leftovers() if hasattr(rt, "leftovers") else []
+
+        log(f"scale: {rt.name}: {n} pods in parallel batches of {batch}")
+        res["par"] = []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=batch) as pool:
+            for start in range(0, n, batch):
+                names = [f"p{i}" for i in range(start, min(n, start + batch))]
+                t0 = time.perf_counter()
+                list(pool.map(lambda name: rt.run_pod(name, ["sh", "-c", *cmd]), names))
+                res["par"].append(((time.perf_counter() - t0) * 1000, len(names)))
+        if hasattr(rt, "remember_cgroups"):
+            rt.remember_cgroups()
+        res["delete_all_par_ms"] = timed_delete_all(rt)
+        res["leftovers"] = rt.leftovers() if hasattr(rt, "leftovers") else []
+    except (BenchError, OSError) as e:
+        log(f"scale {rt.name}: {e}")
+        res["error"] = str(e)[:300]
+    return res
+
+
+def timed_delete_all(rt) -> float:
+    t0 = time.perf_counter()
+    rt.delete_all()
+    return (time.perf_counter() - t0) * 1000
+
+
+def nsbox_scale_memory(rt) -> dict:
+    """Total RSS/PSS of all watchers (and separately their containers) of the bench's root."""
+    from bench.common import children_map, descendants
+    ws = rt.watchers()
+    kids = children_map()
+    wr = wp = cr = cp = 0
+    for w in ws:
+        r, p = smaps_rollup(w)
+        wr, wp = wr + r, wp + p
+        for d in descendants(w, kids):
+            r, p = smaps_rollup(d)
+            cr, cp = cr + r, cp + p
+    k = max(1, len(ws))
+    return {"watchers": len(ws), "watcher_rss_kib": wr / k, "watcher_pss_kib": wp / k,
+            "container_rss_kib": cr / k, "container_pss_kib": cp / k,
+            "mem_available_kib": mem_available_kib()}
+
+
+def podman_scale_memory(rt) -> dict:
+    """conmon + catatonit (+ container) processes of the bench's podman storage."""
+    from bench.common import all_pids, children_map, cmdline, comm, descendants
+    conmons = [p for p in all_pids() if comm(p) == "conmon" and rt.dir in cmdline(p)]
+    kids = children_map()
+    over_r = over_p = work_r = work_p = 0
+    for c in conmons:
+        r, p = smaps_rollup(c)
+        over_r, over_p = over_r + r, over_p + p
+        for d in descendants(c, kids):
+            r, p = smaps_rollup(d)
+            if comm(d) == "catatonit":
+                over_r, over_p = over_r + r, over_p + p
+            else:
+                work_r, work_p = work_r + r, work_p + p
+    pods = max(1, len(conmons) // 2)
+    return {"conmons": len(conmons), "overhead_rss_kib": over_r / pods, "overhead_pss_kib": over_p / pods,
+            "container_rss_kib": work_r / pods, "container_pss_kib": work_p / pods,
+            "mem_available_kib": mem_available_kib()}
