@@ -267,8 +267,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
             status = 1
             continue
         try:
-            rt.create(pod)
+            view = rt.create(pod)
             print(f"pod/{pod.name} created")
+            for error in view.start_errors:   # the pod exists; its status shows StartError
+                print(f"warning: {error}", file=sys.stderr)
         except NsboxError as e:
             print(f"error: {e}", file=sys.stderr)
             status = 1

@@ -136,8 +136,10 @@ class SpawnError(OSError):
     def __str__(self) -> str:
         if self.step == "exec":
             return f'exec "{self.detail}": {self.strerror}'
-        if self.detail:
+        if self.detail.startswith("/"):
             return f"{self.step} of {self.detail} failed: {self.strerror}"
+        if self.detail:
+            return f"{self.step} ({self.detail}) failed: {self.strerror}"
         return f"{self.step} failed: {self.strerror}"
 
     def __reduce__(self):

@@ -37,6 +37,7 @@ class PodView:
     watcher_alive: bool
     report_pipe: int = -1          # `create(follow=True)`: where the watcher reports the exit codes
     logs: dict[str, Any] = field(default_factory=dict)   # and the containers' first logs, already open
+    start_errors: list[str] = field(default_factory=list)  # containers that could not start (StartError)
 
     def container_status(self, name: str) -> dict[str, Any] | None:
         for st in self.status.get("containers", []):
@@ -124,16 +125,20 @@ class Runtime:
         except BaseException:
             self._destroy_without_watcher(paths, spec)
             raise
-        if report.get("errors"):
+        if report.get("errors") and remove_on_start_failure:
+            # `run`: a pod whose only container cannot start is not worth keeping.
             if "pipe" in report:
                 os.close(report["pipe"])
-            if remove_on_start_failure:
+            try:
                 self.delete(spec.namespace, spec.name, grace=0, force=True, wait=True)
+            except NotFound:
+                pass                      # --rm got there first
             raise NsboxError(report["errors"][0])
         # A --rm pod whose container was quick may be gone already: that is not an error.
         view = self.view(paths) or PodView(paths, spec, {}, None, False)
         view.report_pipe = report.get("pipe", -1)
         view.logs = logs
+        view.start_errors = report.get("errors", [])
         return view
 
     def check(self, spec: PodSpec) -> None:

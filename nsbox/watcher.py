@@ -502,16 +502,24 @@ class Watcher:
     def _start_all(self, rs: list[Running]) -> list[str]:
         errors = []
         for r in rs:
-            try:
-                self.start_container(r)
-            except (NsboxError, OSError) as e:
-                errors.append(f'container "{r.spec.name}": {e}')
-                if not isinstance(e, native.SpawnError):
-                    # Refused before the spawn (say, a subPath leaving its volume): say so in its
-                    # state, or a container started after the init ones waits silently forever.
-                    # On the next turn of the loop: recording it starts the next round of starts.
-                    self.at(0, lambda r=r, e=e: self._record_start_failure(r, e))
+            error = self._try_start(r)
+            if error:
+                errors.append(f'container "{r.spec.name}": {error}')
         return errors
+
+    def _try_start(self, r: Running) -> str | None:
+        """Start `r`; a failure becomes its terminated state (StartError) and is returned.
+
+        The failure is recorded on the next turn of the loop, not here: recording an exit
+        starts the next round of containers, and the caller may be in the middle of a round.
+        """
+        try:
+            self.start_container(r)
+            return None
+        except (NsboxError, OSError) as e:
+            self._close_log(r)
+            self.at(0, lambda r=r, e=e: self._record_start_failure(r, e))
+            return str(e)
 
     def start_container(self, r: Running) -> None:
         c = r.spec
@@ -546,7 +554,6 @@ class Watcher:
             except native.SpawnError as e:
                 for rd, _, _ in pipes:
                     os.close(rd)
-                self._record_start_failure(r, e)
                 raise
         finally:
             for _, wr, _ in pipes:
@@ -694,10 +701,7 @@ class Watcher:
             return
         r.restart_count += 1
         self.dirty = True
-        try:
-            self.start_container(r)
-        except (NsboxError, OSError):
-            pass
+        self._try_start(r)
 
     def _maybe_auto_remove(self) -> None:
         if not self.pod.auto_remove or self.deletion is not None:
@@ -961,9 +965,11 @@ class Watcher:
             if fds:
                 self.attach = tuple(fds) if len(fds) == 3 else (fds[0], -1, -1)
             try:
-                self.start_container(r)
+                error = self._try_start(r)
             finally:
                 self.attach = saved
+            if error:
+                raise NsboxError(f'container "{c.name}": {error}')
             return {"ok": True, "pid": r.pid}
         if op == "delete":
             self.deletion = read_json(self.paths.deletion_json) or {}
