@@ -38,6 +38,8 @@ MOUNTS = cgroup_mounts()
 UNIFIED = MOUNTS.get(ROOT) == "cgroup2"
 HYBRID = not UNIFIED and "cgroup2" in MOUNTS.values() and os.path.isdir(ROOT + "/memory")
 
+pytestmark = pytest.mark.cgroupv2     # all of it runs in the cgroup-v2 VM too
+
 only_v2 = pytest.mark.skipif(not UNIFIED, reason="pure cgroup v2 only")
 only_v1 = pytest.mark.skipif(UNIFIED, reason="cgroup v1 / hybrid only")
 if not os.path.isdir(ROOT) or os.geteuid() != 0:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 from conftest import NSBOX, alive, cgroup_dirs, leftovers, mounts_under, ns_inode, wait_for
 
 SERVER = ("import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
@@ -20,6 +21,7 @@ def shared(pid_a: int, pid_b: int, ns: str) -> bool:
     return ns_inode(pid_a, ns) == ns_inode(pid_b, ns)
 
 
+@pytest.mark.cgroupv2
 def test_containers_of_a_pod_share_net_ipc_uts_but_not_mnt_and_pid(nsbox):
     nsbox("pod", "create", "duo")
     nsbox("run", "a", "--pod", "duo", "--", "sleep", "300")
@@ -71,6 +73,7 @@ def test_hostname_is_the_pod_name(nsbox):
     assert os.uname().nodename != "named-pod"
 
 
+@pytest.mark.cgroupv2
 def test_sysv_shared_memory_is_seen_by_the_sibling_only(nsbox):
     nsbox("pod", "create", "ipc")
     nsbox("run", "maker", "--pod", "ipc", "--", "sleep", "300")
@@ -154,6 +157,7 @@ def test_signal_deaths_report_128_plus_n(nsbox):
     assert st["exitCode"] == 137 and st["signal"] == 9
 
 
+@pytest.mark.cgroupv2
 def test_delete_leaves_nothing_behind(nsbox):
     nsbox("pod", "create", "full", "--volume", "data")
     nsbox("run", "a", "--pod", "full", "--mount", "data:/data", "--", "sh", "-c", "echo x > /data/f; sleep 300")
@@ -221,6 +225,7 @@ def test_killed_cli_during_run_leaves_nothing_delete_and_gc_cannot_clean(nsbox):
         assert leftovers(nsbox.root) == [], f"after kill at {delay}s"
 
 
+@pytest.mark.cgroupv2
 def test_exec_exit_code_user_and_cgroup(nsbox):
     nsbox("run", "ex", "--", "sleep", "300")
     assert nsbox("exec", "ex", "--", "sh", "-c", "exit 42", check=False).returncode == 42
@@ -257,6 +262,7 @@ def test_run_attach_rm_streams_output_and_removes_the_pod(nsbox):
     assert leftovers(nsbox.root) == []
 
 
+@pytest.mark.cgroupv2
 def test_container_cgroups_and_limits(nsbox):
     nsbox("run", "lim", "--memory", "64Mi", "--cpu", "250m", "--", "sleep", "300")
     uid, pid = nsbox.uid("lim"), nsbox.pid("lim")

@@ -9,6 +9,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from conftest import alive, cgroup_dirs, cgroup_pids, leftovers, wait_for
 
 # PID 1 of a PID namespace ignores signals it has no handler for; a trap makes it handle TERM.
@@ -79,6 +80,7 @@ def test_prestop_that_uses_up_the_grace_period_gets_two_more_seconds(nsbox):
     wait_for(lambda: nsbox("get", "pods", "hog", check=False).returncode == 1, timeout=10, what="pod gone")
 
 
+@pytest.mark.cgroupv2
 def test_sigkill_reaches_every_process_of_the_container(nsbox):
     # With the host's PID namespace, the main process's death does not take its children
     # with it: only the cgroup kill can find them.
@@ -158,6 +160,7 @@ def test_pod_without_watcher_is_unknown_and_still_deletes_cleanly(nsbox):
     assert leftovers(nsbox.root) == []
 
 
+@pytest.mark.cgroupv2
 def test_gc_reclaims_a_pod_whose_state_was_lost(nsbox):
     nsbox("run", "amnesia", "--", "sleep", "300")
     uid, pid = nsbox.uid("amnesia"), nsbox.pid("amnesia")

@@ -114,6 +114,7 @@ def test_writing_a_host_file_changes_only_the_containers_copy(box, attacker):
         os.unlink(path)
 
 
+@pytest.mark.cgroupv2
 def test_no_host_device_can_be_opened_by_path_or_by_mknod(box, attacker):
     devices = attacks.host_block_and_char_devices()
     assert any(":b:" in d for d in devices), "no block device on this host"
@@ -123,6 +124,7 @@ def test_no_host_device_can_be_opened_by_path_or_by_mknod(box, attacker):
     assert failed(verdict), verdict
 
 
+@pytest.mark.cgroupv2
 def test_the_minimal_dev_still_works(box, attacker):
     out = box("exec", attacker, "--", "sh", "-c",
                 "ls /dev; head -c 4 /dev/zero | wc -c; head -c 4 /dev/urandom | wc -c; echo x > /dev/null && echo null-ok; "
@@ -231,6 +233,7 @@ def test_another_pods_ipc_sockets_and_ports_are_out_of_reach(box, attacker):
         assert f"@{name}" not in open("/proc/net/unix").read()
 
 
+@pytest.mark.cgroupv2
 def test_a_fork_bomb_is_held_by_the_pids_limit(nsbox):
     manifest = f"""
 apiVersion: v1
