@@ -514,7 +514,39 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- the parser
 
-def build_parser() -> argparse.ArgumentParser:
+class _NotBuilt:
+    """Stands for the parser of a command other than the one being run: its options are not built.
+    Making all fifteen sub-parsers costs more than parsing; help and errors of the command that runs
+    are unchanged, and without a known command word the whole parser is built."""
+
+    def add_argument(self, *args: Any, **kw: Any) -> None:
+        pass
+
+    def add_subparsers(self, **kw: Any) -> "_NotBuilt":
+        return self
+
+    def add_parser(self, *args: Any, **kw: Any) -> "_NotBuilt":
+        return self
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The command `argv` runs ("get", "pod", ...), or None when it names none or asks for help."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help"):
+            return None
+        if arg in ("--root", "-n", "--namespace"):
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return arg
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `only` (a command word), that command's part of it."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", default=argparse.SUPPRESS, help=f"state directory (default $NSBOX_ROOT or {DEFAULT_ROOT})")
     common.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="Kubernetes namespace (default: default)")
@@ -524,7 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.required = True
 
-    def add(name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
+    def add(name: str, help: str, **kw: Any) -> Any:
+        if only is not None and name != only:
+            return _NotBuilt()
         return sub.add_parser(name, help=help, parents=[common], **kw)
 
     a = add("apply", "create the Pods of a manifest")
@@ -646,10 +680,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if "--" in argv:
         cut = argv.index("--")
         argv, command = argv[:cut], argv[cut + 1:]
-    args = build_parser().parse_args(argv)
+    word = _command_word(argv)
+    parser = build_parser(word if word in COMMANDS or word == "pod" else None)
+    args = parser.parse_args(argv)
     if command is not None:
         if not hasattr(args, "command"):
-            build_parser().error("unexpected arguments after --")
+            parser.error("unexpected arguments after --")
         args.command = (args.command or []) + command
     args.namespace_given = hasattr(args, "namespace")
     if not hasattr(args, "namespace"):

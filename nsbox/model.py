@@ -8,12 +8,12 @@ plain value and `to_dict`/`from_dict` round-trip exactly.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
+from nsbox.record import as_dict, field, record
 
-@dataclass
+
+@record
 class VolumeMount:
     name: str
     mount_path: str
@@ -21,7 +21,7 @@ class VolumeMount:
     sub_path: str = ""
 
 
-@dataclass
+@record
 class Volume:
     name: str
     kind: str = "emptyDir"          # "emptyDir" | "hostPath"
@@ -31,43 +31,43 @@ class Volume:
     host_path_type: str = ""        # hostPath: "", "Directory", "DirectoryOrCreate", "File", ...
 
 
-@dataclass
+@record
 class SecurityContext:
     privileged: bool = False
-    cap_add: list[str] = field(default_factory=list)      # canonical names without CAP_, or "ALL"
-    cap_drop: list[str] = field(default_factory=list)
+    cap_add: list[str] = field(list)      # canonical names without CAP_, or "ALL"
+    cap_drop: list[str] = field(list)
     run_as_user: int | None = None
     run_as_group: int | None = None
     allow_privilege_escalation: bool | None = None
     read_only_root_filesystem: bool = False
 
 
-@dataclass
+@record
 class Resources:
     cpu_millis: int | None = None       # limits.cpu in millicores
     memory_bytes: int | None = None     # limits.memory
 
 
-@dataclass
+@record
 class EnvVar:
     name: str
     value: str = ""
     field_ref: str = ""   # downward API: "metadata.name", "metadata.namespace", "metadata.uid", "status.podIP", "spec.nodeName"
 
 
-@dataclass
+@record
 class ContainerSpec:
     name: str
     command: list[str]
-    args: list[str] = field(default_factory=list)
-    env: list[EnvVar] = field(default_factory=list)
+    args: list[str] = field(list)
+    env: list[EnvVar] = field(list)
     working_dir: str = ""
     image: str = ""                  # a local directory is used as the root; anything else is only shown
-    volume_mounts: list[VolumeMount] = field(default_factory=list)
-    security: SecurityContext = field(default_factory=SecurityContext)
-    resources: Resources = field(default_factory=Resources)
-    post_start: list[str] = field(default_factory=list)   # exec command, empty = none
-    pre_stop: list[str] = field(default_factory=list)
+    volume_mounts: list[VolumeMount] = field(list)
+    security: SecurityContext = field(SecurityContext)
+    resources: Resources = field(Resources)
+    post_start: list[str] = field(list)   # exec command, empty = none
+    pre_stop: list[str] = field(list)
     init: bool = False               # run under nsbox's tiny init (signal forwarding, reaping)
     stdin: bool = False              # -i: keep stdin open (attached by the CLI)
     tty: bool = False                # -t
@@ -77,17 +77,17 @@ class ContainerSpec:
         return self.command + self.args
 
 
-@dataclass
+@record
 class PodSpec:
     name: str
     namespace: str = "default"
     uid: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(dict)
+    annotations: dict[str, str] = field(dict)
     creation_timestamp: str = ""     # RFC 3339, UTC
-    containers: list[ContainerSpec] = field(default_factory=list)
-    init_containers: list[ContainerSpec] = field(default_factory=list)
-    volumes: list[Volume] = field(default_factory=list)
+    containers: list[ContainerSpec] = field(list)
+    init_containers: list[ContainerSpec] = field(list)
+    volumes: list[Volume] = field(list)
     restart_policy: str = "Always"   # Always | OnFailure | Never
     termination_grace_period: int = 30
     active_deadline_seconds: int | None = None
@@ -103,7 +103,7 @@ class PodSpec:
     manifest: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return as_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PodSpec":

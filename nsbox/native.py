@@ -5,7 +5,7 @@ this module turns a `SpawnRequest` into the C struct of csrc/nsbox.h, and
 `nsbox_spawn` carries it out between clone and exec, reporting the step that
 failed as a `SpawnError`.
 
-Imported on every CLI start: keep it to os, errno, dataclasses and the
+Imported on every CLI start: keep it to os, errno, nsbox.record and the
 compiled `nsbox._native`.
 """
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
 
 from nsbox._native import ffi, lib
+from nsbox.record import field, record
 
 CLONE_NEWNS = lib.CLONE_NEWNS
 CLONE_NEWPID = lib.CLONE_NEWPID
@@ -60,7 +60,7 @@ _OP_KINDS = {
 }
 
 
-@dataclass
+@record
 class MountOp:
     """One step of the mount plan, executed in order in the child.
 
@@ -80,7 +80,7 @@ class MountOp:
     optional: bool = False      # ENOENT on this step is ignored
 
 
-@dataclass
+@record
 class CapSets:
     """Capability sets as 64-bit masks, bit N = capability N."""
 
@@ -91,17 +91,17 @@ class CapSets:
     ambient: int = 0
 
 
-@dataclass
+@record
 class SpawnRequest:
     argv: list[str]
     exec_paths: list[str]       # tried in order with execve; last errno wins
     env: list[str]              # "K=V"
     cwd: str = "/"
     clone_flags: int = 0        # CLONE_NEW* created for the child
-    join: list[tuple[int, int]] = field(default_factory=list)  # (fd, nstype)
+    join: list[tuple[int, int]] = field(list)  # (fd, nstype)
     cgroup_fd: int = -1         # cgroup v2 directory: CLONE_INTO_CGROUP
-    cgroup_procs: list[str] = field(default_factory=list)      # v1 joins
-    ops: list[MountOp] = field(default_factory=list)
+    cgroup_procs: list[str] = field(list)      # v1 joins
+    ops: list[MountOp] = field(list)
     hostname: str | None = None
     uid: int | None = None      # None = keep
     gid: int | None = None
@@ -114,7 +114,7 @@ class SpawnRequest:
     setsid: bool = True
     ctty: bool = False          # stdin becomes the controlling terminal
     pdeathsig: int = 0
-    keep_fds: list[int] = field(default_factory=list)
+    keep_fds: list[int] = field(list)
     # The child stays as a tiny init (signal forwarding, reaping; see
     # csrc/nsbox.c) and argv runs as its child: spawn() returns the init's
     # pid, whose exit code is argv's, or 128+N if signal N killed it.

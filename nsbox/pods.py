@@ -10,24 +10,36 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import time
-import uuid
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from nsbox import container, kube, native, network, watcher
+from nsbox import kube, native
 from nsbox.errors import AlreadyExists, NotFound, NsboxError
 from nsbox.model import ContainerSpec, PodSpec, Volume
+from nsbox.record import field, record
 from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_json
+
+# `network` (bridge pods only), `watcher` (talking to or starting a watcher), `container` and
+# `socket` are imported where they are used: `get pods` and the other reading commands need none.
+if TYPE_CHECKING:
+    import socket
+
+
+def new_pod_uid() -> str:
+    """A random RFC 4122 version 4 UUID, as str(uuid.uuid4()), without importing uuid."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40       # version 4
+    b[8] = (b[8] & 0x3F) | 0x80       # variant RFC 4122
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-@dataclass
+@record
 class PodView:
     """Everything known about one pod at one moment, for display."""
     paths: PodPaths
@@ -36,8 +48,8 @@ class PodView:
     deletion: dict[str, Any] | None
     watcher_alive: bool
     report_pipe: int = -1          # `create(follow=True)`: where the watcher reports the exit codes
-    logs: dict[str, Any] = field(default_factory=dict)   # and the containers' first logs, already open
-    start_errors: list[str] = field(default_factory=list)  # containers that could not start (StartError)
+    logs: dict[str, Any] = field(dict)   # and the containers' first logs, already open
+    start_errors: list[str] = field(list)  # containers that could not start (StartError)
 
     def container_status(self, name: str) -> dict[str, Any] | None:
         for st in self.status.get("containers", []):
@@ -65,6 +77,7 @@ class Runtime:
         return v
 
     def resume_termination(self, paths: PodPaths) -> None:
+        from nsbox import watcher
         try:
             watcher.launch(self.root, paths.uid, adopt=True)
         except NsboxError:
@@ -88,13 +101,15 @@ class Runtime:
     def create(self, spec: PodSpec, *, stdio: tuple[int, int, int] | None = None,
                remove_on_start_failure: bool = False, follow: bool = False) -> PodView:
         """Make the pod's state, claim its name, and start its watcher (which starts the containers)."""
+        from nsbox import watcher
         self.check(spec)
         if spec.network == "bridge":
+            from nsbox import network
             network.config_from_env()      # a bad NSBOX_BRIDGE/NSBOX_BRIDGE_SUBNET fails before anything exists
         self.root.ensure()
         if self.root.lookup(spec.namespace, spec.name):
             raise AlreadyExists(f'pod "{spec.name}" already exists')
-        spec.uid = str(uuid.uuid4())
+        spec.uid = new_pod_uid()
         spec.creation_timestamp = now_rfc3339()
         paths = self.root.pod(spec.uid)
         os.mkdir(paths.dir, 0o700)
@@ -144,6 +159,7 @@ class Runtime:
     def check(self, spec: PodSpec) -> None:
         """What only this machine can tell about a valid spec (executables, hostPaths); changes nothing.
         `apply` checks every pod of a file before it creates any."""
+        from nsbox import container
         for c in spec.all_containers():
             container.check_command(spec, c)
         for v in spec.volumes:
@@ -164,6 +180,7 @@ class Runtime:
                 raise NsboxError(f'pod "{pod_name}" has lost its watcher; delete it and create it again')
             if v.spec.container(c.name) is not None:
                 raise AlreadyExists(f'container "{c.name}" already exists in pod "{pod_name}"')
+            from nsbox import container
             container.check_command(v.spec, c)
             v.spec.containers.append(c)
             write_json(paths.pod_json, v.spec.to_dict())
@@ -214,6 +231,7 @@ class Runtime:
 
     def _connect_or_adopt(self, paths: PodPaths) -> socket.socket | None:
         """A connection to the pod's watcher, starting a new one if it died. None if the pod is gone."""
+        from nsbox import watcher
         for _ in range(3):
             if not paths.exists():
                 return None
@@ -233,7 +251,7 @@ class Runtime:
 
     def _destroy_without_watcher(self, paths: PodPaths, spec: PodSpec) -> None:
         """Undo a create whose watcher never came up."""
-        from nsbox import cgroups
+        from nsbox import cgroups, network
         cg = cgroups.detect()
         pod_cg = cg.pod_path(spec.uid)
         if cg.populated(pod_cg):
@@ -246,6 +264,7 @@ class Runtime:
     # ------------------------------------------------------------ talking to the watcher
 
     def request(self, paths: PodPaths, msg: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
+        from nsbox import watcher
         try:
             sock = watcher.connect(paths.ctl)
         except OSError as e:
@@ -253,6 +272,7 @@ class Runtime:
         with sock:
             data = json.dumps(msg).encode()
             if fds:
+                import socket
                 socket.send_fds(sock, [data], fds)
             else:
                 sock.send(data)
@@ -262,6 +282,7 @@ class Runtime:
 
     def wait_exit(self, view: PodView, name: str) -> int | None:
         """Block until container `name` has ended for good; its exit code (None if unknown)."""
+        from nsbox import watcher
         if view.report_pipe >= 0:
             try:
                 while (line := watcher.read_line(view.report_pipe)) is not None:
@@ -298,6 +319,7 @@ class Runtime:
         pid, start = st.get("pid", 0), st.get("procStart", 0)
         if not pid or native.process_start_time(pid) != start:
             raise NsboxError(f'container "{c.name}" is not running')
+        from nsbox import container
         req, fds = container.exec_request(v.spec, c, pid, command, pod_ip=v.status.get("podIP", ""))
         from nsbox import cgroups
         cg = cgroups.detect()
@@ -381,6 +403,7 @@ class Runtime:
             if entry.rsplit("_", 1)[-1] not in pods:
                 remove_tree(os.path.join(logs_dir, entry))
                 done.append(f"logs {entry}: removed")
+        from nsbox import network
         done += network.collect(remove_idle_bridges=idle_bridges)
         return done
 
@@ -419,9 +442,10 @@ def prepare_host_path(v: Volume) -> None:
 
 def cgroup_root(cg: Any, uid: str) -> str | None:
     """The root a pod cgroup was made for (recorded as an xattr by the watcher)."""
+    from nsbox.watcher import CGROUP_ROOT_XATTR
     for path in cg.paths(cg.pod_path(uid)).values():
         try:
-            return os.getxattr(path, watcher.CGROUP_ROOT_XATTR).decode()
+            return os.getxattr(path, CGROUP_ROOT_XATTR).decode()
         except OSError:
             continue
     return None

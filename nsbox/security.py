@@ -17,13 +17,12 @@ child between fork and exec, after the mounts and before exec (SPEC §7):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from nsbox import kube, native
 from nsbox.model import ContainerSpec, PodSpec
+from nsbox.record import record
 
 
-@dataclass
+@record
 class Identity:
     uid: int
     gid: int

@@ -34,7 +34,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from nsbox import cgroups, container, kube, logs, native, network, sandbox
+from nsbox import cgroups, container, kube, logs, native, sandbox
 from nsbox.errors import NsboxError
 from nsbox.model import ContainerSpec, PodSpec
 from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_json
@@ -330,6 +330,7 @@ class Watcher:
         sandbox.enter(pod, self.paths)
         if pod.network == "bridge":
             # Before any container starts: they find eth0 configured (network.py).
+            from nsbox import network
             self.pod_ip = network.attach(pod, self.root.path, self.host_netns_fd).ip
         self.etc_files = sandbox.write_etc_files(pod, self.paths, self.pod_ip)
         if pod.share_process_namespace:
@@ -873,6 +874,7 @@ class Watcher:
                 _umount(self.paths.volume(v.name))
         _umount(self.paths.shm)
         if self.pod.network == "bridge":
+            from nsbox import network
             network.detach(self.root.path, self.uid, self.host_netns_fd)   # before the state goes (gc's rule)
         if self.pid_ns_fd >= 0:
             os.close(self.pid_ns_fd)
@@ -896,6 +898,7 @@ class Watcher:
             self._reap()
             time.sleep(0.01)
         if self.pod.network == "bridge":
+            from nsbox import network
             network.detach(self.root.path, self.uid, self.host_netns_fd)
         try:
             self.cg.remove(pod_cg)
