@@ -45,6 +45,7 @@ STATE_CHECK_PERIOD = 2.0          # how often the watcher checks that its pod's 
 CGROUP_ROOT_XATTR = "trusted.nsbox.root"   # which root a pod cgroup belongs to (for gc)
 PAUSE_CGROUP = ".pause"           # below the pod cgroup: PID 1 of a shared PID namespace (no container name starts with ".")
 VOLUME_CHECK_PERIOD = 2.0         # disk-backed emptyDir sizeLimit: an overrun is noticed within a few seconds
+SHED_DELAY = 0.5                  # after the ready report: the CLI does not wait for it, a quick `run --rm` never pays it
 
 
 def now_rfc3339() -> str:
@@ -136,12 +137,12 @@ def _watcher_main(root: Root, uid: str, ready_fd: int, adopt: bool,
                 os.close(fd)
             except OSError:
                 pass
-    _shed_cli_memory()
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     watcher = Watcher(root, uid, adopt=adopt, attach=attach, follow=follow)
     try:
         watcher.start(ready_fd)
+        watcher.at(SHED_DELAY, _shed_cli_memory)
         watcher.loop()
     except BaseException as e:
         traceback.print_exc()
@@ -552,7 +553,7 @@ class Watcher:
                 req.stdout, req.stderr = pipes[0][1], pipes[1][1]
             try:
                 pid, pidfd = native.spawn(req)
-            except native.SpawnError as e:
+            except native.SpawnError:
                 for rd, _, _ in pipes:
                     os.close(rd)
                 raise

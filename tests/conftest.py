@@ -8,6 +8,7 @@ a process, a mount, a cgroup, or a file under the root.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -143,10 +144,9 @@ def leftovers(root: str) -> list[str]:
 
 # ---------------------------------------------------------------- fixtures
 
-@pytest.fixture
-def nsbox() -> Any:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+@contextlib.contextmanager
+def private_root() -> Iterator[Nsbox]:
+    """A fresh root, cleaned up afterwards; fails if anything of it is left behind."""
     root = tempfile.mkdtemp(prefix="nsbx-", dir="/tmp")
     n = Nsbox(root)
     try:
@@ -156,6 +156,14 @@ def nsbox() -> Any:
     left = leftovers(root)
     shutil.rmtree(root, ignore_errors=True)
     assert not left, f"left behind: {left}"
+
+
+@pytest.fixture
+def nsbox() -> Iterator[Nsbox]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    with private_root() as n:
+        yield n
 
 
 def cleanup_root(n: Nsbox) -> None:

@@ -11,13 +11,9 @@ sysfs files get their own value written back, devices are only read.
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import subprocess
-import tempfile
-from typing import Iterator
 
-from conftest import Nsbox, cleanup_root, leftovers
+from conftest import Nsbox
 
 PRELUDE = r"""
 import ctypes, errno, os, socket, subprocess, sys
@@ -270,17 +266,3 @@ def openable_on_host(devices: list[str]) -> list[str]:
 def ip_links(pid: int) -> list[str]:
     out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "link"], capture_output=True, text=True)
     return [line.split(":")[1].strip().split("@")[0] for line in out.stdout.splitlines()]
-
-
-@contextlib.contextmanager
-def private_root() -> Iterator[Nsbox]:
-    """A root shared by several tests (the `nsbox` fixture's, for a module): cleaned and checked the same way."""
-    root = tempfile.mkdtemp(prefix="nsbx-", dir="/tmp")
-    n = Nsbox(root)
-    try:
-        yield n
-    finally:
-        cleanup_root(n)
-    left = leftovers(root)
-    shutil.rmtree(root, ignore_errors=True)
-    assert not left, f"left behind: {left}"

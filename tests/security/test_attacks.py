@@ -20,7 +20,7 @@ import pytest
 
 import attacks
 from attacks import attempt
-from conftest import alive, ns_inode, wait_for
+from conftest import alive, ns_inode, private_root, wait_for
 
 CAP_SYS_MODULE = 16
 
@@ -30,7 +30,7 @@ def box():
     """One root and one attacker pod for the attacks that need nothing else (pods are slow to make)."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    with attacks.private_root() as n:
+    with private_root() as n:
         n("run", "attacker", "--", "sleep", "600")
         n.pid("attacker")
         yield n

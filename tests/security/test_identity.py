@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-import attacks
+from conftest import private_root
 from nsbox import kube, native
 
 MANIFEST = """
@@ -50,7 +50,7 @@ spec:
 def who():
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    with attacks.private_root() as n:
+    with private_root() as n:
         n("apply", "-f", "-", input=MANIFEST)
         yield n
 

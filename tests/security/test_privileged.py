@@ -16,6 +16,7 @@ import tempfile
 import pytest
 
 import attacks
+from conftest import private_root
 from attacks import attempt
 
 
@@ -49,7 +50,7 @@ def ctx():
         pytest.skip("needs root")
     sleeper = subprocess.Popen(["sleep", "600"])
     try:
-        with attacks.private_root() as n:
+        with private_root() as n:
             n("run", "plain", "--", "sleep", "600")
             n("run", "priv", "--privileged", "--", "sleep", "600")
             yield {"nsbox": n, "host_sleep": sleeper.pid, "devices": attacks.host_block_and_char_devices(),
