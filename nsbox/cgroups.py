@@ -264,7 +264,15 @@ class Cgroups:
         """mkdir -p in every hierarchy used; safe to repeat and to race."""
         _checked(rel)
         for root in self._roots():
-            self._create_in(root, rel)
+            for attempt in range(3):
+                try:
+                    self._create_in(root, rel)
+                    break
+                except NsboxError:
+                    # The last pod's removal may have taken the empty top cgroup away
+                    # between our mkdirs (remove() below): make it again.
+                    if attempt == 2 or os.path.isdir(os.path.join(root, TOP)):
+                        raise
 
     def add_process(self, rel, pid):
         for d in self._dirs(rel):
@@ -328,11 +336,20 @@ class Cgroups:
             delay = min(delay * 2, 0.05)
 
     def remove(self, rel, timeout=5.0):
-        """rmdir the subtree bottom-up everywhere; waits for leaving processes."""
+        """rmdir the subtree bottom-up everywhere; waits for leaving processes.
+
+        The shared top cgroup goes too once no pod is left in it, so that a
+        host without pods has no trace of nsbox (create() makes it again)."""
         deadline = time.monotonic() + timeout
         for top in self._dirs(rel):
             for d in _subtree(top, bottom_up=True):
                 _rmdir_waiting(d, deadline)
+        if os.path.dirname(rel) == TOP:
+            for root in self._roots():
+                try:
+                    os.rmdir(os.path.join(root, TOP))
+                except OSError:
+                    pass                  # another pod is there (EBUSY), or it is gone already
 
     def list_pods(self):
         """UIDs of the pods that have a pod<UID> cgroup in any hierarchy."""
