@@ -158,7 +158,9 @@ static int write_zero(int dirfd, const char *path)
     return err;
 }
 
-/* mkdir -p in a stack buffer; intermediate directories get 0755. */
+/* mkdir -p in a stack buffer; intermediate directories get 0755. The plan
+ * makes directories parents first, so the target alone is tried first and
+ * the path is walked from the top only when a parent is missing. */
 static int make_dirs(const char *path, mode_t mode)
 {
     char buf[PATH_MAX];
@@ -170,16 +172,20 @@ static int make_dirs(const char *path, mode_t mode)
     memcpy(buf, path, len + 1);
     while (len > 1 && buf[len - 1] == '/')
         buf[--len] = '\0';
-    for (char *s = buf + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return errno;
-        *s = '/';
-    }
     if (mkdir(buf, mode) == 0)
         return 0;
+    if (errno == ENOENT) {
+        for (char *s = buf + 1; *s; s++) {
+            if (*s != '/')
+                continue;
+            *s = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                return errno;
+            *s = '/';
+        }
+        if (mkdir(buf, mode) == 0)
+            return 0;
+    }
     if (errno != EEXIST)
         return errno;
     if (stat(buf, &st) < 0)
@@ -195,6 +201,12 @@ static int make_file(const char *path, mode_t mode)
 
     if (len >= sizeof dir)
         return ENAMETOOLONG;
+    /* mknod makes an empty regular file without opening anything; its
+     * directory is made only if it is missing. */
+    if (mknod(path, S_IFREG | (mode & 07777), 0) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return errno;
     if (slash && slash != path) {
         memcpy(dir, path, (size_t)(slash - path));
         dir[slash - path] = '\0';
@@ -202,7 +214,6 @@ static int make_file(const char *path, mode_t mode)
         if (err)
             return err;
     }
-    /* mknod makes an empty regular file without opening anything. */
     if (mknod(path, S_IFREG | (mode & 07777), 0) < 0 && errno != EEXIST)
         return errno;
     return 0;
