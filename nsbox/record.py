@@ -30,27 +30,30 @@ def record(cls):
         if n in cls.__dict__:
             delattr(cls, n)
     known = frozenset(names)
+    required = [n for n, d in zip(names, defaults) if d is _REQUIRED]
+    factories = [(n, d.factory) for n, d in zip(names, defaults) if type(d) is field]
+    plain = {n: d for n, d in zip(names, defaults) if d is not _REQUIRED and type(d) is not field}
 
     def __init__(self, *args, **kwargs):
-        if len(args) > len(names):
-            raise TypeError(f"{cls.__name__}() takes {len(names)} arguments, {len(args)} given")
-        unknown = kwargs.keys() - known
-        if unknown:
-            raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {sorted(unknown)[0]!r}")
-        for i, (name, default) in enumerate(zip(names, defaults)):
-            if i < len(args):
+        if args:
+            if len(args) > len(names):
+                raise TypeError(f"{cls.__name__}() takes {len(names)} arguments, {len(args)} given")
+            for name, value in zip(names, args):
                 if name in kwargs:
                     raise TypeError(f"{cls.__name__}() got multiple values for argument {name!r}")
-                value = args[i]
-            elif name in kwargs:
-                value = kwargs[name]
-            elif default is _REQUIRED:
+                kwargs[name] = value
+        if not known.issuperset(kwargs):
+            unknown = sorted(kwargs.keys() - known)[0]
+            raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {unknown!r}")
+        for name in required:
+            if name not in kwargs:
                 raise TypeError(f"{cls.__name__}() missing required argument {name!r}")
-            elif type(default) is field:
-                value = default.factory()
-            else:
-                value = default
-            setattr(self, name, value)
+        values = dict(plain)
+        for name, make in factories:
+            if name not in kwargs:
+                values[name] = make()
+        values.update(kwargs)
+        self.__dict__.update(values)
 
     def __repr__(self):
         inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
