@@ -108,9 +108,9 @@ def _reap_forever() -> None:
         import gc
         gc.disable()                   # touch as few of the watcher's pages as possible
         try:
-            import prctl
-            prctl.set_name("nsbox-pause")
-            prctl.set_proctitle("nsbox-pause")
+            import _prctl              # python-prctl's C module, as the watcher's _set_process_name
+            _prctl.prctl(_prctl.PR_SET_NAME, "nsbox-pause")
+            _prctl.set_proctitle("nsbox-pause")
         except (ImportError, OSError):
             pass
         signal.set_wakeup_fd(-1)
