@@ -20,7 +20,6 @@ it can signal them through pidfds and carry out a termination (SPEC §5.6).
 
 from __future__ import annotations
 
-import calendar
 import errno
 import heapq
 import itertools
@@ -31,7 +30,6 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from typing import Any, Callable
 
 from nsbox import cgroups, container, kube, logs, native, sandbox
@@ -145,6 +143,7 @@ def _watcher_main(root: Root, uid: str, ready_fd: int, adopt: bool,
         watcher.at(SHED_DELAY, _shed_cli_memory)
         watcher.loop()
     except BaseException as e:
+        import traceback               # here: the CLIs that import this module only to talk to a watcher skip it
         traceback.print_exc()
         msg = str(e) if isinstance(e, (NsboxError, OSError)) else f"internal error: {e!r}"
         watcher.report_ready({"error": msg})
@@ -815,6 +814,7 @@ class Watcher:
             return
         elapsed = 0.0
         if self.adopt:
+            import calendar
             elapsed = time.time() - calendar.timegm(time.strptime(self.start_time, "%Y-%m-%dT%H:%M:%SZ"))
         self.at(max(0.0, limit - elapsed), lambda: self.fail_pod(
             "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"))
