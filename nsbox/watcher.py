@@ -858,8 +858,8 @@ class Watcher:
             return
         self.teardown()
 
-    def teardown(self) -> None:
-        """SPEC §6: no process, mount, cgroup or state of the pod remains."""
+    def _kill_all(self) -> None:
+        """SIGKILL to every process of the pod (its whole cgroup), then reap our children."""
         pod_cg = self.cg.pod_path(self.uid)
         if self.cg.populated(pod_cg):
             self.cg.kill(pod_cg)
@@ -868,6 +868,11 @@ class Watcher:
             self._reap()
             if self.children:
                 time.sleep(0.01)
+
+    def teardown(self) -> None:
+        """SPEC §6: no process, mount, cgroup or state of the pod remains."""
+        pod_cg = self.cg.pod_path(self.uid)
+        self._kill_all()
         for r in self.containers.values():
             self._close_log(r)
         for v in self.pod.volumes:
@@ -891,18 +896,12 @@ class Watcher:
         any more: end it rather than leave processes nobody knows about."""
         if self.done or os.path.exists(self.paths.pod_json):
             return
-        pod_cg = self.cg.pod_path(self.uid)
-        if self.cg.populated(pod_cg):
-            self.cg.kill(pod_cg)
-        deadline = time.monotonic() + 5
-        while self.children and time.monotonic() < deadline:
-            self._reap()
-            time.sleep(0.01)
+        self._kill_all()
         if self.pod.network == "bridge":
             from nsbox import network
             network.detach(self.root.path, self.uid, self.host_netns_fd)
         try:
-            self.cg.remove(pod_cg)
+            self.cg.remove(self.cg.pod_path(self.uid))
         except NsboxError:
             pass
         self.done = True
