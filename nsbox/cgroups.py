@@ -37,17 +37,14 @@ import os
 import signal
 import time
 
+from nsbox import kube
 from nsbox.errors import NsboxError
 
 MOUNTINFO = "/proc/self/mountinfo"
 CGROUP_MOUNT = "/sys/fs/cgroup"
 TOP = "nsbox"
 
-# SPEC §3: cpu limits use a 100 ms period, as the kubelet does.
-CPU_PERIOD_US = 100_000
-# The kernel rejects a CFS quota under 1 ms; the kubelet clamps to the same
-# value (MinQuotaPeriod in pkg/kubelet/cm/helpers_linux.go).
-MIN_CPU_QUOTA_US = 1_000
+CPU_PERIOD_US = kube.CPU_PERIOD_US      # SPEC §3: the kubelet's 100 ms period
 
 V2_CONTROLLERS = ("cpu", "memory", "pids")
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blkio")
@@ -459,7 +456,7 @@ class CgroupV2(Cgroups):
     def set_limits(self, rel, *, cpu_millis=None, memory_bytes=None, pids_max=None):
         d = self._tracking_dir(rel)
         if cpu_millis is not None:
-            self._set(d, "cpu", "cpu.max", f"{_cpu_quota_us(cpu_millis)} {CPU_PERIOD_US}")
+            self._set(d, "cpu", "cpu.max", f"{kube.cpu_quota_us(int(cpu_millis))} {CPU_PERIOD_US}")
         if memory_bytes is not None:
             self._set(d, "memory", "memory.max", int(memory_bytes))
             # A limit that swap can dodge is no limit.
@@ -565,7 +562,7 @@ class CgroupV1(Cgroups):
         if cpu_millis is not None:
             d = self._require("cpu", rel)
             _write(os.path.join(d, "cpu.cfs_period_us"), CPU_PERIOD_US)
-            _write(os.path.join(d, "cpu.cfs_quota_us"), _cpu_quota_us(cpu_millis))
+            _write(os.path.join(d, "cpu.cfs_quota_us"), kube.cpu_quota_us(int(cpu_millis)))
         if memory_bytes is not None:
             self._set_memory(self._require("memory", rel), int(memory_bytes))
         if pids_max is not None:
@@ -676,6 +673,3 @@ def _attach_device_filter(path, rules):
         raise NsboxError(f"cannot attach the device filter to {path}: {os.strerror(e.errno)}") from None
 
 
-def _cpu_quota_us(cpu_millis):
-    """1000 millicores = one CPU = the whole period."""
-    return max(int(cpu_millis) * CPU_PERIOD_US // 1000, MIN_CPU_QUOTA_US)

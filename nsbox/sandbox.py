@@ -135,10 +135,3 @@ def _reap_forever() -> None:
     finally:
         os._exit(0)
 
-
-def make_volume_dirs(pod: PodSpec, paths: PodPaths) -> None:
-    """emptyDir directories (made by the CLI, before the watcher exists: errors reach the user)."""
-    for v in pod.volumes:
-        if v.kind == "emptyDir":
-            os.makedirs(paths.volume(v.name), 0o777, exist_ok=True)
-            os.chmod(paths.volume(v.name), 0o777)

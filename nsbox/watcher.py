@@ -193,7 +193,6 @@ class Running:
         self.streams: dict[int, logs.StreamWriter] = {}
         self.oom_before = 0
         self.term_at = 0.0                  # when SIGTERM was sent (monotonic), 0 = not yet
-        self.hook_pid = 0
         self.restart_timer: list[Any] | None = None
 
     @property
@@ -738,10 +737,8 @@ class Watcher:
                 os.close(cg_fd)
         if pidfd >= 0:
             os.close(pidfd)
-        r.hook_pid = pid
 
         def exited(status: int) -> None:
-            r.hook_pid = 0
             ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
             if not ok:
                 self.event("Warning", f"Failed{kind}Hook",
