@@ -22,6 +22,7 @@ are and `get -o json` can print them as they are:
 from __future__ import annotations
 
 import re
+import time
 
 # --- Names (apimachinery: pkg/util/validation) --------------------------------
 
@@ -334,6 +335,12 @@ def should_restart_init(policy: str, exit_code: int) -> bool:
 def exit_code_for_signal(signal: int) -> int:
     """A container killed by signal N reports exitCode 128+N (runc / containerd)."""
     return 128 + signal
+
+
+def rfc3339(seconds_from_now: float = 0) -> str:
+    """A metav1.Time as the API server writes it (UTC, whole seconds): creation, start,
+    finish and event times; deletionTimestamp is now + the grace period."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds_from_now))
 
 
 def terminated_reason(exit_code: int, oom_killed: bool = False) -> str:

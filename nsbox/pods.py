@@ -35,10 +35,6 @@ def new_pod_uid() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def now_rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 @record
 class PodView:
     """Everything known about one pod at one moment, for display."""
@@ -110,7 +106,7 @@ class Runtime:
         if self.root.lookup(spec.namespace, spec.name):
             raise AlreadyExists(f'pod "{spec.name}" already exists')
         spec.uid = new_pod_uid()
-        spec.creation_timestamp = now_rfc3339()
+        spec.creation_timestamp = kube.rfc3339()
         paths = self.root.pod(spec.uid)
         os.mkdir(paths.dir, 0o700)
         try:
@@ -202,7 +198,7 @@ class Runtime:
             g = kube.effective_grace_period(grace, force, spec.termination_grace_period)
             deletion = read_json(paths.deletion_json)
             if deletion is None or g < deletion["gracePeriodSeconds"]:
-                deletion = {"deletionTimestamp": _rfc3339_in(g), "gracePeriodSeconds": g, "force": force}
+                deletion = {"deletionTimestamp": kube.rfc3339(g), "gracePeriodSeconds": g, "force": force}
                 write_json(paths.deletion_json, deletion)
             if force:
                 # The name is free at once; the pod is torn down behind it (SPEC §5.7).
@@ -360,7 +356,7 @@ class Runtime:
             status.append(os.waitpid(pid, 0)[1])
         if pidfd >= 0:
             os.close(pidfd)
-        return 128 + os.WTERMSIG(status[0]) if os.WIFSIGNALED(status[0]) else os.waitstatus_to_exitcode(status[0])
+        return exit_code(status[0])
 
     # ------------------------------------------------------------ garbage collection
 
@@ -476,15 +472,16 @@ def wait_forwarding_signals(pid: int, pidfd: int) -> int:
             signal.signal(s, h)
         if pidfd >= 0:
             os.close(pidfd)
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.waitstatus_to_exitcode(status)
+    return exit_code(status)
+
+
+def exit_code(wait_status: int) -> int:
+    """What a shell (and Kubernetes) reports: the exit code, or 128+N when killed by signal N."""
+    if os.WIFSIGNALED(wait_status):
+        return kube.exit_code_for_signal(os.WTERMSIG(wait_status))
+    return os.waitstatus_to_exitcode(wait_status)
 
 
 def _recv(sock: socket.socket) -> dict[str, Any] | None:
     data = sock.recv(65536)
     return json.loads(data) if data else None
-
-
-def _rfc3339_in(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))

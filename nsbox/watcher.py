@@ -46,10 +46,6 @@ VOLUME_CHECK_PERIOD = 2.0         # disk-backed emptyDir sizeLimit: an overrun i
 SHED_DELAY = 0.5                  # after the ready report: the CLI does not wait for it, a quick `run --rm` never pays it
 
 
-def now_rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 # ---------------------------------------------------------------- launching
 
 def launch(root: Root, uid: str, *, adopt: bool = False, stdio: tuple[int, int, int] | None = None,
@@ -231,7 +227,7 @@ class Watcher:
         self.phase = "Pending"
         self.reason = ""
         self.message = ""
-        self.start_time = now_rfc3339()
+        self.start_time = kube.rfc3339()
         self.deletion: dict[str, Any] | None = None
         self.kill_deadline = 0.0
         self.terminating = False
@@ -383,7 +379,7 @@ class Watcher:
             elif "running" in r.state:
                 r.state = {"terminated": {"exitCode": 137, "reason": "Unknown",
                                           "message": "exited while the pod had no watcher",
-                                          "finishedAt": now_rfc3339()}}
+                                          "finishedAt": kube.rfc3339()}}
         self.event("Warning", "WatcherRestarted", "a new watcher adopted the pod's processes")
 
     # ------------------------------------------------------------ the loop
@@ -447,7 +443,7 @@ class Watcher:
     # ------------------------------------------------------------ status
 
     def event(self, kind: str, reason: str, message: str, obj: str = "") -> None:
-        self.events.append({"time": now_rfc3339(), "type": kind, "reason": reason,
+        self.events.append({"time": kube.rfc3339(), "type": kind, "reason": reason,
                             "message": message, "object": obj})
         del self.events[:-MAX_EVENTS]
         self.dirty = True
@@ -568,7 +564,7 @@ class Watcher:
         r.proc_start = native.process_start_time(pid) or 0
         r.started_mono = time.monotonic()
         r.term_at = 0.0
-        r.state = {"running": {"startedAt": now_rfc3339()}}
+        r.state = {"running": {"startedAt": kube.rfc3339()}}
         self.children[pid] = lambda status, r=r: self._container_exited(r, status)
         self.event("Normal", "Started", f"Started container {c.name}", c.name)
         if c.post_start:
@@ -577,7 +573,7 @@ class Watcher:
     def _record_start_failure(self, r: Running, e: Exception) -> None:
         self._close_log(r)
         r.state = {"terminated": {"exitCode": 128, "reason": "StartError", "message": str(e),
-                                  "startedAt": now_rfc3339(), "finishedAt": now_rfc3339()}}
+                                  "startedAt": kube.rfc3339(), "finishedAt": kube.rfc3339()}}
         self.event("Warning", "Failed", f"Error: {e}", r.spec.name)
         self._after_exit(r, 128)
 
@@ -629,14 +625,14 @@ class Watcher:
             reason = kube.terminated_reason(code)
         started = r.state.get("running", {}).get("startedAt", "")
         r.state = {"terminated": {"exitCode": code, "reason": reason, "startedAt": started,
-                                  "finishedAt": now_rfc3339(), **extra}}
+                                  "finishedAt": kube.rfc3339(), **extra}}
         self._process_gone(r)
         self._after_exit(r, code)
 
     def _adopted_exit(self, r: Running) -> None:
         r.state = {"terminated": {"exitCode": 137 if r.term_at else 0, "reason": "Unknown",
                                   "message": "exit status unknown (the process was adopted)",
-                                  "finishedAt": now_rfc3339()}}
+                                  "finishedAt": kube.rfc3339()}}
         self._process_gone(r)
         self._after_exit(r, -1)
 
