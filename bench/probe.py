@@ -154,7 +154,7 @@ watcher.Watcher.teardown = teardown
 code = 0
 try:
     mark("cli: main()")
-    cli.main(ARGV)
+    code = cli.run(ARGV)
 except SystemExit as e:
     code = e.code if isinstance(e.code, int) else 0
 finally:

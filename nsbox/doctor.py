@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Callable
+
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from typing import Callable
+
 
 Check = Callable[[], tuple[bool, str, str]]   # (ok, what was found, how to fix it)
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import BinaryIO, Iterator
+
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from typing import BinaryIO, Iterator
+
 
 MAX_LINE = 16 * 1024   # a longer line is split into P records, as CRI runtimes do
 

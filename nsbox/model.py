@@ -8,9 +8,11 @@ plain value and `to_dict`/`from_dict` round-trip exactly.
 
 from __future__ import annotations
 
-from typing import Any
-
 from nsbox.record import as_dict, field, record
+
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @record

@@ -12,7 +12,6 @@ import os
 import signal
 import stat
 import time
-from typing import TYPE_CHECKING, Any, Iterator
 
 from nsbox import kube, native
 from nsbox.errors import AlreadyExists, NotFound, NsboxError
@@ -22,8 +21,10 @@ from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_
 
 # `network` (bridge pods only), `watcher` (talking to or starting a watcher), `container` and
 # `socket` are imported where they are used: `get pods` and the other reading commands need none.
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     import socket
+    from typing import Any, Iterator
 
 
 def new_pod_uid() -> str:

@@ -26,10 +26,13 @@ import errno
 import fcntl
 import json
 import os
-import shutil
-from typing import Any, Iterator
 
 from nsbox.errors import AlreadyExists, NotFound, NsboxError
+
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from typing import Any, Iterator
+
 
 DEFAULT_ROOT = "/run/nsbox"
 
@@ -240,4 +243,5 @@ def remove_tree(path: str) -> None:
             full = os.path.join(dirpath, d)
             if os.path.ismount(full):
                 raise NsboxError(f"refusing to remove {path}: {full} is a mount point")
+    import shutil                   # here: most commands never remove a tree
     shutil.rmtree(path, onerror=onerror)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import calendar
 import os
 import time
-from typing import Any
 
 from nsbox import kube
 from nsbox.pods import PodView
+
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _epoch(ts: str) -> float:

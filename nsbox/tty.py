@@ -16,7 +16,11 @@ import signal
 import sys
 import termios
 import tty
-from typing import Callable
+
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from typing import Callable
+
 
 TIOCGWINSZ, TIOCSWINSZ = termios.TIOCGWINSZ, termios.TIOCSWINSZ
 

@@ -30,12 +30,16 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Callable
 
 from nsbox import cgroups, container, kube, logs, native, sandbox
 from nsbox.errors import NsboxError
 from nsbox.model import ContainerSpec, PodSpec
 from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_json
+
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
 
 DEFAULT_POD_PIDS_LIMIT = 4096     # per pod: a fork bomb stays inside its pod
 MAX_EVENTS = 100
