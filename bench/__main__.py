@@ -19,16 +19,34 @@ from bench import peers, report, suites
 from bench.common import BenchError, log, loadavg
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEV_PYTHON = "/tmp/dev/bin/python"
+VENV = os.path.join(REPO, ".venv")
 
 
 def default_nsbox() -> str:
-    venv_script = os.path.join(REPO, ".venv", "bin", "nsbox")
-    if os.path.exists(DEV_PYTHON):
-        return f"{DEV_PYTHON} -m nsbox"
-    if os.path.exists(venv_script):
-        return venv_script
-    return "nsbox"
+    """What users run: the console script that `./setup.sh` installs, when it holds this tree's
+    code; otherwise this tree run by the virtualenv's interpreter (`-m` adds runpy, ≈ 3 ms)."""
+    script = os.path.join(VENV, "bin", "nsbox")
+    if os.path.exists(script) and installed_is_current():
+        return script
+    python = os.path.join(VENV, "bin", "python")
+    return f"{python if os.path.exists(python) else sys.executable} -m nsbox"
+
+
+def installed_is_current() -> bool:
+    """Does the package installed in .venv have the same Python files as the tree?"""
+    import glob
+    import sysconfig
+    site = sysconfig.get_path("purelib", vars={"base": VENV, "platbase": VENV})
+    tree = sorted(glob.glob(os.path.join(REPO, "nsbox", "*.py")))
+    for path in tree:
+        installed = os.path.join(site, "nsbox", os.path.basename(path))
+        try:
+            with open(path, "rb") as a, open(installed, "rb") as b:
+                if a.read() != b.read():
+                    return False
+        except OSError:
+            return False
+    return bool(tree)
 
 
 def nsbox_env(args: argparse.Namespace, work: str) -> dict[str, str]:

@@ -190,6 +190,7 @@ class Runtime:
 
     def delete(self, namespace: str, name: str, *, grace: int | None = None, force: bool = False,
                wait: bool = True) -> None:
+        from nsbox import control
         paths = self.root.require(namespace, name)
         with FileLock(paths.lock):
             spec_raw = read_json(paths.pod_json)
@@ -209,7 +210,7 @@ class Runtime:
                 return
             try:
                 sock.send(json.dumps({"op": "delete", "grace": g, "force": force}).encode())
-                _recv(sock)
+                control.recv(sock)
             except OSError:
                 sock.close()
                 sock = None
@@ -220,7 +221,7 @@ class Runtime:
         try:
             sock.settimeout(None)
             while True:
-                msg = _recv(sock)
+                msg = control.recv(sock)
                 if msg is None or msg.get("gone"):
                     break
         finally:
@@ -228,16 +229,17 @@ class Runtime:
 
     def _connect_or_adopt(self, paths: PodPaths) -> socket.socket | None:
         """A connection to the pod's watcher, starting a new one if it died. None if the pod is gone."""
-        from nsbox import watcher
+        from nsbox import control
         for _ in range(3):
             if not paths.exists():
                 return None
             if paths.watcher_alive():
                 try:
-                    return watcher.connect(paths.ctl)
+                    return control.connect(paths.ctl)
                 except (FileNotFoundError, ConnectionRefusedError):
                     time.sleep(0.05)
                     continue
+            from nsbox import watcher
             try:
                 watcher.launch(self.root, paths.uid, adopt=True)
             except NsboxError:
@@ -261,9 +263,9 @@ class Runtime:
     # ------------------------------------------------------------ talking to the watcher
 
     def request(self, paths: PodPaths, msg: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
-        from nsbox import watcher
+        from nsbox import control
         try:
-            sock = watcher.connect(paths.ctl)
+            sock = control.connect(paths.ctl)
         except OSError as e:
             raise NsboxError(f"cannot reach the pod's watcher: {e.strerror}") from None
         with sock:
@@ -274,13 +276,14 @@ class Runtime:
             else:
                 sock.send(data)
             sock.settimeout(None)
-            reply = _recv(sock)
+            reply = control.recv(sock)
         return reply or {"error": "the pod's watcher went away"}
 
     def wait_exit(self, view: PodView, name: str) -> int | None:
         """Block until container `name` has ended for good; its exit code (None if unknown)."""
-        from nsbox import watcher
+        from nsbox import control
         if view.report_pipe >= 0:
+            from nsbox import watcher
             try:
                 while (line := watcher.read_line(view.report_pipe)) is not None:
                     codes = json.loads(line).get("exitCodes", {})
@@ -291,14 +294,14 @@ class Runtime:
                 os.close(view.report_pipe)
         paths = view.paths
         try:
-            sock = watcher.connect(paths.ctl)
+            sock = control.connect(paths.ctl)
         except OSError:
             return None
         with sock:
             sock.settimeout(None)
             sock.send(json.dumps({"op": "wait-exit", "container": name}).encode())
             while True:
-                msg = _recv(sock)
+                msg = control.recv(sock)
                 if msg is None:
                     return None
                 if "exited" in msg:
@@ -481,8 +484,3 @@ def exit_code(wait_status: int) -> int:
     if os.WIFSIGNALED(wait_status):
         return kube.exit_code_for_signal(os.WTERMSIG(wait_status))
     return os.waitstatus_to_exitcode(wait_status)
-
-
-def _recv(sock: socket.socket) -> dict[str, Any] | None:
-    data = sock.recv(65536)
-    return json.loads(data) if data else None

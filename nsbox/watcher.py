@@ -31,7 +31,7 @@ import socket
 import sys
 import time
 
-from nsbox import cgroups, container, kube, logs, native, sandbox
+from nsbox import cgroups, container, control, kube, logs, native, sandbox
 from nsbox.errors import NsboxError
 from nsbox.model import ContainerSpec, PodSpec
 from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_json
@@ -264,14 +264,7 @@ class Watcher:
             signal.signal(sig, signal.SIG_IGN)
         self.sel.register(wake_r, selectors.EVENT_READ, self._on_signal)
 
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        try:
-            os.unlink(self.paths.ctl)
-        except FileNotFoundError:
-            pass
-        _bind_unix(listener, self.paths.ctl)
-        listener.listen(16)
-        listener.setblocking(False)
+        listener = control.listen(self.paths.ctl)
         self.sel.register(listener, selectors.EVENT_READ, self._on_accept)
 
         old = read_json(self.paths.status_json) or {}
@@ -1037,32 +1030,6 @@ def _umount(path: str) -> None:
     except OSError as e:
         if e.errno not in (errno.EINVAL, errno.ENOENT):
             raise
-
-
-def _bind_unix(sock: socket.socket, path: str) -> None:
-    """bind() to a path that may exceed sun_path's 108 bytes: go through /proc/self/fd."""
-    if len(path.encode()) < 100:
-        sock.bind(path)
-        return
-    dfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
-    try:
-        sock.bind(f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
-    finally:
-        os.close(dfd)
-
-
-def connect(path: str, timeout: float = 10.0) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    sock.settimeout(timeout)
-    if len(path.encode()) < 100:
-        sock.connect(path)
-    else:
-        dfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
-        try:
-            sock.connect(f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
-        finally:
-            os.close(dfd)
-    return sock
 
 
 # These use python-prctl's C module `_prctl` (what `prctl.set_name` & co. call): the `prctl`
