@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
-if TYPE_CHECKING:
-    from typing import Callable
-
+from typing import Callable
 
 Check = Callable[[], tuple[bool, str, str]]   # (ok, what was found, how to fix it)
 

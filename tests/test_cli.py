@@ -1,0 +1,78 @@
+"""The CLI as a program: every module and command loads, and the fast paths stay lean.
+
+The CLI imports per command, so a module that breaks at import time (a name
+used at run time but imported only for type checkers, say) fails only the
+command that loads it. These tests load each one in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import NSBOX
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "nsbox", "*.py"))
+                 if not p.endswith(("__main__.py", "_native_build.py")))
+COMMANDS = ["apply", "pod", "run", "exec", "logs", "get", "describe", "inspect", "delete", "wait",
+            "top", "doctor", "gc", "demo", "version"]
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=REPO)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_imports_on_its_own(module):
+    p = _python(f"import nsbox.{module}")
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_prints_its_help(command):
+    p = subprocess.run(NSBOX + [command, "--help"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(f"usage: nsbox {command}")
+
+
+def test_help_is_wrapped_to_the_terminal_width():
+    def help_lines(columns: str) -> list[str]:
+        p = subprocess.run(NSBOX + ["run", "--help"], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "COLUMNS": columns})
+        assert p.returncode == 0, p.stderr
+        return p.stdout.splitlines()
+    narrow, wide = help_lines("50"), help_lines("200")
+    assert len(narrow) > len(wide)
+    assert sum(len(line) > 50 for line in narrow) <= 2      # only unbreakable words stick out
+    assert max(len(line) for line in wide) > 50
+
+
+def test_doctor_finds_nothing_missing_on_this_machine(nsbox):
+    p = nsbox("doctor")
+    assert "missing" not in p.stdout.lower(), p.stdout
+
+
+def test_reading_and_deleting_commands_import_neither_typing_nor_the_heavy_packages(nsbox):
+    """`get pods` and `delete` are the commands people repeat; what they load is start-up time."""
+    nsbox("pod", "create", "lean")
+    code = (
+        "import json, sys\n"
+        "from nsbox import cli\n"
+        "codes = [cli.run(['--root', sys.argv[1], 'get', 'pods']),\n"
+        "         cli.run(['--root', sys.argv[1], 'delete', 'pod', 'lean'])]\n"
+        "print(json.dumps({'codes': codes, 'modules': sorted(sys.modules)}))\n")
+    p = subprocess.run([sys.executable, "-c", code, nsbox.root], capture_output=True, text=True,
+                       timeout=60, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.splitlines()[-1])
+    assert out["codes"] == [0, 0]
+    loaded = set(out["modules"])
+    for heavy in ("typing", "yaml", "pyroute2", "shutil", "dataclasses", "nsbox.watcher", "nsbox.manifest"):
+        assert heavy not in loaded, f"{heavy} is imported by get pods / delete"
