@@ -102,17 +102,18 @@ class PodPaths:
     def __init__(self, root: "Root", uid: str):
         self.root = root
         self.uid = uid
-        self.dir = d = os.path.join(root.path, "pods", uid)
-        self.pod_json = os.path.join(d, "pod.json")
-        self.status_json = os.path.join(d, "status.json")
-        self.deletion_json = os.path.join(d, "deletion.json")
-        self.lock = os.path.join(d, "lock")
-        self.watcher_lock = os.path.join(d, "watcher.lock")
-        self.watcher_log = os.path.join(d, "watcher.log")
-        self.ctl = os.path.join(d, "ctl")
-        self.etc = os.path.join(d, "etc")
-        self.shm = os.path.join(d, "shm")
-        self.containers = os.path.join(d, "containers")
+        # Plain concatenation: `get pods` makes one of these per pod, and os.path.join is slow.
+        self.dir = d = f"{root.path}/pods/{uid}"
+        self.pod_json = f"{d}/pod.json"
+        self.status_json = f"{d}/status.json"
+        self.deletion_json = f"{d}/deletion.json"
+        self.lock = f"{d}/lock"
+        self.watcher_lock = f"{d}/watcher.lock"
+        self.watcher_log = f"{d}/watcher.log"
+        self.ctl = f"{d}/ctl"
+        self.etc = f"{d}/etc"
+        self.shm = f"{d}/shm"
+        self.containers = f"{d}/containers"
 
     def volume(self, name: str) -> str:
         return os.path.join(self.dir, "volumes", name)

@@ -7,7 +7,6 @@ the kernel for namespace inodes.
 
 from __future__ import annotations
 
-import calendar
 import os
 import time
 
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def _epoch(ts: str) -> float:
-    return calendar.timegm(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")) if ts else time.time()
+    return kube.epoch(ts) if ts else time.time()
 
 
 def human_age(seconds: float) -> str:

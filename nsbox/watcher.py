@@ -804,8 +804,7 @@ class Watcher:
             return
         elapsed = 0.0
         if self.adopt:
-            import calendar
-            elapsed = time.time() - calendar.timegm(time.strptime(self.start_time, "%Y-%m-%dT%H:%M:%SZ"))
+            elapsed = time.time() - kube.epoch(self.start_time)
         self.at(max(0.0, limit - elapsed), lambda: self.fail_pod(
             "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"))
 

@@ -343,3 +343,17 @@ def test_kube_imports_only_the_standard_library_it_needs():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=__file__.rsplit("/tests/", 1)[0]).stdout
     assert "yaml" not in out and "json" not in out and "decimal" not in out
+
+
+@pytest.mark.parametrize("offset", [0, 3600, -86400 * 400])
+def test_epoch_reads_back_what_rfc3339_wrote(offset):
+    import calendar
+    import time
+    stamp = kube.rfc3339(offset)
+    assert kube.epoch(stamp) == calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+    assert abs(kube.epoch(stamp) - (time.time() + offset)) < 2
+
+
+def test_epoch_of_a_fixed_time():
+    assert kube.epoch("1970-01-02T00:00:01Z") == 86401
+    assert kube.epoch("2026-11-26T23:24:58Z") == 1795735498
