@@ -724,13 +724,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     15-20 ms, more than many commands do; the CLI holds nothing that needs it: its
     files are written with fsync and closed, and its locks go with the process.
     """
-    code = run(argv)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (BrokenPipeError, ValueError):
-            pass
-    os._exit(code)
+    os._exit(run(argv))
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -748,9 +742,20 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:
-        code = 0
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
+        code = 0                        # the reader went away: `nsbox get pods | head -1`
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)      # a full disk under stdout, say
+        code = 1
+    return _flush(code)
+
+
+def _flush(code: int) -> int:
+    """Write out what is buffered: output that cannot be written fails the command, a closed pipe does not."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            pass
+        except (OSError, ValueError):
+            code = code or 1
     return code

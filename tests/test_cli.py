@@ -76,3 +76,22 @@ def test_reading_and_deleting_commands_import_neither_typing_nor_the_heavy_packa
     loaded = set(out["modules"])
     for heavy in ("typing", "yaml", "pyroute2", "shutil", "dataclasses", "nsbox.watcher", "nsbox.manifest"):
         assert heavy not in loaded, f"{heavy} is imported by get pods / delete"
+
+
+def test_output_that_cannot_be_written_is_one_error_line_and_exit_1(nsbox):
+    nsbox("pod", "create", "full")
+    with open("/dev/full", "w") as full:
+        p = subprocess.run(NSBOX + ["--root", nsbox.root, "get", "pods"], stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+    assert p.returncode == 1
+    assert p.stderr.startswith("error: ") and "Traceback" not in p.stderr, p.stderr
+
+
+def test_a_reader_that_goes_away_is_not_an_error(nsbox):
+    for i in range(3):
+        nsbox("pod", "create", f"pipe{i}")
+    p = subprocess.run(f"{' '.join(NSBOX)} --root {nsbox.root} get pods | true; "
+                       "echo ${PIPESTATUS[0]}", shell=True, executable="/bin/bash",
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "0"
+    assert "Traceback" not in p.stderr and "error" not in p.stderr, p.stderr
