@@ -12,17 +12,22 @@ Who does what, and why:
 
 - `attach` runs in the pod's watcher right after it entered the pod's new
   network namespace, before any container starts (so eth0 is ready when they
-  do). The netlink work needs pyroute2, whose import costs ≈ 0.3–0.5 s and
-  33 MB (FACTS.md): the watcher lives as long as the pod and must not pay that
-  memory, so a short-lived forked child does the work and exits. The child is
-  born in the pod's netns: it opens its netlink socket there, then setns()s
-  into the host's netns (the watcher kept a descriptor of it) for the bridge
-  side. No helper process, no /var/run/netns file.
+  do). A short-lived forked child does the netlink work and exits, so that
+  whatever it loads never stays in the watcher, which lives as long as the
+  pod. The child is born in the pod's netns: it opens one netlink socket
+  there, then setns()s into the host's netns (the watcher kept a descriptor
+  of it) and opens another for the bridge side. No helper process, no
+  /var/run/netns file.
+- Per pod that is a handful of fixed rtnetlink messages (veth pair, bridge
+  port, address, links up, default route), built with the standard library
+  in `nsbox.netlink`. pyroute2, whose import costs 0.3-0.5 s and 33 MB
+  (FACTS.md), is imported only when a bridge is used for the first time
+  since boot, to check what is there or to make it (with its address and a
+  check that no host route overlaps the subnet).
 - `detach` (teardown), `release` and `collect` (gc) only delete links by
-  name: one fixed RTM_DELLINK message built with the standard library, like
-  the loopback ioctl in sandbox.py, so that deleting a pod never imports
-  pyroute2. Deleting the host end of a veth removes both ends at once —
-  synchronously, unlike waiting for the kernel to clean up a dead netns.
+  name (`nsbox.netlink` again). Deleting the host end of a veth removes both
+  ends at once - synchronously, unlike waiting for the kernel to clean up a
+  dead netns.
 
 State is host-wide, not under a --root, because the bridge and its address
 pool are shared by every root on the host:
@@ -42,22 +47,22 @@ removing it): `gc` reclaims exactly the allocations whose pod file is gone.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
 import json
 import os
 import signal
 import socket
-import struct
 import sys
 import time
-import traceback
-from dataclasses import dataclass
-from typing import Any, Iterator
 
 from nsbox import native
 from nsbox.errors import NsboxError
+from nsbox.record import as_dict, record
+
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 STATE_DIR = "/run/nsbox-net"
 DEFAULT_BRIDGE = "nsbox0"
@@ -69,7 +74,7 @@ VETH_PREFIX = "nsb"                         # host end: nsb + 12 hex digits of t
 ATTACH_TIMEOUT = 25.0                       # below the CLI's 30 s wait for the watcher
 
 
-@dataclass(frozen=True)
+@record
 class BridgeConfig:
     name: str
     subnet: str                             # normalised CIDR, e.g. "10.88.0.0/16"
@@ -85,7 +90,7 @@ class BridgeConfig:
         return str(ipaddress.ip_network(self.subnet).network_address + 1)
 
 
-@dataclass(frozen=True)
+@record
 class Attachment:
     ip: str
     prefix_len: int
@@ -173,8 +178,8 @@ class Pool:
             out.append(rec)
         return out
 
-    def allocate(self, cfg: BridgeConfig, record: dict[str, Any]) -> str:
-        """The next free address after the last one handed out, recorded as taken by `record`."""
+    def allocate(self, cfg: BridgeConfig, allocation: dict[str, Any]) -> str:
+        """The next free address after the last one handed out, recorded as taken by `allocation`."""
         import ipaddress
         net = ipaddress.ip_network(cfg.subnet)
         first, last = int(net.network_address) + 1, int(net.broadcast_address) - 1
@@ -190,7 +195,7 @@ class Pool:
             candidate = first + (start - first + step) % span
             ip = str(ipaddress.ip_address(candidate))
             if candidate != gateway and ip not in taken:
-                self._write(os.path.join(self.ips, ip), dict(record, ip=ip))
+                self._write(os.path.join(self.ips, ip), dict(allocation, ip=ip))
                 self._write(self.last_path, ip)
                 return ip
         raise NsboxError(f"no free address left in {cfg.subnet} on bridge {cfg.name} "
@@ -238,13 +243,13 @@ def pools() -> list[Pool]:
 def attach(pod: Any, root: str, host_netns_fd: int) -> Attachment:
     """Give the pod whose netns the caller is in an eth0 on the bridge; in a forked child (see the top)."""
     cfg = config_from_env()
-    record = {"root": root, "uid": pod.uid, "namespace": pod.namespace, "name": pod.name,
-              "veth": veth_name(pod.uid)}
+    allocation = {"root": root, "uid": pod.uid, "namespace": pod.namespace, "name": pod.name,
+                  "veth": veth_name(pod.uid)}
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        _child_main(w, cfg, record, host_netns_fd)
+        _child_main(w, cfg, allocation, host_netns_fd)
     os.close(w)
     try:
         data = _read_all(r, ATTACH_TIMEOUT)
@@ -264,15 +269,16 @@ def attach(pod: Any, root: str, host_netns_fd: int) -> Attachment:
     return Attachment(**result)
 
 
-def _child_main(report_fd: int, cfg: BridgeConfig, record: dict[str, Any], host_netns_fd: int) -> None:
+def _child_main(report_fd: int, cfg: BridgeConfig, allocation: dict[str, Any], host_netns_fd: int) -> None:
     try:
         # The watcher's signal plumbing is not ours: a signal here must not wake the watcher's loop.
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        result: dict[str, Any] = dataclasses.asdict(plumb(cfg, record, host_netns_fd))
+        result: dict[str, Any] = as_dict(plumb(cfg, allocation, host_netns_fd))
     except NsboxError as e:
         result = {"error": str(e)}
     except BaseException as e:
+        import traceback
         traceback.print_exc()
         result = {"error": f"internal error while setting up the network: {e!r}"}
     try:
@@ -282,38 +288,36 @@ def _child_main(report_fd: int, cfg: BridgeConfig, record: dict[str, Any], host_
         os._exit(0)
 
 
-def plumb(cfg: BridgeConfig, record: dict[str, Any], host_netns_fd: int) -> Attachment:
+def plumb(cfg: BridgeConfig, allocation: dict[str, Any], host_netns_fd: int) -> Attachment:
     """Bridge (if missing), address, veth pair, eth0 with its address and default route.
 
     Runs in the pod's netns with `host_netns_fd` the host's; on any failure,
     undoes everything it made (nothing half-made) and raises NsboxError.
     """
-    from pyroute2 import IPRoute
+    from nsbox import netlink
 
     pod_netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    inside = IPRoute(groups=0)             # bound for life to the netns it was opened in: the pod's
+    inside = netlink.Rtnl()                # bound for life to the netns it was opened in: the pod's
     native.setns(host_netns_fd, native.CLONE_NEWNET)
-    host = IPRoute(groups=0)
+    host = netlink.Rtnl()
     pool = Pool(cfg.name)
-    veth = record["veth"]
+    veth = allocation["veth"]
     try:
         with pool.locked(), contextlib.ExitStack() as undo:
             undo.callback(_forget_pool_without_bridge, pool)
             bridge_index = _ensure_bridge(host, pool, cfg, undo)
-            ip = pool.allocate(cfg, record)
+            ip = pool.allocate(cfg, allocation)
             undo.callback(pool.free, ip)
             with _netlink_step(f"cannot create the veth pair {veth}/{POD_INTERFACE}", "veth"):
-                host.link("add", ifname=veth, kind="veth",
-                          peer={"ifname": POD_INTERFACE, "net_ns_fd": pod_netns})
+                host.add_veth(veth, POD_INTERFACE, pod_netns)
             undo.callback(delete_link, veth)
             with _netlink_step(f"cannot attach {veth} to bridge {cfg.name}"):
-                index = host.link_lookup(ifname=veth)[0]
-                host.link("set", index=index, master=bridge_index, state="up")
+                host.set_link(host.index(veth), master=bridge_index, up=True)
             with _netlink_step(f"cannot configure {POD_INTERFACE} in the pod"):
-                eth0 = inside.link_lookup(ifname=POD_INTERFACE)[0]
-                inside.addr("add", index=eth0, address=ip, prefixlen=cfg.prefix_len)
-                inside.link("set", index=eth0, state="up")
-                inside.route("add", dst="0.0.0.0/0", gateway=cfg.gateway, oif=eth0)
+                eth0 = inside.index(POD_INTERFACE)
+                inside.add_address(eth0, ip, cfg.prefix_len)
+                inside.set_link(eth0, up=True)
+                inside.add_default_route(cfg.gateway, eth0)
             undo.pop_all()
     finally:
         inside.close()
@@ -323,11 +327,29 @@ def plumb(cfg: BridgeConfig, record: dict[str, Any], host_netns_fd: int) -> Atta
 
 
 def _ensure_bridge(host: Any, pool: Pool, cfg: BridgeConfig, undo: contextlib.ExitStack) -> int:
-    """The bridge's index; made (with its address, up) on first use. Called under the pool's lock."""
+    """The bridge's index; made (with its address, up) on first use. Called under the pool's lock.
+
+    A bridge this pool already knows (nsbox made it, or checked it on first use) is only
+    looked up and set up, with `host` (an nsbox.netlink.Rtnl); anything else goes through
+    pyroute2, once per bridge and boot.
+    """
     known = pool.config()
     if known and known.get("subnet") != cfg.subnet:
         raise NsboxError(f"bridge {cfg.name} already serves {known['subnet']}, not {cfg.subnet} "
                          f"(unset {ENV_SUBNET}, or choose another {ENV_BRIDGE})")
+    found = host.link(cfg.name)
+    if known is not None and found is not None and found[1] == "bridge":
+        with _netlink_step(f"cannot bring bridge {cfg.name} up"):
+            host.set_link(found[0], up=True)
+        return found[0]
+    from pyroute2 import IPRoute
+    with IPRoute(groups=0) as ipr:
+        return _make_or_check_bridge(ipr, pool, cfg, undo)
+
+
+def _make_or_check_bridge(host: Any, pool: Pool, cfg: BridgeConfig, undo: contextlib.ExitStack) -> int:
+    """First use of a bridge, with pyroute2's IPRoute as `host`: check what is there, or make it."""
+    known = pool.config()
     found = host.link_lookup(ifname=cfg.name)
     if found:
         index = found[0]
@@ -382,16 +404,28 @@ def _overlapping_route(host: Any, subnet: str) -> str | None:
 
 @contextlib.contextmanager
 def _netlink_step(what: str, kind: str = "") -> Iterator[None]:
-    """Turn pyroute2's NetlinkError into one line that names the step."""
-    from pyroute2.netlink.exceptions import NetlinkError
+    """Turn a refusal from the kernel (OSError from nsbox.netlink, NetlinkError from pyroute2)
+    into one line that names the step."""
     try:
         yield
-    except NetlinkError as e:
+    except Exception as e:
+        code = _netlink_errno(e)
+        if code is None:
+            raise
         # The kernel answers "Operation not supported" for a link kind whose module is
         # neither built in nor loadable.
-        if kind and e.code == errno.EOPNOTSUPP:
+        if kind and code == errno.EOPNOTSUPP:
             raise NsboxError(f"{what}: the kernel has no {kind} support (try: modprobe {kind})") from None
-        raise NsboxError(f"{what}: {os.strerror(e.code)}") from None
+        raise NsboxError(f"{what}: {os.strerror(code)}") from None
+
+
+def _netlink_errno(e: Exception) -> int | None:
+    if isinstance(e, OSError):
+        return e.errno
+    exceptions = sys.modules.get("pyroute2.netlink.exceptions")   # only if pyroute2 was needed
+    if exceptions is not None and isinstance(e, exceptions.NetlinkError):
+        return e.code
+    return None
 
 
 def _read_all(fd: int, timeout: float) -> bytes | None:
@@ -464,35 +498,17 @@ def collect(remove_idle_bridges: bool = False) -> list[str]:
     return done
 
 
-# The fixed message of `ip link del NAME` (linux/rtnetlink.h, linux/if_link.h).
-RTM_DELLINK, NLMSG_ERROR = 17, 2
-NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
-IFLA_IFNAME = 3
-
-
 def delete_link(name: str) -> bool:
     """Delete network interface `name` in the caller's netns; False if there is none.
 
     For a veth this removes both ends; a bridge's ports are released first by the kernel.
     """
-    ifname = name.encode() + b"\0"
-    attr = struct.pack("=HH", 4 + len(ifname), IFLA_IFNAME) + ifname
-    attr += b"\0" * (-len(attr) % 4)
-    body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0) + attr     # struct ifinfomsg
-    msg = struct.pack("=IHHII", 16 + len(body), RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, 1, 0) + body
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as s:
-        s.bind((0, 0))
-        s.send(msg)
-        reply = s.recv(65536)
-    _length, kind, _flags, _seq, _pid = struct.unpack_from("=IHHII", reply)
-    if kind != NLMSG_ERROR:
-        raise OSError(errno.EPROTO, f"unexpected netlink reply {kind} deleting {name}")
-    err = -struct.unpack_from("=i", reply, 16)[0]
-    if err == errno.ENODEV:
-        return False
-    if err:
-        raise OSError(err, f"cannot delete interface {name}: {os.strerror(err)}")
-    return True
+    from nsbox import netlink
+    with netlink.Rtnl() as rtnl:
+        try:
+            return rtnl.delete_link(name)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot delete interface {name}: {e.strerror}") from None
 
 
 def _read_json(path: str) -> Any:

@@ -381,6 +381,72 @@ def test_a_missing_bridge_module_is_named_in_the_error():
             raise NetlinkError(95, "Operation not supported")
 
 
+def test_a_kernel_refusal_from_the_stdlib_netlink_is_named_in_the_error_too():
+    from nsbox import network
+    from nsbox.errors import NsboxError
+    with pytest.raises(NsboxError, match=r"^cannot create the veth pair x/eth0: the kernel has no veth support "
+                                         r"\(try: modprobe veth\)$"):
+        with network._netlink_step("cannot create the veth pair x/eth0", "veth"):
+            raise OSError(95, "Operation not supported")
+    with pytest.raises(NsboxError, match=r"^step: File exists$"):
+        with network._netlink_step("step"):
+            raise OSError(17, "File exists")
+
+
+# nsbox.netlink in a network namespace of the test's own (unshare -n): a veth pair with
+# one end in a second private netns, an address, a default route; observed with `ip`.
+NETLINK_SCRIPT = r"""
+import json, os, subprocess, sys
+from nsbox import netlink
+other = os.open(sys.argv[1], os.O_RDONLY)
+out = {}
+with netlink.Rtnl() as rtnl:
+    out["lo"] = rtnl.link("lo")
+    out["missing"] = rtnl.link("nope0")
+    rtnl.add_veth("tv0", "tv1", other)
+    try:
+        rtnl.add_veth("tv0", "tv1", other)
+    except OSError as e:
+        out["again"] = e.errno
+    out["kind"] = rtnl.link("tv0")[1]
+    index = rtnl.index("tv0")
+    rtnl.add_address(index, "10.213.250.2", 24)
+    rtnl.set_link(index, up=True)
+    rtnl.add_default_route("10.213.250.1", index)
+    out["addr"] = subprocess.run(["ip", "-4", "-o", "addr", "show", "tv0"], capture_output=True, text=True).stdout
+    out["route"] = subprocess.run(["ip", "route", "show", "default"], capture_output=True, text=True).stdout
+    out["peer"] = subprocess.run(["nsenter", "--net=" + sys.argv[1], "ip", "-o", "link", "show", "tv1"],
+                                 capture_output=True, text=True).stdout
+    out["deleted"] = rtnl.delete_link("tv0")
+    out["deleted_again"] = rtnl.delete_link("tv0")
+    out["peer_after"] = subprocess.run(["nsenter", "--net=" + sys.argv[1], "ip", "-o", "link"],
+                                       capture_output=True, text=True).stdout
+print(json.dumps(out))
+"""
+
+
+def test_the_stdlib_netlink_makes_a_veth_pair_address_and_route_that_ip_sees():
+    holder = subprocess.Popen(["unshare", "-n", "sleep", "60"])     # the second netns, held by a sleep
+    try:
+        other = f"/proc/{holder.pid}/ns/net"
+        wait_for(lambda: os.readlink(other) != os.readlink("/proc/self/ns/net"), what="the holder's netns")
+        p = subprocess.run(["unshare", "-n", sys.executable, "-c", NETLINK_SCRIPT, other], capture_output=True,
+                           text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(__file__)))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["lo"][0] == 1 and out["missing"] is None
+    assert out["again"] == 17                                    # EEXIST: nothing is replaced
+    assert out["kind"] == "veth"
+    assert "inet 10.213.250.2/24" in out["addr"]
+    assert out["route"].startswith("default via 10.213.250.1 dev tv0")
+    assert "tv1@" in out["peer"]
+    assert out["deleted"] is True and out["deleted_again"] is False
+    assert "tv1" not in out["peer_after"]                        # both ends went
+
+
 # ---------------------------------------------------------------- cost
 
 def test_the_cli_and_the_watcher_do_not_import_pyroute2():
