@@ -98,7 +98,8 @@ source_digest() {
     {
         echo "extras=$extras python=$(python_id "$VENV/bin/python")"
         find "${inputs[@]}" -type f \
-            ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path 'nsbox/_native*' -print0 2>/dev/null \
+            ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path 'nsbox/_native*' \
+            ! -path 'nsbox/nsbox-init' ! -path 'nsbox/.nsbox-init.*' -print0 2>/dev/null \
             | LC_ALL=C sort -z | xargs -0r sha256sum
     } | sha256sum | cut -d' ' -f1
 }
@@ -130,18 +131,26 @@ install_nsbox() {
 }
 
 # The tests also run the CLI as `python -m nsbox` from the repo root, which
-# imports the source nsbox/: give it the compiled module just built (atomically:
-# a running process may have the old one mapped), replacing any stale build.
+# imports the source nsbox/: give it the compiled module and nsbox-init just
+# built (atomically: a running process may have the old ones mapped),
+# replacing any stale build.
 sync_native_into_tree() {
-    local so name tmp
-    so=$(cd / && "$VENV/bin/python" -I -c 'import nsbox._native as m; print(m.__file__)' 2>/dev/null) || return 0
-    name=$(basename "$so")
-    cmp -s "$so" "nsbox/$name" && return 0
+    local dir so
+    dir=$(cd / && "$VENV/bin/python" -I -c 'import nsbox._native as m, os; print(os.path.dirname(m.__file__))' \
+          2>/dev/null) || return 0
+    so=$(cd "$dir" && ls _native*.so) || return 0
+    find nsbox -maxdepth 1 -name '_native*.so' ! -name "$so" -delete
+    copy_into_tree "$dir/$so" "$so" "the compiled module"
+    copy_into_tree "$dir/nsbox-init" nsbox-init "the init program"
+}
+
+copy_into_tree() {
+    local src=$1 name=$2 what=$3 tmp
+    cmp -s "$src" "nsbox/$name" && return 0
     tmp=$(mktemp "nsbox/.$name.XXXXXX")
-    cp "$so" "$tmp" && chmod 0755 "$tmp"
-    find nsbox -maxdepth 1 -name '_native*.so' ! -name "$name" -delete
+    cp "$src" "$tmp" && chmod 0755 "$tmp"
     mv -f "$tmp" "nsbox/$name"
-    step "copied the compiled module into the source tree: nsbox/$name"
+    step "copied $what into the source tree: nsbox/$name"
 }
 
 link_command() {

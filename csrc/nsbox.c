@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
@@ -341,8 +342,9 @@ static void close_other_fds(const struct nsbox_spawn *req,
 
     for (;;) {
         int next = -1;      /* lowest kept fd >= lo */
-        for (int i = -1; i < req->n_keep_fds; i++) {
-            int fd = i < 0 ? p->errfd : req->keep_fds[i];
+        for (int i = -2; i < req->n_keep_fds; i++) {
+            int fd = i == -2 ? (req->init ? req->init_exe_fd : -1)
+                   : i == -1 ? p->errfd : req->keep_fds[i];
             if (fd >= (int)lo && (next < 0 || fd < next))
                 next = fd;
         }
@@ -403,27 +405,23 @@ exec_argv(const struct nsbox_spawn *req, const struct child_plan *p)
  * it handles (from an ancestor namespace also SIGKILL and SIGSTOP), so a
  * command without handlers ignores SIGTERM there, and orphans, reparented to
  * PID 1, stay zombies unless it reaps them. Here the child stays as PID 1
- * and argv runs in a grandchild, the main process:
- *  - all signals are blocked before the fork and taken with sigwaitinfo:
- *    none is lost, no handler runs;
- *  - SIGCHLD: every exited child is reaped, orphans included; once the main
- *    process is among them the init exits with its code, or 128+N if signal
- *    N killed it (the shell's convention: PID 1 cannot die of a signal sent
- *    to itself without a handler, so re-raising would not work);
- *  - any other signal goes to the main process only, not to its group (as
- *    tini without -g): what its own children get is the command's business.
- * The main process gets its own process group and, on a terminal, the
- * foreground, so ^C reaches it once and not again through the init.
- * The init closes its copy of the error pipe at once, so EOF still means
- * the main process exec'd; an exec failure is written by the grandchild,
- * whose 127 the init then passes on. */
+ * and argv runs in a grandchild, the main process. All signals are blocked
+ * before the fork; the child then execs nsbox-init (csrc/init.c) by the
+ * descriptor the parent opened, which forwards signals to the main process
+ * and reaps. The blocked mask and pending signals survive execve, so none is
+ * lost; exec'd, the init is a small program, not a copy of the parent's
+ * memory. The main process gets its own process group and, on a terminal,
+ * the foreground, so ^C reaches it once and not again through the init.
+ * Both copies of the error pipe close on exec, so EOF still means that both
+ * exec'd; an exec failure of either is written to it. */
 static void __attribute__((noreturn))
 init_main(const struct nsbox_spawn *req, const struct child_plan *p)
 {
     sigset_t all, none;
-    siginfo_t info;
-    pid_t main_pid, pid;
-    int status;
+    pid_t main_pid;
+    char pid_arg[24];
+    char *init_argv[] = {"nsbox-init", "--main", pid_arg, NULL};
+    char *init_envp[] = {NULL};
 
     sigfillset(&all);
     sigemptyset(&none);
@@ -444,21 +442,11 @@ init_main(const struct nsbox_spawn *req, const struct child_plan *p)
             child_fail(p, NSBOX_STEP_SIGNALS, errno, "");
         exec_argv(req, p);
     }
-    close(p->errfd);
-    prctl(PR_SET_NAME, "nsbox-init", 0, 0, 0);
-    /* Not PID 1 (host or shared PID namespace): adopt the orphans anyway. */
-    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    for (;;) {
-        int sig = sigwaitinfo(&all, &info);
-        if (sig > 0 && sig != SIGCHLD)
-            kill(main_pid, sig);    /* a zombie until reaped: never recycled */
-        if (sig != SIGCHLD)
-            continue;
-        while ((pid = waitpid(-1, &status, WNOHANG | __WALL)) > 0)
-            if (pid == main_pid)
-                _exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status)
-                                          : WEXITSTATUS(status));
-    }
+    snprintf(pid_arg, sizeof pid_arg, "%d", (int)main_pid);
+    syscall(SYS_execveat, req->init_exe_fd, "", init_argv, init_envp, AT_EMPTY_PATH);
+    int err = errno;
+    kill(main_pid, SIGKILL);
+    child_fail(p, NSBOX_STEP_EXEC, err, "nsbox-init");
 }
 
 static void __attribute__((noreturn))

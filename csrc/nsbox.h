@@ -75,6 +75,7 @@ struct nsbox_spawn {
     const int *keep_fds;
     int n_keep_fds;
     int init;                   /* stay as a tiny init, fork and exec argv */
+    int init_exe_fd;            /* with init: nsbox-init (csrc/init.c), exec'd by fd */
 };
 
 enum nsbox_step {

@@ -81,10 +81,13 @@ def _capabilities() -> tuple[bool, str, str]:
 
 def _native() -> tuple[bool, str, str]:
     try:
-        from nsbox import native  # noqa: F401
-        return True, "native module loaded", ""
+        from nsbox import native
     except ImportError as e:
         return False, f"native module: {e}", "reinstall nsbox (sudo ./setup.sh demo) so csrc/ is compiled"
+    if not os.access(native.INIT_PROGRAM, os.X_OK):
+        return (False, f"native module loaded, but {native.INIT_PROGRAM} is missing",
+                "reinstall nsbox (sudo ./setup.sh demo) so csrc/init.c is compiled")
+    return True, "native module and nsbox-init loaded", ""
 
 
 CHECKS: list[tuple[str, Check]] = [

@@ -91,6 +91,11 @@ class CapSets:
     ambient: int = 0
 
 
+# The tiny init of `run --init` and the pause of a shared PID namespace (csrc/init.c),
+# an executable built and installed beside this module.
+INIT_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsbox-init")
+
+
 @record
 class SpawnRequest:
     argv: list[str]
@@ -115,9 +120,9 @@ class SpawnRequest:
     ctty: bool = False          # stdin becomes the controlling terminal
     pdeathsig: int = 0
     keep_fds: list[int] = field(list)
-    # The child stays as a tiny init (signal forwarding, reaping; see
-    # csrc/nsbox.c) and argv runs as its child: spawn() returns the init's
-    # pid, whose exit code is argv's, or 128+N if signal N killed it.
+    # The child becomes a tiny init (INIT_PROGRAM: signal forwarding, reaping)
+    # and argv runs as its child: spawn() returns the init's pid, whose exit
+    # code is argv's, or 128+N if signal N killed it.
     init: bool = False
 
 
@@ -242,6 +247,7 @@ def _build(req: SpawnRequest, keep: list):
     c.keep_fds = keep_fds
     c.n_keep_fds = len(req.keep_fds)
     c.init = int(req.init)
+    c.init_exe_fd = -1
     return c
 
 
@@ -257,7 +263,16 @@ def spawn(req: SpawnRequest) -> tuple[int, int]:
     c = _build(req, keep)
     pidfd = ffi.new("int *", -1)
     err = ffi.new("struct nsbox_spawn_error *")
-    pid = lib.nsbox_spawn(c, pidfd, err)
+    if req.init:
+        try:
+            c.init_exe_fd = os.open(INIT_PROGRAM, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise SpawnError(e.errno, "init", INIT_PROGRAM) from None
+    try:
+        pid = lib.nsbox_spawn(c, pidfd, err)
+    finally:
+        if c.init_exe_fd >= 0:
+            os.close(c.init_exe_fd)
     if pid < 0:
         raise SpawnError(
             err.err or errno.EIO,

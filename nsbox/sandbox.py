@@ -18,6 +18,7 @@ import socket
 import struct
 
 from nsbox import native
+from nsbox.errors import NsboxError
 from nsbox.model import PodSpec
 from nsbox.state import PodPaths
 
@@ -79,15 +80,17 @@ def enter(pod: PodSpec, paths: PodPaths) -> None:
 
 
 def start_shared_pid_namespace() -> int:
-    """Fork PID 1 of the pod-wide PID namespace (shareProcessNamespace); returns its PID.
+    """Start PID 1 of the pod-wide PID namespace (shareProcessNamespace); returns its PID.
 
-    Kubernetes runs a pause container for this. Ours is a fork of the watcher
-    that only reaps orphans: nothing to exec or ship, and its memory is the
-    watcher's, shared copy-on-write. Containers join its namespace
-    (`container.start_request(pid_ns_fd=...)`), so none of them is PID 1 and
-    each gets SIGTERM like any process. If it dies, the kernel kills every
-    process of the namespace: it must live as long as the pod.
+    Kubernetes runs a pause container for this; ours is `nsbox-init --pause`
+    (native.INIT_PROGRAM), which only reaps orphans. Containers join its
+    namespace (`container.start_request(pid_ns_fd=...)`), so none of them is
+    PID 1 and each gets SIGTERM like any process. If it dies, the kernel kills
+    every process of the namespace: it must live as long as the pod.
     """
+    if not os.access(native.INIT_PROGRAM, os.X_OK):
+        raise NsboxError(f"cannot start the pod's shared PID namespace: {native.INIT_PROGRAM} is missing "
+                         "(reinstall nsbox: sudo ./setup.sh demo)")
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         # unshare(CLONE_NEWPID) moves only our *next* children into a new namespace, and the
@@ -95,43 +98,28 @@ def start_shared_pid_namespace() -> int:
         native.unshare(native.CLONE_NEWPID)
         pid = os.fork()
         if pid == 0:
-            _reap_forever()
+            _exec_pause()
         native.setns(own, native.CLONE_NEWPID)
     finally:
         os.close(own)
     return pid
 
 
-def _reap_forever() -> None:
-    """The life of the shared namespace's PID 1: wait for children (orphans are reparented here)."""
+def _exec_pause() -> None:
+    """In the forked child: become nsbox-init --pause, with nothing of the watcher's."""
     try:
-        import gc
-        gc.disable()                   # touch as few of the watcher's pages as possible
-        try:
-            import _prctl              # python-prctl's C module, as the watcher's _set_process_name
-            _prctl.prctl(_prctl.PR_SET_NAME, "nsbox-pause")
-            _prctl.set_proctitle("nsbox-pause")
-        except (ImportError, OSError):
-            pass
         signal.set_wakeup_fd(-1)
         for sig in signal.valid_signals():
             try:
                 signal.signal(sig, signal.SIG_DFL)
             except (OSError, ValueError):
                 pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         os.closerange(3, 1 << 16)     # the watcher's sockets and, above all, its lock
-        # SIGCHLD stays blocked and pending, so sigwait() cannot miss an exit between two waits.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-        while True:
-            try:
-                os.waitpid(-1, 0)
-            except ChildProcessError:
-                signal.sigwait({signal.SIGCHLD})
-            except InterruptedError:
-                pass
+        os.execv(native.INIT_PROGRAM, ["nsbox-pause", "--pause"])
     finally:
-        os._exit(0)
+        os._exit(127)
 

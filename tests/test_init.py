@@ -7,6 +7,7 @@ nsbox.io/init: "true") the init forwards the SIGTERM and the pod goes at once.
 
 from __future__ import annotations
 
+import os
 import time
 
 from conftest import wait_for
@@ -62,3 +63,30 @@ def test_the_commands_exit_code_is_the_containers(nsbox):
     def terminated():
         return nsbox.container_state("x")["state"].get("terminated")
     assert wait_for(terminated, what="the container to exit")["exitCode"] == 7
+
+
+def maps_python(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps") as f:
+        return "python" in f.read()
+
+
+def test_the_init_is_an_exec_d_program_not_a_copy_of_the_watcher(nsbox):
+    # A fork that never execs keeps private copies of every page the watcher changes later:
+    # 5-6 MB per init. nsbox-init (csrc/init.c) maps no Python at all.
+    nsbox("run", "x", "--init", "--", "sleep", "300")
+    init = nsbox.pid("x")
+    assert os.path.basename(os.readlink(f"/proc/{init}/exe")) == "nsbox-init"
+    assert not maps_python(init)
+    assert nsbox("exec", "x", "--", "cat", "/proc/1/cmdline").stdout.split("\0")[:2] == ["nsbox-init", "--main"]
+
+
+def test_a_missing_init_program_is_a_clear_start_error(nsbox, monkeypatch):
+    from nsbox import native
+    monkeypatch.setattr(native, "INIT_PROGRAM", "/nonexistent/nsbox-init")
+    req = native.SpawnRequest(argv=["true"], exec_paths=["/bin/true"], env=[], init=True)
+    try:
+        native.spawn(req)
+    except native.SpawnError as e:
+        assert str(e) == "init of /nonexistent/nsbox-init failed: No such file or directory"
+    else:
+        raise AssertionError("spawn succeeded without its init program")
