@@ -1,12 +1,14 @@
-"""The few rtnetlink requests a bridge pod needs, built with the standard library.
+"""The few rtnetlink requests nsbox's bridge network needs, built with the standard library.
 
-Every bridge pod needs the same handful of fixed messages: a veth pair with one
-end in the pod's netns, that end's index, the host end onto the bridge, an
-IPv4 address, links up, a default route; and on teardown, deleting a link.
-pyroute2 (SPEC §1) does these too, but importing it costs 0.3 s and 33 MB
-(FACTS.md) - more than the whole rest of a pod's start. pyroute2 stays for
-making the bridge itself, once per boot, where its dumps and checks earn
-their keep (nsbox.network).
+A bridge pod needs a handful of fixed messages: a veth pair with one end in
+the pod's netns, that end's index, the host end onto the bridge, an IPv4
+address, links up, a default route; on teardown, deleting a link. The first
+pod on a bridge also checks what is there (links, addresses, routes: three
+dumps) and makes the bridge. SPEC §1 names pyroute2 for this; nsbox does not
+use it: its import alone costs 0.3-0.5 s and 33 MB (FACTS.md), more than the
+whole rest of a pod's start, and the API it offers for reading attributes
+changed between Debian's package and PyPI's (the bridge path broke on
+Debian's). The messages themselves are fixed and small (linux/rtnetlink.h).
 
 A socket answers in the network namespace it was created in, whatever
 namespace its owner moves to later: open one per namespace.
@@ -24,13 +26,14 @@ if TYPE_CHECKING:
     from typing import Iterator
 
 # <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>, <linux/veth.h>, <linux/if_addr.h>
-NLMSG_ERROR = 2
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 18, 20, 24
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x200, 0x400
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 20, 22, 24, 26
 IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
-RTA_OIF, RTA_GATEWAY = 4, 5
+RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 NLA_F_NESTED = 1 << 15
 IFF_UP = 0x1
 RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 3, 0, 1
@@ -87,27 +90,44 @@ class Rtnl:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, kind: int, flags: int, body: bytes) -> bytes:
-        """Send one request and return the kernel's answer: the reply message's payload, or b""
-        for a plain acknowledgement. A refusal raises OSError with the kernel's errno."""
+    def _send(self, kind: int, flags: int, body: bytes) -> int:
         self.seq += 1
         self.sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, NLM_F_REQUEST | flags,
                                       self.seq, 0) + body)
+        return self.seq
+
+    def _answers(self, seq: int) -> Iterator[tuple[int, bytes]]:
+        """(type, payload) of the kernel's messages answering request `seq`; a refusal raises
+        OSError with the kernel's errno (an NLMSG_ERROR of 0 is an acknowledgement)."""
         while True:
-            data = self.sock.recv(65536)
+            data = self.sock.recv(1 << 17)
             offset = 0
             while offset + _NLMSGHDR.size <= len(data):
-                length, rkind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+                length, kind, _flags, rseq, _pid = _NLMSGHDR.unpack_from(data, offset)
                 payload = data[offset + _NLMSGHDR.size:offset + length]
                 offset += (length + 3) & ~3
-                if seq != self.seq:
+                if rseq != seq:
                     continue                           # an answer to an earlier, abandoned request
-                if rkind != NLMSG_ERROR:
-                    return payload
-                err = -struct.unpack_from("=i", payload)[0]
-                if err:
-                    raise OSError(err, os.strerror(err))
-                return b""
+                if kind == NLMSG_ERROR:
+                    err = -struct.unpack_from("=i", payload)[0]
+                    if err:
+                        raise OSError(err, os.strerror(err))
+                yield kind, payload
+
+    def request(self, kind: int, flags: int, body: bytes) -> bytes:
+        """One request: the reply message's payload, or b"" for a plain acknowledgement."""
+        for rkind, payload in self._answers(self._send(kind, flags, body)):
+            return b"" if rkind == NLMSG_ERROR else payload
+        raise AssertionError("unreachable")
+
+    def dump(self, kind: int, body: bytes) -> list[bytes]:
+        """The payloads of every message answering a dump request (RTM_GET* of all objects)."""
+        out = []
+        for rkind, payload in self._answers(self._send(kind, NLM_F_DUMP, body)):
+            if rkind == NLMSG_DONE:
+                return out
+            out.append(payload)
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------ links
 
@@ -128,6 +148,16 @@ class Rtnl:
                         kind = info.rstrip(b"\0").decode()
         return index, kind
 
+    def links(self) -> dict[int, str]:
+        """{index: name} of every interface."""
+        names = {}
+        for payload in self.dump(RTM_GETLINK, ifinfomsg()):
+            index = _IFINFOMSG.unpack_from(payload)[2]
+            for a, value in attrs(payload, _IFINFOMSG.size):
+                if a == IFLA_IFNAME:
+                    names[index] = value.rstrip(b"\0").decode()
+        return names
+
     def index(self, name: str) -> int:
         found = self.link(name)
         if found is None:
@@ -139,6 +169,10 @@ class Rtnl:
         peer_info = ifinfomsg() + ifname(peer) + attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
         info = nested(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"veth"),
                       nested(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_info)))
+        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, ifinfomsg() + ifname(name) + info)
+
+    def add_bridge(self, name: str) -> None:
+        info = nested(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"bridge"))
         self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, ifinfomsg() + ifname(name) + info)
 
     def set_link(self, index: int, *, up: bool = False, master: int | None = None) -> None:
@@ -170,3 +204,30 @@ class Rtnl:
                            RTN_UNICAST, 0)
         body += attr(RTA_GATEWAY, socket.inet_aton(gateway)) + attr(RTA_OIF, struct.pack("=I", oif))
         self.request(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def addresses(self, index: int) -> set[tuple[str, int]]:
+        """The IPv4 addresses of interface `index`, as (address, prefix length)."""
+        found = set()
+        for payload in self.dump(RTM_GETADDR, _IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)):
+            family, prefix_len, _flags, _scope, ifindex = _IFADDRMSG.unpack_from(payload)
+            if family != socket.AF_INET or ifindex != index:
+                continue
+            values = dict(attrs(payload, _IFADDRMSG.size))
+            address = values.get(IFA_LOCAL) or values.get(IFA_ADDRESS)
+            if address:
+                found.add((socket.inet_ntoa(address), prefix_len))
+        return found
+
+    def routes(self) -> list[tuple[str, int, int]]:
+        """Every IPv4 route of every table, as (destination, prefix length, output interface or 0)."""
+        found = []
+        body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+        for payload in self.dump(RTM_GETROUTE, body):
+            family, dst_len = _RTMSG.unpack_from(payload)[:2]
+            if family != socket.AF_INET:
+                continue
+            values = dict(attrs(payload, _RTMSG.size))
+            dst = socket.inet_ntoa(values[RTA_DST]) if RTA_DST in values else "0.0.0.0"
+            oif = struct.unpack("=I", values[RTA_OIF])[0] if RTA_OIF in values else 0
+            found.append((dst, dst_len, oif))
+        return found

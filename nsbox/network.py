@@ -20,10 +20,10 @@ Who does what, and why:
   /var/run/netns file.
 - Per pod that is a handful of fixed rtnetlink messages (veth pair, bridge
   port, address, links up, default route), built with the standard library
-  in `nsbox.netlink`. pyroute2, whose import costs 0.3-0.5 s and 33 MB
-  (FACTS.md), is imported only when a bridge is used for the first time
-  since boot, to check what is there or to make it (with its address and a
-  check that no host route overlaps the subnet).
+  in `nsbox.netlink`; the first pod on a bridge also checks what is there or
+  makes it (with its address, after checking that no host route overlaps
+  the subnet). Not pyroute2, whose import alone costs 0.3-0.5 s and 33 MB
+  (FACTS.md): see nsbox/netlink.py.
 - `detach` (teardown), `release` and `collect` (gc) only delete links by
   name (`nsbox.netlink` again). Deleting the host end of a veth removes both
   ends at once - synchronously, unlike waiting for the kernel to clean up a
@@ -52,7 +52,6 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import sys
 import time
 
@@ -329,54 +328,39 @@ def plumb(cfg: BridgeConfig, allocation: dict[str, Any], host_netns_fd: int) -> 
 def _ensure_bridge(host: Any, pool: Pool, cfg: BridgeConfig, undo: contextlib.ExitStack) -> int:
     """The bridge's index; made (with its address, up) on first use. Called under the pool's lock.
 
-    A bridge this pool already knows (nsbox made it, or checked it on first use) is only
-    looked up and set up, with `host` (an nsbox.netlink.Rtnl); anything else goes through
-    pyroute2, once per bridge and boot.
+    `host` is an nsbox.netlink.Rtnl in the host's netns. A bridge this pool already
+    knows (nsbox made it, or checked it on first use) is only looked up and set up.
     """
     known = pool.config()
     if known and known.get("subnet") != cfg.subnet:
         raise NsboxError(f"bridge {cfg.name} already serves {known['subnet']}, not {cfg.subnet} "
                          f"(unset {ENV_SUBNET}, or choose another {ENV_BRIDGE})")
     found = host.link(cfg.name)
-    if known is not None and found is not None and found[1] == "bridge":
-        with _netlink_step(f"cannot bring bridge {cfg.name} up"):
-            host.set_link(found[0], up=True)
-        return found[0]
-    from pyroute2 import IPRoute
-    with IPRoute(groups=0) as ipr:
-        return _make_or_check_bridge(ipr, pool, cfg, undo)
-
-
-def _make_or_check_bridge(host: Any, pool: Pool, cfg: BridgeConfig, undo: contextlib.ExitStack) -> int:
-    """First use of a bridge, with pyroute2's IPRoute as `host`: check what is there, or make it."""
-    known = pool.config()
-    found = host.link_lookup(ifname=cfg.name)
-    if found:
-        index = found[0]
-        link = host.get_links(index)[0]
-        if link.get(("linkinfo", "kind")) != "bridge":
+    if found is not None:
+        index, kind = found
+        if kind != "bridge":
             raise NsboxError(f"{cfg.name} exists and is not a bridge (choose another {ENV_BRIDGE})")
-        addrs = {(a.get("address"), a["prefixlen"]) for a in host.get_addr(index=index, family=socket.AF_INET)}
-        if (cfg.gateway, cfg.prefix_len) not in addrs:
-            raise NsboxError(f"bridge {cfg.name} exists without the address {cfg.gateway}/{cfg.prefix_len}: "
-                             f"nsbox did not make it (remove it, or choose another {ENV_BRIDGE})")
         if known is None:
+            if (cfg.gateway, cfg.prefix_len) not in host.addresses(index):
+                raise NsboxError(f"bridge {cfg.name} exists without the address {cfg.gateway}/"
+                                 f"{cfg.prefix_len}: nsbox did not make it (remove it, or choose another "
+                                 f"{ENV_BRIDGE})")
             pool.save_config(cfg)
         with _netlink_step(f"cannot bring bridge {cfg.name} up"):
-            host.link("set", index=index, state="up")
+            host.set_link(index, up=True)
         return index
     overlap = _overlapping_route(host, cfg.subnet)
     if overlap:
         raise NsboxError(f"subnet {cfg.subnet} for bridge {cfg.name} overlaps the host route {overlap} "
                          f"(choose another {ENV_SUBNET})")
     with _netlink_step(f"cannot create bridge {cfg.name}", "bridge"):
-        host.link("add", ifname=cfg.name, kind="bridge")
+        host.add_bridge(cfg.name)
     undo.callback(pool.remove)
     undo.callback(delete_link, cfg.name)
     with _netlink_step(f"cannot configure bridge {cfg.name}"):
-        index = host.link_lookup(ifname=cfg.name)[0]
-        host.addr("add", index=index, address=cfg.gateway, prefixlen=cfg.prefix_len)
-        host.link("set", index=index, state="up")
+        index = host.index(cfg.name)
+        host.add_address(index, cfg.gateway, cfg.prefix_len)
+        host.set_link(index, up=True)
     pool.save_config(cfg)
     return index
 
@@ -391,41 +375,28 @@ def _overlapping_route(host: Any, subnet: str) -> str | None:
     """The first IPv4 route of any table (the default routes aside) whose destination overlaps `subnet`."""
     import ipaddress
     net = ipaddress.ip_network(subnet)
-    names = {link["index"]: link.get("ifname") for link in host.get_links()}
-    for route in host.route("dump", family=socket.AF_INET):
-        if route["dst_len"] == 0:
+    names = host.links()
+    for dst, dst_len, oif in host.routes():
+        if dst_len == 0:
             continue
-        dst = ipaddress.ip_network(f"{route.get('dst')}/{route['dst_len']}", strict=False)
-        if dst.overlaps(net):
-            dev = names.get(route.get("oif"))
-            return f"{dst}" + (f" dev {dev}" if dev else "")
+        route = ipaddress.ip_network(f"{dst}/{dst_len}", strict=False)
+        if route.overlaps(net):
+            dev = names.get(oif)
+            return f"{route}" + (f" dev {dev}" if dev else "")
     return None
 
 
 @contextlib.contextmanager
 def _netlink_step(what: str, kind: str = "") -> Iterator[None]:
-    """Turn a refusal from the kernel (OSError from nsbox.netlink, NetlinkError from pyroute2)
-    into one line that names the step."""
+    """Turn the kernel's refusal (OSError from nsbox.netlink) into one line that names the step."""
     try:
         yield
-    except Exception as e:
-        code = _netlink_errno(e)
-        if code is None:
-            raise
+    except OSError as e:
         # The kernel answers "Operation not supported" for a link kind whose module is
         # neither built in nor loadable.
-        if kind and code == errno.EOPNOTSUPP:
+        if kind and e.errno == errno.EOPNOTSUPP:
             raise NsboxError(f"{what}: the kernel has no {kind} support (try: modprobe {kind})") from None
-        raise NsboxError(f"{what}: {os.strerror(code)}") from None
-
-
-def _netlink_errno(e: Exception) -> int | None:
-    if isinstance(e, OSError):
-        return e.errno
-    exceptions = sys.modules.get("pyroute2.netlink.exceptions")   # only if pyroute2 was needed
-    if exceptions is not None and isinstance(e, exceptions.NetlinkError):
-        return e.code
-    return None
+        raise NsboxError(f"{what}: {os.strerror(e.errno)}") from None
 
 
 def _read_all(fd: int, timeout: float) -> bytes | None:
@@ -445,7 +416,7 @@ def _read_all(fd: int, timeout: float) -> bytes | None:
             chunks.append(chunk)
 
 
-# ---------------------------------------------------------------- detaching and collecting (no pyroute2)
+# ---------------------------------------------------------------- detaching and collecting
 
 def detach(root: str, uid: str, host_netns_fd: int = -1) -> None:
     """Teardown: back to the host's netns (the pod's then dies with its last process), remove the
