@@ -661,6 +661,7 @@ def test_share_process_namespace_shows_each_containers_processes_to_the_others(n
     assert "sleep 302" in commands_seen_by(a).values()
 
 
+@pytest.mark.cgroupv2
 def test_a_shared_pid_namespace_has_a_reaper_as_pid_1(nsbox):
     apply(nsbox, pod("reaped", container("c", SLEEP), shareProcessNamespace=True))
     pid = nsbox.pid("reaped")

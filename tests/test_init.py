@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from conftest import wait_for
 
 GRACE_LONG = "30"
@@ -70,6 +72,7 @@ def maps_python(pid: int) -> bool:
         return "python" in f.read()
 
 
+@pytest.mark.cgroupv2
 def test_the_init_is_an_exec_d_program_not_a_copy_of_the_watcher(nsbox):
     # A fork that never execs keeps private copies of every page the watcher changes later:
     # 5-6 MB per init. nsbox-init (csrc/init.c) maps no Python at all.

@@ -128,6 +128,7 @@ def named_netns() -> list[str]:
     return sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else []
 
 
+@pytest.mark.cgroupv2
 def test_a_bridge_pod_has_eth0_with_its_ip_and_a_default_route_via_the_bridge(nsbox, bridge):
     netns_before = named_netns()
     run_bridge_pod(nsbox, "web")
@@ -423,6 +424,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.cgroupv2
 def test_the_stdlib_netlink_makes_a_veth_pair_address_and_route_that_ip_sees():
     holder = subprocess.Popen(["unshare", "-n", "sleep", "60"])     # the second netns, held by a sleep
     try:
