@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.conftest import NSBOX
+from conftest import NSBOX
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "nsbox", "*.py"))
