@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import socket
     from typing import Any, Iterator
 
+MAX_WATCHER_REPLACEMENTS = 5        # a delete gives up on a pod whose watchers keep dying
+
 
 def new_pod_uid() -> str:
     """A random RFC 4122 version 4 UUID, as str(uuid.uuid4()), without importing uuid."""
@@ -190,6 +192,7 @@ class Runtime:
 
     def delete(self, namespace: str, name: str, *, grace: int | None = None, force: bool = False,
                wait: bool = True) -> None:
+        """Ask the pod's watcher to end the pod (SPEC §5) and, with `wait`, return once it is gone."""
         from nsbox import control
         paths = self.root.require(namespace, name)
         with FileLock(paths.lock):
@@ -205,27 +208,46 @@ class Runtime:
             if force:
                 # The name is free at once; the pod is torn down behind it (SPEC §5.7).
                 self.root.release(namespace, name, paths.uid)
-            sock = self._connect_or_adopt(paths)
+            sock = self._ask_to_delete(paths, g, force)
+        # Until the pod is gone. A watcher that dies on the way (killed, OOM) says nothing:
+        # its pod is still there, so a new watcher takes the termination over (SPEC §5.6).
+        for _ in range(MAX_WATCHER_REPLACEMENTS):
             if sock is None:
                 return
+            if not wait:
+                sock.close()
+                return
             try:
-                sock.send(json.dumps({"op": "delete", "grace": g, "force": force}).encode())
-                control.recv(sock)
+                sock.settimeout(None)
+                while (msg := control.recv(sock)) is not None:
+                    if msg.get("gone"):
+                        return
             except OSError:
+                pass
+            finally:
                 sock.close()
-                sock = None
-        if sock is None or not wait:
-            if sock:
-                sock.close()
-            return
-        try:
-            sock.settimeout(None)
-            while True:
-                msg = control.recv(sock)
-                if msg is None or msg.get("gone"):
-                    break
-        finally:
+            try:
+                with FileLock(paths.lock):
+                    sock = self._ask_to_delete(paths, g, force)
+            except FileNotFoundError:
+                return                  # it went with its last words unsaid: the pod is gone
+        raise NsboxError(f'pod "{name}": its watcher keeps going away (see {paths.watcher_log})')
+
+    def _ask_to_delete(self, paths: PodPaths, grace: int, force: bool) -> socket.socket | None:
+        """A connection to the pod's watcher once it has taken the deletion on; None if the pod is gone."""
+        from nsbox import control
+        for _ in range(MAX_WATCHER_REPLACEMENTS):
+            sock = self._connect_or_adopt(paths)
+            if sock is None:
+                return None
+            try:
+                sock.send(json.dumps({"op": "delete", "grace": grace, "force": force}).encode())
+                if control.recv(sock) is not None:
+                    return sock
+            except OSError:
+                pass                    # it died, or does not answer: look again
             sock.close()
+        raise NsboxError(f"the watcher of pod {paths.uid} does not answer (see {paths.watcher_log})")
 
     def _connect_or_adopt(self, paths: PodPaths) -> socket.socket | None:
         """A connection to the pod's watcher, starting a new one if it died. None if the pod is gone."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import alive, cgroup_dirs, cgroup_pids, leftovers, wait_for
+from conftest import NSBOX, alive, cgroup_dirs, cgroup_pids, leftovers, wait_for
 
 # PID 1 of a PID namespace ignores signals it has no handler for; a trap makes it handle TERM.
 IGNORE_TERM = "trap '' TERM; while :; do sleep 0.2; done"
@@ -142,6 +143,28 @@ def test_killed_watcher_mid_grace_is_replaced_and_restarts_the_full_grace_period
         time.sleep(0.1)
     wait_for(lambda: not alive(pid), timeout=15, what="the retried termination")
     wait_for(lambda: nsbox("get", "pods", "orphan", check=False).returncode == 1, timeout=10, what="pod gone")
+
+
+def test_a_waiting_delete_whose_watcher_dies_carries_on_until_the_pod_is_gone(nsbox):
+    # A watcher killed mid-termination (OOM, kill -9) closes the CLI's connection without
+    # saying "gone": the delete must not report success then, but have a new watcher finish.
+    nsbox("run", "stubborn", "--", "sh", "-c", IGNORE_TERM)
+    pid = nsbox.pid("stubborn")
+    watcher = nsbox.inspect("stubborn")["watcher"]["pid"]
+    delete = subprocess.Popen(NSBOX + ["--root", nsbox.root, "delete", "pod", "stubborn", "--grace-period", "3"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: "Terminating" in nsbox("get", "pods", "stubborn").stdout, what="Terminating")
+        os.kill(watcher, signal.SIGKILL)
+        out, err = delete.communicate(timeout=60)
+    finally:
+        if delete.poll() is None:
+            delete.kill()
+            delete.wait()
+    assert delete.returncode == 0 and out == 'pod "stubborn" deleted\n', err
+    assert not alive(pid), "reported deleted while its container still ran"
+    assert nsbox("get", "pods", "stubborn", check=False).returncode == 1
+    assert leftovers(nsbox.root) == []
 
 
 def test_pod_without_watcher_is_unknown_and_still_deletes_cleanly(nsbox):
