@@ -47,16 +47,8 @@ def pod_ops(rts: dict, reps: int) -> list[Series]:
     cases = []
     for n in names:
         rt = rts[n]
-
-        def prep(i: int, rt=rt, n=n) -> str:
-            name = f"ad{i}"
-            rt.pod_create(name)
-            if n == "podman":
-                rt.pod_start(name)
-            if n in ("crun", "runc"):
-                rt.prepare_container(name, "c", ["sleep", "100"])
-            return name
-        cases.append(Case(n, prepare=prep, measure=lambda name, rt=rt: rt.add_container(name, "c", ["sleep", "100"]),
+        cases.append(Case(n, prepare=lambda i, rt=rt, n=n: _running_pod(rt, n, f"ad{i}", ["sleep", "100"]),
+                          measure=lambda name, rt=rt: rt.add_container(name, "c", ["sleep", "100"]),
                           after=lambda name, rt=rt: name and rt.force_delete(name)))
     log(f"add container: {', '.join(c.runtime for c in cases)} × {reps}")
     out += interleave("add a container to a running pod (sleep 100)", cases, reps)
@@ -67,12 +59,7 @@ def pod_ops(rts: dict, reps: int) -> list[Series]:
         rt = rts[n]
 
         def prep(i: int, rt=rt, n=n) -> str:
-            name = f"dl{i}"
-            rt.pod_create(name)
-            if n == "podman":
-                rt.pod_start(name)
-            if n in ("crun", "runc"):
-                rt.prepare_container(name, "c", ["sh", "-c", TRAP_LOOP])
+            name = _running_pod(rt, n, f"dl{i}", ["sh", "-c", TRAP_LOOP])
             rt.add_container(name, "c", ["sh", "-c", TRAP_LOOP])
             time.sleep(0.3)                  # let the shell install its trap before the SIGTERM
             return name
@@ -81,6 +68,16 @@ def pod_ops(rts: dict, reps: int) -> list[Series]:
     log(f"delete cooperative pod: {', '.join(c.runtime for c in cases)} × {reps}")
     out += interleave("delete a pod whose container exits on SIGTERM", cases, reps)
     return out
+
+
+def _running_pod(rt, n: str, name: str, command: list[str]) -> str:
+    """A started pod, ready for a container `c` running `command` (runc/crun: its bundle written)."""
+    rt.pod_create(name)
+    if n == "podman":
+        rt.pod_start(name)
+    if n in ("crun", "runc"):
+        rt.prepare_container(name, "c", command)
+    return name
 
 
 # ---------------------------------------------------------------- 3. footprint
