@@ -116,18 +116,16 @@ class Rtnl:
 
     def request(self, kind: int, flags: int, body: bytes) -> bytes:
         """One request: the reply message's payload, or b"" for a plain acknowledgement."""
-        for rkind, payload in self._answers(self._send(kind, flags, body)):
-            return b"" if rkind == NLMSG_ERROR else payload
-        raise AssertionError("unreachable")
+        rkind, payload = next(self._answers(self._send(kind, flags, body)))
+        return b"" if rkind == NLMSG_ERROR else payload
 
     def dump(self, kind: int, body: bytes) -> list[bytes]:
         """The payloads of every message answering a dump request (RTM_GET* of all objects)."""
         out = []
-        for rkind, payload in self._answers(self._send(kind, NLM_F_DUMP, body)):
-            if rkind == NLMSG_DONE:
-                return out
-            out.append(payload)
-        raise AssertionError("unreachable")
+        answers = self._answers(self._send(kind, NLM_F_DUMP, body))
+        while (answer := next(answers))[0] != NLMSG_DONE:
+            out.append(answer[1])
+        return out
 
     # ------------------------------------------------------------ links
 
