@@ -36,21 +36,24 @@ class StreamWriter:
         buf = self.pending + data
         stamp = rfc3339_nano(time.time_ns()).encode()
         out = []
+        start, end = 0, len(buf)
         while True:
-            nl = buf.find(b"\n")
-            if nl < 0 or nl > MAX_LINE:
+            nl = buf.find(b"\n", start, start + MAX_LINE + 1)
+            if nl >= 0:                    # a full line of at most MAX_LINE bytes
+                out.append(b"%s %s F %s\n" % (stamp, self.stream, buf[start:nl]))
+                start = nl + 1
+            elif end - start > MAX_LINE:   # no newline in reach: a partial record
+                out.append(b"%s %s P %s\n" % (stamp, self.stream, buf[start:start + MAX_LINE]))
+                start += MAX_LINE
+            else:
                 break
-            out.append(b"%s %s F %s\n" % (stamp, self.stream, buf[:nl]))
-            buf = buf[nl + 1:]
-        while len(buf) > MAX_LINE:
-            out.append(b"%s %s P %s\n" % (stamp, self.stream, buf[:MAX_LINE]))
-            buf = buf[MAX_LINE:]
-        self.pending = buf
+        self.pending = buf[start:]
         if out:
             os.write(self.fd, b"".join(out))
 
-    def close(self) -> None:
-        """End of stream: output that did not end with a newline is a partial record."""
+    def flush(self) -> None:
+        """Write what is pending as a partial record (at the end of the stream, or before the
+        watcher hands the stream to nsbox-idle): `logs` joins it with what follows."""
         if self.pending:
             stamp = rfc3339_nano(time.time_ns()).encode()
             os.write(self.fd, b"%s %s P %s\n" % (stamp, self.stream, self.pending))
@@ -76,7 +79,7 @@ def render(records: Iterator[tuple[str, str, bool, bytes]], timestamps: bool) ->
 def read_records(path: str, tail: int | None = None) -> list[tuple[str, str, bool, bytes]]:
     try:
         with open(path, "rb") as f:
-            lines = f.read().splitlines(keepends=True)
+            lines = f.read().split(b"\n")     # not splitlines(): a record may hold a \r
     except FileNotFoundError:
         return []
     records = [r for r in (parse_line(l) for l in lines) if r]
@@ -108,7 +111,7 @@ class Follower:
         data = self.rest + self.file.read()
         cut = data.rfind(b"\n") + 1
         self.rest = data[cut:]
-        return [r for r in (parse_line(l) for l in data[:cut].splitlines()) if r]
+        return [r for r in (parse_line(l) for l in data[:cut].split(b"\n")) if r]
 
     def close(self) -> None:
         if self.file is not None:

@@ -584,7 +584,7 @@ class Watcher:
         if data:
             r.streams[fd].feed(data)
             return
-        r.streams.pop(fd).close()          # end of stream
+        r.streams.pop(fd).flush()          # end of stream
         self.sel.unregister(fd)
         os.close(fd)
         if not r.streams and not r.running:
@@ -601,7 +601,7 @@ class Watcher:
 
     def _close_log(self, r: Running) -> None:
         for fd, w in list(r.streams.items()):
-            w.close()
+            w.flush()
             self.sel.unregister(fd)
             os.close(fd)
         r.streams.clear()
