@@ -99,7 +99,8 @@ source_digest() {
         echo "extras=$extras python=$(python_id "$VENV/bin/python")"
         find "${inputs[@]}" -type f \
             ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path 'nsbox/_native*' \
-            ! -path 'nsbox/nsbox-init' ! -path 'nsbox/.nsbox-init.*' -print0 2>/dev/null \
+            ! -path 'nsbox/nsbox-init' ! -path 'nsbox/.nsbox-init.*' \
+            ! -path 'nsbox/nsbox-idle' ! -path 'nsbox/.nsbox-idle.*' -print0 2>/dev/null \
             | LC_ALL=C sort -z | xargs -0r sha256sum
     } | sha256sum | cut -d' ' -f1
 }
@@ -131,9 +132,9 @@ install_nsbox() {
 }
 
 # The tests also run the CLI as `python -m nsbox` from the repo root, which
-# imports the source nsbox/: give it the compiled module and nsbox-init just
-# built (atomically: a running process may have the old ones mapped),
-# replacing any stale build.
+# imports the source nsbox/: give it the compiled module, nsbox-init and
+# nsbox-idle just built (atomically: a running process may have the old ones
+# mapped), replacing any stale build.
 sync_native_into_tree() {
     local dir so
     dir=$(cd / && "$VENV/bin/python" -I -c 'import nsbox._native as m, os; print(os.path.dirname(m.__file__))' \
@@ -142,6 +143,7 @@ sync_native_into_tree() {
     find nsbox -maxdepth 1 -name '_native*.so' ! -name "$so" -delete
     copy_into_tree "$dir/$so" "$so" "the compiled module"
     copy_into_tree "$dir/nsbox-init" nsbox-init "the init program"
+    copy_into_tree "$dir/nsbox-idle" nsbox-idle "the idle program"
 }
 
 copy_into_tree() {

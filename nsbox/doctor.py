@@ -84,10 +84,11 @@ def _native() -> tuple[bool, str, str]:
         from nsbox import native
     except ImportError as e:
         return False, f"native module: {e}", "reinstall nsbox (sudo ./setup.sh demo) so csrc/ is compiled"
-    if not os.access(native.INIT_PROGRAM, os.X_OK):
-        return (False, f"native module loaded, but {native.INIT_PROGRAM} is missing",
-                "reinstall nsbox (sudo ./setup.sh demo) so csrc/init.c is compiled")
-    return True, "native module and nsbox-init loaded", ""
+    for program, source in ((native.INIT_PROGRAM, "csrc/init.c"), (native.IDLE_PROGRAM, "csrc/idle.c")):
+        if not os.access(program, os.X_OK):
+            return (False, f"native module loaded, but {program} is missing",
+                    f"reinstall nsbox (sudo ./setup.sh demo) so {source} is compiled")
+    return True, "native module, nsbox-init and nsbox-idle loaded", ""
 
 
 CHECKS: list[tuple[str, Check]] = [

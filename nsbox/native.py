@@ -94,6 +94,8 @@ class CapSets:
 # The tiny init of `run --init` and the pause of a shared PID namespace (csrc/init.c),
 # an executable built and installed beside this module.
 INIT_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsbox-init")
+# A pod's watcher while nothing happens (csrc/idle.c): the watcher execs it and is exec'd back.
+IDLE_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsbox-idle")
 
 
 @record
