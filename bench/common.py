@@ -169,6 +169,15 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def argv0(pid: int) -> str:
+    """The first word of a process's command line (a process title such as `nsbox-watch ns/pod`)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0", 1)[0].decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def comm(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/comm") as f:

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 
-from bench.common import (NS, BenchError, cmdline, descendants, children_map, kill_pids, log,
+from bench.common import (NS, BenchError, argv0, descendants, children_map, kill_pids, log,
                           pids_matching, run, timed)
 
 PEER_PACKAGES = {"crun": "crun", "runc": "runc", "podman": "podman", "bwrap": "bubblewrap",
@@ -130,11 +130,25 @@ class Nsbox:
         kids = children_map()
         out = {}
         for name in names:
-            w = pids_matching(f"nsbox-watch {NS}/{name}")
-            w = [p for p in w if cmdline(p) == f"nsbox-watch {NS}/{name}"]
+            # The title, awake (Python's proctitle) or hibernated (nsbox-idle's argv[0]).
+            w = [p for p in pids_matching(f"nsbox-watch {NS}/{name}") if argv0(p) == f"nsbox-watch {NS}/{name}"]
             work = [d for p in w for d in descendants(p, kids)]
             out[name] = {"overhead": w, "workload": work}
         return out
+
+    def wait_idle(self, name: str, timeout: float = 10.0) -> None:
+        """Until the pod's watcher has hibernated: 0.5 s after its last event it execs nsbox-idle."""
+        title = f"nsbox-watch {NS}/{name}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for p in pids_matching(title):
+                try:
+                    if argv0(p) == title and os.path.basename(os.readlink(f"/proc/{p}/exe")) == "nsbox-idle":
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise BenchError(f"the watcher of {name} did not hibernate within {timeout:.0f} s")
 
     # clean-up --------------------------------------------------------
     def cleanup(self) -> list[str]:

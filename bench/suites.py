@@ -50,6 +50,12 @@ def pod_ops(rts: dict, reps: int) -> list[Series]:
         cases.append(Case(n, prepare=lambda i, rt=rt, n=n: _running_pod(rt, n, f"ad{i}", ["sleep", "100"]),
                           measure=lambda name, rt=rt: rt.add_container(name, "c", ["sleep", "100"]),
                           after=lambda name, rt=rt: name and rt.force_delete(name)))
+        if n == "nsbox":
+            # The first request to a quiet pod wakes its watcher from nsbox-idle: a Python start.
+            cases.append(Case("nsbox, idle pod",
+                              prepare=lambda i, rt=rt: _idle(rt, _running_pod(rt, "nsbox", f"adi{i}", [])),
+                              measure=lambda name, rt=rt: rt.add_container(name, "c", ["sleep", "100"]),
+                              after=lambda name, rt=rt: name and rt.force_delete(name)))
     log(f"add container: {', '.join(c.runtime for c in cases)} × {reps}")
     out += interleave("add a container to a running pod (sleep 100)", cases, reps)
 
@@ -58,13 +64,16 @@ def pod_ops(rts: dict, reps: int) -> list[Series]:
     for n in names:
         rt = rts[n]
 
-        def prep(i: int, rt=rt, n=n) -> str:
-            name = _running_pod(rt, n, f"dl{i}", ["sh", "-c", TRAP_LOOP])
+        def prep(i: int, rt=rt, n=n, prefix: str = "dl") -> str:
+            name = _running_pod(rt, n, f"{prefix}{i}", ["sh", "-c", TRAP_LOOP])
             rt.add_container(name, "c", ["sh", "-c", TRAP_LOOP])
             time.sleep(0.3)                  # let the shell install its trap before the SIGTERM
             return name
         cases.append(Case(n, prepare=prep, measure=rt.delete_pod,
                           after=lambda name, rt=rt: name and rt.force_delete(name)))
+        if n == "nsbox":
+            cases.append(Case("nsbox, idle pod", prepare=lambda i, rt=rt, prep=prep: _idle(rt, prep(i, prefix="dli")),
+                              measure=rt.delete_pod, after=lambda name, rt=rt: name and rt.force_delete(name)))
     log(f"delete cooperative pod: {', '.join(c.runtime for c in cases)} × {reps}")
     out += interleave("delete a pod whose container exits on SIGTERM", cases, reps)
     return out
@@ -77,6 +86,12 @@ def _running_pod(rt, n: str, name: str, command: list[str]) -> str:
         rt.pod_start(name)
     if n in ("crun", "runc"):
         rt.prepare_container(name, "c", command)
+    return name
+
+
+def _idle(rt, name: str) -> str:
+    """`name`, once the watcher of that nsbox pod has hibernated."""
+    rt.wait_idle(name)
     return name
 
 

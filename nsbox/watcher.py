@@ -48,6 +48,7 @@ CGROUP_ROOT_XATTR = "trusted.nsbox.root"   # which root a pod cgroup belongs to 
 PAUSE_CGROUP = ".pause"           # below the pod cgroup: PID 1 of a shared PID namespace (no container name starts with ".")
 VOLUME_CHECK_PERIOD = 2.0         # disk-backed emptyDir sizeLimit: an overrun is noticed within a few seconds
 SHED_DELAY = 0.5                  # after the ready report: the CLI does not wait for it, a quick `run --rm` never pays it
+HIBERNATE_AFTER = 0.5             # seconds without events before the watcher becomes nsbox-idle
 
 
 # ---------------------------------------------------------------- launching
@@ -140,7 +141,8 @@ def _watcher_main(root: Root, uid: str, ready_fd: int, adopt: bool,
     watcher = Watcher(root, uid, adopt=adopt, attach=attach, follow=follow)
     try:
         watcher.start(ready_fd)
-        watcher.at(SHED_DELAY, _shed_cli_memory)
+        # Forked from the CLI: give back what only the CLI needed, unless nsbox-idle replaces it all.
+        watcher.at(SHED_DELAY, lambda: watcher.can_hibernate() or _shed_cli_memory(), keeps_awake=False)
         watcher.loop()
     except BaseException as e:
         import traceback               # here: the CLIs that import this module only to talk to a watcher skip it
@@ -170,6 +172,24 @@ def _open_fds() -> list[int]:
         return [int(n) for n in os.listdir("/proc/self/fd")]
     except OSError:
         return list(range(3, 1024))
+
+
+def resume(state_fd: int) -> None:
+    """The entry point nsbox-idle execs: the hibernated watcher of a pod wakes up."""
+    with open(state_fd, "rb") as f:
+        state = json.load(f)
+    code = 0
+    try:
+        # The spec comes with the state: pod.json may be what vanished (_check_state).
+        watcher = Watcher(Root(state["root"]), state["uid"], adopt=state["adopt"],
+                          pod=PodSpec.from_dict(state["pod"]))
+        watcher.resume(state)
+        watcher.loop()
+    except BaseException:
+        import traceback
+        traceback.print_exc()      # to the watcher's log; the next CLI adopts the pod (SPEC §5.6)
+        code = 1
+    os._exit(code)
 
 
 # ---------------------------------------------------------------- the watcher
@@ -208,13 +228,13 @@ class Running:
 
 class Watcher:
     def __init__(self, root: Root, uid: str, *, adopt: bool = False,
-                 attach: tuple[int, ...] | None = None, follow: bool = False):
+                 attach: tuple[int, ...] | None = None, follow: bool = False, pod: PodSpec | None = None):
         self.root = root
         self.uid = uid
         self.paths: PodPaths = root.pod(uid)
         self.adopt = adopt
         self.attach = attach
-        self.pod: PodSpec = PodSpec.from_dict(read_json(self.paths.pod_json))
+        self.pod: PodSpec = pod or PodSpec.from_dict(read_json(self.paths.pod_json))
         self.cg = cgroups.detect()
         self.sel = selectors.DefaultSelector()
         self.timers: list[list[Any]] = []
@@ -246,6 +266,11 @@ class Watcher:
         self.pause_start = 0
         self.pid_ns_fd = -1                # containers join this PID namespace
         self.lock = FileLock(self.paths.watcher_lock)
+        self.listener: socket.socket | None = None
+        self.deadline_timer: list[Any] | None = None    # activeDeadlineSeconds
+        self.active_at = 0.0               # the last event (monotonic): the watcher hibernates after a quiet spell
+        self.hibernate_timer: list[Any] | None = None
+        self.idle_program_ok = os.access(native.IDLE_PROGRAM, os.X_OK)
         self.base_backoff = float(self.pod.annotations.get("nsbox.io/backoff-base-seconds", kube.BACKOFF_BASE))
         self.max_backoff = float(self.pod.annotations.get("nsbox.io/backoff-max-seconds", kube.BACKOFF_MAX))
 
@@ -255,17 +280,11 @@ class Watcher:
         self.ready_fd = ready_fd
         if not self.lock.acquire(blocking=False):
             raise NsboxError(f'pod "{self.pod.name}" already has a watcher')
-        _set_process_name(f"nsbox-watch {self.pod.namespace}/{self.pod.name}")
+        _set_process_name(self.title)
         _become_subreaper()
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_IGN)
-        self.sel.register(wake_r, selectors.EVENT_READ, self._on_signal)
-
-        listener = control.listen(self.paths.ctl)
-        self.sel.register(listener, selectors.EVENT_READ, self._on_accept)
+        self._catch_signals()
+        self.listener = control.listen(self.paths.ctl)
+        self.sel.register(self.listener, selectors.EVENT_READ, self._on_accept)
 
         old = read_json(self.paths.status_json) or {}
         self.events = old.get("events", [])
@@ -289,10 +308,28 @@ class Watcher:
         self.attach = None
         self.every(STATE_CHECK_PERIOD, self._check_state)
         self._arm_active_deadline()
-        if any(v.kind == "emptyDir" and v.medium != "Memory" and v.size_limit for v in self.pod.volumes):
+        if self.checks_volumes:
             self.every(VOLUME_CHECK_PERIOD, self._check_volume_usage)
         self.save()
         self.report_ready({"ok": True, "errors": errors, "pid": os.getpid()})
+        self.active_at = time.monotonic()
+
+    @property
+    def title(self) -> str:
+        return f"nsbox-watch {self.pod.namespace}/{self.pod.name}"
+
+    @property
+    def checks_volumes(self) -> bool:
+        return any(v.kind == "emptyDir" and v.medium != "Memory" and v.size_limit for v in self.pod.volumes)
+
+    def _catch_signals(self) -> None:
+        """SIGCHLD wakes the loop through a pipe; the terminal's and a closed pipe's signals are ignored."""
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_IGN)
+        self.sel.register(wake_r, selectors.EVENT_READ, self._on_signal)
 
     def report_ready(self, report: dict[str, Any], final: bool = False) -> None:
         """A JSON line to the CLI that forked us; the pipe stays open for `follow` until `final`."""
@@ -386,35 +423,50 @@ class Watcher:
             timeout = None
             if self.timers:
                 timeout = max(0.0, self.timers[0][0] - time.monotonic())
-            for key, _ in self.sel.select(timeout):
+            events = self.sel.select(timeout)
+            if events:
+                self.active_at = time.monotonic()
+            for key, _ in events:
                 # An earlier callback of this batch may have closed (and reused) this fd.
                 if self.sel.get_map().get(key.fd) is key:
                     key.data(key.fileobj)
             self._run_timers()
             if self.dirty and not self.done:
                 self.save()
+            if self.can_hibernate():
+                quiet = time.monotonic() - self.active_at
+                if quiet >= HIBERNATE_AFTER:
+                    self.hibernate()
+                elif self.hibernate_timer is None:
+                    self.hibernate_timer = self.at(HIBERNATE_AFTER - quiet, self._quiet_spell_over, keeps_awake=False)
         self._finish()
 
-    def at(self, delay: float, fn: Callable[[], None]) -> list[Any]:
-        entry = [time.monotonic() + delay, next(self.seq), fn]
+    def _quiet_spell_over(self) -> None:
+        self.hibernate_timer = None        # the loop decides: hibernate, or wait from the last event
+
+    def at(self, delay: float, fn: Callable[[], None], keeps_awake: bool = True) -> list[Any]:
+        """Call `fn` in `delay` seconds. A timer keeps the watcher from hibernating unless
+        hibernate() hands it over (restarts, the active deadline) or it may be dropped."""
+        entry = [time.monotonic() + delay, next(self.seq), fn, keeps_awake]
         heapq.heappush(self.timers, entry)
         return entry
 
     def every(self, period: float, fn: Callable[[], None]) -> None:
+        """Periodic checks: resume() sets them up again, so they never keep the watcher awake."""
         def tick() -> None:
             fn()
-            self.at(period, tick)
-        self.at(period, tick)
+            self.at(period, tick, keeps_awake=False)
+        self.at(period, tick, keeps_awake=False)
 
     @staticmethod
     def cancel(entry: list[Any] | None) -> None:
         if entry is not None:
-            entry[2] = lambda: None
+            entry[2], entry[3] = (lambda: None), False
 
     def _run_timers(self) -> None:
         t = time.monotonic()
         while self.timers and self.timers[0][0] <= t:
-            _, _, fn = heapq.heappop(self.timers)
+            fn = heapq.heappop(self.timers)[2]
             fn()
 
     def _on_signal(self, fd: int) -> None:
@@ -425,17 +477,163 @@ class Watcher:
             pass
         self._reap()
 
-    def _reap(self) -> None:
+    def _reap(self) -> int:
+        """Reap every child that has exited; returns how many."""
+        reaped = 0
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                return reaped
             if pid == 0:
-                return
+                return reaped
+            reaped += 1
             on_exit = self.children.pop(pid, None)
             if on_exit is not None:
                 on_exit(status)
+
+    # ------------------------------------------------------------ hibernation
+
+    # While nothing happens, the watcher execs nsbox-idle (csrc/idle.c) in its own process:
+    # the PID, the children, the namespaces, the flock, the control socket and the log
+    # pipes all survive execve, and ≈ 12 MB of Python become ≈ 0.3 MB of C. nsbox-idle
+    # copies container output into the logs and execs Python back (resume() below) when a
+    # child exits, a request arrives, a timer is due or the pod's state is gone. All the
+    # policy stays here; the price is a Python start-up in front of the first event.
+
+    def can_hibernate(self) -> bool:
+        """Nothing is under way that only this Python process can carry on."""
+        if not self.idle_program_ok or self.done or self.deletion is not None or self.terminating:
+            return False
+        if self.ready_fd >= 0 or self.clients or self.attach is not None or self.checks_volumes:
+            return False               # `run -a` waits on us; the disk usage check is Python's
+        known = {r.pid for r in self.containers.values() if r.running and r.child}
+        if self.pause_pid:
+            known.add(self.pause_pid)
+        if not set(self.children) <= known:
+            return False               # a hook is running
+        if any(t[3] for t in self.timers):
+            return False               # e.g. a SIGKILL due at the end of a grace period
+        # Adopted processes are watched through their pidfds; without one they are polled.
+        return all(r.child or r.pidfd >= 0 for r in self.containers.values() if r.running)
+
+    def hibernate(self) -> None:
+        """Exec nsbox-idle with what it needs to copy logs and to exec us back; returns if it cannot."""
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        # A child that exited before the block is handled here; one that exits after it
+        # leaves SIGCHLD pending, and nsbox-idle wakes on it at once.
+        if self._reap() or not self.can_hibernate():
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            return
+        for r in self.containers.values():
+            for w in r.streams.values():
+                w.flush()
+        if self.dirty:
+            self.save()
+        state, fds = self._handoff()
+        state_fd = os.memfd_create("nsbox-watcher-state", 0)
+        os.write(state_fd, json.dumps(state).encode())
+        os.lseek(state_fd, 0, os.SEEK_SET)
+        for fd in fds:
+            os.set_inheritable(fd, True)
+        resume = ("import sys; sys.path.insert(0, %r); from nsbox.watcher import resume; resume(%d)"
+                  % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), state_fd))
+        argv = [self.title, "--check", self.paths.pod_json]
+        adopted = [r.pidfd for r in self.containers.values() if r.running and not r.child]
+        for fd in [self.listener.fileno(), *adopted]:
+            argv += ["--wake-on", str(fd)]
+        for r in self.containers.values():
+            for fd, w in r.streams.items():
+                argv += ["--log", f"{fd}:{w.fd}:{w.stream.decode()}"]
+        due = [t[0] for t in (self.deadline_timer, *(r.restart_timer for r in self.containers.values())) if t]
+        if due:
+            argv += ["--wake-at", str(int(min(due) * 1e9))]
+        argv += ["--", sys.executable, "-I", "-u", "-c", resume]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            os.execv(native.IDLE_PROGRAM, argv)
+        except OSError as e:
+            print(f"cannot hibernate: exec {native.IDLE_PROGRAM}: {e.strerror}", file=sys.stderr)
+            self.idle_program_ok = False
+            os.close(state_fd)
+            for fd in fds:
+                os.set_inheritable(fd, False)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+    def _handoff(self) -> tuple[dict[str, Any], list[int]]:
+        """What resume() needs that status.json does not hold, and the descriptors that must survive."""
+        fds = [self.listener.fileno(), self.lock.fd]
+        fds += [fd for fd in (self.pid_ns_fd, self.host_netns_fd) if fd >= 0]
+        containers = {}
+        for name, r in self.containers.items():
+            containers[name] = {
+                "pid": r.pid, "pidfd": r.pidfd, "procStart": r.proc_start, "child": r.child,
+                "restartCount": r.restart_count, "backoffIndex": r.backoff_index,
+                "startedMono": r.started_mono, "state": r.state, "lastState": r.last_state,
+                "logFd": r.log_fd, "streams": {str(fd): w.stream.decode() for fd, w in r.streams.items()},
+                "oomBefore": r.oom_before, "restartAt": r.restart_timer[0] if r.restart_timer else None,
+            }
+            fds += [fd for fd in (r.pidfd, r.log_fd, *r.streams) if fd >= 0]
+        return {
+            "root": self.root.path, "uid": self.uid, "adopt": self.adopt, "pod": self.pod.to_dict(),
+            "listener": self.listener.fileno(), "lock": self.lock.fd,
+            "pidNsFd": self.pid_ns_fd, "hostNetnsFd": self.host_netns_fd,
+            "pause": [self.pause_pid, self.pause_start], "pauseChild": self.pause_pid in self.children,
+            "phase": self.phase, "reason": self.reason, "message": self.message,
+            "startTime": self.start_time, "podIP": self.pod_ip, "events": self.events,
+            "exitCodes": self.exit_codes, "etcFiles": self.etc_files,
+            "deadlineAt": self.deadline_timer[0] if self.deadline_timer else None,
+            "containers": containers,
+        }, fds
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Carry on where hibernate() left off, in the same process, exec'd back by nsbox-idle."""
+        _set_process_name(self.title)
+        self.lock.fd = state["lock"]
+        self.listener = socket.socket(fileno=state["listener"])
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, self._on_accept)
+        self.pid_ns_fd, self.host_netns_fd = state["pidNsFd"], state["hostNetnsFd"]
+        self.pause_pid, self.pause_start = state["pause"]
+        if state["pauseChild"]:
+            self.children[self.pause_pid] = self._pause_exited
+        self.phase, self.reason, self.message = state["phase"], state["reason"], state["message"]
+        self.start_time, self.pod_ip, self.events = state["startTime"], state["podIP"], state["events"]
+        self.exit_codes, self.etc_files = state["exitCodes"], state["etcFiles"]
+        now = time.monotonic()
+        if state["deadlineAt"] is not None:
+            self.deadline_timer = self.at(max(0.0, state["deadlineAt"] - now), self._deadline_exceeded,
+                                          keeps_awake=False)
+        fds = [self.lock.fd, self.listener.fileno()] + [fd for fd in (self.pid_ns_fd, self.host_netns_fd) if fd >= 0]
+        for name, st in state["containers"].items():
+            r = self.containers.get(name)
+            if r is None:
+                continue
+            r.pid, r.pidfd, r.proc_start, r.child = st["pid"], st["pidfd"], st["procStart"], st["child"]
+            r.restart_count, r.backoff_index = st["restartCount"], st["backoffIndex"]
+            r.started_mono, r.state, r.last_state = st["startedMono"], st["state"], st["lastState"]
+            r.log_fd, r.oom_before = st["logFd"], st["oomBefore"]
+            for fd, stream in st["streams"].items():
+                r.streams[int(fd)] = logs.StreamWriter(r.log_fd, stream)
+                self.sel.register(int(fd), selectors.EVENT_READ, lambda fd, r=r: self._on_output(r, fd))
+            if r.running and r.child:
+                self.children[r.pid] = lambda status, r=r: self._container_exited(r, status)
+            elif r.running:
+                self.sel.register(r.pidfd, selectors.EVENT_READ, lambda _fd, r=r: self._adopted_exit(r))
+            if st["restartAt"] is not None:
+                r.restart_timer = self.at(max(0.0, st["restartAt"] - now), lambda r=r: self._restart(r),
+                                          keeps_awake=False)
+            fds += [fd for fd in (r.pidfd, r.log_fd, *r.streams) if fd >= 0]
+        for fd in fds:
+            os.set_inheritable(fd, False)
+        self.every(STATE_CHECK_PERIOD, self._check_state)
+        self.dirty = False
+        self.active_at = now
+        self._catch_signals()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})   # nsbox-idle left it blocked
+        self._reap()
+        self._check_state()
 
     # ------------------------------------------------------------ status
 
@@ -671,7 +869,7 @@ class Watcher:
                 self.event("Warning", "BackOff", f"Back-off {delay:g}s restarting failed container", r.spec.name)
             else:
                 r.state = {"waiting": {"reason": "ContainerCreating"}}
-            r.restart_timer = self.at(delay, lambda r=r: self._restart(r))
+            r.restart_timer = self.at(delay, lambda r=r: self._restart(r), keeps_awake=False)
         else:
             self._notify_exit(r, code)
             self._start_next()
@@ -805,8 +1003,11 @@ class Watcher:
         elapsed = 0.0
         if self.adopt:
             elapsed = time.time() - kube.epoch(self.start_time)
-        self.at(max(0.0, limit - elapsed), lambda: self.fail_pod(
-            "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"))
+        self.deadline_timer = self.at(max(0.0, limit - elapsed), self._deadline_exceeded, keeps_awake=False)
+
+    def _deadline_exceeded(self) -> None:
+        self.deadline_timer = None
+        self.fail_pod("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
 
     def _check_volume_usage(self) -> None:
         """Evict the pod when a disk-backed emptyDir outgrows its sizeLimit (the kubelet's eviction)."""
