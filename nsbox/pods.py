@@ -193,7 +193,16 @@ class Runtime:
     def delete(self, namespace: str, name: str, *, grace: int | None = None, force: bool = False,
                wait: bool = True) -> None:
         """Ask the pod's watcher to end the pod (SPEC §5) and, with `wait`, return once it is gone."""
-        from nsbox import control
+        pending = self.request_delete(namespace, name, grace=grace, force=force)
+        if wait:
+            pending.wait()
+        else:
+            pending.close()
+
+    def request_delete(self, namespace: str, name: str, *, grace: int | None = None,
+                       force: bool = False) -> PendingDelete:
+        """Hand the deletion to the pod's watcher; the caller waits on the result when it likes,
+        so that several pods end in parallel (as `kubectl delete` does)."""
         paths = self.root.require(namespace, name)
         with FileLock(paths.lock):
             spec_raw = read_json(paths.pod_json)
@@ -209,29 +218,7 @@ class Runtime:
                 # The name is free at once; the pod is torn down behind it (SPEC §5.7).
                 self.root.release(namespace, name, paths.uid)
             sock = self._ask_to_delete(paths, g, force)
-        # Until the pod is gone. A watcher that dies on the way (killed, OOM) says nothing:
-        # its pod is still there, so a new watcher takes the termination over (SPEC §5.6).
-        for _ in range(MAX_WATCHER_REPLACEMENTS):
-            if sock is None:
-                return
-            if not wait:
-                sock.close()
-                return
-            try:
-                sock.settimeout(None)
-                while (msg := control.recv(sock)) is not None:
-                    if msg.get("gone"):
-                        return
-            except OSError:
-                pass
-            finally:
-                sock.close()
-            try:
-                with FileLock(paths.lock):
-                    sock = self._ask_to_delete(paths, g, force)
-            except FileNotFoundError:
-                return                  # it went with its last words unsaid: the pod is gone
-        raise NsboxError(f'pod "{name}": its watcher keeps going away (see {paths.watcher_log})')
+        return PendingDelete(self, paths, name, g, force, sock)
 
     def _ask_to_delete(self, paths: PodPaths, grace: int, force: bool) -> socket.socket | None:
         """A connection to the pod's watcher once it has taken the deletion on; None if the pod is gone."""
@@ -431,6 +418,43 @@ class Runtime:
 
 
 # What a hostPath `type` requires of the path (the kubelet's hostPath type checks).
+class PendingDelete:
+    """A pod whose watcher has taken its deletion on (or that was already gone: no socket)."""
+
+    def __init__(self, rt: Runtime, paths: PodPaths, name: str, grace: int, force: bool,
+                 sock: socket.socket | None):
+        self.rt, self.paths, self.name, self.grace, self.force = rt, paths, name, grace, force
+        self.sock = sock
+
+    def wait(self) -> None:
+        """Until the pod is gone. A watcher that dies on the way (killed, OOM) says nothing:
+        its pod is still there, so a new watcher takes the termination over (SPEC §5.6)."""
+        from nsbox import control
+        for _ in range(MAX_WATCHER_REPLACEMENTS):
+            if self.sock is None:
+                return
+            try:
+                self.sock.settimeout(None)
+                while (msg := control.recv(self.sock)) is not None:
+                    if msg.get("gone"):
+                        return
+            except OSError:
+                pass
+            finally:
+                self.close()
+            try:
+                with FileLock(self.paths.lock):
+                    self.sock = self.rt._ask_to_delete(self.paths, self.grace, self.force)
+            except FileNotFoundError:
+                return                  # it went with its last words unsaid: the pod is gone
+        raise NsboxError(f'pod "{self.name}": its watcher keeps going away (see {self.paths.watcher_log})')
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
 _HOST_PATH_KINDS = {"Directory": stat.S_ISDIR, "File": stat.S_ISREG, "Socket": stat.S_ISSOCK,
                     "CharDevice": stat.S_ISCHR, "BlockDevice": stat.S_ISBLK}
 

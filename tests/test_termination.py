@@ -219,3 +219,17 @@ def test_parallel_runs_and_deletes_on_the_same_pod(nsbox):
     for d in deletes:
         assert d.returncode == 0 or 'not found' in d.stderr, d.stderr
     assert leftovers(nsbox.root) == []
+
+
+def test_deleting_several_pods_runs_their_grace_periods_at_the_same_time(nsbox):
+    # `sleep` as PID 1 ignores SIGTERM: each pod takes its whole grace period. As with
+    # kubectl, all pods are asked first and then waited for: about one grace period, not three.
+    grace = 3
+    for name in ("g1", "g2", "g3"):
+        nsbox("run", name, "--", "sleep", "300")
+    start = time.monotonic()
+    out = nsbox("delete", "pod", "g1", "g2", "g3", "--grace-period", str(grace)).stdout
+    elapsed = time.monotonic() - start
+    assert out.splitlines() == ['pod "g1" deleted', 'pod "g2" deleted', 'pod "g3" deleted']
+    assert grace <= elapsed < 3 * grace, f"took {elapsed:.1f} s"
+    assert leftovers(nsbox.root) == []
