@@ -32,6 +32,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <linux/capability.h>
+#include <linux/openat2.h>
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
@@ -236,6 +237,48 @@ static int pivot_into(const char *newroot)
     return 0;
 }
 
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
+/* Bind `sub` of directory `dir` at `target`. `sub` is resolved by openat2
+ * beneath `dir`, refusing every symbolic link, and the mount goes through the
+ * resulting descriptor: the pod may be changing its volume at this moment,
+ * and what is mounted is what was resolved (a subPath: see
+ * nsbox/container.py). The descriptor is opened here, in the child's own
+ * mount namespace, because bind mounts only take sources from the caller's. */
+static int bind_beneath(const char *dir, const char *sub, const char *target,
+                        unsigned long flags)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_CLOEXEC,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    char path[32] = "/proc/self/fd/";
+    char digits[12];
+    int dfd, fd, n = 0, err = 0;
+    size_t len = strlen(path);
+
+    dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return errno;
+    fd = (int)syscall(SYS_openat2, dfd, sub, &how, sizeof how);
+    err = fd < 0 ? errno : 0;
+    close(dfd);
+    if (err)
+        return err;
+    /* "/proc/self/fd/<fd>" without snprintf, which is not async-signal-safe. */
+    for (int v = fd; n == 0 || v > 0; v /= 10)
+        digits[n++] = (char)('0' + v % 10);
+    while (n > 0)
+        path[len++] = digits[--n];
+    path[len] = '\0';
+    if (mount(path, target, NULL, flags, NULL) < 0)
+        err = errno;
+    close(fd);
+    return err;
+}
+
 /* Returns 0 or an errno; *step says which step it was. */
 static int run_op(const struct nsbox_mount_op *op, int *step)
 {
@@ -260,6 +303,9 @@ static int run_op(const struct nsbox_mount_op *op, int *step)
     case NSBOX_OP_PIVOT:
         *step = NSBOX_STEP_PIVOT_ROOT;
         return pivot_into(op->target);
+    case NSBOX_OP_BIND_BENEATH:
+        *step = NSBOX_STEP_MOUNT;
+        return bind_beneath(op->source, op->data, op->target, op->flags);
     case NSBOX_OP_UMOUNT:
         *step = NSBOX_STEP_UMOUNT;
         if (umount2(op->target, (int)op->flags) < 0)

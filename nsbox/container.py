@@ -9,6 +9,7 @@ joins an existing container (`nsbox exec`, preStop and postStart hooks).
 from __future__ import annotations
 
 import os
+
 from nsbox import kube, mounts, native, security
 from nsbox.errors import NsboxError
 from nsbox.model import ContainerSpec, PodSpec
@@ -64,19 +65,6 @@ def check_command(pod: PodSpec, c: ContainerSpec) -> None:
         raise NsboxError(f'container "{c.name}": executable "{args[0]}" not found{where}')
 
 
-def resolve_subpath(volume_dir: str, sub_path: str) -> str:
-    """volume_dir/sub_path, created if missing, refusing anything that leaves the volume."""
-    if sub_path.startswith("/") or ".." in sub_path.split("/"):
-        raise NsboxError(f'subPath "{sub_path}" must be a relative path inside the volume')
-    base = os.path.realpath(volume_dir)
-    path = os.path.realpath(os.path.join(base, sub_path))
-    if path != base and not path.startswith(base + "/"):
-        raise NsboxError(f'subPath "{sub_path}" leaves its volume')
-    if not os.path.exists(path):
-        os.makedirs(path, 0o777, exist_ok=True)
-    return path
-
-
 def volume_mounts(pod: PodSpec, c: ContainerSpec, paths: PodPaths) -> list[mounts.Volume]:
     result = []
     for m in c.volume_mounts:
@@ -84,10 +72,31 @@ def volume_mounts(pod: PodSpec, c: ContainerSpec, paths: PodPaths) -> list[mount
         if v is None:
             raise NsboxError(f'container "{c.name}": volume "{m.name}" not found')
         source = v.host_path if v.kind == "hostPath" else paths.volume(v.name)
+        sub_path = ""
         if m.sub_path:
-            source = resolve_subpath(source, m.sub_path)
-        result.append(mounts.Volume(source, os.path.normpath("/" + m.mount_path), m.read_only))
+            sub_path = check_subpath(source, m.sub_path)
+        result.append(mounts.Volume(source, os.path.normpath("/" + m.mount_path), m.read_only, sub_path))
     return result
+
+
+def check_subpath(volume_dir: str, sub_path: str) -> str:
+    """`sub_path` normalised, its missing directories made, or a clear error.
+
+    The pod owns its volume's content and may change it at any time: a path
+    checked here and then mounted by name could be swapped for a link out of
+    the volume in between. So the check walks the path without following
+    symbolic links (as the kubelet does), and the mount (the "bind-beneath"
+    step) resolves it again in the container's child with the same rule and
+    mounts what it resolved.
+    """
+    if sub_path.startswith("/") or ".." in sub_path.split("/"):
+        raise NsboxError(f'subPath "{sub_path}" must be a relative path inside the volume')
+    normal = "/".join(n for n in sub_path.split("/") if n not in ("", "."))
+    try:
+        os.close(mounts.open_beneath(volume_dir, normal, create=True))
+    except OSError as e:
+        raise NsboxError(f'subPath "{sub_path}": {e.strerror}') from None
+    return normal or "."
 
 
 def start_request(pod: PodSpec, c: ContainerSpec, paths: PodPaths, etc_files: dict[str, str],

@@ -22,7 +22,9 @@ where device nodes work are the binds of the default devices and devpts.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
 from nsbox import native
 from nsbox.native import MountOp
@@ -50,12 +52,43 @@ _KEPT_BY_REMOUNT = ((os.ST_RDONLY, native.MS_RDONLY), (os.ST_NOSUID, native.MS_N
 
 
 class Volume:
-    """A resolved volume mount: host path -> path in the container."""
+    """A resolved volume mount: host path (and a subPath below it) -> path in the container."""
 
-    def __init__(self, source: str, target: str, read_only: bool):
+    def __init__(self, source: str, target: str, read_only: bool, sub_path: str = ""):
         self.source = source
         self.target = target
         self.read_only = read_only
+        self.sub_path = sub_path
+
+
+def open_beneath(directory: str, path: str, create: bool = False) -> int:
+    """An O_PATH descriptor of directory/path, walked one component at a time
+    without following symbolic links (a link is an error, ELOOP); with
+    `create`, missing directories are made (mode 0777 less the umask)."""
+    flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(directory, flags | os.O_DIRECTORY)
+    try:
+        for name in path.split("/"):
+            if name in ("", "."):
+                continue
+            try:
+                child = os.open(name, flags, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(name, 0o777, dir_fd=fd)
+                except FileExistsError:
+                    pass                # made meanwhile: opened like any other
+                child = os.open(name, flags, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise OSError(errno.ELOOP, f'"{name}" is a symbolic link')
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def container_root_plan(
@@ -109,7 +142,7 @@ def container_root_plan(
         ops.append(MountOp("mount", root + target, source=source, flags=native.MS_BIND))
 
     for v in volumes:
-        ops += bind_plan(v.source, root + v.target, v.read_only, nodev=not privileged)
+        ops += bind_plan(v.source, root + v.target, v.read_only, nodev=not privileged, sub_path=v.sub_path)
 
     if console:
         ops.append(MountOp("touch", f"{root}/dev/console", mode=0o620))
@@ -123,14 +156,27 @@ def container_root_plan(
     return ops
 
 
-def bind_plan(source: str, target: str, read_only: bool, nodev: bool = False) -> list[MountOp]:
-    """Bind `source` (a file or a directory) at `target`, creating the mount point."""
-    make = MountOp("mkdir", target) if os.path.isdir(source) else MountOp("touch", target, mode=0o644)
-    ops = [make, MountOp("mount", target, source=source, flags=native.MS_BIND | native.MS_REC)]
+def bind_plan(source: str, target: str, read_only: bool, nodev: bool = False,
+              sub_path: str = "") -> list[MountOp]:
+    """Bind `source` (a file or a directory), or `sub_path` beneath it, at `target`,
+    creating the mount point."""
+    if sub_path:
+        # Looked at through a descriptor, as the child will mount it (bind-beneath).
+        fd = open_beneath(source, sub_path)
+        try:
+            is_dir, fs_flags = stat.S_ISDIR(os.fstat(fd).st_mode), os.fstatvfs(fd).f_flag
+        finally:
+            os.close(fd)
+        bind = MountOp("bind-beneath", target, source=source, data=sub_path, flags=native.MS_BIND | native.MS_REC)
+    else:
+        is_dir, fs_flags = os.path.isdir(source), None
+        bind = MountOp("mount", target, source=source, flags=native.MS_BIND | native.MS_REC)
+    make = MountOp("mkdir", target) if is_dir else MountOp("touch", target, mode=0o644)
+    ops = [make, bind]
     extra = (native.MS_RDONLY if read_only else 0) | (native.MS_NODEV if nodev else 0)
     if extra:
         # A bind remount sets the per-mount flags to exactly those given: restate the source's.
-        st = os.statvfs(source).f_flag
+        st = fs_flags if fs_flags is not None else os.statvfs(source).f_flag
         kept = sum(ms for st_flag, ms in _KEPT_BY_REMOUNT if st & st_flag)
         ops.append(MountOp("mount", target, flags=native.MS_REMOUNT | native.MS_BIND | kept | extra))
     return ops

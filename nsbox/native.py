@@ -57,6 +57,7 @@ _OP_KINDS = {
     "symlink": lib.NSBOX_OP_SYMLINK,
     "pivot": lib.NSBOX_OP_PIVOT,
     "umount": lib.NSBOX_OP_UMOUNT,
+    "bind-beneath": lib.NSBOX_OP_BIND_BENEATH,
 }
 
 
@@ -67,7 +68,9 @@ class MountOp:
     kind: "mount"; "mkdir" (mkdir -p target with mode); "touch" (empty
     regular file, parents created); "symlink" (source -> target, EEXIST ok);
     "pivot" (pivot_root into target, old root detached); "umount"
-    (umount2(target, flags)).
+    (umount2(target, flags)); "bind-beneath" (bind `data`, a path resolved
+    beneath the directory `source` without following symbolic links, at
+    target, with flags: a subPath).
     """
 
     kind: str

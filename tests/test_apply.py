@@ -393,6 +393,21 @@ def test_sub_path_mounts_a_subdirectory_of_the_volume(nsbox):
     assert os.listdir(in_container(pid, "/part")) == ["file"]
 
 
+def test_sub_path_through_a_symbolic_link_is_refused_and_nothing_is_made_through_it(nsbox, tmp_path):
+    # As the kubelet: no link in a subPath, even one that stays in the volume. (The pod may
+    # swap a checked directory for a link before the mount; the mount refuses it too:
+    # test_native's bind-beneath tests.)
+    (tmp_path / "inside").mkdir()
+    os.symlink("inside", tmp_path / "link")
+    p = apply(nsbox, pod("sublink", container("c", SLEEP, volumeMounts=[
+        {"name": "host", "mountPath": "/h", "subPath": "link/x"}]),
+        volumes=[{"name": "host", "hostPath": {"path": str(tmp_path)}}], restartPolicy="Never"))
+    assert 'subPath "link/x": "link" is a symbolic link' in p.stderr
+    state = wait_for(lambda: nsbox.container_state("sublink")["state"].get("terminated"), what="StartError")
+    assert state["reason"] == "StartError"
+    assert not (tmp_path / "inside" / "x").exists()
+
+
 def test_memory_empty_dir_is_a_tmpfs_of_its_size_limit(nsbox):
     apply(nsbox, pod("ram", container("c", SLEEP, volumeMounts=[{"name": "cache", "mountPath": "/cache"}]),
                      volumes=[{"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]))

@@ -283,6 +283,49 @@ def test_optional_mount_step_tolerates_a_missing_target(children):
     assert children.wait(pid) == 0
 
 
+def _bind_beneath_ops(volume: str, sub: str, target: str) -> list[MountOp]:
+    return [MountOp("mount", "/", flags=native.MS_REC | native.MS_PRIVATE),
+            MountOp("bind-beneath", target, source=volume, data=sub, flags=native.MS_BIND)]
+
+
+def test_bind_beneath_mounts_the_directory_it_resolved(children, output, tmpdir_clean):
+    os.makedirs(f"{tmpdir_clean}/vol/sub")
+    with open(f"{tmpdir_clean}/vol/sub/marker", "w") as f:
+        f.write("inside")
+    os.mkdir(f"{tmpdir_clean}/mnt")
+    req = request(["cat", f"{tmpdir_clean}/mnt/marker"], clone_flags=native.CLONE_NEWNS,
+                  ops=_bind_beneath_ops(f"{tmpdir_clean}/vol", "sub", f"{tmpdir_clean}/mnt"))
+    req.stdout = output.child_end()
+    pid = children.spawn(req)
+    output.started()
+    assert output.read_until() == "inside"
+    assert children.wait(pid) == 0
+
+
+@pytest.mark.parametrize("link", ["/", "../..", "sub2"])
+def test_bind_beneath_refuses_a_symbolic_link_wherever_it_points(tmpdir_clean, link):
+    # What a pod could put in its volume between nsbox's check of a subPath and the mount:
+    # the child resolves it again, follows no link, and mounts nothing.
+    os.makedirs(f"{tmpdir_clean}/vol/sub2")
+    os.symlink(link, f"{tmpdir_clean}/vol/sub")
+    os.mkdir(f"{tmpdir_clean}/mnt")
+    before = our_children()
+    with pytest.raises(SpawnError) as info:
+        native.spawn(request(["true"], clone_flags=native.CLONE_NEWNS,
+                             ops=_bind_beneath_ops(f"{tmpdir_clean}/vol", "sub", f"{tmpdir_clean}/mnt")))
+    assert (info.value.step, info.value.errno) == ("mount", errno.ELOOP)
+    assert our_children() == before
+
+
+def test_bind_beneath_refuses_a_path_out_of_the_directory(tmpdir_clean):
+    os.makedirs(f"{tmpdir_clean}/vol")
+    os.mkdir(f"{tmpdir_clean}/mnt")
+    with pytest.raises(SpawnError) as info:
+        native.spawn(request(["true"], clone_flags=native.CLONE_NEWNS,
+                             ops=_bind_beneath_ops(f"{tmpdir_clean}/vol", "../vol/../..", f"{tmpdir_clean}/mnt")))
+    assert (info.value.step, info.value.errno) == ("mount", errno.EXDEV)
+
+
 def test_later_exec_candidate_runs_when_earlier_ones_are_missing(children):
     req = request(["true"])
     req.exec_paths = ["/nonexistent/true", shutil.which("true")]
