@@ -510,7 +510,7 @@ class Watcher:
 
     def can_hibernate(self) -> bool:
         """Nothing is under way that only this Python process can carry on."""
-        if not self.idle_program_ok or self.done or self.deletion is not None or self.terminating:
+        if not self.idle_program_ok or self.done or self.deletion is not None:
             return False
         if self.ready_fd >= 0 or self.clients or self.attach is not None or self.checks_volumes:
             return False               # `run -a` waits on us; the disk usage check is Python's
