@@ -415,10 +415,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     def finish(p: PendingDelete) -> None:
         nonlocal status
         try:
-            if args.wait:
-                p.wait()
-            else:
-                p.close()
+            p.finish(args.wait)
             print(f'pod "{p.name}" {"force deleted" if args.force else "deleted"}')
         except NsboxError as e:
             print(f"error: {e}", file=sys.stderr)

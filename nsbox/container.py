@@ -72,15 +72,14 @@ def volume_mounts(pod: PodSpec, c: ContainerSpec, paths: PodPaths) -> list[mount
         if v is None:
             raise NsboxError(f'container "{c.name}": volume "{m.name}" not found')
         source = v.host_path if v.kind == "hostPath" else paths.volume(v.name)
-        sub_path = ""
         if m.sub_path:
-            sub_path = check_subpath(source, m.sub_path)
-        result.append(mounts.Volume(source, os.path.normpath("/" + m.mount_path), m.read_only, sub_path))
+            check_subpath(source, m.sub_path)
+        result.append(mounts.Volume(source, os.path.normpath("/" + m.mount_path), m.read_only, m.sub_path))
     return result
 
 
-def check_subpath(volume_dir: str, sub_path: str) -> str:
-    """`sub_path` normalised, its missing directories made, or a clear error.
+def check_subpath(volume_dir: str, sub_path: str) -> None:
+    """Make the missing directories of `sub_path`, or raise a clear error.
 
     The pod owns its volume's content and may change it at any time: a path
     checked here and then mounted by name could be swapped for a link out of
@@ -91,12 +90,10 @@ def check_subpath(volume_dir: str, sub_path: str) -> str:
     """
     if sub_path.startswith("/") or ".." in sub_path.split("/"):
         raise NsboxError(f'subPath "{sub_path}" must be a relative path inside the volume')
-    normal = "/".join(n for n in sub_path.split("/") if n not in ("", "."))
     try:
-        os.close(mounts.open_beneath(volume_dir, normal, create=True))
+        os.close(mounts.open_beneath(volume_dir, sub_path, create=True))
     except OSError as e:
         raise NsboxError(f'subPath "{sub_path}": {e.strerror}') from None
-    return normal or "."
 
 
 def start_request(pod: PodSpec, c: ContainerSpec, paths: PodPaths, etc_files: dict[str, str],

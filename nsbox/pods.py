@@ -193,11 +193,7 @@ class Runtime:
     def delete(self, namespace: str, name: str, *, grace: int | None = None, force: bool = False,
                wait: bool = True) -> None:
         """Ask the pod's watcher to end the pod (SPEC §5) and, with `wait`, return once it is gone."""
-        pending = self.request_delete(namespace, name, grace=grace, force=force)
-        if wait:
-            pending.wait()
-        else:
-            pending.close()
+        self.request_delete(namespace, name, grace=grace, force=force).finish(wait)
 
     def request_delete(self, namespace: str, name: str, *, grace: int | None = None,
                        force: bool = False) -> PendingDelete:
@@ -425,6 +421,13 @@ class PendingDelete:
                  sock: socket.socket | None):
         self.rt, self.paths, self.name, self.grace, self.force = rt, paths, name, grace, force
         self.sock = sock
+
+    def finish(self, wait: bool) -> None:
+        """Wait until the pod is gone, or (`--wait=false`) only hang up."""
+        if wait:
+            self.wait()
+        else:
+            self.close()
 
     def wait(self) -> None:
         """Until the pod is gone. A watcher that dies on the way (killed, OOM) says nothing:

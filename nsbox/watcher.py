@@ -577,10 +577,9 @@ class Watcher:
         containers = {}
         for name, r in self.containers.items():
             containers[name] = {
-                "pid": r.pid, "pidfd": r.pidfd, "procStart": r.proc_start, "child": r.child,
-                "restartCount": r.restart_count, "backoffIndex": r.backoff_index,
-                "startedMono": r.started_mono, "state": r.state, "lastState": r.last_state,
-                "logFd": r.log_fd, "streams": {str(fd): w.stream.decode() for fd, w in r.streams.items()},
+                **r.to_status(),           # pid, procStart, restartCount, state, lastState
+                "pidfd": r.pidfd, "child": r.child, "backoffIndex": r.backoff_index,
+                "startedMono": r.started_mono, "logFd": r.log_fd, "streams": {str(fd): w.stream.decode() for fd, w in r.streams.items()},
                 "oomBefore": r.oom_before, "restartAt": r.restart_timer[0] if r.restart_timer else None,
             }
             fds += [fd for fd in (r.pidfd, r.log_fd, *r.streams) if fd >= 0]
