@@ -34,6 +34,12 @@ class Volume:
 
 
 @record
+class HostAlias:
+    ip: str
+    hostnames: list[str] = field(list)
+
+
+@record
 class SecurityContext:
     privileged: bool = False
     cap_add: list[str] = field(list)      # canonical names without CAP_, or "ALL"
@@ -48,6 +54,8 @@ class SecurityContext:
 class Resources:
     cpu_millis: int | None = None       # limits.cpu in millicores
     memory_bytes: int | None = None     # limits.memory
+    cpu_request_millis: int | None = None    # requests.cpu: reserves nothing (no scheduler); shown, QoS class, downward API
+    memory_request_bytes: int | None = None  # requests.memory
 
 
 @record
@@ -100,6 +108,12 @@ class PodSpec:
     share_process_namespace: bool = False
     run_as_user: int | None = None   # pod securityContext defaults
     run_as_group: int | None = None
+    fs_group: int | None = None      # pod securityContext: supplementary group of every process, owner of volumes
+    fs_group_change_policy: str = "" # "" (= Always) | "Always" | "OnRootMismatch"
+    supplemental_groups: list[int] = field(list)
+    supplemental_groups_policy: str = ""   # "" (= Merge) | "Merge" | "Strict"
+    sysctls: dict[str, str] = field(dict)  # namespaced sysctls, set in the pod's namespaces (in order)
+    host_aliases: list[HostAlias] = field(list)
     auto_remove: bool = False        # `run --rm`: the pod removes itself when its containers have ended
     source: str = "cli"              # "cli" or "manifest"; a manifest pod keeps its original object
     manifest: dict[str, Any] | None = None
@@ -113,6 +127,7 @@ class PodSpec:
         d["containers"] = [_container_from_dict(c) for c in d.get("containers", [])]
         d["init_containers"] = [_container_from_dict(c) for c in d.get("init_containers", [])]
         d["volumes"] = [Volume(**v) for v in d.get("volumes", [])]
+        d["host_aliases"] = [HostAlias(**h) for h in d.get("host_aliases", [])]
         return cls(**d)
 
     def all_containers(self) -> list[ContainerSpec]:
