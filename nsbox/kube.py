@@ -144,6 +144,27 @@ def env_var_name_error(name: str) -> str | None:
     return "a valid environment variable name must consist only of printable ASCII characters other than '='"
 
 
+_CONFIG_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")
+
+
+def config_key_errors(key: str) -> list[str]:
+    """A key of a ConfigMap or Secret (apimachinery IsConfigMapKey): also a file name."""
+    errors = []
+    if len(key) > 253:
+        errors.append(_max_len(253))
+    if not _CONFIG_KEY_RE.fullmatch(key):
+        errors.append("a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
+                      "(e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is "
+                      "'[-._a-zA-Z0-9]+')")
+    if key == ".":
+        errors.append("must not be '.'")
+    elif key == "..":
+        errors.append("must not be '..'")
+    elif key.startswith(".."):
+        errors.append("must not start with '..'")
+    return errors
+
+
 # --- Quantities (apimachinery: pkg/api/resource) ------------------------------
 
 _QUANTITY_REGEX = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"   # as Kubernetes prints it

@@ -24,13 +24,44 @@ class VolumeMount:
 
 
 @record
+class KeyToPath:
+    """One file of a configMap or secret source: the object's `key` written at `path`."""
+    key: str
+    path: str
+    mode: int | None = None         # None = the volume's defaultMode
+
+
+@record
+class DownwardFile:
+    """One file of a downwardAPI source: a pod field or a container resource."""
+    path: str
+    field_ref: str = ""             # "metadata.name" | "metadata.namespace" | "metadata.uid" | "metadata.labels" | "metadata.annotations"
+    resource: str = ""              # resourceFieldRef.resource: "limits.cpu", "requests.memory", ...
+    container: str = ""             # resourceFieldRef.containerName
+    divisor: str = ""               # resourceFieldRef.divisor as written ("" = 1)
+    mode: int | None = None
+
+
+@record
+class Projection:
+    """One source of files in a configMap, secret, downwardAPI or projected volume."""
+    kind: str                       # "configMap" | "secret" | "downwardAPI"
+    name: str = ""                  # configMap/secret: the object's name
+    items: list[KeyToPath] = field(list)     # configMap/secret: [] = every key, at its own name
+    optional: bool = False          # configMap/secret: a missing object (or key) is not an error
+    files: list[DownwardFile] = field(list)  # downwardAPI
+
+
+@record
 class Volume:
     name: str
-    kind: str = "emptyDir"          # "emptyDir" | "hostPath"
+    kind: str = "emptyDir"          # "emptyDir" | "hostPath" | "configMap" | "secret" | "downwardAPI" | "projected"
     medium: str = ""                # emptyDir: "" (disk) or "Memory" (tmpfs)
     size_limit: int | None = None   # bytes; emptyDir only
     host_path: str = ""             # hostPath only
     host_path_type: str = ""        # hostPath: "", "Directory", "DirectoryOrCreate", "File", ...
+    sources: list[Projection] = field(list)  # configMap/secret/downwardAPI: one; projected: in order
+    default_mode: int | None = None # configMap/secret/downwardAPI/projected; None = 0644
 
 
 @record
@@ -63,6 +94,30 @@ class EnvVar:
     name: str
     value: str = ""
     field_ref: str = ""   # downward API: "metadata.name", "metadata.namespace", "metadata.uid", "status.podIP", "spec.nodeName"
+    resource: str = ""    # resourceFieldRef: "limits.cpu", "limits.memory", "requests.cpu", "requests.memory"
+    resource_container: str = ""   # resourceFieldRef.containerName ("" = this container)
+    divisor: str = ""     # resourceFieldRef.divisor as written ("" = 1)
+    ref_kind: str = ""    # configMapKeyRef / secretKeyRef: "configMap" | "secret"
+    ref_name: str = ""    # the object's name
+    ref_key: str = ""     # its key
+    optional: bool = False
+
+
+@record
+class EnvFrom:
+    """envFrom: every key of a ConfigMap or Secret as a variable, with `prefix`."""
+    kind: str             # "configMap" | "secret"
+    name: str
+    prefix: str = ""
+    optional: bool = False
+
+
+@record
+class ContainerPort:
+    container_port: int
+    name: str = ""
+    protocol: str = "TCP"
+    host_port: int | None = None
 
 
 @record
@@ -71,6 +126,8 @@ class ContainerSpec:
     command: list[str]
     args: list[str] = field(list)
     env: list[EnvVar] = field(list)
+    env_from: list[EnvFrom] = field(list)
+    ports: list[ContainerPort] = field(list)
     working_dir: str = ""
     image: str = ""                  # a local directory is used as the root; anything else is only shown
     volume_mounts: list[VolumeMount] = field(list)
@@ -126,7 +183,7 @@ class PodSpec:
         d = dict(d)
         d["containers"] = [_container_from_dict(c) for c in d.get("containers", [])]
         d["init_containers"] = [_container_from_dict(c) for c in d.get("init_containers", [])]
-        d["volumes"] = [Volume(**v) for v in d.get("volumes", [])]
+        d["volumes"] = [_volume_from_dict(v) for v in d.get("volumes", [])]
         d["host_aliases"] = [HostAlias(**h) for h in d.get("host_aliases", [])]
         return cls(**d)
 
@@ -150,9 +207,19 @@ class PodSpec:
         return (self.hostname or self.name)[:63]
 
 
+def _volume_from_dict(d: dict[str, Any]) -> Volume:
+    d = dict(d)
+    d["sources"] = [Projection(**{**p, "items": [KeyToPath(**i) for i in p.get("items", [])],
+                                  "files": [DownwardFile(**f) for f in p.get("files", [])]})
+                    for p in d.get("sources", [])]
+    return Volume(**d)
+
+
 def _container_from_dict(d: dict[str, Any]) -> ContainerSpec:
     d = dict(d)
     d["env"] = [EnvVar(**e) for e in d.get("env", [])]
+    d["env_from"] = [EnvFrom(**e) for e in d.get("env_from", [])]
+    d["ports"] = [ContainerPort(**p) for p in d.get("ports", [])]
     d["volume_mounts"] = [VolumeMount(**m) for m in d.get("volume_mounts", [])]
     d["security"] = SecurityContext(**d.get("security", {}))
     d["resources"] = Resources(**d.get("resources", {}))

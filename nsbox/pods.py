@@ -316,6 +316,11 @@ class Runtime:
 
     # ------------------------------------------------------------ exec
 
+    def config_changed(self, namespace: str, kind: str, name: str) -> None:
+        """A ConfigMap or Secret was created, changed or deleted: the pods of `namespace`
+        that use it refresh their volumes and retry containers that waited for it."""
+        # Filled in by the change that makes pods consume ConfigMaps and Secrets.
+
     def exec(self, namespace: str, pod_name: str, container_name: str | None, command: list[str],
              *, stdin: bool = False, tty: bool = False) -> int:
         v = self.get(namespace, pod_name)
