@@ -40,7 +40,8 @@ def test_to_dict_copies_nested_records_and_round_trips():
     p = PodSpec(name="p", labels={"a": "b"},
                 containers=[ContainerSpec(name="c", command=["sh"], env=[EnvVar("K", "V")])])
     d = p.to_dict()
-    assert d["containers"][0]["env"] == [{"name": "K", "value": "V", "field_ref": ""}]
+    [env] = d["containers"][0]["env"]
+    assert type(env) is dict and (env["name"], env["value"], env["field_ref"]) == ("K", "V", "")
     d["labels"]["a"] = "changed"
     assert p.labels == {"a": "b"}
     assert PodSpec.from_dict(p.to_dict()) == p
