@@ -31,8 +31,17 @@ def path(root: str, kind: str, namespace: str, name: str) -> str:
     return f"{root}/{KINDS[kind]}/{namespace}/{name}.json"
 
 
+def _storable(namespace: str, name: str) -> bool:
+    """Whether namespace/name can be an object at all: names from the command line
+    (`get cm ../x`) never reach outside the store."""
+    from nsbox import kube
+    return not kube.dns1123_label_errors(namespace) and not kube.dns1123_subdomain_errors(name)
+
+
 def load(root: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     """The stored object, or None when there is none."""
+    if not _storable(namespace, name):
+        return None
     try:
         return read_json(path(root, kind, namespace, name))
     except (NotADirectoryError, ValueError):
@@ -49,6 +58,8 @@ def save(root: str, obj: dict[str, Any]) -> None:
 
 def remove(root: str, kind: str, namespace: str, name: str) -> bool:
     """Delete the object; False when there was none."""
+    if not _storable(namespace, name):
+        return False
     try:
         os.unlink(path(root, kind, namespace, name))
         return True

@@ -410,3 +410,10 @@ def test_a_killed_apply_never_leaves_half_an_object(nsbox, tmp_path):
         with open(target) as f:
             value = json.load(f)["data"]["v"]
         assert value in (big[0]["data"]["v"], big[1]["data"]["v"])
+
+
+def test_names_from_the_command_line_never_leave_the_store(nsbox, tmp_path):
+    nsbox("create", "cm", "cfg", "--from-literal", "a=1")
+    assert fails(nsbox, "get", "cm", "../default/cfg") == 'error: configmaps "../default/cfg" not found\n'
+    assert fails(nsbox, "delete", "cm", "../default/cfg") == 'error: configmaps "../default/cfg" not found\n'
+    assert os.path.exists(os.path.join(nsbox.root, "configmaps", "default", "cfg.json"))
