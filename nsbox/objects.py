@@ -269,31 +269,37 @@ def _decode_base64(r: Any, kind: str, where: str, text: str) -> bytes | None:
 
 
 def _base64_error_at(text: str) -> int | None:
-    """The offset of the first byte Go's base64.StdEncoding refuses, or None when it decodes."""
+    """The offset Go's base64.StdEncoding reports for input it refuses, or None when it decodes."""
     raw = text.encode()
     quantum = 0                  # characters of the current 4-character group
-    padding = 0
+    pad_at = -1                  # where the padding began
     for i, c in enumerate(raw):
         if c in (0x0A, 0x0D):
             continue
-        if padding:
-            if c != 0x3D or padding + quantum >= 4:
-                return i
-            padding += 1
-            continue
+        if pad_at >= 0:
+            if quantum == 2 and i == _next_char(raw, pad_at + 1):
+                if c != 0x3D:
+                    return pad_at            # "x=" must be "x=="
+                quantum = 4
+                continue
+            return i                         # anything after the padding
         if c == 0x3D:            # "=": only in place of the last one or two characters of a group
             if quantum < 2:
                 return i
-            padding = 1
+            pad_at = i
             continue
         if c not in _B64:
             return i
         quantum = (quantum + 1) % 4
-    if padding and padding + quantum != 4:
-        return len(raw)
-    if not padding and quantum:
-        return len(raw)
-    return None
+    if pad_at >= 0:
+        return len(raw) if quantum == 2 else None
+    return len(raw) - quantum if quantum else None
+
+
+def _next_char(raw: bytes, i: int) -> int:
+    while i < len(raw) and raw[i] in (0x0A, 0x0D):
+        i += 1
+    return i
 
 
 def update_errors(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:

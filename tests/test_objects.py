@@ -417,3 +417,12 @@ def test_names_from_the_command_line_never_leave_the_store(nsbox, tmp_path):
     assert fails(nsbox, "get", "cm", "../default/cfg") == 'error: configmaps "../default/cfg" not found\n'
     assert fails(nsbox, "delete", "cm", "../default/cfg") == 'error: configmaps "../default/cfg" not found\n'
     assert os.path.exists(os.path.join(nsbox.root, "configmaps", "default", "cfg.json"))
+
+
+@pytest.mark.parametrize("text, offset", [
+    ("YWJj", None), ("YWI=", None), ("YQ==", None), ("YW\nJj\n", None), ("", None),
+    ("YQ", 0), ("YWJjYQ", 4), ("YQ=", 3), ("YQ=x", 2), ("YQ==YQ==", 4), ("A=AA", 1), ("hunter2!", 7),
+])
+def test_base64_is_refused_where_the_api_server_refuses_it(text, offset):
+    from nsbox import objects
+    assert objects._base64_error_at(text) == offset
