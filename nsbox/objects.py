@@ -51,6 +51,8 @@ def load(root: str, kind: str, namespace: str, name: str) -> dict[str, Any] | No
 def save(root: str, obj: dict[str, Any]) -> None:
     """Write a validated object (atomically; readers see the old or the new one)."""
     meta = obj["metadata"]
+    if not _storable(meta["namespace"], meta["name"]):
+        raise NsboxError(f'invalid name {meta["namespace"]}/{meta["name"]}')
     target = path(root, obj["kind"], meta["namespace"], meta["name"])
     os.makedirs(os.path.dirname(target), 0o700, exist_ok=True)
     write_json(target, obj)
@@ -150,6 +152,10 @@ def read_document(obj: dict[str, Any], label: str, namespace: str, namespace_exp
         r.required("metadata.name", "name or generateName is required")
     if meta is not None:
         r.metadata(meta, holder)
+    if not (meta or {}).get("namespace"):       # the namespace of -n
+        from nsbox import kube
+        for e in kube.dns1123_label_errors(namespace):
+            r.invalid("metadata.namespace", namespace, e)
     metadata: dict[str, Any] = {"name": holder.name, "namespace": holder.namespace}
     if holder.labels:
         metadata["labels"] = holder.labels

@@ -426,3 +426,10 @@ def test_names_from_the_command_line_never_leave_the_store(nsbox, tmp_path):
 def test_base64_is_refused_where_the_api_server_refuses_it(text, offset):
     from nsbox import objects
     assert objects._base64_error_at(text) == offset
+
+
+def test_an_invalid_namespace_from_n_is_refused(nsbox, tmp_path):
+    err = fails(nsbox, "-n", "../up", "apply", "-f", manifest(tmp_path, config_map(data={"a": "1"})))
+    assert err.startswith('error: metadata.namespace: Invalid value: "../up": a lowercase RFC 1123 label')
+    fails(nsbox, "-n", "Bad", "create", "cm", "cfg", "--from-literal", "a=1")
+    assert stored_names(nsbox) == [] and not os.path.exists(os.path.join(nsbox.root, "up"))
