@@ -319,6 +319,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     """`create configmap NAME` / `create secret generic NAME`: an object from kubectl's sources."""
     from nsbox import objects
     kind = "Secret" if args.create_kind == "secret" else "ConfigMap"
+    if args.output not in (None, "json", "yaml", "name"):
+        raise NsboxError(f'unknown output format "{args.output}": use json, yaml or name')
     if args.from_env_file and (args.from_file or args.from_literal):
         raise NsboxError("from-env-file cannot be combined with from-file or from-literal")
     sources = objects.Sources(kind, args.name)
@@ -344,8 +346,6 @@ def cmd_create(args: argparse.Namespace) -> int:
         _print_object(obj, args.output)
     elif args.output == "name":
         print(objects.ref(obj))
-    elif args.output:
-        raise NsboxError(f'unknown output format "{args.output}": use json, yaml or name')
     else:
         suffix = {"client": " (dry run)", "server": " (server dry run)"}.get(args.dry_run or "", "")
         print(f"{objects.ref(obj)} created{suffix}")
