@@ -10,6 +10,11 @@ folded into it):
 Unlike pods, these objects are mutable: `apply` replaces them (unless
 `immutable: true`), and the pods that use them see the change (README,
 "ConfigMaps and Secrets").
+
+`read_document` validates a manifest document as the API server would;
+`apply` and `create` store it (under a lock per kind, so that a check and the
+write it allows are one step); `Sources` gathers the keys of `create
+configmap|secret generic` by kubectl's rules; `table` is what `get` prints.
 """
 
 from __future__ import annotations
