@@ -242,9 +242,11 @@ def attach(rt: Any, view: Any, container: str) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     from nsbox import manifest
     docs = manifest.load_documents(args.filename)
+    configs: list[dict[str, Any]] = []
     try:
         pods, warnings = manifest.pods_from_documents(docs, namespace=args.namespace,
-                                                      namespace_explicit=args.namespace_given)
+                                                      namespace_explicit=args.namespace_given,
+                                                      configs=configs)
     except NsboxError as e:
         for w in getattr(e, "warnings", []):
             print(f"warning: {w}", file=sys.stderr)
@@ -254,7 +256,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     rt = runtime(args)
     # What only this machine can tell (executables, hostPaths) is checked for every new pod
     # before any is created, like the validation.
-    problems = []
+    problems = _config_update_errors(rt, configs)
     for pod in pods:
         if not rt.root.lookup(pod.namespace, pod.name):
             try:
@@ -263,7 +265,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 problems.append(f"pod/{pod.name}: {e}")
     if problems:
         raise NsboxError("\n".join(problems))
-    status = 0
+    status = _apply_configs(rt, configs)     # first: the file's pods may use them
     for pod in pods:
         existing = rt.root.lookup(pod.namespace, pod.name)
         if existing:
@@ -286,8 +288,143 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return status
 
 
+def _config_update_errors(rt: Any, configs: list[dict[str, Any]]) -> list[str]:
+    if not configs:
+        return []
+    from nsbox import objects
+    return [p for obj in configs for p in objects.update_errors(
+        objects.load(rt.root.path, obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]), obj)]
+
+
+def _apply_configs(rt: Any, configs: list[dict[str, Any]]) -> int:
+    """Store the ConfigMaps and Secrets of an `apply`; print what became of each."""
+    from nsbox import objects
+    status = 0
+    for obj in configs:
+        meta = obj["metadata"]
+        try:
+            result = objects.apply(rt.root.path, obj)
+        except NsboxError as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{objects.ref(obj)} {result}")
+        if result != "unchanged":
+            rt.config_changed(meta["namespace"], obj["kind"], meta["name"])
+    return status
+
+
+@command("create")
+def cmd_create(args: argparse.Namespace) -> int:
+    """`create configmap NAME` / `create secret generic NAME`: an object from kubectl's sources."""
+    from nsbox import objects
+    kind = "Secret" if args.create_kind == "secret" else "ConfigMap"
+    if args.output not in (None, "json", "yaml", "name"):
+        raise NsboxError(f'unknown output format "{args.output}": use json, yaml or name')
+    if args.from_env_file and (args.from_file or args.from_literal):
+        raise NsboxError("from-env-file cannot be combined with from-file or from-literal")
+    sources = objects.Sources(kind, args.name)
+    for source in args.from_file or []:
+        sources.file(source)
+    for source in args.from_literal or []:
+        sources.literal(source)
+    for source in args.from_env_file or []:
+        sources.env_file(source)
+    doc = sources.object(args.namespace, getattr(args, "type", None) or "")
+    obj, problems, _ = objects.read_document(doc, "", args.namespace, False, {})
+    if obj is None:
+        raise NsboxError("\n".join(f'{kind} "{args.name}" is invalid: {p}' for p in problems))
+    dry_run = args.dry_run not in (None, "none")
+    rt = runtime(args)
+    if dry_run:
+        if args.dry_run == "server" and objects.load(rt.root.path, kind, args.namespace, args.name) is not None:
+            raise NsboxError(f'failed to create {kind.lower()}: {objects.KINDS[kind]} "{args.name}" already exists')
+    else:
+        objects.create(rt.root.path, obj)
+        rt.config_changed(args.namespace, kind, args.name)
+    if args.output in ("json", "yaml"):
+        _print_object(obj, args.output)
+    elif args.output == "name":
+        print(objects.ref(obj))
+    else:
+        suffix = {"client": " (dry run)", "server": " (server dry run)"}.get(args.dry_run or "", "")
+        print(f"{objects.ref(obj)} created{suffix}")
+    return 0
+
+
+def _print_object(doc: dict[str, Any], output: str) -> None:
+    """One object (or a List) as kubectl prints it: keys sorted."""
+    if output == "json":
+        print(json.dumps(doc, indent=4, sort_keys=True))
+    else:
+        import yaml
+        sys.stdout.write(yaml.safe_dump(doc, sort_keys=True, default_flow_style=False))
+
+
+CONFIG_KINDS = {"configmaps": "ConfigMap", "configmap": "ConfigMap", "cm": "ConfigMap",
+                "secrets": "Secret", "secret": "Secret"}
+
+
+def _get_configs(args: argparse.Namespace) -> int:
+    """`get configmaps|secrets`: their tables show no values; -o yaml|json shows a Secret's (base64)."""
+    from nsbox import objects, status
+    kind = CONFIG_KINDS[args.kind]
+    root = os.path.abspath(args.root)
+    code = 0
+    found = []
+    if args.names:
+        for name in args.names:
+            obj = objects.load(root, kind, args.namespace, name)
+            if obj is None:
+                print(f'error: {objects.KINDS[kind]} "{name}" not found', file=sys.stderr)
+                code = 1
+            else:
+                found.append(obj)
+    else:
+        ns = None if args.all_namespaces else args.namespace
+        found = [o for o in (objects.load(root, kind, n, name) for n, name in objects.names(root, kind, ns)) if o]
+    if args.selector:
+        found = [o for o in found if status.match_selector(o["metadata"].get("labels") or {}, args.selector)]
+    out = args.output or ""
+    if out in ("json", "yaml"):
+        if len(args.names) == 1:
+            if found:
+                _print_object(found[0], out)
+        else:
+            _print_object({"apiVersion": "v1", "kind": "List", "items": found,
+                           "metadata": {"resourceVersion": ""}}, out)
+    elif out == "name":
+        for obj in found:
+            print(objects.ref(obj))
+    elif out in ("", "wide"):
+        if found:
+            print(objects.table(found, all_namespaces=args.all_namespaces))
+        elif not args.names:
+            where = "" if args.all_namespaces else f" in {args.namespace} namespace"
+            print(f"No resources found{where}.", file=sys.stderr)
+    else:
+        raise NsboxError(f'unknown output format "{out}": use wide, json, yaml or name')
+    return code
+
+
+def _delete_configs(rt: Any, targets: list[tuple[str, str, str]]) -> int:
+    """Delete ConfigMaps and Secrets by (kind, namespace, name): `configmap "NAME" deleted`."""
+    from nsbox import objects
+    code = 0
+    for kind, ns, name in targets:
+        if objects.delete(rt.root.path, kind, ns, name):
+            print(f'{kind.lower()} "{name}" deleted')
+            rt.config_changed(ns, kind, name)
+        else:
+            print(f'error: {objects.KINDS[kind]} "{name}" not found', file=sys.stderr)
+            code = 1
+    return code
+
+
 @command("get")
 def cmd_get(args: argparse.Namespace) -> int:
+    if args.kind in CONFIG_KINDS:
+        return _get_configs(args)
     from nsbox import status
     rt = runtime(args)
     names = args.names
@@ -394,9 +531,25 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     rt = runtime(args)
     targets: list[tuple[str, str]] = []
+    if args.kind in CONFIG_KINDS:
+        kind = CONFIG_KINDS[args.kind]
+        if args.all:
+            from nsbox import objects
+            names = [n for _, n in objects.names(rt.root.path, kind, args.namespace)]
+        elif not args.names:
+            raise NsboxError("resource(s) were provided, but no name was specified")
+        else:
+            names = args.names
+        return _delete_configs(rt, [(kind, args.namespace, n) for n in names])
+    config_status = 0
     if args.filename:
         from nsbox import manifest
-        targets = manifest.pod_names_from_documents(manifest.load_documents(args.filename), args.namespace)
+        configs: list[tuple[str, str, str]] = []
+        targets = manifest.pod_names_from_documents(manifest.load_documents(args.filename), args.namespace,
+                                                    configs=configs)
+        config_status = _delete_configs(rt, configs)
+        if configs and not targets:
+            return config_status
     elif args.all:
         targets = [(v.spec.namespace, v.spec.name) for v in rt.list(args.namespace)]
     else:
@@ -431,7 +584,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
             finish(pending.popleft())
     while pending:
         finish(pending.popleft())
-    return status
+    return status or config_status
 
 
 @command("wait")
@@ -625,8 +778,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     r.add_argument("--rm", action="store_true", help="remove the pod when its container has ended")
     r.add_argument("-a", "--attach", action="store_true", help="stream output, wait, exit with the container's code")
 
-    g = add("get", "list pods")
-    g.add_argument("kind", choices=["pods", "pod", "po"], metavar="pods")
+    cr = add("create", "create a ConfigMap or a Secret from literals and files")
+    crsub = cr.add_subparsers(dest="create_kind", metavar="KIND")
+    crsub.required = True
+    cm = crsub.add_parser("configmap", aliases=["cm"], help="a ConfigMap", parents=[common])
+    _config_source_flags(cm)
+    se = crsub.add_parser("secret", help="a Secret", parents=[common])
+    sesub = se.add_subparsers(dest="secret_kind", metavar="TYPE")
+    sesub.required = True
+    sg = sesub.add_parser("generic", help="a Secret from literals and files", parents=[common])
+    _config_source_flags(sg)
+    sg.add_argument("--type", help="the Secret's type (default Opaque)")
+
+    g = add("get", "list pods, configmaps or secrets")
+    g.add_argument("kind", choices=["pods", "pod", "po", *CONFIG_KINDS], metavar="pods|configmaps|secrets")
     g.add_argument("names", nargs="*")
     g.add_argument("-o", "--output")
     g.add_argument("-l", "--selector")
@@ -655,8 +820,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("-i", "--stdin", dest="interactive", action="store_true")
     e.add_argument("-t", "--tty", action="store_true")
 
-    de = add("delete", "delete pods gracefully")
-    de.add_argument("kind", nargs="?", choices=["pods", "pod", "po"], metavar="pod")
+    de = add("delete", "delete pods gracefully (or configmaps, secrets)")
+    de.add_argument("kind", nargs="?", choices=["pods", "pod", "po", *CONFIG_KINDS], metavar="pod|configmap|secret")
     de.add_argument("names", nargs="*")
     de.add_argument("-f", "--filename")
     de.add_argument("--all", action="store_true")
@@ -691,6 +856,16 @@ def _pod_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hostname")
     p.add_argument("--network", choices=["loopback", "bridge", "host"])
     p.add_argument("--volume", action="append", metavar="NAME[=HOSTPATH]")
+
+
+def _config_source_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name")
+    p.add_argument("--from-literal", action="append", metavar="KEY=VALUE")
+    p.add_argument("--from-file", action="append", metavar="[KEY=]PATH", help="a file, or each regular file of a directory")
+    p.add_argument("--from-env-file", action="append", metavar="PATH", help="KEY=VALUE lines")
+    p.add_argument("-o", "--output", help="json, yaml or name: print the object")
+    p.add_argument("--dry-run", nargs="?", const="client", choices=["none", "client", "server"],
+                   help="client: show the object, store nothing")
 
 
 def _container_flags(p: argparse.ArgumentParser) -> None:

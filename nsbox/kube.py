@@ -165,6 +165,26 @@ def config_key_errors(key: str) -> list[str]:
     return errors
 
 
+_ENV_FILE_KEY_RE = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+
+
+def env_file_key_errors(key: str) -> list[str]:
+    """A key of kubectl's --from-env-file (apimachinery IsEnvVarName, the strict rule kubectl
+    keeps): letters, digits, '_', '-', '.', not starting with a digit, nor with '..'."""
+    errors = []
+    if not _ENV_FILE_KEY_RE.fullmatch(key):
+        errors.append("a valid environment variable name must consist of alphabetic characters, digits, "
+                      "'_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or "
+                      "'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')")
+    if key == ".":
+        errors.append("must not be '.'")
+    elif key == "..":
+        errors.append("must not be '..'")
+    elif key.startswith(".."):
+        errors.append("must not start with '..'")
+    return errors
+
+
 # --- Quantities (apimachinery: pkg/api/resource) ------------------------------
 
 _QUANTITY_REGEX = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"   # as Kubernetes prints it

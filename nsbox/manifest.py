@@ -29,7 +29,7 @@ import re
 import sys
 from typing import Any, Callable
 
-from . import kube
+from . import kube, objects
 from .errors import NsboxError
 from .model import (ContainerSpec, EnvVar, PodSpec, Resources, SecurityContext, Volume,
                     VolumeMount)
@@ -364,7 +364,8 @@ def _flatten(label: str, obj: Any, out: list[tuple[str, Any]]) -> None:
 # --- Validation and conversion -------------------------------------------------
 
 def pods_from_documents(docs: list[tuple[str, Any]], namespace: str = "default", *,
-                        namespace_explicit: bool = False) -> tuple[list[PodSpec], list[str]]:
+                        namespace_explicit: bool = False,
+                        configs: list[dict] | None = None) -> tuple[list[PodSpec], list[str]]:
     """Validate every document, then convert them: (pods, warnings).
 
     `namespace` is used where metadata.namespace is absent; when the CLI's
@@ -373,7 +374,10 @@ def pods_from_documents(docs: list[tuple[str, Any]], namespace: str = "default",
     collected; if there is any, NsboxError is raised whose message holds one
     problem per line (prefixed by the document's label when there are
     several documents) and nothing may be created. The exception's
-    `warnings` attribute holds the warnings gathered so far."""
+    `warnings` attribute holds the warnings gathered so far.
+
+    With a `configs` list, ConfigMap and Secret documents are read too (by
+    nsbox.objects, with the same all-or-nothing rule) and appended to it."""
     if not docs:
         raise NsboxError("no objects passed to apply")
     several = len(docs) > 1
@@ -382,9 +386,17 @@ def pods_from_documents(docs: list[tuple[str, Any]], namespace: str = "default",
     warnings: list[str] = []
     seen: dict[tuple[str, str], str] = {}
     for label, obj in docs:
+        prefix = f"{label}: " if several else ""
+        if configs is not None and objects.is_document(obj):
+            found, found_problems, found_warnings = objects.read_document(
+                obj, label, namespace, namespace_explicit, seen)
+            problems += [prefix + p for p in found_problems]
+            warnings += [prefix + w for w in found_warnings]
+            if found is not None:
+                configs.append(found)
+            continue
         reader = _PodReader(namespace, namespace_explicit)
         pod = reader.read(obj)
-        prefix = f"{label}: " if several else ""
         if pod is not None and pod.name:
             key = (pod.namespace, pod.name)
             if key in seen:
@@ -401,16 +413,27 @@ def pods_from_documents(docs: list[tuple[str, Any]], namespace: str = "default",
     return pods, warnings
 
 
-def pod_names_from_documents(docs: list[tuple[str, Any]], namespace: str = "default") -> list[tuple[str, str]]:
+def pod_names_from_documents(docs: list[tuple[str, Any]], namespace: str = "default", *,
+                             configs: list[tuple[str, str, str]] | None = None) -> list[tuple[str, str]]:
     """(namespace, name) of every Pod in the documents, for `delete -f`.
 
     Only what identifies a pod is checked (kind, apiVersion, metadata.name);
-    NsboxError lists every problem."""
+    NsboxError lists every problem. With a `configs` list, the (kind,
+    namespace, name) of every ConfigMap and Secret is appended to it."""
     names, problems = [], []
     several = len(docs) > 1
     for label, obj in docs:
-        reader = _PodReader(namespace, False)
         prefix = f"{label}: " if several else ""
+        if configs is not None and objects.is_document(obj):
+            meta = obj.get("metadata")
+            name = meta.get("name") if isinstance(meta, dict) else None
+            ns = meta.get("namespace") if isinstance(meta, dict) else None
+            if not isinstance(name, str) or not name:
+                problems.append(prefix + "metadata.name: Required value: name or generateName is required")
+            else:
+                configs.append((obj["kind"], ns if isinstance(ns, str) and ns else namespace, name))
+            continue
+        reader = _PodReader(namespace, False)
         if reader.identify(obj):
             meta = obj.get("metadata")
             name = meta.get("name") if isinstance(meta, dict) else None

@@ -20,7 +20,7 @@ from conftest import NSBOX
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "nsbox", "*.py"))
                  if not p.endswith(("__main__.py", "_native_build.py")))
-COMMANDS = ["apply", "pod", "run", "exec", "logs", "get", "describe", "inspect", "delete", "wait",
+COMMANDS = ["apply", "pod", "create", "run", "exec", "logs", "get", "describe", "inspect", "delete", "wait",
             "top", "doctor", "gc", "demo", "version"]
 
 

@@ -617,3 +617,28 @@ def test_pod_names_for_delete():
     assert manifest.pod_names_from_documents(docs, "default") == [("default", "a"), ("team", "b")]
     with pytest.raises(NsboxError, match='f#doc2: unsupported kind "Service"'):
         manifest.pod_names_from_documents([docs[0], ("f#doc2", {"apiVersion": "v1", "kind": "Service"})])
+
+
+# --- ConfigMaps and Secrets beside pods (read by nsbox.objects)
+
+def test_config_documents_are_routed_only_when_asked_for():
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a": "b"}}
+    configs = []
+    pods, warnings = convert(pod(), cm, configs=configs)
+    assert [p.name for p in pods] == ["web"]
+    assert configs == [{"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "b"},
+                        "metadata": {"name": "cfg", "namespace": "default"}}]
+    assert any('unsupported kind "ConfigMap"' in p for p in problems(pod(), cm))
+
+
+def test_config_document_problems_carry_the_document_label():
+    bad = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "kubernetes.io/tls"}
+    found = problems(pod(), bad, configs=[])
+    assert found == ["test#doc2: data[tls.crt]: Required value", "test#doc2: data[tls.key]: Required value"]
+
+
+def test_delete_names_of_config_documents():
+    docs = [("f#doc1", pod()), ("f#doc2", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}})]
+    configs = []
+    assert manifest.pod_names_from_documents(docs, "ns", configs=configs) == [("ns", "web")]
+    assert configs == [("Secret", "ns", "s")]
