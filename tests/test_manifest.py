@@ -689,7 +689,8 @@ def test_host_aliases_need_an_ip_and_hostnames():
     assert problems(pod({"hostAliases": [{"ip": "10.0.0", "hostnames": ["a"]}, {"hostnames": ["b"]},
                                          {"ip": "10.0.0.1"}, {"ip": "fe80::1%eth0", "hostnames": ["Bad_Name"]},
                                          {"ip": "10.0.0.2", "hostnames": ["c"], "x": 1}]})) == [
-        'spec.hostAliases[0].ip: Invalid value: "10.0.0": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)',
+        'spec.hostAliases[0].ip: Invalid value: "10.0.0": must be a valid IP address, '
+        "(e.g. 10.9.8.7 or 2001:db8::ffff)",
         "spec.hostAliases[1].ip: Required value",
         "spec.hostAliases[2].hostnames: Required value",
         'spec.hostAliases[3].ip: Invalid value: "fe80::1%eth0": must be a valid IP address, '
