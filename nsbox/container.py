@@ -131,7 +131,7 @@ def start_request(pod: PodSpec, c: ContainerSpec, paths: PodPaths, etc_files: di
         clone_flags=flags,
         join=join,
         ops=plan,
-        uid=ident.uid, gid=ident.gid, groups=[],
+        uid=ident.uid, gid=ident.gid, groups=ident.groups,
         caps=ident.caps,
         no_new_privs=ident.no_new_privs,
         init=c.init,
@@ -166,7 +166,7 @@ def exec_request(pod: PodSpec, c: ContainerSpec, pid: int, command: list[str],
         raise NsboxError(f'executable "{command[0]}" not found{where} in container "{c.name}"')
     req = native.SpawnRequest(
         argv=command, exec_paths=[exe], env=[f"{k}={v}" for k, v in env.items()], cwd=cwd,
-        join=join, uid=ident.uid, gid=ident.gid, groups=[], caps=ident.caps,
+        join=join, uid=ident.uid, gid=ident.gid, groups=ident.groups, caps=ident.caps,
         no_new_privs=ident.no_new_privs,
     )
     return req, fds

@@ -662,3 +662,120 @@ def effective_capabilities(privileged: bool, add: list[str] = (), drop: list[str
     caps.difference_update(c for c in drop if c != "ALL")
     caps.update(c for c in add if c != "ALL")
     return frozenset(caps)
+
+
+# --- Hostname, /etc/hosts (kubelet: kubelet_pods.go) ---------------------------
+
+HOSTNAME_MAX = 63             # the kernel's UTS name: 64 bytes with the terminating NUL
+
+
+def truncate_pod_hostname(hostname: str) -> str:
+    """kubelet truncatePodHostnameIfNeeded: a hostname longer than 63 characters
+    is cut to 63, then trailing '-' and '.' are trimmed (a shorter one is kept as is)."""
+    if len(hostname) <= HOSTNAME_MAX:
+        return hostname
+    return hostname[:HOSTNAME_MAX].rstrip("-.")
+
+
+MANAGED_HOSTS_HEADER = "# Kubernetes-managed hosts file.\n"
+MANAGED_HOSTS_HEADER_HOST_NETWORK = "# Kubernetes-managed hosts file (host network).\n"
+
+
+def managed_hosts_file(ip: str, hostname: str, aliases: list = ()) -> str:
+    """kubelet managedHostsFileContent: the /etc/hosts of a pod with its own network.
+
+    `aliases` are spec.hostAliases (objects with .ip and .hostnames). A pod
+    without an IP (nsbox's loopback network) maps its hostname to 127.0.1.1,
+    as Debian's installer does for a machine without a fixed address."""
+    lines = [MANAGED_HOSTS_HEADER,
+             "127.0.0.1\tlocalhost\n",
+             "::1\tlocalhost ip6-localhost ip6-loopback\n",
+             "fe00::0\tip6-localnet\n",
+             "fe00::0\tip6-mcastprefix\n",
+             "fe00::1\tip6-allnodes\n",
+             "fe00::2\tip6-allrouters\n",
+             f"{ip or '127.0.1.1'}\t{hostname}\n"]
+    return "".join(lines) + host_aliases_entries(aliases)
+
+
+def host_network_hosts_file(host_content: str, aliases: list = ()) -> str:
+    """kubelet nodeHostsFileContent: a hostNetwork pod's /etc/hosts is the node's, copied, with a header."""
+    return MANAGED_HOSTS_HEADER_HOST_NETWORK + host_content + host_aliases_entries(aliases)
+
+
+def host_aliases_entries(aliases: list) -> str:
+    """kubelet hostsEntriesFromHostAliases: a blank line, a comment, then `IP<TAB>name<TAB>name` per alias."""
+    if not aliases:
+        return ""
+    return "\n# Entries added by HostAliases.\n" + "".join(
+        f"{a.ip}\t" + "\t".join(a.hostnames) + "\n" for a in aliases)
+
+
+# --- Sysctls (apimachinery validation; component-helpers node/util/sysctl) ------
+
+SYSCTL_NAME_MAX = 253
+_SYSCTL_SEGMENT = r"[a-z0-9]([-_a-z0-9]*[a-z0-9])?"
+SYSCTL_NAME_REGEX = "^(" + _SYSCTL_SEGMENT + r"[\./])*" + _SYSCTL_SEGMENT + "$"
+_SYSCTL_NAME_RE = re.compile(SYSCTL_NAME_REGEX)
+
+# The sysctls a pod may set: those the kernel keeps per network or IPC namespace
+# (component-helpers GetNamespace). Exact names, then prefixes.
+SYSCTL_NAMESPACES = {"kernel.sem": "ipc"}
+SYSCTL_NAMESPACE_PREFIXES = {"kernel.shm": "ipc", "kernel.msg": "ipc", "fs.mqueue.": "ipc", "net.": "net"}
+NAMESPACED_SYSCTLS_TEXT = "net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*"
+
+
+def sysctl_name_errors(name: str) -> list[str]:
+    """apimachinery IsValidSysctlName, with the API server's message (validateSysctls)."""
+    if len(name) <= SYSCTL_NAME_MAX and _SYSCTL_NAME_RE.match(name):
+        return []
+    return [f"must have at most {SYSCTL_NAME_MAX} characters and match regex {SYSCTL_NAME_REGEX}"]
+
+
+def normalize_sysctl_name(name: str) -> str:
+    """component-helpers NormalizeName: a name whose first separator is '/' ("net/ipv4/conf/eth0.100/x")
+    has '.' and '/' swapped ("net.ipv4.conf.eth0/100.x"); a name in dot form is kept."""
+    first = re.search(r"[./]", name)
+    if first is None or first.group() == ".":
+        return name
+    return name.translate(str.maketrans("./", "/."))
+
+
+def sysctl_namespace(name: str) -> str:
+    """"net", "ipc", or "" for a sysctl the kernel does not keep per namespace."""
+    name = normalize_sysctl_name(name)
+    if name in SYSCTL_NAMESPACES:
+        return SYSCTL_NAMESPACES[name]
+    for prefix, ns in SYSCTL_NAMESPACE_PREFIXES.items():
+        if name.startswith(prefix):
+            return ns
+    return ""
+
+
+def sysctl_path(name: str) -> str:
+    """The file under /proc/sys: dots separate, a '/' in the dot form is a dot in the file's name
+    (sysctl(8)'s rule: net.ipv4.conf.eth0/100.forwarding is net/ipv4/conf/eth0.100/forwarding)."""
+    return "/".join(part.replace("/", ".") for part in normalize_sysctl_name(name).split("."))
+
+
+# --- Supplementary groups (kubelet determineEffectiveSecurityContext; containerd CRI) --
+
+SUPPLEMENTAL_GROUPS_POLICIES = ("Merge", "Strict")
+FS_GROUP_CHANGE_POLICIES = ("Always", "OnRootMismatch")
+
+
+def supplementary_groups(gid: int, fs_group: int | None, supplemental_groups: list[int],
+                         policy: str, image_groups: list[int]) -> list[int]:
+    """The groups of every process of a container, in containerd's order, each once.
+
+    The primary gid; with policy Merge (the default, "") the groups that list
+    the container user's name in the container's /etc/group (`image_groups`,
+    containerd WithAdditionalGIDs); then what the kubelet passes: fsGroup, then
+    supplementalGroups. Strict leaves out the /etc/group ones."""
+    out = [gid]
+    if policy != "Strict":
+        out += image_groups
+    if fs_group is not None:
+        out.append(fs_group)
+    out += supplemental_groups
+    return list(dict.fromkeys(out))

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 from . import kube, objects
 from .errors import NsboxError
-from .model import (ContainerSpec, EnvVar, PodSpec, Resources, SecurityContext, Volume,
+from .model import (ContainerSpec, EnvVar, HostAlias, PodSpec, Resources, SecurityContext, Volume,
                     VolumeMount)
 
 # --- The policy ---------------------------------------------------------------
@@ -42,8 +42,11 @@ HANDLED: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
     "ObjectMeta": "name namespace labels annotations",
     "PodSpec": "containers initContainers volumes restartPolicy terminationGracePeriodSeconds "
                "activeDeadlineSeconds hostname hostNetwork hostIPC hostPID shareProcessNamespace "
-               "securityContext",
-    "PodSecurityContext": "runAsUser runAsGroup runAsNonRoot",
+               "securityContext hostAliases",
+    "PodSecurityContext": "runAsUser runAsGroup runAsNonRoot fsGroup fsGroupChangePolicy supplementalGroups "
+                          "supplementalGroupsPolicy sysctls",
+    "Sysctl": "name value",
+    "HostAlias": "ip hostnames",
     "Container": "name image command args workingDir env volumeMounts securityContext resources "
                  "lifecycle stdin tty",
     "EnvVar": "name value valueFrom",
@@ -142,16 +145,10 @@ REJECTED: dict[str, str] = {
     # (generateName without a name)
     "ObjectMeta.generateName": "Forbidden: nsbox needs metadata.name (kubectl apply cannot use generateName either)",
     "PodSpec.ephemeralContainers": "Forbidden: cannot be set on create",
-    "PodSpec.hostAliases": "Forbidden: nsbox does not add host aliases to /etc/hosts",
     "PodSpec.resourceClaims": "Forbidden: dynamic resource allocation needs a cluster",
     "PodSpec.resources": "Forbidden: pod-level resources are not supported; set limits on the containers",
     "PodSpec.hostUsers": "Forbidden: user namespaces are not supported",                # when false
     "PodSpec.os": "Unsupported value: nsbox runs Linux pods",                            # name other than linux
-    "PodSecurityContext.fsGroup": "Forbidden: nsbox does not change volume ownership or groups",
-    "PodSecurityContext.fsGroupChangePolicy": "Forbidden: nsbox does not change volume ownership or groups",
-    "PodSecurityContext.supplementalGroups": "Forbidden: supplementary groups are not supported",
-    "PodSecurityContext.supplementalGroupsPolicy": "Forbidden: supplementary groups are not supported",
-    "PodSecurityContext.sysctls": "Forbidden: sysctls are not supported",
     "Container.envFrom": _CLUSTER_DATA,
     "Container.volumeDevices": "Forbidden: block devices need persistent volumes",
     "Container.restartPolicy": "Forbidden: sidecar containers are not supported",
@@ -724,6 +721,12 @@ class _PodReader:
             pod.run_as_group = self.id_field(security, "runAsGroup", "spec.securityContext")
             self.pod_run_as_user = pod.run_as_user
             self.pod_run_as_non_root = self.get(security, "runAsNonRoot", "spec.securityContext", "boolean")
+            self.groups(security, pod)
+            self.sysctls(security, pod)
+        for where, item in self.objects(spec, "hostAliases", "spec"):
+            alias = self.host_alias(item, where)
+            if alias is not None:
+                pod.host_aliases.append(alias)
 
         for where, item in self.objects(spec, "volumes", "spec"):
             volume = self.volume(item, where)
@@ -748,6 +751,83 @@ class _PodReader:
             self.invalid(_join(path, key), value, f"must be between 0 and {_INT32_MAX}, inclusive")
             return None
         return value
+
+    # -- groups, sysctls, host aliases (API server: validatePodSpecSecurityContext, ValidateHostAliases)
+
+    def groups(self, security: dict, pod: PodSpec) -> None:
+        where = "spec.securityContext"
+        pod.fs_group = self.id_field(security, "fsGroup", where)
+        policy = self.get(security, "fsGroupChangePolicy", where, "string")
+        if policy is not None:
+            if policy not in kube.FS_GROUP_CHANGE_POLICIES:
+                self.unsupported(f"{where}.fsGroupChangePolicy", policy, kube.FS_GROUP_CHANGE_POLICIES)
+            else:
+                pod.fs_group_change_policy = policy
+        groups = self.get(security, "supplementalGroups", where, "list") or []
+        for i, gid in enumerate(groups):
+            gid_where = f"{where}.supplementalGroups[{i}]"
+            if isinstance(gid, bool) or not isinstance(gid, int):
+                self.invalid(gid_where, gid, "must be an integer")
+            elif not 0 <= gid <= _INT32_MAX:
+                self.invalid(gid_where, gid, f"must be between 0 and {_INT32_MAX}, inclusive")
+            else:
+                pod.supplemental_groups.append(gid)
+        policy = self.get(security, "supplementalGroupsPolicy", where, "string")
+        if policy is not None:
+            if policy not in kube.SUPPLEMENTAL_GROUPS_POLICIES:
+                self.unsupported(f"{where}.supplementalGroupsPolicy", policy, kube.SUPPLEMENTAL_GROUPS_POLICIES)
+            else:
+                pod.supplemental_groups_policy = policy
+
+    def sysctls(self, security: dict, pod: PodSpec) -> None:
+        """Only sysctls the kernel keeps per namespace, and never one of a namespace shared with the host."""
+        for where, item in self.objects(security, "sysctls", "spec.securityContext"):
+            self.fields(item, "Sysctl", where)
+            name = self.get(item, "name", where, "string")
+            value = self.get(item, "value", where, "string") or ""
+            if not name:
+                if item.get("name") in (None, ""):
+                    self.required(f"{where}.name")
+                continue
+            errors = kube.sysctl_name_errors(name)
+            for e in errors:
+                self.invalid(f"{where}.name", name, e)
+            if errors:
+                continue
+            if name in pod.sysctls:
+                self.problem(f"{where}.name: Duplicate value: {_show(name)}")
+                continue
+            namespace = kube.sysctl_namespace(name)
+            if not namespace:
+                self.problem(f"{where}.name: Forbidden: sysctl {_show(name)} is not namespaced: a pod may set "
+                             f"only {kube.NAMESPACED_SYSCTLS_TEXT}")
+                continue
+            if namespace == "net" and self.network == "host":
+                self.invalid(f"{where}.name", name, "may not be specified when 'hostNetwork' is true")
+                continue
+            if namespace == "ipc" and pod.host_ipc:
+                self.invalid(f"{where}.name", name, "may not be specified when 'hostIPC' is true")
+                continue
+            pod.sysctls[name] = value
+
+    def host_alias(self, item: dict, where: str) -> HostAlias | None:
+        self.fields(item, "HostAlias", where)
+        ip = self.get(item, "ip", where, "string")
+        names = self.get(item, "hostnames", where, "strings")
+        ok = ip is not None
+        if item.get("ip") in (None, ""):
+            self.required(f"{where}.ip")
+        elif ip is not None and not _is_ip(ip):
+            self.invalid(f"{where}.ip", ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
+            ok = False
+        if not item.get("hostnames"):
+            self.required(f"{where}.hostnames")
+            ok = False
+        for i, name in enumerate(names or []):
+            for e in kube.dns1123_subdomain_errors(name):
+                self.invalid(f"{where}.hostnames[{i}]", name, e)
+                ok = False
+        return HostAlias(ip, list(names)) if ok and names else None
 
     # -- volumes
 
@@ -1054,6 +1134,18 @@ class _PodReader:
         return hooks["postStart"], hooks["preStop"]
 
 
+def _is_ip(text: str) -> bool:
+    """An IPv4 address in dotted decimal or an IPv6 address, without a zone (netutils.ParseIPSloppy)."""
+    import ipaddress                      # here: only manifests with hostAliases pay for it
+    if "%" in text:
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _positive_number(text: str) -> float | None:
     try:
         value = float(text)
@@ -1159,8 +1251,27 @@ def _built_spec(spec: PodSpec) -> dict[str, Any]:
         out["shareProcessNamespace"] = True
     security = {k: v for k, v in (("runAsUser", spec.run_as_user), ("runAsGroup", spec.run_as_group))
                 if v is not None}
+    security.update(_groups_and_sysctls_manifest(spec))
     if security:
         out["securityContext"] = security
+    if spec.host_aliases:
+        out["hostAliases"] = [{"ip": a.ip, "hostnames": list(a.hostnames)} for a in spec.host_aliases]
+    return out
+
+
+def _groups_and_sysctls_manifest(spec: PodSpec) -> dict[str, Any]:
+    """The pod securityContext fields of groups and sysctls (the CLI sets none of them today)."""
+    out: dict[str, Any] = {}
+    if spec.fs_group is not None:
+        out["fsGroup"] = spec.fs_group
+    if spec.fs_group_change_policy:
+        out["fsGroupChangePolicy"] = spec.fs_group_change_policy
+    if spec.supplemental_groups:
+        out["supplementalGroups"] = list(spec.supplemental_groups)
+    if spec.supplemental_groups_policy:
+        out["supplementalGroupsPolicy"] = spec.supplemental_groups_policy
+    if spec.sysctls:
+        out["sysctls"] = [{"name": k, "value": v} for k, v in spec.sysctls.items()]
     return out
 
 

@@ -204,7 +204,8 @@ class PodSpec:
 
     @property
     def effective_hostname(self) -> str:
-        return (self.hostname or self.name)[:63]
+        from nsbox import kube
+        return kube.truncate_pod_hostname(self.hostname or self.name)
 
 
 def _volume_from_dict(d: dict[str, Any]) -> Volume:

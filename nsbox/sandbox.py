@@ -17,7 +17,7 @@ import signal
 import socket
 import struct
 
-from nsbox import native
+from nsbox import native, volumes
 from nsbox.errors import NsboxError
 from nsbox.model import PodSpec
 from nsbox.state import PodPaths
@@ -44,14 +44,25 @@ def loopback_up() -> None:
 
 
 def write_etc_files(pod: PodSpec, paths: PodPaths, pod_ip: str = "") -> dict[str, str]:
-    """The pod's /etc/hostname, /etc/hosts and /etc/resolv.conf; returns container path -> host file."""
-    if pod.network == "host":
-        return {}
+    """The pod's /etc/hostname, /etc/hosts and /etc/resolv.conf; returns container path -> host file.
+
+    /etc/hosts is written as the kubelet writes it (kube.managed_hosts_file),
+    with spec.hostAliases at the end; a hostNetwork pod keeps the host's
+    hostname and gets a copy of the host's /etc/hosts with the aliases added
+    (README "Groups, sysctls and /etc/hosts")."""
+    from nsbox import kube
     os.makedirs(paths.etc, 0o755, exist_ok=True)
-    hostname = pod.effective_hostname
-    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-    hosts.append(f"{pod_ip}\t{hostname}" if pod_ip else f"127.0.1.1\t{hostname}")
-    files = {"/etc/hostname": hostname + "\n", "/etc/hosts": "\n".join(hosts) + "\n"}
+    if pod.network == "host":
+        try:
+            with open("/etc/hosts") as f:
+                host_hosts = f.read()
+        except OSError as e:
+            raise NsboxError(f"cannot read the host's /etc/hosts: {e.strerror}") from None
+        files = {"/etc/hosts": kube.host_network_hosts_file(host_hosts, pod.host_aliases)}
+    else:
+        hostname = pod.effective_hostname
+        files = {"/etc/hostname": hostname + "\n",
+                 "/etc/hosts": kube.managed_hosts_file(pod_ip, hostname, pod.host_aliases)}
     result = {}
     for target, content in files.items():
         path = os.path.join(paths.etc, os.path.basename(target))
@@ -60,6 +71,26 @@ def write_etc_files(pod: PodSpec, paths: PodPaths, pod_ip: str = "") -> dict[str
         os.chmod(path, 0o644)
         result[target] = path
     return result
+
+
+def set_sysctls(pod: PodSpec) -> None:
+    """Set the pod's sysctls (spec.securityContext.sysctls, in order) in its namespaces.
+
+    Called in the watcher, which is in the pod's net and IPC namespaces and
+    has made its network: /proc/sys/net and the IPC sysctls are those of the
+    namespaces of the process that writes them. The manifest reader has
+    allowed only namespaced sysctls, never net.* with hostNetwork nor IPC
+    ones with hostIPC (kube.sysctl_namespace)."""
+    from nsbox import kube
+    for name, value in pod.sysctls.items():
+        path = "/proc/sys/" + kube.sysctl_path(name)
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except FileNotFoundError:
+            raise NsboxError(f'sysctl "{name}": this kernel has no {path}') from None
+        except OSError as e:
+            raise NsboxError(f'sysctl "{name}" = "{value}": {e.strerror}') from None
 
 
 def enter(pod: PodSpec, paths: PodPaths) -> None:
@@ -77,6 +108,10 @@ def enter(pod: PodSpec, paths: PodPaths) -> None:
         if v.kind == "emptyDir" and v.medium == "Memory":
             data = "mode=0777" + (f",size={v.size_limit}" if v.size_limit else "")
             native.mount("tmpfs", paths.volume(v.name), "tmpfs", native.MS_NOSUID | native.MS_NODEV, data)
+        if v.kind == "emptyDir":
+            # The kubelet gives an emptyDir to the pod's fsGroup when it sets the volume up (volumes.py);
+            # a Memory one only once its tmpfs is mounted, here in the pod's mount namespace.
+            volumes.set_volume_ownership(paths.volume(v.name), pod.fs_group, policy=pod.fs_group_change_policy)
 
 
 def start_shared_pid_namespace() -> int:

@@ -73,8 +73,16 @@ def container_statuses(v: PodView, init: bool) -> list[dict[str, Any]]:
         }
         if st.get("pid"):
             entry["containerID"] = f"nsbox://{v.spec.uid}/{c.name}"
+            entry["user"] = _container_user(v, c)
         out.append(entry)
     return out
+
+
+def _container_user(v: PodView, c: Any) -> dict[str, Any]:
+    """kubelet ≥ 1.31 (SupplementalGroupsPolicy): the identity the runtime gave the container's processes."""
+    from nsbox import security
+    who = security.user(v.spec, c)
+    return {"linux": {"uid": who.uid, "gid": who.gid, "supplementalGroups": list(who.groups)}}
 
 
 def pod_object(v: PodView) -> dict[str, Any]:

@@ -366,6 +366,7 @@ class Watcher:
             # Before any container starts: they find eth0 configured (network.py).
             from nsbox import network
             self.pod_ip = network.attach(pod, self.root.path, self.host_netns_fd).ip
+        sandbox.set_sysctls(pod)           # after the network: net.ipv4.conf.eth0.* needs eth0
         self.etc_files = sandbox.write_etc_files(pod, self.paths, self.pod_ip)
         if pod.share_process_namespace:
             self._start_pause()

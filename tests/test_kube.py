@@ -357,3 +357,53 @@ def test_epoch_reads_back_what_rfc3339_wrote(offset):
 def test_epoch_of_a_fixed_time():
     assert kube.epoch("1970-01-02T00:00:01Z") == 86401
     assert kube.epoch("2026-11-26T23:24:58Z") == 1795735498
+
+
+# --- hostname, /etc/hosts, sysctls, groups -----------------------------------------
+
+def test_a_long_hostname_is_cut_to_63_and_loses_trailing_dashes_and_dots():
+    assert kube.truncate_pod_hostname("a" * 63) == "a" * 63
+    assert kube.truncate_pod_hostname("a" * 61 + "-." + "b" * 10) == "a" * 61
+    assert kube.truncate_pod_hostname("a" * 64) == "a" * 63
+    assert kube.truncate_pod_hostname("short-") == "short-"        # only a truncated name is trimmed
+
+
+def test_the_hosts_file_is_written_in_the_kubelets_format():
+    from nsbox.model import HostAlias
+    assert kube.managed_hosts_file("10.88.0.5", "web", [HostAlias("10.1.2.3", ["foo.local", "bar"])]) == (
+        "# Kubernetes-managed hosts file.\n"
+        "127.0.0.1\tlocalhost\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "fe00::0\tip6-localnet\n"
+        "fe00::0\tip6-mcastprefix\n"
+        "fe00::1\tip6-allnodes\n"
+        "fe00::2\tip6-allrouters\n"
+        "10.88.0.5\tweb\n"
+        "\n"
+        "# Entries added by HostAliases.\n"
+        "10.1.2.3\tfoo.local\tbar\n")
+    assert kube.managed_hosts_file("", "web").endswith("fe00::2\tip6-allrouters\n127.0.1.1\tweb\n")
+    assert kube.host_network_hosts_file("127.0.0.1 localhost\n", [HostAlias("1.2.3.4", ["x"])]) == (
+        "# Kubernetes-managed hosts file (host network).\n127.0.0.1 localhost\n"
+        "\n# Entries added by HostAliases.\n1.2.3.4\tx\n")
+
+
+def test_sysctl_namespaces_and_paths():
+    assert [kube.sysctl_namespace(n) for n in (
+        "net.ipv4.ip_forward", "kernel.shmmax", "kernel.shm_rmid_forced", "kernel.msgmnb", "kernel.sem",
+        "fs.mqueue.msg_max", "kernel.semx", "vm.swappiness", "kernel.hostname", "net/ipv4/ip_forward")] == [
+        "net", "ipc", "ipc", "ipc", "ipc", "ipc", "", "", "", "net"]
+    assert kube.normalize_sysctl_name("net/ipv4/conf/eth0.100/forwarding") == "net.ipv4.conf.eth0/100.forwarding"
+    assert kube.normalize_sysctl_name("net.ipv4.conf.eth0/100.forwarding") == "net.ipv4.conf.eth0/100.forwarding"
+    assert kube.sysctl_path("net.ipv4.conf.eth0/100.forwarding") == "net/ipv4/conf/eth0.100/forwarding"
+    assert kube.sysctl_path("net/ipv4/conf/eth0.100/forwarding") == "net/ipv4/conf/eth0.100/forwarding"
+    assert kube.sysctl_path("kernel.shm_rmid_forced") == "kernel/shm_rmid_forced"
+    assert kube.sysctl_name_errors("net.ipv4.ip_forward") == []
+    assert kube.sysctl_name_errors("net.ipv4." + "a" * 250) and kube.sysctl_name_errors("net.-x")
+
+
+def test_supplementary_groups_in_containerds_order_each_once():
+    assert kube.supplementary_groups(3000, 2000, [4000, 3000], "", [50, 60]) == [3000, 50, 60, 2000, 4000]
+    assert kube.supplementary_groups(3000, 2000, [4000], "Merge", [50]) == [3000, 50, 2000, 4000]
+    assert kube.supplementary_groups(3000, None, [4000], "Strict", [50]) == [3000, 4000]
+    assert kube.supplementary_groups(0, None, [], "", []) == [0]

@@ -457,10 +457,10 @@ def test_security_context_checks():
     assert convert(pod({"securityContext": {"runAsNonRoot": True, "runAsUser": 1}}))[0]
 
 
-def test_pod_security_context_fields_nsbox_cannot_apply():
+def test_pod_security_context_sysctls_that_are_not_namespaced_are_refused():
     assert problems(pod({"securityContext": {"fsGroup": 2000, "sysctls": [{"name": "x", "value": "1"}]}})) == [
-        "spec.securityContext.fsGroup: Forbidden: nsbox does not change volume ownership or groups",
-        "spec.securityContext.sysctls: Forbidden: sysctls are not supported"]
+        'spec.securityContext.sysctls[0].name: Forbidden: sysctl "x" is not namespaced: '
+        "a pod may set only net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*"]
 
 
 def test_resources():
@@ -642,3 +642,98 @@ def test_delete_names_of_config_documents():
     configs = []
     assert manifest.pod_names_from_documents(docs, "ns", configs=configs) == [("ns", "web")]
     assert configs == [("Secret", "ns", "s")]
+
+
+# --- groups, sysctls, host aliases ------------------------------------------------
+
+def test_groups_sysctls_and_host_aliases_are_read_into_the_pod_spec():
+    (p,), _ = convert(pod({
+        "securityContext": {"fsGroup": 2000, "fsGroupChangePolicy": "OnRootMismatch",
+                            "supplementalGroups": [4000, 5000], "supplementalGroupsPolicy": "Strict",
+                            "sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": "20000 30000"},
+                                        {"name": "kernel.shm_rmid_forced", "value": "1"},
+                                        {"name": "net/ipv4/conf/eth0.100/forwarding", "value": "1"}]},
+        "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["foo.local", "bar"]},
+                        {"ip": "2001:db8::1", "hostnames": ["six"]}]}))
+    assert (p.fs_group, p.fs_group_change_policy) == (2000, "OnRootMismatch")
+    assert (p.supplemental_groups, p.supplemental_groups_policy) == ([4000, 5000], "Strict")
+    assert p.sysctls == {"net.ipv4.ip_local_port_range": "20000 30000", "kernel.shm_rmid_forced": "1",
+                         "net/ipv4/conf/eth0.100/forwarding": "1"}
+    assert [(a.ip, a.hostnames) for a in p.host_aliases] == [("10.1.2.3", ["foo.local", "bar"]),
+                                                             ("2001:db8::1", ["six"])]
+    # get -o yaml keeps the object as written
+    spec = manifest.pod_to_manifest(p)["spec"]
+    assert spec["securityContext"]["sysctls"][0] == {"name": "net.ipv4.ip_local_port_range", "value": "20000 30000"}
+    assert spec["hostAliases"][0] == {"ip": "10.1.2.3", "hostnames": ["foo.local", "bar"]}
+
+
+def test_group_fields_are_checked_as_the_api_server_does():
+    assert problems(pod({"securityContext": {
+        "fsGroup": -1, "fsGroupChangePolicy": "Sometimes", "supplementalGroups": [5, "x", 2**31],
+        "supplementalGroupsPolicy": "Loose"}})) == [
+        "spec.securityContext.fsGroup: Invalid value: -1: must be between 0 and 2147483647, inclusive",
+        'spec.securityContext.fsGroupChangePolicy: Unsupported value: "Sometimes": '
+        'supported values: "Always", "OnRootMismatch"',
+        'spec.securityContext.supplementalGroups[1]: Invalid value: "x": must be an integer',
+        "spec.securityContext.supplementalGroups[2]: Invalid value: 2147483648: "
+        "must be between 0 and 2147483647, inclusive",
+        'spec.securityContext.supplementalGroupsPolicy: Unsupported value: "Loose": '
+        'supported values: "Merge", "Strict"']
+
+
+def test_sysctl_names_are_checked_as_the_api_server_does():
+    def sysctls(*names, **spec):
+        return pod({"securityContext": {"sysctls": [{"name": n, "value": "1"} for n in names]}, **spec})
+    assert problems(sysctls("Net.ipv4.x", "net..x")) == [
+        f'spec.securityContext.sysctls[{i}].name: Invalid value: "{n}": must have at most 253 characters and '
+        r"match regex ^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$"
+        for i, n in enumerate(("Net.ipv4.x", "net..x"))]
+    assert problems(sysctls("net.ipv4.ip_forward", "net.ipv4.ip_forward")) == [
+        'spec.securityContext.sysctls[1].name: Duplicate value: "net.ipv4.ip_forward"']
+    assert problems(pod({"securityContext": {"sysctls": [{"value": "1"}]}})) == [
+        "spec.securityContext.sysctls[0].name: Required value"]
+    assert problems(sysctls("vm.swappiness", "kernel.pid_max")) == [
+        f'spec.securityContext.sysctls[{i}].name: Forbidden: sysctl "{n}" is not namespaced: '
+        "a pod may set only net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*"
+        for i, n in enumerate(("vm.swappiness", "kernel.pid_max"))]
+
+
+def test_sysctls_of_a_namespace_shared_with_the_host_are_refused():
+    def sysctls(*names, **spec):
+        return pod({"securityContext": {"sysctls": [{"name": n, "value": "1"} for n in names]}, **spec})
+    assert problems(sysctls("net.ipv4.ip_forward", "kernel.sem", hostNetwork=True)) == [
+        'spec.securityContext.sysctls[0].name: Invalid value: "net.ipv4.ip_forward": '
+        "may not be specified when 'hostNetwork' is true"]
+    assert problems(sysctls("net.core.somaxconn", "kernel.shmmax", "kernel.msgmax", "kernel.sem",
+                            "fs.mqueue.msg_max", hostIPC=True)) == [
+        f"spec.securityContext.sysctls[{i}].name: Invalid value: \"{n}\": may not be specified when 'hostIPC' is true"
+        for i, n in enumerate(("kernel.shmmax", "kernel.msgmax", "kernel.sem", "fs.mqueue.msg_max"), 1)]
+
+
+def test_host_aliases_need_an_ip_and_hostnames():
+    assert problems(pod({"hostAliases": [{"ip": "10.0.0", "hostnames": ["a"]}, {"hostnames": ["b"]},
+                                         {"ip": "10.0.0.1"}, {"ip": "fe80::1%eth0", "hostnames": ["Bad_Name"]},
+                                         {"ip": "10.0.0.2", "hostnames": ["c"], "x": 1}]})) == [
+        'spec.hostAliases[0].ip: Invalid value: "10.0.0": must be a valid IP address, '
+        "(e.g. 10.9.8.7 or 2001:db8::ffff)",
+        "spec.hostAliases[1].ip: Required value",
+        "spec.hostAliases[2].hostnames: Required value",
+        'spec.hostAliases[3].ip: Invalid value: "fe80::1%eth0": must be a valid IP address, '
+        "(e.g. 10.9.8.7 or 2001:db8::ffff)",
+        'spec.hostAliases[3].hostnames[0]: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain must consist '
+        "of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character "
+        "(e.g. 'example.com', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        'unknown field "spec.hostAliases[4].x"']
+
+
+def test_a_pod_spec_with_groups_sysctls_and_aliases_round_trips_through_a_built_manifest():
+    from nsbox.model import HostAlias
+    spec = PodSpec(name="web", containers=[ContainerSpec(name="app", command=["sleep", "60"])],
+                   fs_group=2000, fs_group_change_policy="Always", supplemental_groups=[3, 4],
+                   supplemental_groups_policy="Merge", sysctls={"kernel.shm_rmid_forced": "1"},
+                   host_aliases=[HostAlias("10.0.0.9", ["nine"])])
+    (back,), _ = convert(manifest.pod_to_manifest(spec))
+    assert (back.fs_group, back.fs_group_change_policy, back.supplemental_groups,
+            back.supplemental_groups_policy, back.sysctls, back.host_aliases) == (
+        2000, "Always", [3, 4], "Merge", {"kernel.shm_rmid_forced": "1"}, [HostAlias("10.0.0.9", ["nine"])])

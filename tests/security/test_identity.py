@@ -7,7 +7,9 @@ joining process the same identity.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 
 import pytest
 
@@ -73,6 +75,15 @@ DEFAULT = caps(kube.DEFAULT_CAPABILITIES)
 ALL = ((1 << (native.cap_last_cap() + 1)) - 1) & sets(status(os.getpid()))["CapBnd"]
 
 
+def listed_groups(uid: int) -> set[str]:
+    """The groups of the host's /etc/group whose members name the user `uid` (the Merge policy's extra groups)."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return set()
+    return {str(g.gr_gid) for g in grp.getgrall() if name in g.gr_mem and g.gr_name != name}
+
+
 def of(who, container: str) -> dict[str, str]:
     return status(who.pid("who", container))
 
@@ -82,7 +93,8 @@ def test_root_has_the_default_set_bounding_effective_and_permitted(who):
     assert sets(st) == {"CapBnd": DEFAULT, "CapEff": DEFAULT, "CapPrm": DEFAULT, "CapInh": 0, "CapAmb": 0}
     assert len(kube.DEFAULT_CAPABILITIES) == 14
     assert st["NoNewPrivs"] == "0"
-    assert st["Uid"].split() == ["0"] * 4 and st["Groups"].strip() == ""
+    assert st["Uid"].split() == ["0"] * 4
+    assert set(st["Groups"].split()) == {"0"} | listed_groups(0)     # the primary group, as containerd gives it
 
 
 def test_a_non_root_user_has_the_bounding_set_only_and_no_new_privs(who):
@@ -90,7 +102,7 @@ def test_a_non_root_user_has_the_bounding_set_only_and_no_new_privs(who):
     assert sets(st) == {"CapBnd": DEFAULT, "CapEff": 0, "CapPrm": 0, "CapInh": 0, "CapAmb": 0}
     assert st["Uid"].split() == ["1000"] * 4
     assert st["Gid"].split() == ["1001"] * 4
-    assert st["Groups"].strip() == ""
+    assert set(st["Groups"].split()) == {"1001"} | listed_groups(1000)
     assert st["NoNewPrivs"] == "1"
 
 
