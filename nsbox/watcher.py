@@ -53,6 +53,9 @@ PAUSE_CGROUP = ".pause"           # below the pod cgroup: PID 1 of a shared PID 
 VOLUME_CHECK_PERIOD = 2.0         # disk-backed emptyDir sizeLimit: an overrun is noticed within a few seconds
 SHED_DELAY = 0.5                  # after the ready report: the CLI does not wait for it, a quick `run --rm` never pays it
 HIBERNATE_AFTER = 0.5             # seconds without events before the watcher becomes nsbox-idle
+CONFIG_VOLUME_KINDS = ("configMap", "secret", "downwardAPI", "projected")   # each on its own tmpfs
+CONFIG_RETRY = 10.0               # a container waiting for a ConfigMap or Secret tries again (also hibernated)
+CONFIG_RESYNC_PERIOD = 60.0       # config volumes are refreshed while awake even if no change was announced
 
 
 # ---------------------------------------------------------------- launching
@@ -218,6 +221,8 @@ class Running:
         self.oom_before = 0
         self.term_at = 0.0                  # when SIGTERM was sent (monotonic), 0 = not yet
         self.restart_timer: list[Any] | None = None
+        self.config_timer: list[Any] | None = None   # waiting for a ConfigMap, Secret or config volume
+        self.mount_error = ""                        # the FailedMount it waits on (one event per cause)
 
     @property
     def running(self) -> bool:
@@ -264,6 +269,7 @@ class Watcher:
         self.ready_fd = -1
         self.follow = follow               # keep the report pipe for the final exit codes
         self.etc_files: dict[str, str] = {}
+        self.mount_errors: dict[str, str] = {}   # config volume -> why it cannot be set up (FailedMount)
         self.pod_ip = ""                   # --network bridge: this pod's address (network.py)
         self.host_netns_fd = -1            # --network bridge: the host's netns, to plumb and unplug the veth
         self.pause_pid = 0                 # PID 1 of the shared PID namespace (shareProcessNamespace)
@@ -311,6 +317,7 @@ class Watcher:
             os.close(fd)
         self.attach = None
         self.every(STATE_CHECK_PERIOD, self._check_state)
+        self._every_config_resync()
         self._arm_active_deadline()
         if self.checks_volumes:
             self.every(VOLUME_CHECK_PERIOD, self._check_volume_usage)
@@ -367,6 +374,7 @@ class Watcher:
             from nsbox import network
             self.pod_ip = network.attach(pod, self.root.path, self.host_netns_fd).ip
         self.etc_files = sandbox.write_etc_files(pod, self.paths, self.pod_ip)
+        self._mount_config_volumes()
         if pod.share_process_namespace:
             self._start_pause()
         self.event("Normal", "SandboxReady", f"namespaces, hostname {pod.effective_hostname!r} and /dev/shm ready")
@@ -554,7 +562,8 @@ class Watcher:
         for r in self.containers.values():
             for fd, w in r.streams.items():
                 argv += ["--log", f"{fd}:{w.fd}:{w.stream.decode()}"]
-        due = [t[0] for t in (self.deadline_timer, *(r.restart_timer for r in self.containers.values())) if t]
+        due = [t[0] for t in (self.deadline_timer, *(r.restart_timer for r in self.containers.values()),
+                              *(r.config_timer for r in self.containers.values())) if t]
         if due:
             argv += ["--wake-at", str(int(min(due) * 1e9))]
         argv += ["--", sys.executable, "-I", "-S", "-u", "-c", resume]
@@ -581,6 +590,7 @@ class Watcher:
                 "pidfd": r.pidfd, "child": r.child, "backoffIndex": r.backoff_index,
                 "startedMono": r.started_mono, "logFd": r.log_fd, "streams": {str(fd): w.stream.decode() for fd, w in r.streams.items()},
                 "oomBefore": r.oom_before, "restartAt": r.restart_timer[0] if r.restart_timer else None,
+                "configRetryAt": r.config_timer[0] if r.config_timer else None,
             }
             fds += [fd for fd in (r.pidfd, r.log_fd, *r.streams) if fd >= 0]
         return {
@@ -590,7 +600,7 @@ class Watcher:
             "pause": [self.pause_pid, self.pause_start], "pauseChild": self.pause_pid in self.children,
             "phase": self.phase, "reason": self.reason, "message": self.message,
             "startTime": self.start_time, "podIP": self.pod_ip, "events": self.events,
-            "exitCodes": self.exit_codes, "etcFiles": self.etc_files,
+            "exitCodes": self.exit_codes, "etcFiles": self.etc_files, "mountErrors": self.mount_errors,
             "deadlineAt": self.deadline_timer[0] if self.deadline_timer else None,
             "containers": containers,
         }, fds
@@ -609,6 +619,7 @@ class Watcher:
         self.phase, self.reason, self.message = state["phase"], state["reason"], state["message"]
         self.start_time, self.pod_ip, self.events = state["startTime"], state["podIP"], state["events"]
         self.exit_codes, self.etc_files = state["exitCodes"], state["etcFiles"]
+        self.mount_errors = state.get("mountErrors", {})
         now = time.monotonic()
         if state["deadlineAt"] is not None:
             self.deadline_timer = self.at(max(0.0, state["deadlineAt"] - now), self._deadline_exceeded,
@@ -632,10 +643,14 @@ class Watcher:
             if st["restartAt"] is not None:
                 r.restart_timer = self.at(max(0.0, st["restartAt"] - now), lambda r=r: self._restart(r),
                                           keeps_awake=False)
+            if st.get("configRetryAt") is not None:
+                r.config_timer = self.at(max(0.0, st["configRetryAt"] - now), lambda r=r: self._config_retry(r),
+                                         keeps_awake=False)
             fds += [fd for fd in (r.pidfd, r.log_fd, *r.streams) if fd >= 0]
         for fd in fds:
             os.set_inheritable(fd, False)
         self.every(STATE_CHECK_PERIOD, self._check_state)
+        self._every_config_resync()
         self.dirty = False
         self.active_at = now
         self._catch_signals()
@@ -712,8 +727,12 @@ class Watcher:
         The failure is recorded on the next turn of the loop, not here: recording an exit
         starts the next round of containers, and the caller may be in the middle of a round.
         """
+        from nsbox import projection
         try:
             self.start_container(r)
+            return None
+        except (projection.ConfigNotReady, projection.MountNotReady) as e:
+            self._wait_for_config(r, e)
             return None
         except (NsboxError, OSError) as e:
             self._close_log(r)
@@ -723,6 +742,7 @@ class Watcher:
     def start_container(self, r: Running) -> None:
         from nsbox import container
         c = r.spec
+        config = self._container_config(c)
         cg_path = self.cg.container_path(self.uid, c.name)
         self.cg.create(cg_path)
         self.cg.set_limits(cg_path, cpu_millis=c.resources.cpu_millis, memory_bytes=c.resources.memory_bytes)
@@ -732,7 +752,7 @@ class Watcher:
         attach = self.attach if self.attach is not None and (c.stdin or c.tty) and r.restart_count == 0 else None
         console = os.ttyname(attach[1]) if attach and c.tty and os.isatty(attach[1]) else ""
         req = container.start_request(self.pod, c, self.paths, self.etc_files, pid_ns_fd=self.pid_ns_fd,
-                                      pod_ip=self.pod_ip, console=console)
+                                      pod_ip=self.pod_ip, console=console, config=config)
         log_path = self.paths.log_file(self.pod.namespace, self.pod.name, c.name, r.restart_count)
         os.makedirs(os.path.dirname(log_path), 0o700, exist_ok=True)
         r.log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -770,9 +790,80 @@ class Watcher:
         r.term_at = 0.0
         r.state = {"running": {"startedAt": kube.rfc3339()}}
         self.children[pid] = lambda status, r=r: self._container_exited(r, status)
+        if config is not None:
+            for message in config.skipped:
+                self.event("Warning", "InvalidEnvironmentVariableNames", message, c.name)
         self.event("Normal", "Started", f"Started container {c.name}", c.name)
         if c.post_start:
             self._run_hook(r, c.post_start, "PostStart")
+
+    # ------------------------------------------------------------ ConfigMaps, Secrets, downward API
+
+    def _mount_config_volumes(self) -> None:
+        """Each configMap/secret/downwardAPI/projected volume on its own tmpfs, filled now."""
+        from nsbox import projection
+        for v in self.pod.volumes:
+            if v.kind in projection.CONFIG_VOLUME_KINDS:
+                projection.mount_tmpfs(v, self.paths.volume(v.name))
+        self._sync_volumes()
+
+    def _sync_volumes(self) -> None:
+        """Bring the config volumes up to date with the store (the kubelet's resync)."""
+        from nsbox import projection
+        if self.done or not projection.uses_config(self.pod):
+            return
+        self.mount_errors = projection.sync_volumes(self.root.path, self.pod, self.paths.volume)
+
+    def _every_config_resync(self) -> None:
+        from nsbox import projection
+        if projection.uses_config(self.pod):
+            self.every(CONFIG_RESYNC_PERIOD, self._sync_volumes)
+
+    def _container_config(self, c: ContainerSpec) -> Any:
+        """What container `c` needs from objects before it starts: its volumes set up, its
+        variables resolved (projection.EnvConfig, or None when it uses no object)."""
+        from nsbox import projection
+        for m in c.volume_mounts:
+            if m.name in self.mount_errors:
+                raise projection.MountNotReady(m.name, self.mount_errors[m.name])
+        if c.env_from or any(e.ref_kind for e in c.env):
+            return projection.env_config(self.root.path, self.pod, c)
+        return None
+
+    def _wait_for_config(self, r: Running, e: NsboxError) -> None:
+        """The kubelet's waiting states: ContainerCreating with a FailedMount event (a volume),
+        CreateContainerConfigError with a Failed event (a variable); tried again in
+        CONFIG_RETRY seconds, or at once when an object changes (sync-config)."""
+        from nsbox import projection
+        if isinstance(e, projection.MountNotReady):
+            state = {"waiting": {"reason": "ContainerCreating"}}
+            if r.state != state or r.mount_error != str(e):
+                self.event("Warning", "FailedMount", str(e))
+            r.mount_error = str(e)
+        else:
+            state = {"waiting": {"reason": projection.ConfigNotReady.reason, "message": str(e)}}
+            if r.state != state:
+                self.event("Warning", "Failed", f"Error: {e}", r.spec.name)
+        r.state = state
+        self.cancel(r.config_timer)
+        r.config_timer = self.at(CONFIG_RETRY, lambda r=r: self._config_retry(r), keeps_awake=False)
+        self.dirty = True
+
+    def _config_retry(self, r: Running) -> None:
+        r.config_timer = None
+        if self.deletion is not None or self.ended or r.running:
+            return
+        if self.mount_errors:
+            self._sync_volumes()
+        self._try_start(r)
+
+    def _sync_config(self) -> None:
+        """An object changed (Runtime.config_changed): refresh volumes, retry who waited for one."""
+        self._sync_volumes()
+        for r in self.containers.values():
+            if r.config_timer is not None:
+                self.cancel(r.config_timer)
+                self._config_retry(r)
 
     def _record_start_failure(self, r: Running, e: Exception) -> None:
         self._close_log(r)
@@ -981,7 +1072,8 @@ class Watcher:
         """Cancel restarts; preStop then SIGTERM for each running container (SIGKILL follows in _term)."""
         for r in self.containers.values():
             self.cancel(r.restart_timer)
-            r.restart_timer = None
+            self.cancel(r.config_timer)
+            r.restart_timer = r.config_timer = None
             if not r.running:
                 continue
             self.event("Normal", "Killing", f"Stopping container {r.spec.name}", r.spec.name)
@@ -1076,7 +1168,7 @@ class Watcher:
         for r in self.containers.values():
             self._close_log(r)
         for v in self.pod.volumes:
-            if v.kind == "emptyDir" and v.medium == "Memory":
+            if (v.kind, v.medium) == ("emptyDir", "Memory") or v.kind in CONFIG_VOLUME_KINDS:
                 _umount(self.paths.volume(v.name))
         _umount(self.paths.shm)
         if self.pod.network == "bridge":
@@ -1174,6 +1266,9 @@ class Watcher:
             if error:
                 raise NsboxError(f'container "{c.name}": {error}')
             return {"ok": True, "pid": r.pid}
+        if op == "sync-config":
+            self._sync_config()
+            return {"ok": True}
         if op == "delete":
             self.deletion = read_json(self.paths.deletion_json) or {}
             self.begin_termination(int(req.get("grace", 30)), bool(req.get("force")))
