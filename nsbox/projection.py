@@ -382,6 +382,10 @@ def sync_volumes(root: str, pod: PodSpec, volume_dir: Any) -> dict[str, str]:
     errors = {}
     for v in pod.volumes:
         if v.kind in CONFIG_VOLUME_KINDS:
+            if not os.path.ismount(volume_dir(v.name)):
+                # Not the pod's tmpfs (a watcher that adopted the pod lives outside its mount
+                # namespace): writing here would put the data on the disk below.
+                continue
             try:
                 set_up(root, pod, v, volume_dir(v.name), store)
             except MountNotReady as e:

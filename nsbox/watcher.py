@@ -222,7 +222,6 @@ class Running:
         self.term_at = 0.0                  # when SIGTERM was sent (monotonic), 0 = not yet
         self.restart_timer: list[Any] | None = None
         self.config_timer: list[Any] | None = None   # waiting for a ConfigMap, Secret or config volume
-        self.mount_error = ""                        # the FailedMount it waits on (one event per cause)
 
     @property
     def running(self) -> bool:
@@ -812,7 +811,11 @@ class Watcher:
         from nsbox import projection
         if self.done or not projection.uses_config(self.pod):
             return
-        self.mount_errors = projection.sync_volumes(self.root.path, self.pod, self.paths.volume)
+        errors = projection.sync_volumes(self.root.path, self.pod, self.paths.volume)
+        for name, detail in errors.items():
+            if self.mount_errors.get(name) != detail:       # one event per cause, as the kubelet's are aggregated
+                self.event("Warning", "FailedMount", str(projection.MountNotReady(name, detail)))
+        self.mount_errors = errors
 
     def _every_config_resync(self) -> None:
         from nsbox import projection
@@ -824,7 +827,9 @@ class Watcher:
         variables resolved (projection.EnvConfig, or None when it uses no object)."""
         from nsbox import projection
         for m in c.volume_mounts:
-            if m.name in self.mount_errors:
+            # A volume set up once keeps its files when its object goes: only a first set-up waits.
+            if m.name in self.mount_errors and not os.path.lexists(
+                    os.path.join(self.paths.volume(m.name), projection.DATA_DIR)):
                 raise projection.MountNotReady(m.name, self.mount_errors[m.name])
         if c.env_from or any(e.ref_kind for e in c.env):
             return projection.env_config(self.root.path, self.pod, c)
@@ -836,10 +841,7 @@ class Watcher:
         CONFIG_RETRY seconds, or at once when an object changes (sync-config)."""
         from nsbox import projection
         if isinstance(e, projection.MountNotReady):
-            state = {"waiting": {"reason": "ContainerCreating"}}
-            if r.state != state or r.mount_error != str(e):
-                self.event("Warning", "FailedMount", str(e))
-            r.mount_error = str(e)
+            state = {"waiting": {"reason": "ContainerCreating"}}     # the event is _sync_volumes'
         else:
             state = {"waiting": {"reason": projection.ConfigNotReady.reason, "message": str(e)}}
             if r.state != state:

@@ -253,6 +253,17 @@ def test_missing_volume_object_fails_mount_then_starts(nsbox):
     assert read(in_container(pid, "/cfg/x")) == "1"
 
 
+def test_a_deleted_object_leaves_the_mounted_files_as_they_were(nsbox):
+    put_object(nsbox, config_map("gone", {"k": "kept"}))
+    apply(nsbox, pod("keeps", container("app", SLEEP, volumeMounts=[{"name": "c", "mountPath": "/c"}]),
+                     volumes=[{"name": "c", "configMap": {"name": "gone"}}]))
+    pid = started(nsbox, "keeps")
+    delete_object(nsbox, "ConfigMap", "gone")
+    assert any(e["reason"] == "FailedMount" and e["message"].endswith('configmap "gone" not found')
+               for e in events(nsbox, "keeps"))
+    assert read(in_container(pid, "/c/k")) == "kept"
+
+
 def test_fs_group_owns_the_volume_files(tmp_path):
     """The kubelet's ownership rule over a written volume (the fsGroup of the manifest
     arrives through PodSpec.fs_group)."""
