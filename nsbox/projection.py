@@ -18,7 +18,6 @@ Secret values are never put into a message: messages name objects and keys only.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import time
 
@@ -296,6 +295,7 @@ def write_atomically(target: str, payload: dict[str, tuple[bytes, int]]) -> bool
         old = ""
     if old and _holds(os.path.join(target, old), payload) and _visible_ok(target, payload):
         return False
+    import shutil
     import tempfile
     prefix = time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime())
     ts_dir = tempfile.mkdtemp(prefix=prefix, dir=target)
@@ -334,6 +334,7 @@ def write_atomically(target: str, payload: dict[str, tuple[bytes, int]]) -> bool
 
 
 def _remove(path: str) -> None:
+    import shutil
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
     else:

@@ -791,7 +791,7 @@ class Watcher:
         self.children[pid] = lambda status, r=r: self._container_exited(r, status)
         if config is not None:
             for message in config.skipped:
-                self.event("Warning", "InvalidEnvironmentVariableNames", message, c.name)
+                self.event("Warning", "InvalidEnvironmentVariableNames", message)   # the pod's, as the kubelet's
         self.event("Normal", "Started", f"Started container {c.name}", c.name)
         if c.post_start:
             self._run_hook(r, c.post_start, "PostStart")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import wait_for
-from nsbox import objects, projection
+from nsbox import manifest, objects, projection
 from nsbox.model import DownwardFile, KeyToPath, PodSpec, Projection, Volume
 from nsbox.pods import Runtime
 from nsbox.state import Root
@@ -262,6 +262,20 @@ def test_a_deleted_object_leaves_the_mounted_files_as_they_were(nsbox):
     assert any(e["reason"] == "FailedMount" and e["message"].endswith('configmap "gone" not found')
                for e in events(nsbox, "keeps"))
     assert read(in_container(pid, "/c/k")) == "kept"
+
+
+def test_fs_group_owns_a_mounted_secret_volume(nsbox):
+    put_object(nsbox, secret("grp", {"k": "v"}))
+    doc = pod("grp", container("app", SLEEP, volumeMounts=[{"name": "s", "mountPath": "/s"}]),
+              volumes=[{"name": "s", "secret": {"secretName": "grp", "defaultMode": 0o600}}])
+    [spec], _ = manifest.pods_from_documents([("test", doc)])
+    spec.fs_group = 4321              # what the manifest's securityContext.fsGroup sets
+    Runtime(nsbox.root).create(spec)
+    pid = started(nsbox, "grp")
+    st = os.stat(in_container(pid, "/s/k"))
+    assert st.st_gid == 4321 and stat.S_IMODE(st.st_mode) == 0o640
+    top = os.stat(in_container(pid, "/s"))
+    assert top.st_gid == 4321 and top.st_mode & stat.S_ISGID
 
 
 def test_fs_group_owns_the_volume_files(tmp_path):
