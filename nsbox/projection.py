@@ -391,6 +391,8 @@ def sync_volumes(root: str, pod: PodSpec, volume_dir: Any) -> dict[str, str]:
                 set_up(root, pod, v, volume_dir(v.name), store)
             except MountNotReady as e:
                 errors[v.name] = e.detail
+            except (NsboxError, OSError) as e:      # a damaged object, a full tmpfs: retried at the next sync
+                errors[v.name] = str(e)
     return errors
 
 

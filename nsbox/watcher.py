@@ -53,7 +53,6 @@ PAUSE_CGROUP = ".pause"           # below the pod cgroup: PID 1 of a shared PID 
 VOLUME_CHECK_PERIOD = 2.0         # disk-backed emptyDir sizeLimit: an overrun is noticed within a few seconds
 SHED_DELAY = 0.5                  # after the ready report: the CLI does not wait for it, a quick `run --rm` never pays it
 HIBERNATE_AFTER = 0.5             # seconds without events before the watcher becomes nsbox-idle
-CONFIG_VOLUME_KINDS = ("configMap", "secret", "downwardAPI", "projected")   # each on its own tmpfs
 CONFIG_RETRY = 10.0               # a container waiting for a ConfigMap or Secret tries again (also hibernated)
 CONFIG_RESYNC_PERIOD = 60.0       # config volumes are refreshed while awake even if no change was announced
 
@@ -1169,6 +1168,7 @@ class Watcher:
         self._kill_all()
         for r in self.containers.values():
             self._close_log(r)
+        from nsbox.projection import CONFIG_VOLUME_KINDS      # each on its own tmpfs
         for v in self.pod.volumes:
             if (v.kind, v.medium) == ("emptyDir", "Memory") or v.kind in CONFIG_VOLUME_KINDS:
                 _umount(self.paths.volume(v.name))
