@@ -817,22 +817,23 @@ class _PodReader:
         self.fields(source, _VOLUME_SOURCE_TYPES[kind], path)
         volume.default_mode = self.file_mode(source, "defaultMode", path)
         if kind == "projected":
+            # validateProjectionSources: every path once across the sources, one kind per source.
             paths: set[str] = set()
             for source_where, projection in self.objects(source, "sources", path):
                 self.fields(projection, "VolumeProjection", source_where)
-                given = [k for k in ("configMap", "secret", "downwardAPI") if projection.get(k) is not None]
-                if len(given) > 1:
-                    self.problem(f"{source_where}: Forbidden: may not specify more than 1 volume type per source")
-                for k in given[:1]:
+                given = [k for k in ("secret", "configMap", "downwardAPI") if projection.get(k) is not None]
+                for k in given:
                     p = self.projection(projection, k, source_where, projected=True)
                     if p is None:
                         continue
-                    for i, entry in enumerate(p.items or p.files):
-                        if entry.path in paths:
-                            self.invalid(f"{source_where}.{k}.items[{i}].path", entry.path,
+                    for entry in p.items or p.files:
+                        if entry.path and entry.path in paths:
+                            self.invalid(path, entry.path if k == "downwardAPI" else p.name,
                                          "conflicting duplicate paths")
                         paths.add(entry.path)
                     volume.sources.append(p)
+                if len(given) > 1:
+                    self.problem(f"{source_where}: Forbidden: may not specify more than 1 volume type")
         else:
             p = self.projection(item, kind, where, projected=False)
             if p is not None:
@@ -848,8 +849,8 @@ class _PodReader:
             self.fields(source, _PROJECTION_TYPES[kind], path)
         if kind == "downwardAPI":
             files = []
-            for file_where, entry in self.objects(source, "items", path):
-                f = self.downward_file(entry, file_where)
+            for _file_where, entry in self.objects(source, "items", path):
+                f = self.downward_file(entry, path)      # validateDownwardAPIVolumeFile names no index
                 if f is not None:
                     files.append(f)
             return Projection(kind="downwardAPI", files=files)
@@ -857,10 +858,6 @@ class _PodReader:
         name = self.get(source, key, path, "string") or ""
         if not name:
             self.required(f"{path}.{key}")
-        else:
-            error = kube.validate_dns1123_subdomain(name)
-            if error:
-                self.invalid(f"{path}.{key}", name, error)
         optional = self.get(source, "optional", path, "boolean") is True
         items = []
         for item_where, entry in self.objects(source, "items", path):
@@ -889,8 +886,7 @@ class _PodReader:
             elif field_path in VOLUME_FIELD_PATHS or _ENV_META_FIELD.fullmatch(field_path):
                 out.field_ref = field_path
             else:
-                self.unsupported(f"{ref_where}.fieldPath", field_path, VOLUME_FIELD_PATHS + (
-                    "metadata.labels['<KEY>']", "metadata.annotations['<KEY>']"))
+                self.unsupported(f"{ref_where}.fieldPath", field_path, VOLUME_FIELD_PATHS)
             if resource_ref is not None:
                 self.invalid(where, "resource", "fieldRef and resourceFieldRef can not be specified simultaneously")
         elif resource_ref is not None:
@@ -904,12 +900,12 @@ class _PodReader:
         """resource, containerName, divisor of a resourceFieldRef (validateContainerResourceFieldSelector)."""
         self.fields(ref, "ResourceFieldSelector", where)
         container = self.get(ref, "containerName", where, "string") or ""
-        if in_volume and not container:
-            self.required(f"{where}.containerName")
-        elif container:
+        if container:
             self.resource_containers.append((f"{where}.containerName", container))
         resource = self.get(ref, "resource", where, "string") or ""
-        if not resource:
+        if in_volume and not container:
+            self.required(f"{where}.containerName")
+        elif not resource:
             self.required(f"{where}.resource")
         elif resource not in RESOURCE_FIELD_PATHS:
             self.unsupported(f"{where}.resource", resource, RESOURCE_FIELD_PATHS)
@@ -922,7 +918,7 @@ class _PodReader:
             if value is not None and value not in [kube.quantity_value(d) for d in allowed]:
                 shown = " and ".join(allowed) if unit == "cpu" else ", ".join(allowed)
                 what = "local ephemeral storage" if unit == "ephemeral-storage" else unit
-                self.invalid(f"{where}.divisor", divisor,
+                self.invalid(f"{where}.divisor", resource,
                              f"only divisor's values {shown} are supported with the {what} resource")
             text = str(divisor)
         return resource, container, text
@@ -1042,16 +1038,16 @@ class _PodReader:
                     self.invalid(source_where, "", "may not have more than one field specified at a time")
                 ref = self.get(source, "fieldRef", source_where, "object")
                 resource = self.get(source, "resourceFieldRef", source_where, "object")
-                key_refs = [(k, self.get(source, f"{k}KeyRef", source_where, "object")) for k in ("configMap", "secret")]
                 if ref is not None:
                     self.field_ref(ref, f"{source_where}.fieldRef", var)
-                elif resource is not None:
+                if resource is not None:
                     var.resource, var.resource_container, var.divisor = self.resource_field_ref(
                         resource, f"{source_where}.resourceFieldRef", in_volume=False)
-                elif any(r is not None for _, r in key_refs):
-                    kind, key_ref = next((k, r) for k, r in key_refs if r is not None)
-                    self.key_ref(key_ref, f"{source_where}.{kind}KeyRef", kind, var)
-                elif not any(v is not None for v in source.values()):
+                for kind in ("configMap", "secret"):
+                    key_ref = self.get(source, f"{kind}KeyRef", source_where, "object")
+                    if key_ref is not None:
+                        self.key_ref(key_ref, f"{source_where}.{kind}KeyRef", kind, var)
+                if not any(v is not None for v in source.values()):
                     self.invalid(source_where, "", "must specify one of: `fieldRef`, `resourceFieldRef`, "
                                  "`configMapKeyRef` or `secretKeyRef`")
             out.append(var)
@@ -1061,12 +1057,8 @@ class _PodReader:
         """configMapKeyRef / secretKeyRef (validateConfigMapKeySelector, validateSecretKeySelector)."""
         self.fields(ref, "ConfigMapKeySelector" if kind == "configMap" else "SecretKeySelector", where)
         name = self.get(ref, "name", where, "string") or ""
-        if not name:
-            self.required(f"{where}.name")
-        else:
-            error = kube.validate_dns1123_subdomain(name)
-            if error:
-                self.invalid(f"{where}.name", name, error)
+        for e in kube.dns1123_subdomain_errors(name):        # ValidateSecretName, also for ""
+            self.invalid(f"{where}.name", name, e)
         key = self.get(ref, "key", where, "string") or ""
         if not key:
             self.required(f"{where}.key")
@@ -1086,24 +1078,24 @@ class _PodReader:
                 if error:
                     self.invalid(f"{from_where}.prefix", prefix, error)
             given = [k for k in ("configMapRef", "secretRef") if entry.get(k) is not None]
-            if len(given) > 1:
-                self.invalid(from_where, "", "may not have more than one field specified at a time")
+            for key in given:
+                ref_where = f"{from_where}.{key}"
+                ref = self.get(entry, key, from_where, "object")
+                if ref is None:
+                    continue
+                self.fields(ref, "ConfigMapEnvSource" if key == "configMapRef" else "SecretEnvSource", ref_where)
+                name = self.get(ref, "name", ref_where, "string") or ""
+                if not name:
+                    self.required(f"{ref_where}.name")
+                for e in kube.dns1123_subdomain_errors(name) if name else ():
+                    self.invalid(f"{ref_where}.name", name, e)
+                out.append(EnvFrom(kind="configMap" if key == "configMapRef" else "secret", name=name,
+                                   prefix=prefix, optional=self.get(ref, "optional", ref_where, "boolean") is True))
+            env_from_where = _join(where, "envFrom")
             if not given:
-                continue
-            ref_where = f"{from_where}.{given[0]}"
-            ref = self.get(entry, given[0], from_where, "object")
-            if ref is None:
-                continue
-            self.fields(ref, "ConfigMapEnvSource" if given[0] == "configMapRef" else "SecretEnvSource", ref_where)
-            name = self.get(ref, "name", ref_where, "string") or ""
-            if not name:
-                self.required(f"{ref_where}.name")
-            else:
-                error = kube.validate_dns1123_subdomain(name)
-                if error:
-                    self.invalid(f"{ref_where}.name", name, error)
-            out.append(EnvFrom(kind="configMap" if given[0] == "configMapRef" else "secret", name=name,
-                               prefix=prefix, optional=self.get(ref, "optional", ref_where, "boolean") is True))
+                self.invalid(env_from_where, "", "must specify one of: `configMapRef` or `secretRef`")
+            elif len(given) > 1:
+                self.invalid(env_from_where, "", "may not have more than one field specified at a time")
         return out
 
     def field_ref(self, ref: dict, where: str, var: EnvVar) -> None:

@@ -465,8 +465,8 @@ def test_env_reference_checks():
         "at a time"]
     assert problems(env({"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu",
                                                                          "divisor": "1Mi"}}})) == [
-        'spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: Invalid value: "1Mi": only divisor\'s '
-        "values 1m and 1 are supported with the cpu resource"]
+        'spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: Invalid value: "limits.cpu": only '
+        "divisor's values 1m and 1 are supported with the cpu resource"]
     assert problems(env({"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.pids"}}}))[0] == (
         'spec.containers[0].env[0].valueFrom.resourceFieldRef.resource: Unsupported value: "limits.pids": '
         'supported values: "limits.cpu", "limits.ephemeral-storage", "limits.memory", "requests.cpu", '
@@ -475,11 +475,14 @@ def test_env_reference_checks():
                                                                          "containerName": "other"}}})) == [
         'spec.containers[0].env[0].valueFrom.resourceFieldRef.containerName: Not found: "other"']
     assert problems(env(env_from=[{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}},
-                                  {"prefix": "A=", "configMapRef": {}}])) == [
-        'spec.containers[0].envFrom[0]: Invalid value: "": may not have more than one field specified at a time',
+                                  {"prefix": "A=", "configMapRef": {}}, {"prefix": "P"}])) == [
+        'spec.containers[0].envFrom: Invalid value: "": may not have more than one field specified at a time',
         'spec.containers[0].envFrom[1].prefix: Invalid value: "A=": a valid environment variable name must '
         "consist only of printable ASCII characters other than '='",
-        "spec.containers[0].envFrom[1].configMapRef.name: Required value"]
+        "spec.containers[0].envFrom[1].configMapRef.name: Required value",
+        'spec.containers[0].envFrom: Invalid value: "": must specify one of: `configMapRef` or `secretRef`']
+    assert problems(env({"name": "X", "valueFrom": {"configMapKeyRef": {"key": "k"}}}))[0].startswith(
+        'spec.containers[0].env[0].valueFrom.configMapKeyRef.name: Invalid value: "": a lowercase RFC 1123')
 
 
 def test_config_volumes():
@@ -527,18 +530,17 @@ def test_config_volume_checks():
         "spec.volumes[0].configMap.items[2].mode: Invalid value: -1: must be a number between 0 and 0777 "
         "(octal), both inclusive",
         "spec.volumes[1].secret.secretName: Required value",
-        'spec.volumes[2].downwardAPI.items[0].fieldRef.fieldPath: Unsupported value: "spec.nodeName": supported '
+        # validateDownwardAPIVolumeFile reports under the source, without the item's index
+        'spec.volumes[2].downwardAPI.fieldRef.fieldPath: Unsupported value: "spec.nodeName": supported '
         'values: "metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace", '
-        '"metadata.uid", "metadata.labels[\'<KEY>\']", "metadata.annotations[\'<KEY>\']"',
-        "spec.volumes[2].downwardAPI.items[1].resourceFieldRef.containerName: Required value",
-        'spec.volumes[2].downwardAPI.items[2]: Invalid value: "resource": fieldRef and resourceFieldRef can '
+        '"metadata.uid"',
+        "spec.volumes[2].downwardAPI.resourceFieldRef.containerName: Required value",
+        'spec.volumes[2].downwardAPI: Invalid value: "resource": fieldRef and resourceFieldRef can '
         "not be specified simultaneously",
-        "spec.volumes[2].downwardAPI.items[3]: Required value: one of fieldRef and resourceFieldRef is required",
-        "spec.volumes[3].projected.sources[0]: Forbidden: may not specify more than 1 volume type per source",
-        'spec.volumes[3].projected.sources[1].secret.items[0].path: Invalid value: "same": conflicting '
-        "duplicate paths",
-        'spec.volumes[3].projected.sources[2].downwardAPI.items[0].path: Invalid value: "same": conflicting '
-        "duplicate paths",
+        "spec.volumes[2].downwardAPI: Required value: one of fieldRef and resourceFieldRef is required",
+        "spec.volumes[3].projected.sources[0]: Forbidden: may not specify more than 1 volume type",
+        'spec.volumes[3].projected: Invalid value: "y": conflicting duplicate paths',
+        'spec.volumes[3].projected: Invalid value: "same": conflicting duplicate paths',
         "spec.volumes[3].projected.sources[3].clusterTrustBundle: Forbidden: nsbox has no API server to issue "
         "service account tokens or trust bundles",
         "spec.volumes[4].secret: Forbidden: may not specify more than 1 volume type"]
