@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import os
 
-from nsbox import kube, mounts, native, projection, security
+from nsbox import kube, mounts, native, security
 from nsbox.errors import NsboxError
 from nsbox.model import ContainerSpec, PodSpec
 from nsbox.state import PodPaths
+
+# `projection` (ConfigMaps, Secrets, resources) is imported where a container uses it.
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from nsbox import projection
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -39,6 +44,7 @@ def environment(pod: PodSpec, c: ContainerSpec, pod_ip: str = "",
             if config is not None and i in config.values:
                 env[var.name] = config.values[i]
         elif var.resource:
+            from nsbox import projection
             env[var.name] = projection.resource_value(pod, var.resource_container or c.name, var.resource,
                                                       var.divisor)
         else:
@@ -85,9 +91,10 @@ def volume_mounts(pod: PodSpec, c: ContainerSpec, paths: PodPaths) -> list[mount
             raise NsboxError(f'container "{c.name}": volume "{m.name}" not found')
         source = v.host_path if v.kind == "hostPath" else paths.volume(v.name)
         sub_path, read_only = m.sub_path, m.read_only
-        if v.kind in projection.CONFIG_VOLUME_KINDS:
+        if v.kind not in ("emptyDir", "hostPath"):      # configMap, secret, downwardAPI, projected
             read_only = True                 # as the kubelet mounts them
             if sub_path:
+                from nsbox import projection
                 sub_path = projection.resolve_sub_path(source, sub_path)
         if sub_path:
             check_subpath(source, sub_path)
@@ -185,6 +192,7 @@ def exec_request(pod: PodSpec, c: ContainerSpec, pid: int, command: list[str],
     config = None
     if c.env_from or any(e.ref_kind for e in c.env):
         # The values the container started with (objects may have changed since): its environ.
+        from nsbox import projection
         config = projection.config_from_environ(c, _environ(pid))
     env = environment(pod, c, pod_ip, config)
     cwd = c.working_dir or "/"

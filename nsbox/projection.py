@@ -22,7 +22,7 @@ import stat
 import time
 
 from nsbox import kube, native, objects
-from nsbox.errors import NsboxError
+from nsbox.errors import NsboxError, WaitingForConfig
 from nsbox.model import ContainerSpec, PodSpec, Volume
 from nsbox.record import field, record
 
@@ -38,13 +38,14 @@ DATA_DIR_TMP = "..data_tmp"
 TMPFS_MIB_PER_SOURCE = 2              # an object holds at most 1 MiB; an update briefly holds two copies
 
 
-class ConfigNotReady(NsboxError):
+class ConfigNotReady(WaitingForConfig):
     """A container's environment refers to a missing object or key (CreateContainerConfigError)."""
     reason = "CreateContainerConfigError"
 
 
-class MountNotReady(NsboxError):
+class MountNotReady(WaitingForConfig):
     """A volume the container mounts cannot be set up yet (the kubelet's FailedMount)."""
+    reason = "ContainerCreating"
 
     def __init__(self, volume: str, message: str):
         super().__init__(f'MountVolume.SetUp failed for volume "{volume}" : {message}')
@@ -59,10 +60,6 @@ def uses_object(pod: PodSpec, kind: str, name: str) -> bool:
         if any(e.kind == kind and e.name == name for e in c.env_from):
             return True
     return any(p.kind == kind and p.name == name for v in pod.volumes for p in v.sources)
-
-
-def uses_config(pod: PodSpec) -> bool:
-    return any(v.kind in CONFIG_VOLUME_KINDS for v in pod.volumes)
 
 
 class _Objects:

@@ -34,8 +34,8 @@ import sys
 import time
 
 from nsbox import cgroups, control, kube, logs, native
-from nsbox.errors import NsboxError
-from nsbox.model import ContainerSpec, PodSpec
+from nsbox.errors import NsboxError, WaitingForConfig
+from nsbox.model import ContainerSpec, PodSpec, Volume
 from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_json
 
 # `container` and `sandbox` (making things) are imported where they are used: a watcher
@@ -725,11 +725,10 @@ class Watcher:
         The failure is recorded on the next turn of the loop, not here: recording an exit
         starts the next round of containers, and the caller may be in the middle of a round.
         """
-        from nsbox import projection
         try:
             self.start_container(r)
             return None
-        except (projection.ConfigNotReady, projection.MountNotReady) as e:
+        except WaitingForConfig as e:
             self._wait_for_config(r, e)
             return None
         except (NsboxError, OSError) as e:
@@ -797,19 +796,25 @@ class Watcher:
 
     # ------------------------------------------------------------ ConfigMaps, Secrets, downward API
 
+    @property
+    def config_volumes(self) -> list[Volume]:
+        """configMap, secret, downwardAPI and projected volumes (projection.CONFIG_VOLUME_KINDS)."""
+        return [v for v in self.pod.volumes if v.kind not in ("emptyDir", "hostPath")]
+
     def _mount_config_volumes(self) -> None:
-        """Each configMap/secret/downwardAPI/projected volume on its own tmpfs, filled now."""
+        """Each config volume on its own tmpfs, filled now."""
+        if not self.config_volumes:
+            return
         from nsbox import projection
-        for v in self.pod.volumes:
-            if v.kind in projection.CONFIG_VOLUME_KINDS:
-                projection.mount_tmpfs(v, self.paths.volume(v.name))
+        for v in self.config_volumes:
+            projection.mount_tmpfs(v, self.paths.volume(v.name))
         self._sync_volumes()
 
     def _sync_volumes(self) -> None:
         """Bring the config volumes up to date with the store (the kubelet's resync)."""
-        from nsbox import projection
-        if self.done or not projection.uses_config(self.pod):
+        if self.done or not self.config_volumes:
             return
+        from nsbox import projection
         errors = projection.sync_volumes(self.root.path, self.pod, self.paths.volume)
         for name, detail in errors.items():
             if self.mount_errors.get(name) != detail:       # one event per cause, as the kubelet's are aggregated
@@ -817,32 +822,31 @@ class Watcher:
         self.mount_errors = errors
 
     def _every_config_resync(self) -> None:
-        from nsbox import projection
-        if projection.uses_config(self.pod):
+        if self.config_volumes:
             self.every(CONFIG_RESYNC_PERIOD, self._sync_volumes)
 
     def _container_config(self, c: ContainerSpec) -> Any:
         """What container `c` needs from objects before it starts: its volumes set up, its
         variables resolved (projection.EnvConfig, or None when it uses no object)."""
-        from nsbox import projection
         for m in c.volume_mounts:
-            # A volume set up once keeps its files when its object goes: only a first set-up waits.
-            if m.name in self.mount_errors and not os.path.lexists(
-                    os.path.join(self.paths.volume(m.name), projection.DATA_DIR)):
-                raise projection.MountNotReady(m.name, self.mount_errors[m.name])
+            if m.name in self.mount_errors:
+                from nsbox import projection
+                # A volume set up once keeps its files when its object goes: only a first set-up waits.
+                if not os.path.lexists(os.path.join(self.paths.volume(m.name), projection.DATA_DIR)):
+                    raise projection.MountNotReady(m.name, self.mount_errors[m.name])
         if c.env_from or any(e.ref_kind for e in c.env):
+            from nsbox import projection
             return projection.env_config(self.root.path, self.pod, c)
         return None
 
-    def _wait_for_config(self, r: Running, e: NsboxError) -> None:
+    def _wait_for_config(self, r: Running, e: WaitingForConfig) -> None:
         """The kubelet's waiting states: ContainerCreating with a FailedMount event (a volume),
         CreateContainerConfigError with a Failed event (a variable); tried again in
         CONFIG_RETRY seconds, or at once when an object changes (sync-config)."""
-        from nsbox import projection
-        if isinstance(e, projection.MountNotReady):
-            state = {"waiting": {"reason": "ContainerCreating"}}     # the event is _sync_volumes'
+        if e.reason == "ContainerCreating":
+            state = {"waiting": {"reason": e.reason}}     # the FailedMount event is _sync_volumes'
         else:
-            state = {"waiting": {"reason": projection.ConfigNotReady.reason, "message": str(e)}}
+            state = {"waiting": {"reason": e.reason, "message": str(e)}}
             if r.state != state:
                 self.event("Warning", "Failed", f"Error: {e}", r.spec.name)
         r.state = state
@@ -1168,9 +1172,8 @@ class Watcher:
         self._kill_all()
         for r in self.containers.values():
             self._close_log(r)
-        from nsbox.projection import CONFIG_VOLUME_KINDS      # each on its own tmpfs
         for v in self.pod.volumes:
-            if (v.kind, v.medium) == ("emptyDir", "Memory") or v.kind in CONFIG_VOLUME_KINDS:
+            if (v.kind, v.medium) == ("emptyDir", "Memory") or v in self.config_volumes:   # tmpfs each
                 _umount(self.paths.volume(v.name))
         _umount(self.paths.shm)
         if self.pod.network == "bridge":
