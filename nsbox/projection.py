@@ -293,17 +293,16 @@ def write_atomically(target: str, payload: dict[str, tuple[bytes, int]]) -> bool
     if old and _holds(os.path.join(target, old), payload) and _visible_ok(target, payload):
         return False
     import shutil
-    import tempfile
-    prefix = time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime())
-    ts_dir = tempfile.mkdtemp(prefix=prefix, dir=target)
+    ts_dir = _new_timestamped_dir(target)
     try:
-        os.chmod(ts_dir, 0o755)
         for path, (content, mode) in payload.items():
             full = os.path.join(ts_dir, path)
             os.makedirs(os.path.dirname(full), 0o755, exist_ok=True)
             fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
-                os.write(fd, content)
+                view = memoryview(content)
+                while view:
+                    view = view[os.write(fd, view):]
                 os.fchmod(fd, mode)
             finally:
                 os.close(fd)
@@ -328,6 +327,20 @@ def write_atomically(target: str, payload: dict[str, tuple[bytes, int]]) -> bool
     if old:
         shutil.rmtree(os.path.join(target, old), ignore_errors=True)
     return True
+
+
+def _new_timestamped_dir(target: str) -> str:
+    """`..2006_01_02_15_04_05.<random number>`, as Go's MkdirTemp names it; mode 0755 so
+    that any user of the pod can walk it (the files' own modes decide the rest)."""
+    prefix = time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime())
+    while True:
+        path = os.path.join(target, prefix + str(int.from_bytes(os.urandom(4), "little")))
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o755)
+        return path
 
 
 def _remove(path: str) -> None:
