@@ -765,7 +765,9 @@ class _PodReader:
         self.fields(item, "Volume", where)
         name = self.name(item, where, self.volume_names)
         rejected = any(f"Volume.{k}" in REJECTED and v is not None for k, v in item.items())
-        sources = [k for k in ("emptyDir", "hostPath") + CONFIG_VOLUME_KINDS if item.get(k) is not None]
+        # In the API server's order (validateVolumeSource): the second one found is reported.
+        sources = [k for k in ("emptyDir", "hostPath", "secret", "downwardAPI", "configMap", "projected")
+                   if item.get(k) is not None]
         if len(sources) > 1:
             self.problem(f"{where}.{sources[1]}: Forbidden: may not specify more than 1 volume type")
             return None

@@ -84,6 +84,7 @@ def test_env_from_key_refs_env_from_with_prefix_and_resources(nsbox):
         env=[{"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "color"}}},
              {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
              {"name": "CFG_size", "value": "explicit wins"},
+             {"name": "SENTENCE", "value": "$(COLOR) and $(CFG_color)"},
              {"name": "MAYBE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "nope",
                                                                  "optional": True}}},
              {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory",
@@ -96,6 +97,7 @@ def test_env_from_key_refs_env_from_with_prefix_and_resources(nsbox):
     assert env["PASSWORD"] == SECRET_VALUE
     assert env["CFG_color"] == "blue"
     assert env["CFG_size"] == "explicit wins"
+    assert env["SENTENCE"] == "blue and blue"                                    # $(VAR) sees them
     assert "MAYBE" not in env and "CFG_bad=name" not in env
     assert (env["MEM_MI"], env["CPU_M"], env["CPU"]) == ("64", "250", "1")      # 0.25 cores rounds up
     assert env["REQ_MEM"] == str(64 << 20)                                       # a request defaults to the limit

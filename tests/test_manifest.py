@@ -543,7 +543,7 @@ def test_config_volume_checks():
         'spec.volumes[3].projected: Invalid value: "same": conflicting duplicate paths',
         "spec.volumes[3].projected.sources[3].clusterTrustBundle: Forbidden: nsbox has no API server to issue "
         "service account tokens or trust bundles",
-        "spec.volumes[4].secret: Forbidden: may not specify more than 1 volume type"]
+        "spec.volumes[4].configMap: Forbidden: may not specify more than 1 volume type"]
 
 
 def test_security_context_checks():
