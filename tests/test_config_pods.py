@@ -17,7 +17,7 @@ import pytest
 
 from conftest import wait_for
 from nsbox import manifest, objects, projection
-from nsbox.model import DownwardFile, KeyToPath, PodSpec, Projection, Volume
+from nsbox.model import ContainerSpec, DownwardFile, KeyToPath, PodSpec, Projection, Resources, Volume
 from nsbox.pods import Runtime
 from nsbox.state import Root
 from test_apply import SLEEP, apply, container, in_container, mount_at, pod, proc_environ, read
@@ -103,6 +103,21 @@ def test_env_from_key_refs_env_from_with_prefix_and_resources(nsbox):
     assert env["REQ_MEM"] == str(64 << 20)                                       # a request defaults to the limit
     skipped = [e for e in events(nsbox, "envs") if e["reason"] == "InvalidEnvironmentVariableNames"]
     assert skipped and "CFG_bad=name" in skipped[0]["message"]
+
+
+def test_resource_values_are_divided_and_rounded_up_as_the_kubelet_does():
+    spec = PodSpec(name="p", containers=[ContainerSpec(name="c", command=["true"], resources=Resources(
+        cpu_millis=250, memory_bytes=100 << 20, cpu_request_millis=100))])
+
+    def value(resource: str, divisor: str = "") -> str:
+        return projection.resource_value(spec, "c", resource, divisor)
+    assert (value("limits.cpu"), value("limits.cpu", "1m"), value("requests.cpu", "1m")) == ("1", "250", "100")
+    assert (value("limits.memory", "1Gi"), value("limits.memory", "1Mi"), value("limits.memory", "1k")) == (
+        "1", "100", str(-(-(100 << 20) // 1000)))
+    assert value("requests.memory") == str(100 << 20)          # an unset request is the limit
+    assert value("requests.ephemeral-storage") == "0"
+    with pytest.raises(projection.ConfigNotReady, match="container x not found"):
+        projection.resource_value(spec, "x", "limits.cpu", "")
 
 
 def test_unset_limit_is_the_machines_allocatable(nsbox):
