@@ -21,6 +21,7 @@ from nsbox.model import ContainerSpec, DownwardFile, KeyToPath, PodSpec, Project
 from nsbox.pods import Runtime
 from nsbox.state import Root
 from test_apply import SLEEP, apply, container, in_container, mount_at, pod, proc_environ, read
+from test_hibernate import exe, idle_watcher
 
 SECRET_VALUE = "s3cr3t-Value-42"
 
@@ -153,10 +154,26 @@ def test_a_waiting_container_retries_by_itself_while_its_pod_is_quiet(nsbox):
     apply(nsbox, pod("retry", container("app", SLEEP, envFrom=[{"configMapRef": {"name": "late"}}])))
     wait_for(lambda: waiting(nsbox, "retry").get("message") == 'configmap "late" not found',
              what="CreateContainerConfigError")
+    idle_watcher(nsbox, "retry")                                  # quiet: its watcher is nsbox-idle
     objects.save(nsbox.root, config_map("late", {"A": "1"}))      # stored without telling anyone
     env = proc_environ(wait_for(lambda: nsbox.inspect("retry")["containers"][0]["pid"], timeout=25,
                                 interval=0.5, what="the retry timer"))
     assert env["A"] == "1"
+
+
+def test_only_the_pods_that_use_an_object_are_woken(nsbox):
+    put_object(nsbox, config_map("used", {"k": "1"}))
+    apply(nsbox, pod("user", container("app", SLEEP, volumeMounts=[{"name": "c", "mountPath": "/c"}]),
+                     volumes=[{"name": "c", "configMap": {"name": "used"}}]),
+          pod("bystander", container("app", SLEEP, env=[
+              {"name": "K", "valueFrom": {"configMapKeyRef": {"name": "other", "key": "k", "optional": True}}}])))
+    pid = started(nsbox, "user")
+    started(nsbox, "bystander")
+    idle_watcher(nsbox, "user")
+    bystander = idle_watcher(nsbox, "bystander")
+    put_object(nsbox, config_map("used", {"k": "2"}))
+    assert read(in_container(pid, "/c/k")) == "2"                 # done when config_changed returns
+    assert exe(bystander) == "nsbox-idle"                          # never woken (it would stay awake 0.5 s)
 
 
 def test_env_does_not_follow_an_update(nsbox):
