@@ -114,8 +114,7 @@ def env_config(root: str, pod: PodSpec, c: ContainerSpec) -> EnvConfig:
                 continue
             out.from_env[name] = value.decode(errors="replace")
         if invalid:
-            what = "configMap" if ref.kind == "configMap" else "secret"
-            out.skipped.append(f"Keys [{', '.join(sorted(invalid))}] from the EnvFrom {what} "
+            out.skipped.append(f"Keys [{', '.join(sorted(invalid))}] from the EnvFrom {ref.kind} "
                                f"{pod.namespace}/{ref.name} were skipped since they are considered "
                                "invalid environment variable names.")
     for i, var in enumerate(c.env):
