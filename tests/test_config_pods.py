@@ -155,7 +155,8 @@ def test_a_waiting_container_retries_by_itself_while_its_pod_is_quiet(nsbox):
     wait_for(lambda: waiting(nsbox, "retry").get("message") == 'configmap "late" not found',
              what="CreateContainerConfigError")
     idle_watcher(nsbox, "retry")                                  # quiet: its watcher is nsbox-idle
-    objects.save(nsbox.root, config_map("late", {"A": "1"}))      # stored without telling anyone
+    # Deliberately not put_object: stored without telling any pod, the retry timer alone starts it.
+    objects.save(nsbox.root, config_map("late", {"A": "1"}))
     env = proc_environ(wait_for(lambda: nsbox.inspect("retry")["containers"][0]["pid"], timeout=25,
                                 interval=0.5, what="the retry timer"))
     assert env["A"] == "1"
