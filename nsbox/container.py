@@ -15,6 +15,11 @@ from nsbox.errors import NsboxError
 from nsbox.model import ContainerSpec, PodSpec
 from nsbox.state import PodPaths
 
+# `projection` (ConfigMaps, Secrets, resources) is imported where a container uses it.
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from nsbox import projection
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # The namespaces a container joins, in the order setns() needs: mnt last, since
@@ -23,14 +28,27 @@ JOIN_ORDER = (("ipc", native.CLONE_NEWIPC), ("uts", native.CLONE_NEWUTS),
               ("net", native.CLONE_NEWNET), ("pid", native.CLONE_NEWPID),
               ("mnt", native.CLONE_NEWNS))
 
-def environment(pod: PodSpec, c: ContainerSpec, pod_ip: str = "") -> dict[str, str]:
+def environment(pod: PodSpec, c: ContainerSpec, pod_ip: str = "",
+                config: projection.EnvConfig | None = None) -> dict[str, str]:
+    """The container's variables: `config` holds what came from ConfigMaps and Secrets
+    (resolved at start: projection.env_config); without it those variables are left out."""
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": pod.effective_hostname, "HOME": "/root"}
     if c.tty:
         env["TERM"] = "xterm"
+    if config is not None:
+        env.update(config.from_env)
     fields = {"metadata.name": pod.name, "metadata.namespace": pod.namespace,
               "metadata.uid": pod.uid, "status.podIP": pod_ip, "spec.nodeName": os.uname().nodename}
-    for var in c.env:
-        env[var.name] = fields.get(var.field_ref, "") if var.field_ref else kube.expand_env_references(var.value, env)
+    for i, var in enumerate(c.env):
+        if var.ref_kind:
+            if config is not None and i in config.values:
+                env[var.name] = config.values[i]
+        elif var.resource:
+            from nsbox import projection
+            env[var.name] = projection.resource_value(pod, var.resource_container or c.name, var.resource,
+                                                      var.divisor)
+        else:
+            env[var.name] = fields.get(var.field_ref, "") if var.field_ref else kube.expand_env_references(var.value, env)
     return env
 
 
@@ -72,10 +90,25 @@ def volume_mounts(pod: PodSpec, c: ContainerSpec, paths: PodPaths) -> list[mount
         if v is None:
             raise NsboxError(f'container "{c.name}": volume "{m.name}" not found')
         source = v.host_path if v.kind == "hostPath" else paths.volume(v.name)
-        if m.sub_path:
-            check_subpath(source, m.sub_path)
-        result.append(mounts.Volume(source, os.path.normpath("/" + m.mount_path), m.read_only, m.sub_path))
+        sub_path, read_only = m.sub_path, m.read_only
+        if v.kind not in ("emptyDir", "hostPath"):      # configMap, secret, downwardAPI, projected
+            read_only = True                 # as the kubelet mounts them
+            if sub_path:
+                from nsbox import projection
+                sub_path = projection.resolve_sub_path(source, sub_path)
+        if sub_path:
+            check_subpath(source, sub_path)
+        result.append(mounts.Volume(source, os.path.normpath("/" + m.mount_path), read_only, sub_path))
     return result
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            entries = f.read().split(b"\0")
+    except OSError:
+        return {}
+    return dict(e.decode(errors="replace").partition("=")[::2] for e in entries if b"=" in e)
 
 
 def check_subpath(volume_dir: str, sub_path: str) -> None:
@@ -97,10 +130,11 @@ def check_subpath(volume_dir: str, sub_path: str) -> None:
 
 
 def start_request(pod: PodSpec, c: ContainerSpec, paths: PodPaths, etc_files: dict[str, str],
-                  *, pod_ip: str = "", pid_ns_fd: int = -1, console: str = "") -> native.SpawnRequest:
+                  *, pod_ip: str = "", pid_ns_fd: int = -1, console: str = "",
+                  config: projection.EnvConfig | None = None) -> native.SpawnRequest:
     """The request that starts container `c` as a child of the pod's watcher."""
     ident = security.identity(pod, c)
-    env = environment(pod, c, pod_ip)
+    env = environment(pod, c, pod_ip, config)
     args = argv(c, env)
     image = c.image if c.image and os.path.isdir(c.image) else ""
     cwd = c.working_dir or "/"
@@ -155,10 +189,14 @@ def exec_request(pod: PodSpec, c: ContainerSpec, pid: int, command: list[str],
         raise NsboxError(f'container "{c.name}" is not running') from None
     join = [(fd, nstype) for fd, (_, nstype) in zip(fds, JOIN_ORDER)]
     ident = security.identity(pod, c)
-    env = environment(pod, c, pod_ip)
+    config = None
+    if c.env_from or any(e.ref_kind for e in c.env):
+        # The values the container started with (objects may have changed since): its environ.
+        from nsbox import projection
+        config = projection.config_from_environ(c, _environ(pid))
+    env = environment(pod, c, pod_ip, config)
     cwd = c.working_dir or "/"
-    root = f"/proc/{pid}/root"
-    exe = find_executable(command[0], env, root, cwd)
+    exe = find_executable(command[0], env, f"/proc/{pid}/root", cwd)
     if exe is None:
         for fd in fds:
             os.close(fd)

@@ -16,3 +16,9 @@ class NotFound(NsboxError):
 
 class AlreadyExists(NsboxError):
     pass
+
+
+class WaitingForConfig(NsboxError):
+    """A container cannot start until a ConfigMap or Secret appears (README, "ConfigMaps,
+    Secrets and the downward API"): it waits with `reason`, and is tried again."""
+    reason = "ContainerCreating"

@@ -24,6 +24,10 @@ from __future__ import annotations
 import re
 import time
 
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from fractions import Fraction
+
 # --- Names (apimachinery: pkg/util/validation) --------------------------------
 
 DNS1123_LABEL_MAX = 63
@@ -245,6 +249,15 @@ def _scaled(q: str | int | float, scale: int) -> int:
     if value > _INT64_MAX:
         raise QuantityError(q, "is too large")
     return value
+
+
+def quantity_value(q: str | int | float) -> Fraction:
+    """A non-negative quantity's exact value: "1Mi" → 1048576, "500m" → 1/2 (a divisor, a limit)."""
+    num, den = _quantity_fraction(q)
+    if num < 0:
+        raise QuantityError(q, "must be greater than or equal to 0")
+    from fractions import Fraction
+    return Fraction(num, den)
 
 
 def parse_cpu(q: str | int | float) -> int:

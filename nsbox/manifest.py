@@ -31,8 +31,8 @@ from typing import Any, Callable
 
 from . import kube, objects
 from .errors import NsboxError
-from .model import (ContainerSpec, EnvVar, HostAlias, PodSpec, Resources, SecurityContext, Volume,
-                    VolumeMount)
+from .model import (ContainerSpec, DownwardFile, EnvFrom, EnvVar, HostAlias, KeyToPath, PodSpec, Projection,
+                    Resources, SecurityContext, Volume, VolumeMount)
 
 # --- The policy ---------------------------------------------------------------
 # Keys are Kubernetes API type names; a type's fields are listed where they go.
@@ -48,12 +48,28 @@ HANDLED: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
     "Sysctl": "name value",
     "HostAlias": "ip hostnames",
     "Container": "name image command args workingDir env volumeMounts securityContext resources "
-                 "lifecycle stdin tty",
+                 "lifecycle stdin tty envFrom",
     "EnvVar": "name value valueFrom",
-    "EnvVarSource": "fieldRef",
+    "EnvVarSource": "fieldRef configMapKeyRef secretKeyRef resourceFieldRef",
+    "ConfigMapKeySelector": "name key optional",
+    "SecretKeySelector": "name key optional",
+    "ResourceFieldSelector": "containerName resource divisor",
+    "EnvFromSource": "prefix configMapRef secretRef",
+    "ConfigMapEnvSource": "name optional",
+    "SecretEnvSource": "name optional",
     "ObjectFieldSelector": "fieldPath apiVersion",
     "VolumeMount": "name mountPath readOnly subPath",
-    "Volume": "name emptyDir hostPath",
+    "Volume": "name emptyDir hostPath configMap secret downwardAPI projected",
+    "ConfigMapVolumeSource": "name items defaultMode optional",
+    "SecretVolumeSource": "secretName items defaultMode optional",
+    "KeyToPath": "key path mode",
+    "DownwardAPIVolumeSource": "items defaultMode",
+    "DownwardAPIVolumeFile": "path fieldRef resourceFieldRef mode",
+    "ProjectedVolumeSource": "sources defaultMode",
+    "VolumeProjection": "configMap secret downwardAPI",
+    "ConfigMapProjection": "name items optional",
+    "SecretProjection": "name items optional",
+    "DownwardAPIProjection": "items",
     "EmptyDirVolumeSource": "medium sizeLimit",
     "HostPathVolumeSource": "path type",
     "SecurityContext": "privileged capabilities runAsUser runAsGroup runAsNonRoot "
@@ -129,8 +145,9 @@ WARNED: dict[str, str] = {
     "ResourceList.ephemeral-storage": "local storage is not limited",
 }
 
-_VOLUME_TYPE = "Unsupported value: nsbox provides emptyDir and hostPath volumes only"
-_CLUSTER_DATA = "Forbidden: configMaps, secrets and resource references need a cluster"
+_VOLUME_TYPE = ("Unsupported value: nsbox provides emptyDir, hostPath, configMap, secret, downwardAPI "
+                "and projected volumes only")
+_NO_API_SERVER = "Forbidden: nsbox has no API server to issue service account tokens or trust bundles"
 _HANDLER = "Unsupported value: nsbox runs exec and sleep handlers only"
 _HOST_PORT = ("Forbidden: nsbox does not forward host ports; use hostNetwork, "
               "or the annotation nsbox.io/network: bridge and the pod IP")
@@ -138,7 +155,7 @@ _HOST_PORT = ("Forbidden: nsbox does not forward host ports; use hostNetwork, "
 # nsbox cannot honour these, and ignoring them would change what the pod does.
 REJECTED: dict[str, str] = {
     **{f"Volume.{source}": _VOLUME_TYPE for source in (
-        "configMap secret persistentVolumeClaim projected downwardAPI ephemeral image csi nfs iscsi "
+        "persistentVolumeClaim ephemeral image csi nfs iscsi "
         "gitRepo glusterfs cephfs rbd fc flexVolume flocker cinder awsElasticBlockStore gcePersistentDisk "
         "azureDisk azureFile vsphereVolume quobyte photonPersistentDisk portworxVolume scaleIO storageos"
     ).split()},
@@ -149,14 +166,13 @@ REJECTED: dict[str, str] = {
     "PodSpec.resources": "Forbidden: pod-level resources are not supported; set limits on the containers",
     "PodSpec.hostUsers": "Forbidden: user namespaces are not supported",                # when false
     "PodSpec.os": "Unsupported value: nsbox runs Linux pods",                            # name other than linux
-    "Container.envFrom": _CLUSTER_DATA,
     "Container.volumeDevices": "Forbidden: block devices need persistent volumes",
     "Container.restartPolicy": "Forbidden: sidecar containers are not supported",
     "Container.restartPolicyRules": "Forbidden: sidecar containers are not supported",
-    "EnvVarSource.configMapKeyRef": _CLUSTER_DATA,
-    "EnvVarSource.secretKeyRef": _CLUSTER_DATA,
-    "EnvVarSource.resourceFieldRef": _CLUSTER_DATA,
     "EnvVarSource.fileKeyRef": "Forbidden: not supported",
+    "VolumeProjection.serviceAccountToken": _NO_API_SERVER,
+    "VolumeProjection.clusterTrustBundle": _NO_API_SERVER,
+    "VolumeProjection.podCertificate": _NO_API_SERVER,
     "VolumeMount.subPathExpr": "Forbidden: not supported; use subPath",
     "VolumeMount.mountPropagation": "Forbidden: mount propagation is not supported",    # other than None
     "VolumeMount.recursiveReadOnly": "Forbidden: recursive read-only mounts are not supported",  # Enabled
@@ -197,6 +213,18 @@ NSBOX_ANNOTATIONS = (ANNOTATION_NETWORK, ANNOTATION_INIT, ANNOTATION_BACKOFF_BAS
 ENV_FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "status.podIP", "spec.nodeName")
 _ENV_FIELD_ALIASES = {"status.podIPs": "status.podIP"}   # one IP per pod: the list is that IP
 _ENV_META_FIELD = re.compile(r"metadata\.(labels|annotations)\['(.+)'\]")
+CONFIG_VOLUME_KINDS = ("configMap", "secret", "downwardAPI", "projected")
+_VOLUME_SOURCE_TYPES = {"configMap": "ConfigMapVolumeSource", "secret": "SecretVolumeSource",
+                        "downwardAPI": "DownwardAPIVolumeSource", "projected": "ProjectedVolumeSource"}
+_PROJECTION_TYPES = {"configMap": "ConfigMapProjection", "secret": "SecretProjection",
+                     "downwardAPI": "DownwardAPIProjection"}
+# Downward API in files: the pod's whole label and annotation maps too (never in env).
+VOLUME_FIELD_PATHS = ("metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace",
+                      "metadata.uid")
+RESOURCE_FIELD_PATHS = ("limits.cpu", "limits.ephemeral-storage", "limits.memory", "requests.cpu",
+                        "requests.ephemeral-storage", "requests.memory")
+_BYTE_DIVISORS = ("1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei")
+_DIVISORS = {"cpu": ("1m", "1"), "memory": _BYTE_DIVISORS, "ephemeral-storage": _BYTE_DIVISORS}
 HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket",
                    "CharDevice", "BlockDevice")
 EMPTY_DIR_MEDIA = ("", "Memory")
@@ -481,6 +509,7 @@ class _PodReader:
         self.annotations: dict[str, str] = {}
         self.pod_run_as_user: int | None = None
         self.pod_run_as_non_root: bool | None = None
+        self.resource_containers: list[tuple[str, str]] = []   # resourceFieldRef.containerName, checked last
 
     # -- reporting
 
@@ -741,6 +770,10 @@ class _PodReader:
                 if container is not None:
                     target.append(container)
 
+        for ref_where, name in self.resource_containers:
+            if name not in self.container_names:
+                self.problem(f"{ref_where}: Not found: {_show(name)}")
+
         if self.annotations.get(ANNOTATION_INIT) == "true":
             for container in pod.all_containers():
                 container.init = True
@@ -835,13 +868,17 @@ class _PodReader:
         self.fields(item, "Volume", where)
         name = self.name(item, where, self.volume_names)
         rejected = any(f"Volume.{k}" in REJECTED and v is not None for k, v in item.items())
-        sources = [k for k in ("emptyDir", "hostPath") if item.get(k) is not None]
+        # In the API server's order (validateVolumeSource): the second one found is reported.
+        sources = [k for k in ("emptyDir", "hostPath", "secret", "downwardAPI", "configMap", "projected")
+                   if item.get(k) is not None]
         if len(sources) > 1:
-            self.problem(f"{where}.hostPath: Forbidden: may not specify more than 1 volume type")
+            self.problem(f"{where}.{sources[1]}: Forbidden: may not specify more than 1 volume type")
             return None
         if rejected or name is None:
             return None
         volume = Volume(name=name)
+        if sources and sources[0] in CONFIG_VOLUME_KINDS:
+            return self.config_volume(item, sources[0], where, volume)
         if sources == ["hostPath"]:
             source = self.get(item, "hostPath", where, "object")
             if source is None:
@@ -873,6 +910,144 @@ class _PodReader:
         if source.get("sizeLimit") is not None:
             volume.size_limit = self.quantity(source["sizeLimit"], f"{path}.sizeLimit", kube.parse_memory)
         return volume
+
+    def config_volume(self, item: dict, kind: str, where: str, volume: Volume) -> Volume | None:
+        """A configMap, secret, downwardAPI or projected volume (README, "ConfigMaps, Secrets
+        and the downward API"); the API server's rules (validateConfigMapVolumeSource & co.)."""
+        path = f"{where}.{kind}"
+        source = self.get(item, kind, where, "object")
+        if source is None:
+            return None
+        volume.kind = kind
+        self.fields(source, _VOLUME_SOURCE_TYPES[kind], path)
+        volume.default_mode = self.file_mode(source, "defaultMode", path)
+        if kind == "projected":
+            # validateProjectionSources: every path once across the sources, one kind per source.
+            paths: set[str] = set()
+            for source_where, projection in self.objects(source, "sources", path):
+                self.fields(projection, "VolumeProjection", source_where)
+                given = [k for k in ("secret", "configMap", "downwardAPI") if projection.get(k) is not None]
+                for k in given:
+                    p = self.projection(projection, k, source_where, projected=True)
+                    if p is None:
+                        continue
+                    for entry in p.items or p.files:
+                        if entry.path and entry.path in paths:
+                            self.invalid(path, entry.path if k == "downwardAPI" else p.name,
+                                         "conflicting duplicate paths")
+                        paths.add(entry.path)
+                    volume.sources.append(p)
+                if len(given) > 1:
+                    self.problem(f"{source_where}: Forbidden: may not specify more than 1 volume type")
+        else:
+            p = self.projection(item, kind, where, projected=False)
+            if p is not None:
+                volume.sources.append(p)
+        return volume
+
+    def projection(self, parent: dict, kind: str, where: str, *, projected: bool) -> Projection | None:
+        source = self.get(parent, kind, where, "object")
+        if source is None:
+            return None
+        path = f"{where}.{kind}"
+        if projected:
+            self.fields(source, _PROJECTION_TYPES[kind], path)
+        if kind == "downwardAPI":
+            files = []
+            for _file_where, entry in self.objects(source, "items", path):
+                f = self.downward_file(entry, path)      # validateDownwardAPIVolumeFile names no index
+                if f is not None:
+                    files.append(f)
+            return Projection(kind="downwardAPI", files=files)
+        key = "secretName" if kind == "secret" and not projected else "name"
+        name = self.get(source, key, path, "string") or ""
+        if not name:
+            self.required(f"{path}.{key}")
+        optional = self.get(source, "optional", path, "boolean") is True
+        items = []
+        for item_where, entry in self.objects(source, "items", path):
+            self.fields(entry, "KeyToPath", item_where)
+            key_name = self.get(entry, "key", item_where, "string") or ""
+            if not key_name:
+                self.required(f"{item_where}.key")
+            file_path = self.local_path(entry, item_where)
+            items.append(KeyToPath(key=key_name, path=file_path or "", mode=self.file_mode(entry, "mode", item_where)))
+        return Projection(kind=kind, name=name, items=items, optional=optional)
+
+    def downward_file(self, entry: dict, where: str) -> DownwardFile | None:
+        self.fields(entry, "DownwardAPIVolumeFile", where)
+        out = DownwardFile(path=self.local_path(entry, where) or "", mode=self.file_mode(entry, "mode", where))
+        field_ref = self.get(entry, "fieldRef", where, "object")
+        resource_ref = self.get(entry, "resourceFieldRef", where, "object")
+        if field_ref is not None:
+            ref_where = f"{where}.fieldRef"
+            self.fields(field_ref, "ObjectFieldSelector", ref_where)
+            api = self.get(field_ref, "apiVersion", ref_where, "string")
+            if api and api != "v1":
+                self.unsupported(f"{ref_where}.apiVersion", api, ("v1",))
+            field_path = self.get(field_ref, "fieldPath", ref_where, "string")
+            if not field_path:
+                self.required(f"{ref_where}.fieldPath")
+            elif field_path in VOLUME_FIELD_PATHS or _ENV_META_FIELD.fullmatch(field_path):
+                out.field_ref = field_path
+            else:
+                self.unsupported(f"{ref_where}.fieldPath", field_path, VOLUME_FIELD_PATHS)
+            if resource_ref is not None:
+                self.invalid(where, "resource", "fieldRef and resourceFieldRef can not be specified simultaneously")
+        elif resource_ref is not None:
+            out.resource, out.container, out.divisor = self.resource_field_ref(
+                resource_ref, f"{where}.resourceFieldRef", in_volume=True)
+        else:
+            self.required(where, "one of fieldRef and resourceFieldRef is required")
+        return out
+
+    def resource_field_ref(self, ref: dict, where: str, *, in_volume: bool) -> tuple[str, str, str]:
+        """resource, containerName, divisor of a resourceFieldRef (validateContainerResourceFieldSelector)."""
+        self.fields(ref, "ResourceFieldSelector", where)
+        container = self.get(ref, "containerName", where, "string") or ""
+        if container:
+            self.resource_containers.append((f"{where}.containerName", container))
+        resource = self.get(ref, "resource", where, "string") or ""
+        if in_volume and not container:
+            self.required(f"{where}.containerName")
+        elif not resource:
+            self.required(f"{where}.resource")
+        elif resource not in RESOURCE_FIELD_PATHS:
+            self.unsupported(f"{where}.resource", resource, RESOURCE_FIELD_PATHS)
+        divisor = ref.get("divisor")
+        text = ""
+        if divisor is not None and resource in RESOURCE_FIELD_PATHS:
+            value = self.quantity(divisor, f"{where}.divisor", kube.quantity_value)
+            unit = resource.split(".", 1)[1]
+            allowed = _DIVISORS[unit]
+            if value is not None and value not in [kube.quantity_value(d) for d in allowed]:
+                shown = " and ".join(allowed) if unit == "cpu" else ", ".join(allowed)
+                what = "local ephemeral storage" if unit == "ephemeral-storage" else unit
+                self.invalid(f"{where}.divisor", resource,
+                             f"only divisor's values {shown} are supported with the {what} resource")
+            text = str(divisor)
+        return resource, container, text
+
+    def local_path(self, entry: dict, where: str) -> str | None:
+        """An item's `path`: relative, no `..` element, not starting with `..` (ValidateLocalNonReservedPath)."""
+        value = self.get(entry, "path", where, "string")
+        if not value:
+            self.required(f"{where}.path")
+            return None
+        if value.startswith("/"):
+            self.invalid(f"{where}.path", value, "must be a relative path")
+        if ".." in value.split("/"):
+            self.invalid(f"{where}.path", value, "must not contain '..'")
+        if value.startswith("..") and not value.startswith("../"):
+            self.invalid(f"{where}.path", value, "must not start with '..'")
+        return value
+
+    def file_mode(self, obj: dict, key: str, where: str) -> int | None:
+        mode = self.get(obj, key, where, "integer")
+        if mode is not None and not 0 <= mode <= 0o777:
+            self.invalid(_join(where, key), mode, "must be a number between 0 and 0777 (octal), both inclusive")
+            return None
+        return mode
 
     def name(self, item: dict, where: str, seen: set[str]) -> str | None:
         """A DNS-1123 label `name`, unique among `seen` (volumes, containers)."""
@@ -922,6 +1097,7 @@ class _PodReader:
             container.working_dir = working_dir
 
         container.env = self.env(item, where)
+        container.env_from = self.env_from(item, where)
         container.volume_mounts = self.volume_mounts(item, where)
         container.security = self.security_context(item, where)
         container.resources = self.resources(item, where)
@@ -961,13 +1137,70 @@ class _PodReader:
                 if var.value:
                     self.invalid(source_where, "", "may not be specified when `value` is not empty")
                 self.fields(source, "EnvVarSource", source_where)
+                given = [k for k in ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef")
+                         if source.get(k) is not None]
+                if len(given) > 1:
+                    self.invalid(source_where, "", "may not have more than one field specified at a time")
                 ref = self.get(source, "fieldRef", source_where, "object")
+                resource = self.get(source, "resourceFieldRef", source_where, "object")
                 if ref is not None:
                     self.field_ref(ref, f"{source_where}.fieldRef", var)
-                elif not any(v is not None for v in source.values()):
+                if resource is not None:
+                    var.resource, var.resource_container, var.divisor = self.resource_field_ref(
+                        resource, f"{source_where}.resourceFieldRef", in_volume=False)
+                for kind in ("configMap", "secret"):
+                    key_ref = self.get(source, f"{kind}KeyRef", source_where, "object")
+                    if key_ref is not None:
+                        self.key_ref(key_ref, f"{source_where}.{kind}KeyRef", kind, var)
+                if not any(v is not None for v in source.values()):
                     self.invalid(source_where, "", "must specify one of: `fieldRef`, `resourceFieldRef`, "
                                  "`configMapKeyRef` or `secretKeyRef`")
             out.append(var)
+        return out
+
+    def key_ref(self, ref: dict, where: str, kind: str, var: EnvVar) -> None:
+        """configMapKeyRef / secretKeyRef (validateConfigMapKeySelector, validateSecretKeySelector)."""
+        self.fields(ref, "ConfigMapKeySelector" if kind == "configMap" else "SecretKeySelector", where)
+        name = self.get(ref, "name", where, "string") or ""
+        for e in kube.dns1123_subdomain_errors(name):        # ValidateSecretName, also for ""
+            self.invalid(f"{where}.name", name, e)
+        key = self.get(ref, "key", where, "string") or ""
+        if not key:
+            self.required(f"{where}.key")
+        for e in kube.config_key_errors(key) if key else ():
+            self.invalid(f"{where}.key", key, e)
+        var.ref_kind, var.ref_name, var.ref_key = kind, name, key
+        var.optional = self.get(ref, "optional", where, "boolean") is True
+
+    def env_from(self, item: dict, where: str) -> list[EnvFrom]:
+        """envFrom: configMapRef or secretRef, with an optional prefix (validateEnvFrom)."""
+        out: list[EnvFrom] = []
+        for from_where, entry in self.objects(item, "envFrom", where):
+            self.fields(entry, "EnvFromSource", from_where)
+            prefix = self.get(entry, "prefix", from_where, "string") or ""
+            if prefix:
+                error = kube.env_var_name_error(prefix)
+                if error:
+                    self.invalid(f"{from_where}.prefix", prefix, error)
+            given = [k for k in ("configMapRef", "secretRef") if entry.get(k) is not None]
+            for key in given:
+                ref_where = f"{from_where}.{key}"
+                ref = self.get(entry, key, from_where, "object")
+                if ref is None:
+                    continue
+                self.fields(ref, "ConfigMapEnvSource" if key == "configMapRef" else "SecretEnvSource", ref_where)
+                name = self.get(ref, "name", ref_where, "string") or ""
+                if not name:
+                    self.required(f"{ref_where}.name")
+                for e in kube.dns1123_subdomain_errors(name) if name else ():
+                    self.invalid(f"{ref_where}.name", name, e)
+                out.append(EnvFrom(kind="configMap" if key == "configMapRef" else "secret", name=name,
+                                   prefix=prefix, optional=self.get(ref, "optional", ref_where, "boolean") is True))
+            env_from_where = _join(where, "envFrom")
+            if not given:
+                self.invalid(env_from_where, "", "must specify one of: `configMapRef` or `secretRef`")
+            elif len(given) > 1:
+                self.invalid(env_from_where, "", "may not have more than one field specified at a time")
         return out
 
     def field_ref(self, ref: dict, where: str, var: EnvVar) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any, Iterator
 
 MAX_WATCHER_REPLACEMENTS = 5        # a delete gives up on a pod whose watchers keep dying
+CONFIG_SYNC_TIMEOUT = 5.0           # config_changed: how long one pod's watcher may take to resync
 
 
 def new_pod_uid() -> str:
@@ -119,6 +120,8 @@ class Runtime:
                 if v.kind == "emptyDir":
                     os.mkdir(paths.volume(v.name), 0o777)
                     os.chmod(paths.volume(v.name), 0o777)
+                elif v.kind != "hostPath":
+                    os.mkdir(paths.volume(v.name), 0o755)     # where the watcher mounts its tmpfs
                 else:
                     prepare_host_path(v)
             write_json(paths.pod_json, spec.to_dict())
@@ -318,8 +321,26 @@ class Runtime:
 
     def config_changed(self, namespace: str, kind: str, name: str) -> None:
         """A ConfigMap or Secret was created, changed or deleted: the pods of `namespace`
-        that use it refresh their volumes and retry containers that waited for it."""
-        # Filled in by the change that makes pods consume ConfigMaps and Secrets.
+        that use it refresh their volumes and retry containers that waited for it.
+
+        Only those pods' watchers are asked (a hibernated one wakes for it); each
+        answers once its volumes are rewritten, so the change is visible when this
+        returns. A watcher that does not answer in time catches up at its next resync."""
+        from nsbox import control, projection
+        kind = {"ConfigMap": "configMap", "Secret": "secret"}.get(kind, kind)
+        for _ns, _name, uid in self.root.names(namespace):
+            paths = self.root.pod(uid)
+            raw = read_json(paths.pod_json)
+            if raw is None or not projection.uses_object(PodSpec.from_dict(raw), kind, name):
+                continue
+            if not paths.watcher_alive():
+                continue
+            try:
+                with control.connect(paths.ctl, timeout=CONFIG_SYNC_TIMEOUT) as sock:
+                    sock.send(json.dumps({"op": "sync-config"}).encode())
+                    control.recv(sock)
+            except (OSError, ValueError):
+                pass
 
     def exec(self, namespace: str, pod_name: str, container_name: str | None, command: list[str],
              *, stdin: bool = False, tty: bool = False) -> int:

@@ -34,8 +34,8 @@ import sys
 import time
 
 from nsbox import cgroups, control, kube, logs, native
-from nsbox.errors import NsboxError
-from nsbox.model import ContainerSpec, PodSpec
+from nsbox.errors import NsboxError, WaitingForConfig
+from nsbox.model import ContainerSpec, PodSpec, Volume
 from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_json
 
 # `container` and `sandbox` (making things) are imported where they are used: a watcher
@@ -53,6 +53,8 @@ PAUSE_CGROUP = ".pause"           # below the pod cgroup: PID 1 of a shared PID 
 VOLUME_CHECK_PERIOD = 2.0         # disk-backed emptyDir sizeLimit: an overrun is noticed within a few seconds
 SHED_DELAY = 0.5                  # after the ready report: the CLI does not wait for it, a quick `run --rm` never pays it
 HIBERNATE_AFTER = 0.5             # seconds without events before the watcher becomes nsbox-idle
+CONFIG_RETRY = 10.0               # a container waiting for a ConfigMap or Secret tries again (also hibernated)
+CONFIG_RESYNC_PERIOD = 60.0       # config volumes are refreshed while awake even if no change was announced
 
 
 # ---------------------------------------------------------------- launching
@@ -218,6 +220,7 @@ class Running:
         self.oom_before = 0
         self.term_at = 0.0                  # when SIGTERM was sent (monotonic), 0 = not yet
         self.restart_timer: list[Any] | None = None
+        self.config_timer: list[Any] | None = None   # waiting for a ConfigMap, Secret or config volume
 
     @property
     def running(self) -> bool:
@@ -264,6 +267,7 @@ class Watcher:
         self.ready_fd = -1
         self.follow = follow               # keep the report pipe for the final exit codes
         self.etc_files: dict[str, str] = {}
+        self.mount_errors: dict[str, str] = {}   # config volume -> why it cannot be set up (FailedMount)
         self.pod_ip = ""                   # --network bridge: this pod's address (network.py)
         self.host_netns_fd = -1            # --network bridge: the host's netns, to plumb and unplug the veth
         self.pause_pid = 0                 # PID 1 of the shared PID namespace (shareProcessNamespace)
@@ -311,6 +315,7 @@ class Watcher:
             os.close(fd)
         self.attach = None
         self.every(STATE_CHECK_PERIOD, self._check_state)
+        self._every_config_resync()
         self._arm_active_deadline()
         if self.checks_volumes:
             self.every(VOLUME_CHECK_PERIOD, self._check_volume_usage)
@@ -368,6 +373,7 @@ class Watcher:
             self.pod_ip = network.attach(pod, self.root.path, self.host_netns_fd).ip
         sandbox.set_sysctls(pod)           # after the network: net.ipv4.conf.eth0.* needs eth0
         self.etc_files = sandbox.write_etc_files(pod, self.paths, self.pod_ip)
+        self._mount_config_volumes()
         if pod.share_process_namespace:
             self._start_pause()
         self.event("Normal", "SandboxReady", f"namespaces, hostname {pod.effective_hostname!r} and /dev/shm ready")
@@ -555,7 +561,8 @@ class Watcher:
         for r in self.containers.values():
             for fd, w in r.streams.items():
                 argv += ["--log", f"{fd}:{w.fd}:{w.stream.decode()}"]
-        due = [t[0] for t in (self.deadline_timer, *(r.restart_timer for r in self.containers.values())) if t]
+        due = [t[0] for t in (self.deadline_timer, *(r.restart_timer for r in self.containers.values()),
+                              *(r.config_timer for r in self.containers.values())) if t]
         if due:
             argv += ["--wake-at", str(int(min(due) * 1e9))]
         argv += ["--", sys.executable, "-I", "-S", "-u", "-c", resume]
@@ -582,6 +589,7 @@ class Watcher:
                 "pidfd": r.pidfd, "child": r.child, "backoffIndex": r.backoff_index,
                 "startedMono": r.started_mono, "logFd": r.log_fd, "streams": {str(fd): w.stream.decode() for fd, w in r.streams.items()},
                 "oomBefore": r.oom_before, "restartAt": r.restart_timer[0] if r.restart_timer else None,
+                "configRetryAt": r.config_timer[0] if r.config_timer else None,
             }
             fds += [fd for fd in (r.pidfd, r.log_fd, *r.streams) if fd >= 0]
         return {
@@ -591,7 +599,7 @@ class Watcher:
             "pause": [self.pause_pid, self.pause_start], "pauseChild": self.pause_pid in self.children,
             "phase": self.phase, "reason": self.reason, "message": self.message,
             "startTime": self.start_time, "podIP": self.pod_ip, "events": self.events,
-            "exitCodes": self.exit_codes, "etcFiles": self.etc_files,
+            "exitCodes": self.exit_codes, "etcFiles": self.etc_files, "mountErrors": self.mount_errors,
             "deadlineAt": self.deadline_timer[0] if self.deadline_timer else None,
             "containers": containers,
         }, fds
@@ -610,6 +618,7 @@ class Watcher:
         self.phase, self.reason, self.message = state["phase"], state["reason"], state["message"]
         self.start_time, self.pod_ip, self.events = state["startTime"], state["podIP"], state["events"]
         self.exit_codes, self.etc_files = state["exitCodes"], state["etcFiles"]
+        self.mount_errors = state.get("mountErrors", {})
         now = time.monotonic()
         if state["deadlineAt"] is not None:
             self.deadline_timer = self.at(max(0.0, state["deadlineAt"] - now), self._deadline_exceeded,
@@ -633,10 +642,14 @@ class Watcher:
             if st["restartAt"] is not None:
                 r.restart_timer = self.at(max(0.0, st["restartAt"] - now), lambda r=r: self._restart(r),
                                           keeps_awake=False)
+            if st.get("configRetryAt") is not None:
+                r.config_timer = self.at(max(0.0, st["configRetryAt"] - now), lambda r=r: self._config_retry(r),
+                                         keeps_awake=False)
             fds += [fd for fd in (r.pidfd, r.log_fd, *r.streams) if fd >= 0]
         for fd in fds:
             os.set_inheritable(fd, False)
         self.every(STATE_CHECK_PERIOD, self._check_state)
+        self._every_config_resync()
         self.dirty = False
         self.active_at = now
         self._catch_signals()
@@ -716,6 +729,9 @@ class Watcher:
         try:
             self.start_container(r)
             return None
+        except WaitingForConfig as e:
+            self._wait_for_config(r, e)
+            return None
         except (NsboxError, OSError) as e:
             self._close_log(r)
             self.at(0, lambda r=r, e=e: self._record_start_failure(r, e))
@@ -724,6 +740,7 @@ class Watcher:
     def start_container(self, r: Running) -> None:
         from nsbox import container
         c = r.spec
+        config = self._container_config(c)
         cg_path = self.cg.container_path(self.uid, c.name)
         self.cg.create(cg_path)
         self.cg.set_limits(cg_path, cpu_millis=c.resources.cpu_millis, memory_bytes=c.resources.memory_bytes)
@@ -733,7 +750,7 @@ class Watcher:
         attach = self.attach if self.attach is not None and (c.stdin or c.tty) and r.restart_count == 0 else None
         console = os.ttyname(attach[1]) if attach and c.tty and os.isatty(attach[1]) else ""
         req = container.start_request(self.pod, c, self.paths, self.etc_files, pid_ns_fd=self.pid_ns_fd,
-                                      pod_ip=self.pod_ip, console=console)
+                                      pod_ip=self.pod_ip, console=console, config=config)
         log_path = self.paths.log_file(self.pod.namespace, self.pod.name, c.name, r.restart_count)
         os.makedirs(os.path.dirname(log_path), 0o700, exist_ok=True)
         r.log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -771,9 +788,88 @@ class Watcher:
         r.term_at = 0.0
         r.state = {"running": {"startedAt": kube.rfc3339()}}
         self.children[pid] = lambda status, r=r: self._container_exited(r, status)
+        if config is not None:
+            for message in config.skipped:
+                self.event("Warning", "InvalidEnvironmentVariableNames", message)   # the pod's, as the kubelet's
         self.event("Normal", "Started", f"Started container {c.name}", c.name)
         if c.post_start:
             self._run_hook(r, c.post_start, "PostStart")
+
+    # ------------------------------------------------------------ ConfigMaps, Secrets, downward API
+
+    @property
+    def config_volumes(self) -> list[Volume]:
+        """configMap, secret, downwardAPI and projected volumes (projection.CONFIG_VOLUME_KINDS)."""
+        return [v for v in self.pod.volumes if v.kind not in ("emptyDir", "hostPath")]
+
+    def _mount_config_volumes(self) -> None:
+        """Each config volume on its own tmpfs, filled now."""
+        if not self.config_volumes:
+            return
+        from nsbox import projection
+        for v in self.config_volumes:
+            projection.mount_tmpfs(v, self.paths.volume(v.name))
+        self._sync_volumes()
+
+    def _sync_volumes(self) -> None:
+        """Bring the config volumes up to date with the store (the kubelet's resync)."""
+        if self.done or not self.config_volumes:
+            return
+        from nsbox import projection
+        errors = projection.sync_volumes(self.root.path, self.pod, self.paths.volume)
+        for name, detail in errors.items():
+            if self.mount_errors.get(name) != detail:       # one event per cause, as the kubelet's are aggregated
+                self.event("Warning", "FailedMount", str(projection.MountNotReady(name, detail)))
+        self.mount_errors = errors
+
+    def _every_config_resync(self) -> None:
+        if self.config_volumes:
+            self.every(CONFIG_RESYNC_PERIOD, self._sync_volumes)
+
+    def _container_config(self, c: ContainerSpec) -> Any:
+        """What container `c` needs from objects before it starts: its volumes set up, its
+        variables resolved (projection.EnvConfig, or None when it uses no object)."""
+        for m in c.volume_mounts:
+            if m.name in self.mount_errors:
+                from nsbox import projection
+                # A volume set up once keeps its files when its object goes: only a first set-up waits.
+                if not os.path.lexists(os.path.join(self.paths.volume(m.name), projection.DATA_DIR)):
+                    raise projection.MountNotReady(m.name, self.mount_errors[m.name])
+        if c.env_from or any(e.ref_kind for e in c.env):
+            from nsbox import projection
+            return projection.env_config(self.root.path, self.pod, c)
+        return None
+
+    def _wait_for_config(self, r: Running, e: WaitingForConfig) -> None:
+        """The kubelet's waiting states: ContainerCreating with a FailedMount event (a volume),
+        CreateContainerConfigError with a Failed event (a variable); tried again in
+        CONFIG_RETRY seconds, or at once when an object changes (sync-config)."""
+        if e.reason == "ContainerCreating":
+            state = {"waiting": {"reason": e.reason}}     # the FailedMount event is _sync_volumes'
+        else:
+            state = {"waiting": {"reason": e.reason, "message": str(e)}}
+            if r.state != state:
+                self.event("Warning", "Failed", f"Error: {e}", r.spec.name)
+        r.state = state
+        self.cancel(r.config_timer)
+        r.config_timer = self.at(CONFIG_RETRY, lambda r=r: self._config_retry(r), keeps_awake=False)
+        self.dirty = True
+
+    def _config_retry(self, r: Running) -> None:
+        r.config_timer = None
+        if self.deletion is not None or self.ended or r.running:
+            return
+        if self.mount_errors:
+            self._sync_volumes()
+        self._try_start(r)
+
+    def _sync_config(self) -> None:
+        """An object changed (Runtime.config_changed): refresh volumes, retry who waited for one."""
+        self._sync_volumes()
+        for r in self.containers.values():
+            if r.config_timer is not None:
+                self.cancel(r.config_timer)
+                self._config_retry(r)
 
     def _record_start_failure(self, r: Running, e: Exception) -> None:
         self._close_log(r)
@@ -982,7 +1078,8 @@ class Watcher:
         """Cancel restarts; preStop then SIGTERM for each running container (SIGKILL follows in _term)."""
         for r in self.containers.values():
             self.cancel(r.restart_timer)
-            r.restart_timer = None
+            self.cancel(r.config_timer)
+            r.restart_timer = r.config_timer = None
             if not r.running:
                 continue
             self.event("Normal", "Killing", f"Stopping container {r.spec.name}", r.spec.name)
@@ -1077,7 +1174,7 @@ class Watcher:
         for r in self.containers.values():
             self._close_log(r)
         for v in self.pod.volumes:
-            if v.kind == "emptyDir" and v.medium == "Memory":
+            if (v.kind, v.medium) == ("emptyDir", "Memory") or v in self.config_volumes:   # tmpfs each
                 _umount(self.paths.volume(v.name))
         _umount(self.paths.shm)
         if self.pod.network == "bridge":
@@ -1175,6 +1272,9 @@ class Watcher:
             if error:
                 raise NsboxError(f'container "{c.name}": {error}')
             return {"ok": True, "pid": r.pid}
+        if op == "sync-config":
+            self._sync_config()
+            return {"ok": True}
         if op == "delete":
             self.deletion = read_json(self.paths.deletion_json) or {}
             self.begin_termination(int(req.get("grace", 30)), bool(req.get("force")))

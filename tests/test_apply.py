@@ -220,14 +220,14 @@ def test_a_different_spec_under_an_existing_name_is_an_error(nsbox):
 def test_an_invalid_document_reports_every_problem_and_creates_nothing(nsbox):
     good = pod("good", container("c", SLEEP))
     bad = pod("bad", container("Web_1", SLEEP), {"name": "nocmd", "image": "x"},
-              volumes=[{"name": "cm", "configMap": {"name": "settings"}}])
+              volumes=[{"name": "pv", "persistentVolumeClaim": {"claimName": "data"}}])
     p = apply(nsbox, good, bad, check=False)
     errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
     assert p.returncode == 1
     assert len(errors) >= 3, p.stderr
     assert any('spec.containers[0].name: Invalid value: "Web_1"' in e for e in errors)
     assert any("spec.containers[1].command: Required value" in e for e in errors)
-    assert any("spec.volumes[0].configMap" in e for e in errors)
+    assert any("spec.volumes[0].persistentVolumeClaim" in e for e in errors)
     assert p.stdout == ""
     assert pods_in_root(nsbox) == []
     assert "No resources found" in nsbox("get", "pods").stderr

@@ -352,10 +352,9 @@ def test_the_same_pod_twice_in_one_apply_is_an_error():
 
 
 def test_unsupported_volume_types_are_errors():
-    assert problems(pod({"volumes": [{"name": "cfg", "configMap": {"name": "x"}},
-                                     {"name": "pvc", "persistentVolumeClaim": {"claimName": "x"}}]})) == [
-        "spec.volumes[0].configMap: Unsupported value: nsbox provides emptyDir and hostPath volumes only",
-        "spec.volumes[1].persistentVolumeClaim: Unsupported value: nsbox provides emptyDir and hostPath volumes only"]
+    assert problems(pod({"volumes": [{"name": "pvc", "persistentVolumeClaim": {"claimName": "x"}}]})) == [
+        "spec.volumes[0].persistentVolumeClaim: Unsupported value: nsbox provides emptyDir, hostPath, "
+        "configMap, secret, downwardAPI and projected volumes only"]
 
 
 def test_volume_checks():
@@ -420,9 +419,6 @@ def test_lifecycle_handlers():
 def test_env_sources():
     def env(*entries):
         return pod({"containers": [container(env=list(entries))]})
-    assert problems(env({"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}})) == [
-        "spec.containers[0].env[0].valueFrom.secretKeyRef: Forbidden: configMaps, secrets and resource "
-        "references need a cluster"]
     assert problems(env({"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}))[0].startswith(
         'spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: "status.hostIP": '
         'supported values: "metadata.name", "metadata.namespace", "metadata.uid", "status.podIP"')
@@ -435,9 +431,119 @@ def test_env_sources():
         'spec.containers[0].env[1]: hides previous definition of "X", which may be dropped when using apply']
 
 
-def test_envfrom_needs_a_cluster():
-    assert problems(pod({"containers": [container(envFrom=[{"configMapRef": {"name": "c"}}])]})) == [
-        "spec.containers[0].envFrom: Forbidden: configMaps, secrets and resource references need a cluster"]
+def test_env_references_to_objects_and_resources():
+    c = container(env=[
+        {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "a.b", "optional": True}}},
+        {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        {"name": "C", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}}],
+        envFrom=[{"configMapRef": {"name": "cm"}, "prefix": "P_"}, {"secretRef": {"name": "s", "optional": True}}])
+    [p], _ = convert(pod({"containers": [c]}))
+    env, env_from = p.containers[0].env, p.containers[0].env_from
+    assert (env[0].ref_kind, env[0].ref_name, env[0].ref_key, env[0].optional) == ("configMap", "cm", "a.b", True)
+    assert (env[1].ref_kind, env[1].ref_name, env[1].ref_key, env[1].optional) == ("secret", "s", "k", False)
+    assert (env[2].resource, env[2].resource_container, env[2].divisor) == ("requests.cpu", "", "1m")
+    assert [(e.kind, e.name, e.prefix, e.optional) for e in env_from] == [
+        ("configMap", "cm", "P_", False), ("secret", "s", "", True)]
+
+
+def test_env_reference_checks():
+    def env(*entries, env_from=()):
+        return pod({"containers": [container(env=list(entries), envFrom=list(env_from))]})
+    assert problems(env({"name": "X", "valueFrom": {"configMapKeyRef": {"name": "Bad_Name", "key": "a/b"}}})) == [
+        'spec.containers[0].env[0].valueFrom.configMapKeyRef.name: Invalid value: "Bad_Name": a lowercase RFC '
+        "1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and "
+        "end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        'spec.containers[0].env[0].valueFrom.configMapKeyRef.key: Invalid value: "a/b": a valid config key '
+        "must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or "
+        "'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"]
+    assert problems(env({"name": "X", "valueFrom": {"secretKeyRef": {"name": "s"}}})) == [
+        "spec.containers[0].env[0].valueFrom.secretKeyRef.key: Required value"]
+    assert problems(env({"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"},
+                                                    "fieldRef": {"fieldPath": "metadata.name"}}})) == [
+        'spec.containers[0].env[0].valueFrom: Invalid value: "": may not have more than one field specified '
+        "at a time"]
+    assert problems(env({"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu",
+                                                                         "divisor": "1Mi"}}})) == [
+        'spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: Invalid value: "limits.cpu": only '
+        "divisor's values 1m and 1 are supported with the cpu resource"]
+    assert problems(env({"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.pids"}}}))[0] == (
+        'spec.containers[0].env[0].valueFrom.resourceFieldRef.resource: Unsupported value: "limits.pids": '
+        'supported values: "limits.cpu", "limits.ephemeral-storage", "limits.memory", "requests.cpu", '
+        '"requests.ephemeral-storage", "requests.memory"')
+    assert problems(env({"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu",
+                                                                         "containerName": "other"}}})) == [
+        'spec.containers[0].env[0].valueFrom.resourceFieldRef.containerName: Not found: "other"']
+    assert problems(env(env_from=[{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}},
+                                  {"prefix": "A=", "configMapRef": {}}, {"prefix": "P"}])) == [
+        'spec.containers[0].envFrom: Invalid value: "": may not have more than one field specified at a time',
+        'spec.containers[0].envFrom[1].prefix: Invalid value: "A=": a valid environment variable name must '
+        "consist only of printable ASCII characters other than '='",
+        "spec.containers[0].envFrom[1].configMapRef.name: Required value",
+        'spec.containers[0].envFrom: Invalid value: "": must specify one of: `configMapRef` or `secretRef`']
+    assert problems(env({"name": "X", "valueFrom": {"configMapKeyRef": {"key": "k"}}}))[0].startswith(
+        'spec.containers[0].env[0].valueFrom.configMapKeyRef.name: Invalid value: "": a lowercase RFC 1123')
+
+
+def test_config_volumes():
+    [p], _ = convert(pod({"volumes": [
+        {"name": "c", "configMap": {"name": "cm", "items": [{"key": "k", "path": "a/b", "mode": 0o600}],
+                                    "defaultMode": 0o640, "optional": True}},
+        {"name": "s", "secret": {"secretName": "sec"}},
+        {"name": "d", "downwardAPI": {"items": [{"path": "l", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+        {"name": "p", "projected": {"defaultMode": 0o400, "sources": [{"configMap": {"name": "cm"}},
+                                                                        {"secret": {"name": "sec"}}]}}]}))
+    c, s, d, pr = p.volumes
+    assert (c.kind, c.default_mode, c.sources[0].name, c.sources[0].optional) == ("configMap", 0o640, "cm", True)
+    assert [(i.key, i.path, i.mode) for i in c.sources[0].items] == [("k", "a/b", 0o600)]
+    assert (s.kind, s.sources[0].kind, s.sources[0].name, s.default_mode) == ("secret", "secret", "sec", None)
+    assert (d.kind, d.sources[0].files[0].path, d.sources[0].files[0].field_ref) == (
+        "downwardAPI", "l", "metadata.labels")
+    assert (pr.kind, pr.default_mode, [x.kind for x in pr.sources]) == ("projected", 0o400, ["configMap", "secret"])
+
+
+def test_config_volume_checks():
+    assert problems(pod({"volumes": [
+        {"name": "a", "configMap": {"name": "cm", "defaultMode": 0o1000,
+                                    "items": [{"key": "", "path": "/abs"}, {"key": "k", "path": "x/../y"},
+                                              {"key": "k", "path": "..z", "mode": -1}]}},
+        {"name": "b", "secret": {}},
+        {"name": "c", "downwardAPI": {"items": [
+            {"path": "n", "fieldRef": {"fieldPath": "spec.nodeName"}},
+            {"path": "r", "resourceFieldRef": {"resource": "limits.memory"}},
+            {"path": "both", "fieldRef": {"fieldPath": "metadata.name"},
+             "resourceFieldRef": {"containerName": "app", "resource": "limits.cpu"}},
+            {"path": "none"}]}},
+        {"name": "d", "projected": {"sources": [
+            {"configMap": {"name": "x", "items": [{"key": "k", "path": "same"}]}, "secret": {"name": "y"}},
+            {"secret": {"name": "y", "items": [{"key": "k", "path": "same"}]}},
+            {"downwardAPI": {"items": [{"path": "same", "fieldRef": {"fieldPath": "metadata.uid"}}]}},
+            {"clusterTrustBundle": {"path": "ca"}}]}},
+        {"name": "e", "configMap": {"name": "x"}, "secret": {"secretName": "y"}},
+    ]})) == [
+        "spec.volumes[0].configMap.defaultMode: Invalid value: 512: must be a number between 0 and 0777 (octal), "
+        "both inclusive",
+        "spec.volumes[0].configMap.items[0].key: Required value",
+        'spec.volumes[0].configMap.items[0].path: Invalid value: "/abs": must be a relative path',
+        "spec.volumes[0].configMap.items[1].path: Invalid value: \"x/../y\": must not contain '..'",
+        "spec.volumes[0].configMap.items[2].path: Invalid value: \"..z\": must not start with '..'",
+        "spec.volumes[0].configMap.items[2].mode: Invalid value: -1: must be a number between 0 and 0777 "
+        "(octal), both inclusive",
+        "spec.volumes[1].secret.secretName: Required value",
+        # validateDownwardAPIVolumeFile reports under the source, without the item's index
+        'spec.volumes[2].downwardAPI.fieldRef.fieldPath: Unsupported value: "spec.nodeName": supported '
+        'values: "metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace", '
+        '"metadata.uid"',
+        "spec.volumes[2].downwardAPI.resourceFieldRef.containerName: Required value",
+        'spec.volumes[2].downwardAPI: Invalid value: "resource": fieldRef and resourceFieldRef can '
+        "not be specified simultaneously",
+        "spec.volumes[2].downwardAPI: Required value: one of fieldRef and resourceFieldRef is required",
+        "spec.volumes[3].projected.sources[0]: Forbidden: may not specify more than 1 volume type",
+        'spec.volumes[3].projected: Invalid value: "y": conflicting duplicate paths',
+        'spec.volumes[3].projected: Invalid value: "same": conflicting duplicate paths',
+        "spec.volumes[3].projected.sources[3].clusterTrustBundle: Forbidden: nsbox has no API server to issue "
+        "service account tokens or trust bundles",
+        "spec.volumes[4].configMap: Forbidden: may not specify more than 1 volume type"]
 
 
 def test_security_context_checks():
