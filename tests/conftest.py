@@ -106,11 +106,11 @@ def sleeping_fds(pid: int, asleep_in: frozenset[str] = NANOSLEEP_WCHANS, timeout
     """The descriptors of a process once it sleeps where it will stay (by default
     a `sleep` in nanosleep), read from /proc/PID/fd.
 
-    Read any earlier and they may include the dynamic loader's: it opens the
-    libraries (fd 3 in a process that holds only stdio) while the program
-    starts, and closes them before `main` runs. A process asleep in its
-    steady state is past all that. The wchan may carry a compiler suffix
-    (`do_sigtimedwait.isra.0`); it is ignored."""
+    Read any earlier and they may include what a program opens and closes
+    again while it starts (fd 3 when it holds only stdio): the dynamic
+    loader's ld.so.cache and libc.so.6, then the locale files. A process
+    asleep in its steady state is past all that. The wchan may carry a
+    compiler suffix (`do_sigtimedwait.isra.0`); it is ignored."""
     def asleep() -> bool:
         try:
             with open(f"/proc/{pid}/wchan") as f:
