@@ -98,6 +98,29 @@ def alive(pid: int) -> bool:
         return False
 
 
+# Where a `sleep` blocks, as /proc/PID/wchan names it (this kernel says hrtimer_nanosleep).
+NANOSLEEP_WCHANS = frozenset({"hrtimer_nanosleep", "do_nanosleep", "common_nsleep"})
+
+
+def sleeping_fds(pid: int, asleep_in: frozenset[str] = NANOSLEEP_WCHANS, timeout: float = 10.0) -> set[int]:
+    """The descriptors of a process once it sleeps where it will stay (by default
+    a `sleep` in nanosleep), read from /proc/PID/fd.
+
+    Read any earlier and they may include what a program opens and closes
+    again while it starts (fd 3 when it holds only stdio): the dynamic
+    loader's ld.so.cache and libc.so.6, then the locale files. A process
+    asleep in its steady state is past all that. The wchan may carry a
+    compiler suffix (`do_sigtimedwait.isra.0`); it is ignored."""
+    def asleep() -> bool:
+        try:
+            with open(f"/proc/{pid}/wchan") as f:
+                return f.read().strip().split(".")[0] in asleep_in
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+    wait_for(asleep, timeout=timeout, interval=0.01, what=f"pid {pid} to sleep in {sorted(asleep_in)}")
+    return {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+
+
 def mounts_under(path: str) -> list[str]:
     out = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout
     return [m for m in out.splitlines() if m == path or m.startswith(path + "/")]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import alive, cgroup_dirs, cgroup_pids, ns_inode, wait_for
+from conftest import alive, cgroup_dirs, cgroup_pids, ns_inode, sleeping_fds, wait_for
 
 FAST = {"nsbox.io/backoff-base-seconds": "1", "nsbox.io/backoff-max-seconds": "2"}
 # Runs until SIGTERM, which it obeys at once (a plain `sleep` as PID 1 ignores it and waits for SIGKILL).
@@ -717,3 +717,40 @@ def test_with_a_shared_pid_namespace_leftovers_of_an_ended_container_are_killed(
     stays = nsbox.pid("leftovers", "stays")
     terminated(nsbox, "leftovers", "quitter")
     wait_for(lambda: "sleep 303" not in commands_seen_by(stays).values(), what="the leftover to be killed")
+
+
+# ---------------------------------------------------------------- descriptors
+
+def test_a_post_start_hook_and_its_container_hold_only_stdio(nsbox):
+    hook = {"postStart": {"exec": {"command": ["sleep", "301"]}}}       # stays while we look
+    apply(nsbox, pod("hookfds", container("c", ["sleep", "300"], lifecycle=hook)))
+    main, uid = nsbox.pid("hookfds"), nsbox.uid("hookfds")
+
+    def hook_pid() -> int | None:
+        for p in {p for d in cgroup_dirs(uid) for p in cgroup_pids(d)}:
+            try:
+                if read(f"/proc/{p}/cmdline").split("\0") == ["sleep", "301", ""]:
+                    return p
+            except OSError:         # gone meanwhile
+                pass
+        return None
+    assert sleeping_fds(main) == {0, 1, 2}
+    assert sleeping_fds(wait_for(hook_pid, what="the postStart hook")) == {0, 1, 2}
+
+
+def test_the_pid_1_of_a_shared_pid_namespace_holds_only_stdio(nsbox):
+    apply(nsbox, pod("pausefds", container("c", ["sleep", "300"]), shareProcessNamespace=True))
+    pid_ns = ns_inode(nsbox.pid("pausefds"), "pid")
+
+    def pause_pid() -> int | None:
+        for entry in os.listdir("/proc"):
+            try:
+                if entry.isdigit() and read(f"/proc/{entry}/comm") == "nsbox-pause\n" and \
+                        ns_inode(int(entry), "pid") == pid_ns:
+                    return int(entry)
+            except OSError:         # gone meanwhile
+                pass
+        return None
+    # It waits for orphans, or for SIGCHLD while it has no child.
+    assert sleeping_fds(wait_for(pause_pid, what="nsbox-pause"),
+                        asleep_in=frozenset({"do_wait", "do_sigtimedwait"})) == {0, 1, 2}

@@ -6,16 +6,20 @@ Every child is killed and reaped, every temporary directory removed.
 """
 
 import errno
+import fcntl
 import os
+import resource
 import select
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
 import uuid
 
 import pytest
+from conftest import sleeping_fds
 
 from nsbox import native
 from nsbox.native import CapSets, MountOp, SpawnError, SpawnRequest
@@ -487,10 +491,31 @@ def test_stdio_sources_on_0_1_2_are_not_clobbered_and_only_kept_fds_survive(chil
             a, b = os.stat(f"/proc/{pid}/fd/{child_fd}"), os.fstat(ours)
             return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
         assert same(1, 2) and same(2, 1)
-        assert sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")) == [0, 1, 2, r]
+        assert sorted(sleeping_fds(pid)) == [0, 1, 2, r]
         assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
     finally:
         os.close(r)
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["nothing-kept", "one-kept-between"])
+def test_fds_the_caller_left_open_without_cloexec_are_closed_in_the_child(children, tmpdir_clean, keep):
+    path = os.path.join(tmpdir_clean, "caller-only")
+    stray = [os.open(path, os.O_RDWR | os.O_CREAT, 0o600), *os.pipe(),
+             *(s.detach() for s in socket.socketpair())]
+    stray.append(os.dup(stray[0]))
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    stray.append(os.dup2(stray[0], min(1000, limit - 1)))      # far above the others
+    for fd in stray:
+        os.set_inheritable(fd, True)                # no FD_CLOEXEC: an exec would keep it
+        assert not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+    kept = stray[2:3] if keep else []               # a pipe end, with strays on both sides
+    try:
+        pid = children.spawn(request(["sleep", "30"], keep_fds=kept))
+        assert sleeping_fds(pid) == {0, 1, 2, *kept}
+        assert path not in {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    finally:
+        for fd in stray:
+            os.close(fd)
 
 
 def test_ctty_makes_the_pty_the_controlling_terminal(children):

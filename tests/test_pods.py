@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import NSBOX, alive, cgroup_dirs, leftovers, mounts_under, ns_inode, wait_for
+from conftest import NSBOX, alive, cgroup_dirs, leftovers, mounts_under, ns_inode, sleeping_fds, wait_for
 
 SERVER = ("import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
           "s.bind(('127.0.0.1', 8080)); s.listen(); print('listening', flush=True)\n"
@@ -299,3 +299,53 @@ def test_errors_are_one_line_and_create_nothing(nsbox):
     p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *NSBOX,
                         "--root", nsbox.root, "get", "pods"], capture_output=True, text=True)
     assert p.returncode == 1 and p.stderr.strip() == "error: nsbox must run as root"
+
+
+# ---------------------------------------------------------------- descriptors
+
+def joined(container_pid: int, argv: list[str]) -> int | None:
+    """Host PID of a process running `argv` in the mount namespace of `container_pid`, read from /proc."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == container_pid:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[:-1] != [a.encode() for a in argv]:
+                    continue
+            if ns_inode(int(entry), "mnt") == ns_inode(container_pid, "mnt"):
+                return int(entry)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return None
+
+
+def test_main_and_exec_processes_hold_only_stdio_even_when_the_cli_inherited_more(nsbox, tmp_path):
+    marker = str(tmp_path / "the-cli-only")
+    extra = os.open(marker, os.O_RDWR | os.O_CREAT, 0o600)
+    os.set_inheritable(extra, True)          # no FD_CLOEXEC: every exec on the way keeps it
+    try:
+        for name, flags in (("plain", []), ("with-init", ["--init"])):
+            p = subprocess.run([*NSBOX, "--root", nsbox.root, "run", name, *flags, "--", "sleep", "300"],
+                               pass_fds=(extra,), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=120)
+            assert p.returncode == 0, p.stderr
+        main = nsbox.pid("plain")
+        assert sleeping_fds(main) == {0, 1, 2}
+        init = nsbox.pid("with-init")
+        assert sleeping_fds(init, asleep_in=frozenset({"do_sigtimedwait"})) == {0, 1, 2}
+        with open(f"/proc/{init}/task/{init}/children") as f:
+            (under_init,) = [int(x) for x in f.read().split()]
+        assert sleeping_fds(under_init) == {0, 1, 2}
+
+        cli = nsbox.popen("exec", "plain", "--", "sleep", "301", pass_fds=(extra,))
+        try:
+            assert os.readlink(f"/proc/{cli.pid}/fd/{extra}") == marker      # the CLI has it ...
+            exec_pid = wait_for(lambda: joined(main, ["sleep", "301"]), what="the exec'd sleep")
+            assert sleeping_fds(exec_pid) == {0, 1, 2}                       # ... what it started does not
+            os.kill(exec_pid, signal.SIGKILL)
+            assert cli.wait(timeout=30) == 137
+        finally:
+            cli.kill()
+            cli.communicate()
+    finally:
+        os.close(extra)
