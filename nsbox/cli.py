@@ -122,6 +122,7 @@ def container_from_flags(args: argparse.Namespace, name: str, command: list[str]
             res.memory_bytes = kube.parse_memory(args.memory)
     except ValueError as e:
         raise NsboxError(str(e)) from None
+    res.cpu_request_millis, res.memory_request_bytes = kube.container_requests(res)   # requests = limits, as defaulted
     mounts = []
     for m in args.mount or []:
         parts = m.split(":")
@@ -484,6 +485,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     from nsbox import logs
     from nsbox.pods import pick_container
+    since_ns = _logs_since(args)
+    if args.tail is not None and args.tail < -1:
+        raise NsboxError("--tail must be greater than or equal to -1")
     rt = runtime(args)
     v = rt.get(args.namespace, args.pod)
     c = pick_container(v, args.container)
@@ -494,22 +498,59 @@ def cmd_logs(args: argparse.Namespace) -> int:
             raise NsboxError(f'previous terminated container "{c.name}" in pod "{args.pod}" not found')
         rc -= 1
     path = v.paths.log_file(v.spec.namespace, v.spec.name, c.name, rc)
-    records = logs.read_records(path, args.tail)
-    _write_records(logs.render(iter(records), args.timestamps))
+    records = logs.read_records(path, None if args.tail == -1 else args.tail)   # -1: all, as kubectl
+    if since_ns is not None:
+        records = logs.since(records, since_ns)
+    _write_log(logs.render(iter(records), args.timestamps))
     if not args.follow or args.previous:
         return 0
     follower = logs.Follower(path, os.path.getsize(path) if os.path.exists(path) else 0)
     while True:
-        _write_records(logs.render(iter(follower.poll()), args.timestamps))
+        _write_log(logs.render(iter(follower.poll()), args.timestamps))
         now = rt.view(v.paths)
         if now is None or not now.watcher_alive:
             break
         cur = now.container_status(c.name) or {}
         if cur.get("restartCount", 0) != rc or "running" not in cur.get("state", {}):
-            _write_records(logs.render(iter(follower.poll()), args.timestamps))
+            _write_log(logs.render(iter(follower.poll()), args.timestamps))
             break
         time.sleep(0.1)
     return 0
+
+
+def _logs_since(args: argparse.Namespace) -> int | None:
+    """--since / --since-time as kubectl checks them: the time (ns since the epoch) from
+    which records are shown, or None for all of them."""
+    from nsbox import logs
+    if args.since is not None and args.since_time is not None:
+        raise NsboxError("at most one of `sinceTime` or `sinceSeconds` may be specified")
+    if args.since_time is not None:
+        t = logs.stamp_ns(args.since_time)
+        if t is None:
+            raise NsboxError(f'invalid argument "{args.since_time}" for "--since-time" flag: '
+                             "must be an RFC3339 time, e.g. 2006-01-02T15:04:05Z")
+        return t
+    if args.since is None:
+        return None
+    ns = logs.parse_go_duration(args.since)
+    if ns is None:
+        raise NsboxError(f'invalid argument "{args.since}" for "--since" flag: '
+                         f'time: invalid duration "{args.since}"')
+    seconds = (ns + 500_000_000) // 1_000_000_000      # kubectl rounds it to whole seconds
+    if seconds < 0:
+        raise NsboxError("--since must be greater than 0")
+    if seconds == 0:
+        return None                                    # kubectl sends no sinceSeconds for 0
+    return time.time_ns() - seconds * 1_000_000_000
+
+
+def _write_log(items: Any) -> None:
+    """kubectl logs prints stdout and stderr records alike on its stdout, in the order
+    the container wrote them (the log file's order)."""
+    out = sys.stdout.buffer
+    for _, data in items:
+        out.write(data)
+        out.flush()
 
 
 def _write_records(items: Any) -> None:
@@ -812,6 +853,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     lg.add_argument("--tail", type=int)
     lg.add_argument("--timestamps", action="store_true")
     lg.add_argument("-p", "--previous", action="store_true")
+    lg.add_argument("--since")
+    lg.add_argument("--since-time")
 
     e = add("exec", "run a command in a container")
     e.add_argument("pod")

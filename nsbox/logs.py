@@ -88,6 +88,49 @@ def read_records(path: str, tail: int | None = None) -> list[tuple[str, str, boo
     return records
 
 
+def stamp_ns(stamp: str) -> int | None:
+    """Nanoseconds since the epoch of an RFC 3339 time (a record's, or `--since-time`'s),
+    with or without a fraction, "Z" or a numeric offset; None if it is not one."""
+    import calendar
+    import re
+    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d\d):(\d\d))",
+                     stamp)
+    if not m:
+        return None
+    try:
+        seconds = calendar.timegm(tuple(int(x) for x in m.groups()[:6]) + (0, 0, 0))
+    except (ValueError, OverflowError):
+        return None
+    if m.group(9):
+        offset = (int(m.group(10)) * 60 + int(m.group(11))) * 60
+        seconds -= offset if m.group(9) == "+" else -offset
+    return seconds * 1_000_000_000 + int((m.group(7) or "").ljust(9, "0"))
+
+
+_GO_UNITS = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000,
+             "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def parse_go_duration(text: str) -> int | None:
+    """Nanoseconds of a Go duration ("5s", "2m", "1h30m", "1.5h", "300ms"), as kubectl's
+    --since takes it (time.ParseDuration); None if it is not one."""
+    import re
+    body = text[1:] if text[:1] in "+-" else text
+    if body == "0":
+        return 0
+    parts = re.findall(r"(\d+\.?\d*|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)", body)
+    if not body or "".join(a + u for a, u in parts) != body:
+        return None
+    total = sum(round(float(a) * _GO_UNITS[u]) for a, u in parts)
+    return -total if text.startswith("-") else total
+
+
+def since(records: list[tuple[str, str, bool, bytes]], since_ns: int) -> list[tuple[str, str, bool, bytes]]:
+    """The records written at or after `since_ns` (the kubelet skips those before it, after
+    --tail has chosen the last lines: ReadLogs)."""
+    return [r for r in records if (stamp_ns(r[0]) or 0) >= since_ns]
+
+
 class Follower:
     """Reads records appended to a log file since the last call (for `logs -f` and `run -a`).
 

@@ -13,9 +13,8 @@ them would change what the pod does: an error). Any other field is an
 unknown field, an error as in Kubernetes' strict field validation.
 
 Error and warning lines carry no "error: " / "warning: " prefix: the CLI
-adds it to each line. `resources.requests` are warned about like the other
-cluster-only fields: they only inform scheduling, and the warning tells the
-user that no CPU or memory is reserved for the pod.
+adds it to each line. `resources.requests` are read (shown, in the QoS class
+and the downward API) but reserve nothing: nsbox schedules nothing.
 
 PyYAML is imported only when a YAML document is read (it costs ~100 ms).
 """
@@ -33,6 +32,7 @@ from . import kube, objects
 from .errors import NsboxError
 from .model import (ContainerSpec, DownwardFile, EnvFrom, EnvVar, HostAlias, KeyToPath, PodSpec, Projection,
                     Resources, SecurityContext, Volume, VolumeMount)
+from .model import ContainerPort
 
 # --- The policy ---------------------------------------------------------------
 # Keys are Kubernetes API type names; a type's fields are listed where they go.
@@ -75,7 +75,7 @@ HANDLED: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
     "SecurityContext": "privileged capabilities runAsUser runAsGroup runAsNonRoot "
                        "allowPrivilegeEscalation readOnlyRootFilesystem",
     "Capabilities": "add drop",
-    "ResourceRequirements": "limits",
+    "ResourceRequirements": "limits requests",
     "ResourceList": "cpu memory",
     "Lifecycle": "postStart preStop",
     "LifecycleHandler": "exec sleep",
@@ -141,7 +141,6 @@ WARNED: dict[str, str] = {
     "SecurityContext.seccompProfile": "seccomp profiles are not applied",
     "SecurityContext.appArmorProfile": "AppArmor profiles are not applied",
     "SecurityContext.windowsOptions": "nsbox runs Linux pods",
-    "ResourceRequirements.requests": "requests only inform scheduling; nothing is reserved",
     "ResourceList.ephemeral-storage": "local storage is not limited",
 }
 
@@ -149,6 +148,7 @@ _VOLUME_TYPE = ("Unsupported value: nsbox provides emptyDir, hostPath, configMap
                 "and projected volumes only")
 _NO_API_SERVER = "Forbidden: nsbox has no API server to issue service account tokens or trust bundles"
 _HANDLER = "Unsupported value: nsbox runs exec and sleep handlers only"
+_PROTOCOLS = ("SCTP", "TCP", "UDP")     # ContainerPort.protocol (API server: supported values)
 _HOST_PORT = ("Forbidden: nsbox does not forward host ports; use hostNetwork, "
               "or the annotation nsbox.io/network: bridge and the pod IP")
 
@@ -1111,6 +1111,16 @@ class _PodReader:
                 self.required(f"{port_where}.containerPort")
             elif number is not None and not 1 <= number <= 65535:
                 self.invalid(f"{port_where}.containerPort", number, "must be between 1 and 65535, inclusive")
+            port_name = self.get(port, "name", port_where, "string")
+            protocol = self.get(port, "protocol", port_where, "string")
+            if protocol is not None and protocol not in _PROTOCOLS:
+                self.unsupported(f"{port_where}.protocol", protocol, _PROTOCOLS)
+            host_port = self.get(port, "hostPort", port_where, "integer")
+            if isinstance(number, int):
+                container.ports.append(ContainerPort(
+                    container_port=number, name=port_name if isinstance(port_name, str) else "",
+                    protocol=protocol if protocol in _PROTOCOLS else "TCP",
+                    host_port=host_port if isinstance(host_port, int) and host_port else None))
         return container if name else None
 
     def env(self, item: dict, where: str) -> list[EnvVar]:
@@ -1315,14 +1325,20 @@ class _PodReader:
         out.cpu_millis = parsed.get("cpu") or None
         out.memory_bytes = parsed.get("memory") or None
         requests = self.get(res, "requests", res_where, "object") or {}
+        self.fields(requests, "ResourceList", f"{res_where}.requests", map_keys=True)
+        # The API server's defaulting: a request left unset while its limit is set is the limit.
+        taken = {"cpu": parsed.get("cpu"), "memory": parsed.get("memory")}
         for key, parse in parsers.items():
             if requests.get(key) is None:
                 continue
             request = self.quantity(requests[key], f"{res_where}.requests[{key}]", parse)
+            taken[key] = request
             limit = parsed.get(key)
             if request is not None and limit is not None and request > limit:
                 self.invalid(f"{res_where}.requests[{key}]", requests[key],
                              f"must be less than or equal to {key} limit of {limits[key]}")
+        out.cpu_request_millis = taken["cpu"] or None       # zero, like a zero limit, is none
+        out.memory_request_bytes = taken["memory"] or None
         return out
 
     def lifecycle(self, item: dict, where: str) -> tuple[list[str], list[str]]:
@@ -1552,8 +1568,17 @@ def _container_manifest(c: ContainerSpec) -> dict[str, Any]:
         limits["cpu"] = kube.format_cpu(c.resources.cpu_millis)
     if c.resources.memory_bytes is not None:
         limits["memory"] = kube.format_quantity_bytes(c.resources.memory_bytes)
-    if limits:
-        out["resources"] = {"limits": limits}
+    requests = {}
+    cpu_request, memory_request = kube.container_requests(c.resources)
+    if cpu_request is not None:
+        requests["cpu"] = kube.format_cpu(cpu_request)
+    if memory_request is not None:
+        requests["memory"] = kube.format_quantity_bytes(memory_request)
+    resources = {k: v for k, v in (("limits", limits), ("requests", requests)) if v}
+    if resources:
+        out["resources"] = resources
+    if c.ports:
+        out["ports"] = [_port_manifest(p) for p in c.ports]
     lifecycle = {hook: {"exec": {"command": list(command)}}
                  for hook, command in (("postStart", c.post_start), ("preStop", c.pre_stop)) if command}
     if lifecycle:
@@ -1562,6 +1587,15 @@ def _container_manifest(c: ContainerSpec) -> dict[str, Any]:
         out["stdin"] = True
     if c.tty:
         out["tty"] = True
+    return out
+
+
+def _port_manifest(p: ContainerPort) -> dict[str, Any]:
+    out: dict[str, Any] = {"containerPort": p.container_port, "protocol": p.protocol}
+    if p.name:
+        out["name"] = p.name
+    if p.host_port:
+        out["hostPort"] = p.host_port
     return out
 
 

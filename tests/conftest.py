@@ -23,6 +23,16 @@ import pytest
 
 NSBOX = [sys.executable, "-m", "nsbox"]
 
+# Every object `get -o json|yaml` prints in a test is checked against the schemas of this
+# Kubernetes version (shipped, offline, by the kubernetes-validate package of the test
+# extra), strictly: an unknown field is an error, as the API server's strict field validation.
+KUBERNETES_SCHEMA_VERSION = "1.37.0"
+
+try:
+    import kubernetes_validate
+except ImportError:      # only the cgroup-v2 VM (Debian's packages, tests/vm/run) may lack it
+    kubernetes_validate = None
+
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
              what: str = "condition") -> Any:
@@ -35,6 +45,47 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def _output_format(args: tuple[str, ...]) -> str | None:
+    for i, a in enumerate(args):
+        if a in ("-o", "--output") and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--output="):
+            return a.split("=", 1)[1]
+        if a.startswith("-o") and len(a) > 2:
+            return a[2:].lstrip("=")
+    return None
+
+
+def _yaml_load(text: str) -> Any:
+    import yaml
+    return yaml.safe_load(text)
+
+
+def validate_object(obj: Any) -> None:
+    """Fail unless `obj` is a valid Kubernetes object of KUBERNETES_SCHEMA_VERSION (strict)."""
+    if kubernetes_validate is None:
+        if os.environ.get("NSBOX_TEST_VM") == "1":
+            return
+        raise AssertionError("the test extra's kubernetes-validate is not installed (pip install '.[test]')")
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_SCHEMA_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        where = ".".join(str(x) for x in e.path) if hasattr(e, "path") else ""
+        raise AssertionError(f"{obj.get('kind')} {obj.get('metadata', {}).get('name')} is not a valid "
+                             f"Kubernetes {KUBERNETES_SCHEMA_VERSION} object: {where}: {e.message}") from None
+
+
+def validate_document(doc: Any) -> None:
+    """An object, or each item of a List, as `get -o json|yaml` prints them."""
+    assert isinstance(doc, dict), f"not an object: {doc!r}"
+    if doc.get("kind") == "List":
+        assert doc.get("apiVersion") == "v1" and set(doc) <= {"apiVersion", "kind", "items", "metadata"}, doc.keys()
+        for item in doc["items"]:
+            validate_object(item)
+    else:
+        validate_object(doc)
 
 
 class Nsbox:
@@ -50,6 +101,9 @@ class Nsbox:
         if check and p.returncode != 0:
             raise AssertionError(f"nsbox {' '.join(args)} exited {p.returncode}\n"
                                  f"stdout: {p.stdout}\nstderr: {p.stderr}")
+        output = _output_format(args)
+        if p.returncode == 0 and args and args[0] == "get" and output in ("json", "yaml"):
+            validate_document(json.loads(p.stdout) if output == "json" else _yaml_load(p.stdout))
         return p
 
     def popen(self, *args: str, **kw: Any) -> subprocess.Popen[str]:

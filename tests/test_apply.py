@@ -329,7 +329,7 @@ def test_args_expand_env_references(nsbox):
     apply(nsbox, pod("expand", container("c", ["sh", "-c"], args=["trap 'exit 0' TERM; echo $(WORD) >&2; sleep 300 & wait"],
                                          env=[{"name": "WORD", "value": "expanded"}])))
     nsbox.pid("expand")
-    wait_for(lambda: "expanded" in nsbox("logs", "expand").stderr, what="the expanded argument")
+    wait_for(lambda: "expanded" in nsbox("logs", "expand").stdout, what="the expanded argument")
 
 
 def test_working_dir_is_the_process_cwd(nsbox):

@@ -580,7 +580,6 @@ def test_resources():
     assert problems(res(limits={"memory": "-1Mi"})) == [
         'spec.containers[0].resources.limits[memory]: Invalid value: "-1Mi": must be greater than or equal to 0']
     assert warnings(res(limits={"ephemeral-storage": "1Gi"}, requests={"cpu": "100m"})) == [
-        "spec.containers[0].resources.requests: ignored (requests only inform scheduling; nothing is reserved)",
         "spec.containers[0].resources.limits[ephemeral-storage]: ignored (local storage is not limited)"]
 
 
@@ -665,7 +664,8 @@ def cli_pod():
             env=[EnvVar("A", "1"), EnvVar("IP", field_ref="status.podIP")],
             volume_mounts=[VolumeMount("data", "/data", read_only=True, sub_path="x")],
             security=SecurityContext(privileged=True, cap_add=["NET_ADMIN"], run_as_user=5, run_as_group=6),
-            resources=Resources(cpu_millis=250, memory_bytes=2**27), pre_stop=["sh", "-c", "sleep 1"],
+            resources=Resources(cpu_millis=250, memory_bytes=2**27, cpu_request_millis=250,
+                                memory_request_bytes=2**27), pre_stop=["sh", "-c", "sleep 1"],
             init=True, stdin=True, tty=True)],
         restart_policy="Never", termination_grace_period=7, active_deadline_seconds=60, network="bridge",
         host_pid=True, run_as_user=1, annotations={"nsbox.io/backoff-base-seconds": "0.5"})
@@ -679,7 +679,8 @@ def test_cli_pod_becomes_a_manifest_that_applies_back_to_the_same_pod():
                                "annotations": {"nsbox.io/backoff-base-seconds": "0.5",
                                                "nsbox.io/network": "bridge", "nsbox.io/init": "true"}}
     c = obj["spec"]["containers"][0]
-    assert c["resources"] == {"limits": {"cpu": "250m", "memory": "128Mi"}}
+    assert c["resources"] == {"limits": {"cpu": "250m", "memory": "128Mi"},
+                              "requests": {"cpu": "250m", "memory": "128Mi"}}   # the CLI defaults them
     assert c["lifecycle"] == {"preStop": {"exec": {"command": ["sh", "-c", "sleep 1"]}}}
     assert obj["spec"]["volumes"][1] == {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}
 

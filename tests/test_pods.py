@@ -245,7 +245,7 @@ def test_logs_are_cri_files_with_tail_timestamps_and_follow(nsbox):
     for l in lines:
         assert l.split(" ")[0].endswith("Z") and "T" in l.split(" ")[0]
     p = nsbox("logs", "talker")
-    assert "one\n" in p.stdout and "two\n" in p.stderr
+    assert p.stdout == "one\ntwo\nthreefour\n" and p.stderr == ""   # both streams on stdout, as kubectl
     assert nsbox("logs", "talker", "--tail", "1").stdout.strip() in ("four", "threefour")
     assert nsbox("logs", "talker", "--timestamps").stdout.split()[0].endswith("Z")
 
