@@ -407,3 +407,90 @@ def test_supplementary_groups_in_containerds_order_each_once():
     assert kube.supplementary_groups(3000, 2000, [4000], "Merge", [50]) == [3000, 50, 2000, 4000]
     assert kube.supplementary_groups(3000, None, [4000], "Strict", [50]) == [3000, 4000]
     assert kube.supplementary_groups(0, None, [], "", []) == [0]
+
+
+# --- requests, QoS class, pod conditions
+
+def _qos_pod(*resources, init=()):
+    from nsbox.model import ContainerSpec, PodSpec, Resources
+    return PodSpec(name="p", containers=[ContainerSpec(f"c{i}", ["true"], resources=Resources(**r))
+                                         for i, r in enumerate(resources)],
+                   init_containers=[ContainerSpec(f"i{i}", ["true"], resources=Resources(**r))
+                                    for i, r in enumerate(init)])
+
+
+def test_container_requests_default_to_the_limits():
+    from nsbox.model import Resources
+    assert kube.container_requests(Resources()) == (None, None)
+    assert kube.container_requests(Resources(cpu_millis=500, memory_bytes=2**20)) == (500, 2**20)
+    assert kube.container_requests(Resources(cpu_millis=500, cpu_request_millis=100)) == (100, None)
+
+
+def test_qos_class_as_the_kubelet_computes_it():
+    assert kube.pod_qos_class(_qos_pod({})) == "BestEffort"
+    assert kube.pod_qos_class(_qos_pod({"cpu_millis": 0, "memory_bytes": 0})) == "BestEffort"   # zero is unset
+    assert kube.pod_qos_class(_qos_pod({"cpu_millis": 500, "memory_bytes": 2**26})) == "Guaranteed"
+    assert kube.pod_qos_class(_qos_pod({"cpu_millis": 500, "memory_bytes": 2**26,
+                                        "cpu_request_millis": 500, "memory_request_bytes": 2**26})) == "Guaranteed"
+    # a request below its limit, a missing memory limit, or one container without limits: Burstable
+    assert kube.pod_qos_class(_qos_pod({"cpu_millis": 500, "memory_bytes": 2**26,
+                                        "cpu_request_millis": 100})) == "Burstable"
+    assert kube.pod_qos_class(_qos_pod({"cpu_millis": 500})) == "Burstable"
+    assert kube.pod_qos_class(_qos_pod({"cpu_request_millis": 100})) == "Burstable"
+    assert kube.pod_qos_class(_qos_pod({"cpu_millis": 500, "memory_bytes": 2**26}, {})) == "Burstable"
+    # init containers count too
+    assert kube.pod_qos_class(_qos_pod({"cpu_millis": 500, "memory_bytes": 2**26},
+                                       init=[{"memory_request_bytes": 2**20}])) == "Burstable"
+
+
+def _running(name, started, ready=True):
+    return {"name": name, "state": {"running": {"startedAt": started}}, "ready": ready, "restartCount": 0}
+
+
+def _done(name, started, finished, code=0):
+    return {"name": name, "state": {"terminated": {"exitCode": code, "startedAt": started, "finishedAt": finished}},
+            "ready": False, "restartCount": 0}
+
+
+def test_pod_conditions_of_a_running_pod_in_the_kubelets_order():
+    conds = kube.pod_conditions([_running("a", "2026-01-01T00:00:05Z"), _running("b", "2026-01-01T00:00:07Z")],
+                                [_done("init", "2026-01-01T00:00:02Z", "2026-01-01T00:00:04Z")],
+                                created="2026-01-01T00:00:00Z", start_time="2026-01-01T00:00:01Z", phase="Running")
+    assert conds == [
+        {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": "2026-01-01T00:00:01Z"},
+        {"type": "Initialized", "status": "True", "lastTransitionTime": "2026-01-01T00:00:04Z"},
+        {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:07Z"},
+        {"type": "ContainersReady", "status": "True", "lastTransitionTime": "2026-01-01T00:00:07Z"},
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+
+
+def test_pod_conditions_name_what_is_not_ready_or_not_initialized():
+    waiting = {"name": "a", "state": {"waiting": {"reason": "PodInitializing"}}, "ready": False}
+    conds = {c["type"]: c for c in kube.pod_conditions(
+        [waiting, dict(waiting, name="b")], [_running("i1", "2026-01-01T00:00:02Z", ready=False)],
+        created="2026-01-01T00:00:00Z", start_time="2026-01-01T00:00:01Z", phase="Pending")}
+    assert conds["Initialized"] == {"type": "Initialized", "status": "False", "lastTransitionTime": "2026-01-01T00:00:01Z",
+                                    "reason": "ContainersNotInitialized",
+                                    "message": "containers with incomplete status: [i1]"}
+    assert conds["Ready"]["reason"] == conds["ContainersReady"]["reason"] == "ContainersNotReady"
+    assert conds["Ready"]["message"] == "containers with unready status: [a b]"
+    # a container that crashed: not ready since it finished
+    crashed = {"name": "a", "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "ready": False,
+               "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2026-01-01T00:00:09Z"}}}
+    conds = {c["type"]: c for c in kube.pod_conditions([crashed], created="2026-01-01T00:00:00Z",
+                                                         start_time="2026-01-01T00:00:01Z", phase="Running")}
+    assert conds["ContainersReady"]["lastTransitionTime"] == "2026-01-01T00:00:09Z"
+
+
+def test_pod_conditions_of_a_finished_pod_and_of_one_not_started():
+    conds = {c["type"]: c for c in kube.pod_conditions(
+        [_done("a", "2026-01-01T00:00:02Z", "2026-01-01T00:00:08Z")], created="2026-01-01T00:00:00Z",
+        start_time="2026-01-01T00:00:01Z", phase="Succeeded")}
+    assert conds["PodReadyToStartContainers"]["status"] == "False"
+    assert conds["PodReadyToStartContainers"]["lastTransitionTime"] == "2026-01-01T00:00:08Z"
+    assert conds["Ready"]["reason"] == "PodCompleted" and "message" not in conds["Ready"]
+    conds = {c["type"]: c for c in kube.pod_conditions([{"name": "a", "state": {"waiting": {}}}],
+                                                         created="2026-01-01T00:00:00Z")}
+    assert conds["PodReadyToStartContainers"] == {"type": "PodReadyToStartContainers", "status": "False",
+                                                  "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    assert conds["PodScheduled"]["status"] == "True"

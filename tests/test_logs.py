@@ -81,3 +81,23 @@ def test_a_carriage_return_stays_inside_its_record(tmp_path):
         assert follower.poll() == expected
     finally:
         follower.close()
+
+
+def test_stamps_and_go_durations():
+    assert logs.stamp_ns("2026-01-01T00:00:00.000000001Z") == 1767225600 * 10**9 + 1
+    assert logs.stamp_ns("2026-01-01T01:00:00+01:00") == 1767225600 * 10**9
+    assert logs.stamp_ns("2026-01-01T00:00:00.5Z") == 1767225600 * 10**9 + 5 * 10**8
+    assert logs.stamp_ns("2026-01-01") is None and logs.stamp_ns("yesterday") is None
+    assert logs.parse_go_duration("5s") == 5 * 10**9
+    assert logs.parse_go_duration("1h30m") == logs.parse_go_duration("1.5h") == 5400 * 10**9
+    assert logs.parse_go_duration("300ms") == 3 * 10**8
+    assert logs.parse_go_duration("0") == 0
+    for junk in ("5", "s", "1x", "", "1h 2m"):
+        assert logs.parse_go_duration(junk) is None, junk
+
+
+def test_since_keeps_the_records_written_from_then_on():
+    recs = [("2026-01-01T00:00:00.000000000Z", "stdout", True, b"old"),
+            ("2026-01-01T00:00:10.000000000Z", "stderr", True, b"edge"),
+            ("2026-01-01T00:00:20.000000000Z", "stdout", True, b"new")]
+    assert [r[3] for r in logs.since(recs, logs.stamp_ns("2026-01-01T00:00:10Z"))] == [b"edge", b"new"]

@@ -844,3 +844,35 @@ def test_a_pod_spec_with_groups_sysctls_and_aliases_round_trips_through_a_built_
     assert (back.fs_group, back.fs_group_change_policy, back.supplemental_groups,
             back.supplemental_groups_policy, back.sysctls, back.host_aliases) == (
         2000, "Always", [3, 4], "Merge", {"kernel.shm_rmid_forced": "1"}, [HostAlias("10.0.0.9", ["nine"])])
+
+
+def test_requests_are_read_and_default_to_the_limits():
+    def res(**fields):
+        (p,), _ = convert(pod({"containers": [container(resources=fields)]}))
+        return p.containers[0].resources
+    assert res(limits={"cpu": "500m", "memory": "64Mi"}) == Resources(500, 2**26, 500, 2**26)
+    assert res(limits={"cpu": "1"}, requests={"cpu": "250m", "memory": "1Gi"}) == Resources(1000, None, 250, 2**30)
+    assert res(requests={"memory": "1Mi"}) == Resources(None, None, None, 2**20)
+    assert problems(pod({"containers": [container(resources={"limits": {"memory": "1Mi"},
+                                                             "requests": {"memory": "2Mi"}})]})) == [
+        'spec.containers[0].resources.requests[memory]: Invalid value: "2Mi": must be less than or equal to '
+        'memory limit of 1Mi']
+    assert problems(pod({"containers": [container(resources={"requests": {"nvidia.com/gpu": 1}})]})) == [
+        "spec.containers[0].resources.requests[nvidia.com/gpu]: Unsupported value: nsbox limits cpu and memory only"]
+
+
+def test_ports_are_read_and_shown_again():
+    from nsbox.model import ContainerPort
+    (p,), _ = convert(pod({"containers": [container(ports=[{"containerPort": 80}, {"containerPort": 53, "name": "dns",
+                                                                                   "protocol": "UDP"}])]}))
+    assert p.containers[0].ports == [ContainerPort(80), ContainerPort(53, name="dns", protocol="UDP")]
+    assert problems(pod({"containers": [container(ports=[{"containerPort": 80, "protocol": "tcp"}])]})) == [
+        'spec.containers[0].ports[0].protocol: Unsupported value: "tcp": supported values: "SCTP", "TCP", "UDP"']
+    cli = PodSpec(name="web", containers=[ContainerSpec("c", ["true"], ports=[ContainerPort(8080, name="http")],
+                                                        resources=Resources(cpu_request_millis=100))])
+    c = manifest.pod_to_manifest(cli)["spec"]["containers"][0]
+    assert c["ports"] == [{"containerPort": 8080, "protocol": "TCP", "name": "http"}]
+    assert c["resources"] == {"requests": {"cpu": "100m"}}
+    (back,), _ = convert(json.loads(json.dumps(manifest.pod_to_manifest(cli))))
+    assert back.containers[0].ports == cli.containers[0].ports
+    assert back.containers[0].resources == cli.containers[0].resources
