@@ -469,8 +469,8 @@ def test_pod_conditions_name_what_is_not_ready_or_not_initialized():
     conds = {c["type"]: c for c in kube.pod_conditions(
         [waiting, dict(waiting, name="b")], [_running("i1", "2026-01-01T00:00:02Z", ready=False)],
         created="2026-01-01T00:00:00Z", start_time="2026-01-01T00:00:01Z", phase="Pending")}
-    assert conds["Initialized"] == {"type": "Initialized", "status": "False", "lastTransitionTime": "2026-01-01T00:00:01Z",
-                                    "reason": "ContainersNotInitialized",
+    assert conds["Initialized"] == {"type": "Initialized", "status": "False",
+                                    "lastTransitionTime": "2026-01-01T00:00:01Z", "reason": "ContainersNotInitialized",
                                     "message": "containers with incomplete status: [i1]"}
     assert conds["Ready"]["reason"] == conds["ContainersReady"]["reason"] == "ContainersNotReady"
     assert conds["Ready"]["message"] == "containers with unready status: [a b]"

@@ -4,6 +4,7 @@ in kubectl's layout, conditions and the QoS class, and objects that are valid Ku
 from __future__ import annotations
 
 import json
+import os
 import re
 import types
 
@@ -16,7 +17,10 @@ from nsbox.model import (ContainerPort, ContainerSpec, DownwardFile, EnvFrom, En
                          Projection, Resources, Volume, VolumeMount)
 from nsbox.pods import PodView
 
-ALTERNATE = "for i in 1 2 3 4; do echo out$i; sleep 0.05; echo err$i >&2; sleep 0.05; done"
+# Each write waits until the watcher has recorded it (the root's logs are mounted into the
+# container): two pipes cannot tell which of two quick writes came first.
+ALTERNATE = ("for i in 1 2 3 4; do echo out$i; until grep -q \" F out$i\" /logs/*/alt/0.log; do sleep 0.01; done; "
+             "echo err$i >&2; until grep -q \" F err$i\" /logs/*/alt/0.log; do sleep 0.01; done; done")
 WRITTEN = [f"{s}{i}" for i in range(1, 5) for s in ("out", "err")]
 
 
@@ -27,8 +31,12 @@ def finished(nsbox, pod):
 # --- logs
 
 def test_logs_print_both_streams_on_stdout_in_the_order_written(nsbox):
-    nsbox("run", "alt", "--restart", "Never", "--", "sh", "-c", ALTERNATE)
+    os.makedirs(os.path.join(nsbox.root, "logs"), exist_ok=True)
+    uid = nsbox("pod", "create", "alt", "--restart", "Never", "--volume", f"logs={nsbox.root}/logs").stdout.strip()
+    log = os.path.join(nsbox.root, "logs", f"default_alt_{uid}", "alt", "0.log")
+    nsbox("run", "alt", "--pod", "alt", "--mount", "logs:/logs:ro", "--", "sh", "-c", ALTERNATE)
     finished(nsbox, "alt")
+    assert nsbox.inspect("alt")["containers"][0]["logPath"] == log
     # the CRI file (an observer of what the watcher recorded) holds both streams interleaved
     with open(nsbox.inspect("alt")["containers"][0]["logPath"]) as f:
         recorded = [line.split(" ", 3)[1:] for line in f.read().splitlines()]
@@ -106,7 +114,8 @@ def _pod_with_everything() -> PodSpec:
                      DownwardFile("cpu", resource="limits.cpu", container="app")])]),
                  Volume("all", kind="projected", sources=[
                      Projection("configMap", "settings", items=[KeyToPath("level", "lvl")]),
-                     Projection("secret", "db"), Projection("downwardAPI", files=[DownwardFile("n", "metadata.name")])])])
+                     Projection("secret", "db"),
+                     Projection("downwardAPI", files=[DownwardFile("n", "metadata.name")])])])
 
 
 def _view(spec: PodSpec) -> PodView:
