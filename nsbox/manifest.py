@@ -1116,6 +1116,8 @@ class _PodReader:
             if protocol is not None and protocol not in _PROTOCOLS:
                 self.unsupported(f"{port_where}.protocol", protocol, _PROTOCOLS)
             host_port = self.get(port, "hostPort", port_where, "integer")
+            if not host_port and self.network == "host":
+                host_port = number      # API server defaulting: on the host's network, hostPort = containerPort
             if isinstance(number, int):
                 container.ports.append(ContainerPort(
                     container_port=number, name=port_name if isinstance(port_name, str) else "",

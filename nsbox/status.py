@@ -233,7 +233,8 @@ def describe(v: PodView, cgroups: Any) -> str:
     out += _multiline("Labels", spec.labels)
     out += _multiline("Annotations", spec.annotations)
     if v.deletion is not None and st["phase"] not in ("Succeeded", "Failed"):
-        since = _epoch(v.deletion.get("deletionTimestamp", ""))
+        # deletionTimestamp is when the grace period ends: it lasts since the deletion was asked for
+        since = _epoch(v.deletion.get("deletionTimestamp", "")) - (v.deletion.get("gracePeriodSeconds") or 0)
         out.append(f"Status:\tTerminating (lasts {human_age(time.time() - since)})")
         out.append(f"Termination Grace Period:\t{v.deletion.get('gracePeriodSeconds')}s")
     else:

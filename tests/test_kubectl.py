@@ -260,3 +260,13 @@ def test_the_schema_check_catches_a_wrong_pod():
             validate_object(obj)
     with pytest.raises(AssertionError, match="is not a valid Kubernetes"):
         validate_document({"apiVersion": "v1", "kind": "List", "items": [good, wrong[1]]})
+
+
+def test_describe_of_a_terminating_pod(nsbox):
+    nsbox("run", "slow", "--", "sh", "-c", "trap '' TERM; sleep 300 & wait; sleep 300")
+    nsbox.pid("slow")
+    nsbox("delete", "pod", "slow", "--grace-period", "15", "--wait=false")
+    described = nsbox("describe", "pod", "slow").stdout
+    assert re.search(r"\nStatus:\s+Terminating \(lasts \d+s\)\nTermination Grace Period:\s+15s\n", described)
+    assert re.search(r"\n  Ready\s+False \n", described)
+    assert re.search(r"\n  Pod Status:\s+Terminating\n", described)

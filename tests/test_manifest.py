@@ -866,6 +866,8 @@ def test_ports_are_read_and_shown_again():
     (p,), _ = convert(pod({"containers": [container(ports=[{"containerPort": 80}, {"containerPort": 53, "name": "dns",
                                                                                    "protocol": "UDP"}])]}))
     assert p.containers[0].ports == [ContainerPort(80), ContainerPort(53, name="dns", protocol="UDP")]
+    (p,), _ = convert(pod({"hostNetwork": True, "containers": [container(ports=[{"containerPort": 8080}])]}))
+    assert p.containers[0].ports == [ContainerPort(8080, host_port=8080)]
     assert problems(pod({"containers": [container(ports=[{"containerPort": 80, "protocol": "tcp"}])]})) == [
         'spec.containers[0].ports[0].protocol: Unsupported value: "tcp": supported values: "SCTP", "TCP", "UDP"']
     cli = PodSpec(name="web", containers=[ContainerSpec("c", ["true"], ports=[ContainerPort(8080, name="http")],
