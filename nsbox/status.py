@@ -354,7 +354,8 @@ def _resource_value(c: Any, resource: str, divisor: str) -> str:
     by the divisor, rounded up; an unset limit is 0, shown as "node allocatable"."""
     cpu_request, memory_request = kube.container_requests(c.resources)
     values = {"limits.cpu": c.resources.cpu_millis, "requests.cpu": cpu_request,
-              "limits.memory": c.resources.memory_bytes, "requests.memory": memory_request}
+              "limits.memory": c.resources.memory_bytes, "requests.memory": memory_request,
+              "limits.ephemeral-storage": None, "requests.ephemeral-storage": None}   # never limited
     if resource not in values:
         return ""
     try:

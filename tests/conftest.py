@@ -47,6 +47,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         time.sleep(interval)
 
 
+def _verb(args: tuple[str, ...]) -> str | None:
+    """The command word of an nsbox command line, after global options (`-n NS get ...`)."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 1 if "=" in args[i] else 2
+    return args[i] if i < len(args) else None
+
+
 def _output_format(args: tuple[str, ...]) -> str | None:
     for i, a in enumerate(args):
         if a in ("-o", "--output") and i + 1 < len(args):
@@ -102,7 +110,7 @@ class Nsbox:
             raise AssertionError(f"nsbox {' '.join(args)} exited {p.returncode}\n"
                                  f"stdout: {p.stdout}\nstderr: {p.stderr}")
         output = _output_format(args)
-        if p.returncode == 0 and args and args[0] == "get" and output in ("json", "yaml"):
+        if p.returncode == 0 and _verb(args) == "get" and output in ("json", "yaml"):
             validate_document(json.loads(p.stdout) if output == "json" else _yaml_load(p.stdout))
         return p
 

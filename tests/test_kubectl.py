@@ -203,20 +203,37 @@ def test_describe_shows_what_kubectl_describe_shows_in_its_layout():
 
 
 def test_describe_never_shows_a_secret_value(nsbox):
-    spec = _pod_with_everything()
-    text = status.describe(_view(spec), CGROUPS)
-    assert "password'" in text and "s3cr3t" not in text
-    # and a pod applied from a manifest says so, whatever the env holds
-    nsbox("apply", "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "quiet"},
-        "spec": {"containers": [{"name": "c", "command": ["sleep", "300"], "env": [{"name": "TOKEN", "value": "v"}],
-                                 "ports": [{"containerPort": 8080}],
-                                 "resources": {"limits": {"cpu": "200m", "memory": "32Mi"}}}]}}))
-    nsbox.pid("quiet")
+    value = "s3cr3t-Value-42"
+    nsbox("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "stringData": {"password": value}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"level": "debug"}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "quiet"}, "spec": {
+            "volumes": [{"name": "creds", "secret": {"secretName": "db"}}],
+            "containers": [{
+                "name": "c", "command": ["sleep", "300"], "ports": [{"containerPort": 8080}],
+                "resources": {"limits": {"cpu": "200m", "memory": "32Mi"}},
+                "volumeMounts": [{"name": "creds", "mountPath": "/creds", "readOnly": True}],
+                "envFrom": [{"secretRef": {"name": "db"}, "prefix": "DB_"}],
+                "env": [{"name": "TOKEN", "value": "v"},
+                        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                        {"name": "LEVEL", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "level"}}}]}]}}]}))
+    pid = nsbox.pid("quiet")
+    with open(f"/proc/{pid}/environ", "rb") as f:      # the container does get the value
+        assert f"PASSWORD={value}".encode() in f.read().split(b"\0")
     described = nsbox("describe", "pod", "quiet").stdout
+    assert value not in described
+    assert "      PASSWORD:  <set to the key 'password' in secret 'db'>         Optional: false\n" in described
+    assert "      LEVEL:     <set to the key 'level' of config map 'settings'>  Optional: false\n" in described
+    assert "    Environment Variables from:\n      db  Secret with prefix 'DB_'  Optional: false\n" in described
+    assert "\n    Mounts:\n      /creds from creds (ro)\n" in described
+    assert re.search(r"\n  creds:\n    Type:\s+Secret \(a volume populated by a Secret\)\n    SecretName:\s+db\n"
+                     r"    Optional:\s+false\n", described)
+    assert value not in nsbox("get", "pods", "quiet", "-o", "yaml").stdout
+    nsbox("get", "secrets", "db", "-o", "yaml")       # checked against the schema by conftest
+    nsbox("get", "configmaps", "-o", "json")
     assert "    Port:          8080/TCP\n    Host Port:     0/TCP\n" in described
     assert re.search(r"\n    Container ID:  nsbox://[-0-9a-f]+/c\n", described)
-    assert "    Environment:\n      TOKEN:  v\n" in described
+    assert "    Environment:\n      TOKEN:     v\n" in described
     assert "    Limits:\n      cpu:     200m\n      memory:  32Mi\n    Requests:\n      cpu:     200m\n" in described
     assert "QoS Class:" in described and "Guaranteed" in described
     assert re.search(r"\n  Ready +True \n", described)
