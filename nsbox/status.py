@@ -231,7 +231,7 @@ def describe(v: PodView, cgroups: Any) -> str:
     if st.get("startTime"):
         out.append(f"Start Time:\t{_rfc1123z(st['startTime'])}")
     out += _multiline("Labels", spec.labels)
-    out += _multiline("Annotations", spec.annotations)
+    out += _annotations(spec.annotations)
     if v.deletion is not None and st["phase"] not in ("Succeeded", "Failed"):
         # deletionTimestamp is when the grace period ends: it lasts since the deletion was asked for
         since = _epoch(v.deletion.get("deletionTimestamp", "")) - (v.deletion.get("gracePeriodSeconds") or 0)
@@ -343,7 +343,7 @@ def _pod_field(spec: Any, path: str) -> str:
         return simple[path]
     for prefix, values in (("metadata.labels", spec.labels), ("metadata.annotations", spec.annotations)):
         if path == prefix:
-            return "\\n".join(f'{k}="{val}"' for k, val in sorted(values.items()))
+            return "\n".join(f'{k}="{val}"' for k, val in sorted(values.items()))
         if path.startswith(prefix + "['") and path.endswith("']"):
             return values.get(path[len(prefix) + 2:-2], "")
     return ""
@@ -451,6 +451,28 @@ def _multiline(title: str, values: dict[str, str]) -> list[str]:
     if not values:
         return [f"{title}:\t<none>"]
     return [(f"{title}:\t" if i == 0 else "\t") + f"{k}={values[k]}" for i, k in enumerate(sorted(values))]
+
+
+_MAX_ANNOTATION_LEN = 140     # kubectl describe maxAnnotationLen
+
+
+def _annotations(values: dict[str, str]) -> list[str]:
+    """kubectl's printAnnotationsMultiline: sorted `key: value`; a long or multi-line
+    value goes on lines of its own under its key, each cut to 138 characters."""
+    keys = sorted(k for k in values if k != "kubectl.kubernetes.io/last-applied-configuration")
+    if not keys:
+        return ["Annotations:\t<none>"]
+    out = []
+    for i, key in enumerate(keys):
+        lead = "Annotations:\t" if i == 0 else "\t"
+        value = values[key].removesuffix("\n")
+        if len(value) + len(key) + 2 > _MAX_ANNOTATION_LEN or "\n" in value:
+            out.append(f"{lead}{key}:")
+            limit = _MAX_ANNOTATION_LEN - 2
+            out += [f"\t  {line[:limit] + '...' if len(line) > limit else line}" for line in value.split("\n")]
+        else:
+            out.append(f"{lead}{key}: {value}")
+    return out
 
 
 def _describe_state(title: str, state: dict[str, Any]) -> list[str]:

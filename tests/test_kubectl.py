@@ -104,6 +104,7 @@ def _pod_with_everything() -> PodSpec:
     side = ContainerSpec(name="side", command=["sleep", "1000"])
     return PodSpec(
         name="web", namespace="shop", uid="u-1", labels={"tier": "front", "app": "web"},
+        annotations={"team": "shop", "note": "x" * 150, "kubectl.kubernetes.io/last-applied-configuration": "{}"},
         creation_timestamp="2026-01-01T00:00:00Z", containers=[app, side],
         init_containers=[ContainerSpec(name="setup", command=["true"])],
         volumes=[Volume("scratch", medium="Memory", size_limit=2**26),
@@ -143,6 +144,7 @@ def test_describe_shows_what_kubectl_describe_shows_in_its_layout():
     assert lines[:6] == ["Name:         web", "Namespace:    shop", "Node:         <none>",
                          lines[3], "Labels:       app=web", "              tier=front"]
     assert re.fullmatch(r"Start Time:   \w{3}, 01 Jan 2026 \d\d:00:01 [+-]\d{4}", lines[3])
+    assert lines[6:9] == ["Annotations:  note:", "                " + "x" * 138 + "...", "              team: shop"]
     assert "Status:       Running" in lines and "IP:           10.0.0.7" in lines
     assert lines[lines.index("IPs:") + 1] == "  IP:  10.0.0.7"
     block = "\n".join(lines[lines.index("Containers:"):lines.index("Conditions:")])
