@@ -48,7 +48,7 @@ HANDLED: dict[str, frozenset[str]] = {k: frozenset(v.split()) for k, v in {
     "Sysctl": "name value",
     "HostAlias": "ip hostnames",
     "Container": "name image command args workingDir env volumeMounts securityContext resources "
-                 "lifecycle stdin tty envFrom",
+                 "lifecycle stdin tty envFrom ports",
     "EnvVar": "name value valueFrom",
     "EnvVarSource": "fieldRef configMapKeyRef secretKeyRef resourceFieldRef",
     "ConfigMapKeySelector": "name key optional",
@@ -129,7 +129,6 @@ WARNED: dict[str, str] = {
     "PodSecurityContext.appArmorProfile": "AppArmor profiles are not applied",
     "PodSecurityContext.windowsOptions": "nsbox runs Linux pods",
     "Container.imagePullPolicy": _IMAGES,
-    "Container.ports": "informational: the containers of a pod share its network",
     "Container.livenessProbe": _PROBES,
     "Container.readinessProbe": _PROBES,
     "Container.startupProbe": _PROBES,
@@ -697,6 +696,14 @@ class _PodReader:
         for key in (ANNOTATION_BACKOFF_BASE, ANNOTATION_BACKOFF_MAX):
             if key in self.annotations and _positive_number(self.annotations[key]) is None:
                 self.invalid(f"{where}[{key}]", self.annotations[key], "must be a number of seconds > 0")
+        # It also reads the pod cgroup's limits from these: a value it cannot parse must fail the
+        # apply, not the pod after apply has said yes.
+        pids = self.annotations.get(ANNOTATION_PIDS_LIMIT)
+        if pids is not None and not (pids.isascii() and pids.isdigit() and int(pids) > 0):
+            self.invalid(f"{where}[{ANNOTATION_PIDS_LIMIT}]", pids, "must be a whole number of processes > 0")
+        for key, parse in ((ANNOTATION_POD_CPU, kube.parse_cpu), (ANNOTATION_POD_MEMORY, kube.parse_memory)):
+            if key in self.annotations:
+                self.quantity(self.annotations[key], f"{where}[{key}]", parse)
 
     def spec(self, spec: dict, pod: PodSpec) -> None:
         self.fields(spec, "PodSpec", "spec")

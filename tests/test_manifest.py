@@ -245,6 +245,14 @@ def test_nsbox_annotation_values_are_checked():
         'metadata.annotations[nsbox.io/backoff-base-seconds]: Invalid value: "soon": must be a number of seconds > 0']
     assert warnings(pod(annotations={"nsbox.io/netwrok": "bridge"}))[0].startswith(
         "metadata.annotations[nsbox.io/netwrok]: ignored (unknown nsbox annotation")
+    # the pod cgroup's limits: a bad value fails the apply, not the pod after it
+    found = problems(pod(annotations={"nsbox.io/pids-limit": "lots", "nsbox.io/pod-memory": "1Qi"}))
+    assert found[0] == ('metadata.annotations[nsbox.io/pids-limit]: Invalid value: "lots": '
+                        "must be a whole number of processes > 0")
+    assert found[1].startswith('metadata.annotations[nsbox.io/pod-memory]: Invalid value: "1Qi"')
+    assert problems(pod(annotations={"nsbox.io/pids-limit": "0"}))
+    (p,), _ = convert(pod(annotations={"nsbox.io/pids-limit": "64", "nsbox.io/pod-cpu": "500m"}))
+    assert p.annotations["nsbox.io/pids-limit"] == "64"
 
 
 def test_zero_limits_mean_no_limit():
@@ -394,11 +402,10 @@ def test_host_ports_are_errors_except_on_the_host_network():
     assert problems(pod({"containers": [container(ports=ports)]})) == [
         "spec.containers[0].ports[0].hostPort: Forbidden: nsbox does not forward host ports; use hostNetwork, "
         "or the annotation nsbox.io/network: bridge and the pod IP"]
-    assert warnings(pod({"containers": [container(ports=[{"containerPort": 80, "hostPort": 0}])]})) == [
-        "spec.containers[0].ports: ignored (informational: the containers of a pod share its network)"]
+    # ports are kept (describe, get -o yaml): no warning
+    assert warnings(pod({"containers": [container(ports=[{"containerPort": 80, "hostPort": 0}])]})) == []
     host = pod({"hostNetwork": True, "containers": [container(ports=[{"containerPort": 80, "hostPort": 80}])]})
-    assert warnings(host) == [
-        "spec.containers[0].ports: ignored (informational: the containers of a pod share its network)"]
+    assert warnings(host) == []
 
 
 def test_lifecycle_handlers():
@@ -624,7 +631,7 @@ def test_cluster_only_fields_get_one_warning_each_naming_the_field():
         "spec.serviceAccountName", "spec.dnsPolicy", "spec.schedulerName", "spec.nodeName",
         "spec.imagePullSecrets", "spec.topologySpreadConstraints",
         "spec.containers[0].imagePullPolicy", "spec.containers[0].readinessProbe",
-        "spec.containers[0].livenessProbe", "spec.containers[0].startupProbe", "spec.containers[0].ports",
+        "spec.containers[0].livenessProbe", "spec.containers[0].startupProbe",
         "spec.containers[0].image"]
     assert warns[0] == "spec.nodeSelector: ignored (scheduling: there is one machine)"
     assert warns[-1] == ('spec.containers[0].image: ignored ("nginx:1.25" is not a local directory: '
