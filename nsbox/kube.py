@@ -152,6 +152,13 @@ def env_var_name_error(name: str) -> str | None:
 _CONFIG_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")
 
 
+def _dot_errors(key: str) -> list[str]:
+    """What keys that become file names may not be: ".", "..", or start with ".."."""
+    if key in (".", ".."):
+        return [f"must not be '{key}'"]
+    return ["must not start with '..'"] if key.startswith("..") else []
+
+
 def config_key_errors(key: str) -> list[str]:
     """A key of a ConfigMap or Secret (apimachinery IsConfigMapKey): also a file name."""
     errors = []
@@ -161,13 +168,7 @@ def config_key_errors(key: str) -> list[str]:
         errors.append("a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
                       "(e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is "
                       "'[-._a-zA-Z0-9]+')")
-    if key == ".":
-        errors.append("must not be '.'")
-    elif key == "..":
-        errors.append("must not be '..'")
-    elif key.startswith(".."):
-        errors.append("must not start with '..'")
-    return errors
+    return errors + _dot_errors(key)
 
 
 _ENV_FILE_KEY_RE = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
@@ -181,13 +182,7 @@ def env_file_key_errors(key: str) -> list[str]:
         errors.append("a valid environment variable name must consist of alphabetic characters, digits, "
                       "'_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or "
                       "'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')")
-    if key == ".":
-        errors.append("must not be '.'")
-    elif key == "..":
-        errors.append("must not be '..'")
-    elif key.startswith(".."):
-        errors.append("must not start with '..'")
-    return errors
+    return errors + _dot_errors(key)
 
 
 # --- Quantities (apimachinery: pkg/api/resource) ------------------------------
