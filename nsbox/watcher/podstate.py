@@ -41,7 +41,7 @@ class PodState:
         """Failed for good (DeadlineExceeded, Evicted): nothing starts or restarts any more."""
         return self.phase == "Failed" and bool(self.reason)
 
-    def to_status(self, watcher: dict[str, int], containers: list[dict[str, Any]]) -> dict[str, Any]:
+    def to_status(self, watcher: dict[str, Any], containers: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "phase": self.phase, "reason": self.reason, "message": self.message,
             "startTime": self.start_time,
