@@ -162,7 +162,7 @@ def _shed_cli_memory() -> None:
     CLI needed (argument parsing, YAML, rendering) so that each pod costs less."""
     import gc
     for name in list(sys.modules):
-        if name in _CLI_ONLY_MODULES or name.split(".")[0] in _CLI_ONLY_MODULES:
+        if any(name == m or name.startswith(m + ".") for m in _CLI_ONLY_MODULES):   # and their submodules
             del sys.modules[name]
     gc.collect()
     native.malloc_trim()            # hand the freed heap back: the watcher lives as long as the pod
