@@ -48,7 +48,7 @@ mark("cli: interpreter up, probe loaded")
 import nsbox.cli as cli  # noqa: E402
 mark("cli: nsbox.cli imported")
 import nsbox.watcher as watcher  # noqa: E402
-import nsbox.pods as pods  # noqa: E402
+import nsbox.pods  # noqa: E402,F401  (timed by the mark below)
 mark("cli: nsbox.pods + watcher imported")
 
 orig_launch = watcher.launch
@@ -56,10 +56,10 @@ orig_main = watcher._watcher_main
 orig_shed = watcher._shed_cli_memory
 orig_start = watcher.Watcher.start
 orig_report = watcher.Watcher.report_ready
-orig_sandbox = watcher.Watcher._create_sandbox
-orig_start_container = watcher.Watcher.start_container
+orig_sandbox = watcher.holder.create_sandbox
+orig_start_container = watcher.Containers.start
 orig_save = watcher.Watcher.save
-orig_teardown = watcher.Watcher.teardown
+orig_teardown = watcher.Termination.teardown
 
 
 def launch(*a, **kw):
@@ -141,15 +141,14 @@ def teardown(self):
 
 
 watcher.launch = launch
-pods.watcher.launch = launch
 watcher._watcher_main = watcher_main
 watcher._shed_cli_memory = shed
 watcher.Watcher.start = start
-watcher.Watcher._create_sandbox = create_sandbox
-watcher.Watcher.start_container = start_container
+watcher.holder.create_sandbox = create_sandbox
+watcher.Containers.start = start_container
 watcher.Watcher.save = save
 watcher.Watcher.report_ready = report_ready
-watcher.Watcher.teardown = teardown
+watcher.Termination.teardown = teardown
 
 code = 0
 try:

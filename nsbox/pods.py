@@ -517,7 +517,7 @@ def prepare_host_path(v: Volume) -> None:
 
 def cgroup_root(cg: Any, uid: str) -> str | None:
     """The root a pod cgroup was made for (recorded as an xattr by the watcher)."""
-    from nsbox.watcher import CGROUP_ROOT_XATTR
+    from nsbox.watcher.holder import CGROUP_ROOT_XATTR
     for path in cg.paths(cg.pod_path(uid)).values():
         try:
             return os.getxattr(path, CGROUP_ROOT_XATTR).decode()

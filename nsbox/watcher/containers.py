@@ -1,0 +1,340 @@
+"""The pod's containers as the watcher runs them: start (init containers first, in order),
+output into the CRI logs, exit, and the restart policy with back-off."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from nsbox import cgroups, kube, logs, native
+from nsbox.errors import NsboxError, WaitingForConfig
+from nsbox.watcher import hooks
+from nsbox.watcher.podstate import ContainerState
+
+# `nsbox.container` (making things) is imported where it is used: a watcher exec'd back
+# from nsbox-idle to end its pod does not need it.
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from typing import Any, Iterator
+
+    from nsbox.model import ContainerSpec
+    from nsbox.watcher import Watcher
+    from nsbox.watcher.loop import Timer
+
+
+class Running(ContainerState):
+    """The watcher's view of one container: its saved state and what only this process holds."""
+
+    __eq__ = object.__eq__                 # a live view, not a value: compared and hashed by identity
+    __hash__ = object.__hash__
+
+    def __init__(self, spec: ContainerSpec, is_init: bool):
+        super().__init__()
+        self.spec = spec
+        self.is_init = is_init
+        self.streams: dict[int, logs.StreamWriter] = {}     # pipe read end -> its log writer
+        self.term_at = 0.0                  # when SIGTERM was sent (monotonic), 0 = not yet
+        self.restart_timer: Timer | None = None
+        self.config_timer: Timer | None = None   # waiting for a ConfigMap, Secret or config volume
+
+    def to_status(self) -> dict[str, Any]:
+        return {"name": self.spec.name, "init": self.is_init, "pid": self.pid,
+                "procStart": self.proc_start, "restartCount": self.restart_count,
+                "state": self.state, "lastState": self.last_state,
+                "ready": self.running and not self.is_init}
+
+
+class Containers:
+    def __init__(self, w: Watcher):
+        self.w = w
+        self.by_name: dict[str, Running] = {}
+        for c in w.pod.init_containers:
+            self.by_name[c.name] = Running(c, True)
+        for c in w.pod.containers:
+            self.by_name[c.name] = Running(c, False)
+        self.base_backoff = float(w.pod.annotations.get("nsbox.io/backoff-base-seconds", kube.BACKOFF_BASE))
+        self.max_backoff = float(w.pod.annotations.get("nsbox.io/backoff-max-seconds", kube.BACKOFF_MAX))
+
+    def __iter__(self) -> Iterator[Running]:
+        return iter(self.by_name.values())
+
+    @property
+    def any_running(self) -> bool:
+        return any(r.running for r in self)
+
+    def signal(self, r: Running, sig: int) -> None:
+        if r.running:
+            native.send_signal(r.pid, sig, r.pidfd if r.pidfd >= 0 else None, r.proc_start)
+
+    # ------------------------------------------------------------ starting
+
+    def start_next(self) -> list[str]:
+        """Start what may start now: the next init container, or every main container."""
+        if self.w.termination.deletion is not None or self.w.state.ended:
+            return []
+        for r in self:
+            if not r.is_init:
+                continue
+            term = r.state.get("terminated")
+            if term and term.get("exitCode") == 0:
+                continue
+            if not r.running and r.restart_timer is None and not term:
+                return self.start_all([r])
+            return []
+        waiting = [r for r in self
+                   if not r.is_init and not r.running and "waiting" in r.state and r.restart_timer is None]
+        return self.start_all(waiting)
+
+    def start_all(self, rs: list[Running]) -> list[str]:
+        errors = []
+        for r in rs:
+            error = self.try_start(r)
+            if error:
+                errors.append(f'container "{r.spec.name}": {error}')
+        return errors
+
+    def try_start(self, r: Running) -> str | None:
+        """Start `r`; a failure becomes its terminated state (StartError) and is returned.
+
+        The failure is recorded on the next turn of the loop, not here: recording an exit
+        starts the next round of containers, and the caller may be in the middle of a round.
+        """
+        try:
+            self.start(r)
+            return None
+        except WaitingForConfig as e:
+            self.w.config.wait(r, e)
+            return None
+        except (NsboxError, OSError) as e:
+            self.close_log(r)
+            self.w.loop.at(0, lambda r=r, e=e: self._record_start_failure(r, e))
+            return str(e)
+
+    def start(self, r: Running) -> None:
+        from nsbox import container
+        w, c = self.w, r.spec
+        config = w.config.container_config(c)
+        cg_path = w.cg.container_path(w.uid, c.name)
+        w.cg.create(cg_path)
+        w.cg.set_limits(cg_path, cpu_millis=c.resources.cpu_millis, memory_bytes=c.resources.memory_bytes)
+        w.cg.set_devices(cg_path, None if c.security.privileged else cgroups.DEFAULT_DEVICE_RULES)
+        r.oom_before = w.cg.oom_killed(cg_path)
+        os.makedirs(w.paths.container_dir(c.name), 0o700, exist_ok=True)
+        attach = w.attach if w.attach is not None and (c.stdin or c.tty) and r.restart_count == 0 else None
+        console = os.ttyname(attach[1]) if attach and c.tty and os.isatty(attach[1]) else ""
+        req = container.start_request(w.pod, c, w.paths, w.state.etc_files, pid_ns_fd=w.state.pid_ns_fd,
+                                      pod_ip=w.state.pod_ip, console=console, config=config)
+        log_path = w.paths.log_file(w.pod.namespace, w.pod.name, c.name, r.restart_count)
+        os.makedirs(os.path.dirname(log_path), 0o700, exist_ok=True)
+        r.log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        pipes = []
+        cg_fd, procs = w.cg.join_targets(cg_path)
+        try:
+            req.cgroup_fd, req.cgroup_procs = cg_fd, procs
+            if attach is not None:
+                req.stdin = attach[0] if c.stdin else -1
+                if c.tty:
+                    req.stdout, req.stderr, req.ctty = attach[1], attach[2], True
+            if req.stdout < 0:
+                for stream in ("stdout", "stderr"):
+                    rd, wr = os.pipe2(os.O_CLOEXEC)
+                    pipes.append((rd, wr, stream))
+                req.stdout, req.stderr = pipes[0][1], pipes[1][1]
+            try:
+                pid, pidfd = native.spawn(req)
+            except native.SpawnError:
+                for rd, _, _ in pipes:
+                    os.close(rd)
+                raise
+        finally:
+            for _, wr, _ in pipes:
+                os.close(wr)
+            if cg_fd >= 0:
+                os.close(cg_fd)
+        for rd, _, stream in pipes:
+            os.set_blocking(rd, False)
+            self.log_stream(r, rd, stream)
+        r.pid, r.pidfd, r.child = pid, pidfd, True
+        r.proc_start = native.process_start_time(pid) or 0
+        r.started_mono = time.monotonic()
+        r.term_at = 0.0
+        r.state = {"running": {"startedAt": kube.rfc3339()}}
+        self.reap_as_child(r)
+        if config is not None:
+            for message in config.skipped:
+                w.event("Warning", "InvalidEnvironmentVariableNames", message)   # the pod's, as the kubelet's
+        w.event("Normal", "Started", f"Started container {c.name}", c.name)
+        if c.post_start:
+            hooks.run(w, r, c.post_start, "PostStart")
+
+    def reap_as_child(self, r: Running) -> None:
+        self.w.loop.children[r.pid] = lambda status, r=r: self.exited(r, status)
+
+    def watch_adopted(self, r: Running) -> None:
+        """An adopted process is not our child: its pidfd tells when it ends."""
+        self.w.loop.watch(r.pidfd, lambda _fd, r=r: self.adopted_exit(r))
+
+    def _record_start_failure(self, r: Running, e: Exception) -> None:
+        self.close_log(r)
+        r.state = {"terminated": {"exitCode": 128, "reason": "StartError", "message": str(e),
+                                  "startedAt": kube.rfc3339(), "finishedAt": kube.rfc3339()}}
+        self.w.event("Warning", "Failed", f"Error: {e}", r.spec.name)
+        self._after_exit(r, 128)
+
+    def adopt(self, old: dict[str, Any]) -> None:
+        """Take over the processes a dead watcher left running (its status.json is `old`)."""
+        for st in old.get("containers", []):
+            r = self.by_name.get(st["name"])
+            if r is None:
+                continue
+            r.load_status(st)
+            pid, start = st.get("pid", 0), st.get("procStart", 0)
+            if pid and start and native.process_start_time(pid) == start:
+                pidfd = native.pidfd_open(pid)
+                r.pid, r.proc_start, r.child = pid, start, False
+                if pidfd is not None:
+                    r.pidfd = pidfd
+                    self.watch_adopted(r)
+                else:
+                    self.w.loop.every(0.1, lambda r=r: self._poll_adopted(r))
+            elif "running" in r.state:
+                r.state = {"terminated": {"exitCode": 137, "reason": "Unknown",
+                                          "message": "exited while the pod had no watcher",
+                                          "finishedAt": kube.rfc3339()}}
+
+    # ------------------------------------------------------------ output
+
+    def log_stream(self, r: Running, fd: int, stream: str) -> None:
+        """What `r` writes to the pipe `fd` goes into its log, as `stream`."""
+        r.streams[fd] = logs.StreamWriter(r.log_fd, stream)
+        self.w.loop.watch(fd, lambda fd, r=r: self._on_output(r, fd))
+
+    def _on_output(self, r: Running, fd: int) -> None:
+        try:
+            self._feed(r, fd, os.read(fd, 65536))
+        except BlockingIOError:
+            pass
+
+    def _feed(self, r: Running, fd: int, data: bytes) -> None:
+        if data:
+            r.streams[fd].feed(data)
+            return
+        r.streams.pop(fd).flush()          # end of stream
+        self.w.loop.unwatch(fd)
+        os.close(fd)
+        if not r.streams and not r.running:
+            self.close_log(r)
+
+    def _drain(self, r: Running) -> None:
+        """Log what the container wrote before it exited, without waiting for more."""
+        for fd in list(r.streams):
+            while fd in r.streams:
+                try:
+                    self._feed(r, fd, os.read(fd, 65536))
+                except BlockingIOError:
+                    break
+
+    def close_log(self, r: Running) -> None:
+        for fd, sw in list(r.streams.items()):
+            sw.flush()
+            self.w.loop.unwatch(fd)
+            os.close(fd)
+        r.streams.clear()
+        if r.log_fd >= 0:
+            os.close(r.log_fd)
+            r.log_fd = -1
+
+    # ------------------------------------------------------------ exits and restarts
+
+    def exited(self, r: Running, status: int) -> None:
+        w = self.w
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            code, extra = kube.exit_code_for_signal(sig), {"signal": sig}
+        else:
+            code, extra = os.waitstatus_to_exitcode(status), {}
+        cg_path = w.cg.container_path(w.uid, r.spec.name)
+        if os.WIFSIGNALED(status) and w.cg.oom_killed(cg_path) > r.oom_before:
+            reason = kube.terminated_reason(code, oom_killed=True)
+        else:
+            reason = kube.terminated_reason(code)
+        started = r.state.get("running", {}).get("startedAt", "")
+        r.state = {"terminated": {"exitCode": code, "reason": reason, "startedAt": started,
+                                  "finishedAt": kube.rfc3339(), **extra}}
+        self._process_gone(r)
+        self._after_exit(r, code)
+
+    def adopted_exit(self, r: Running) -> None:
+        r.state = {"terminated": {"exitCode": 137 if r.term_at else 0, "reason": "Unknown",
+                                  "message": "exit status unknown (the process was adopted)",
+                                  "finishedAt": kube.rfc3339()}}
+        self._process_gone(r)
+        self._after_exit(r, -1)
+
+    def _poll_adopted(self, r: Running) -> None:
+        if r.running and native.process_start_time(r.pid) != r.proc_start:
+            self.adopted_exit(r)
+
+    def _process_gone(self, r: Running) -> None:
+        w = self.w
+        if r.pidfd >= 0:
+            if not r.child:
+                w.loop.unwatch(r.pidfd)
+            os.close(r.pidfd)
+        r.pid, r.pidfd = 0, -1
+        cg_path = w.cg.container_path(w.uid, r.spec.name)
+        # With its own PID namespace the kernel killed the rest with PID 1; with a shared
+        # one (or an adopted process) leftovers may remain: nothing outlives its container.
+        if w.cg.populated(cg_path):
+            w.cg.kill(cg_path)
+        self._drain(r)
+        if not r.streams:
+            self.close_log(r)
+        w.dirty = True
+
+    def _after_exit(self, r: Running, code: int) -> None:
+        w = self.w
+        if w.termination.deletion is not None:
+            w.termination.check_terminated()
+            return
+        ran = time.monotonic() - r.started_mono if r.started_mono else 0
+        if ran >= kube.BACKOFF_RESET_AFTER:
+            r.backoff_index = 0
+        restart = kube.should_restart_init if r.is_init else kube.should_restart
+        if code >= 0 and not w.state.ended and restart(w.pod.restart_policy, code):
+            delay = kube.restart_backoff(r.backoff_index, self.base_backoff, self.max_backoff)
+            r.backoff_index += 1
+            r.last_state = r.state
+            if delay > 0:
+                r.state = {"waiting": {"reason": "CrashLoopBackOff",
+                                       "message": f"back-off {delay:g}s restarting failed container={r.spec.name}"}}
+                w.event("Warning", "BackOff", f"Back-off {delay:g}s restarting failed container", r.spec.name)
+            else:
+                r.state = {"waiting": {"reason": "ContainerCreating"}}
+            self.restart_in(r, delay)
+        else:
+            self._ended_for_good(r, code)
+            self.start_next()
+        w.termination.maybe_auto_remove()
+
+    def _ended_for_good(self, r: Running, code: int) -> None:
+        """Tell `run --attach` that its container has ended for good (after the teardown with --rm)."""
+        w = self.w
+        w.state.exit_codes[r.spec.name] = code
+        if w.pod.auto_remove:
+            return
+        if all(n in w.state.exit_codes for n in (c.name for c in w.pod.containers)):
+            w.report_ready({"exitCodes": w.state.exit_codes}, final=True)
+        w.server.container_exited(r.spec.name, code)
+
+    def restart_in(self, r: Running, delay: float) -> None:
+        """Restart `r` in `delay` seconds; hibernation hands the timer over to nsbox-idle."""
+        r.restart_timer = self.w.loop.at(delay, lambda r=r: self._restart(r), keeps_awake=False)
+
+    def _restart(self, r: Running) -> None:
+        r.restart_timer = None
+        if self.w.termination.deletion is not None or self.w.state.ended:
+            return
+        r.restart_count += 1
+        self.w.dirty = True
+        self.try_start(r)

@@ -1,0 +1,256 @@
+"""How a pod ends (README "How pods end"): deletion with preStop, SIGTERM, the grace period
+and SIGKILL; failure for good (activeDeadlineSeconds, eviction); the teardown that leaves
+nothing behind; and the end of a pod whose state was wiped."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+
+from nsbox import kube, native
+from nsbox.errors import NsboxError
+from nsbox.state import remove_tree
+from nsbox.watcher import hooks
+
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from typing import Any
+
+    from nsbox.watcher import Watcher
+    from nsbox.watcher.containers import Running
+    from nsbox.watcher.loop import Timer
+
+STATE_CHECK_PERIOD = 2.0          # how often the watcher checks that its pod's state still exists
+VOLUME_CHECK_PERIOD = 2.0         # disk-backed emptyDir sizeLimit: an overrun is noticed within a few seconds
+
+
+class Termination:
+    def __init__(self, w: Watcher):
+        self.w = w
+        self.deletion: dict[str, Any] | None = None     # deletion.json once the pod is being deleted
+        self.terminating = False
+        self.kill_deadline = 0.0           # monotonic: the end of the grace period
+        self.deadline_timer: Timer | None = None        # activeDeadlineSeconds
+
+    # ------------------------------------------------------------ deletion
+
+    def begin(self, grace: int, force: bool) -> None:
+        """preStop, SIGTERM when it ends (or at G), SIGKILL at max(G, SIGTERM + 2 s)."""
+        w = self.w
+        t0 = time.monotonic()
+        if self.terminating:
+            # A second delete may only shorten the grace period (as the API server allows).
+            if t0 + grace < self.kill_deadline:
+                self.kill_deadline = t0 + grace
+                for r in w.containers:
+                    if r.running:
+                        w.loop.at(grace, lambda r=r: (self._term(r), self._kill_if_due(r)))
+            return
+        self.terminating = True
+        self.deletion = self.deletion or {}
+        self.deletion.update({"gracePeriodSeconds": grace, "force": force})
+        w.event("Normal", "Killing", f"Stopping pod (grace period {grace}s)")
+        self.kill_deadline = t0 + grace
+        self._stop_containers(grace, force)
+        self.check_terminated()
+
+    def _stop_containers(self, grace: int, force: bool) -> None:
+        """Cancel restarts; preStop then SIGTERM for each running container (SIGKILL follows in _term)."""
+        w = self.w
+        for r in w.containers:
+            w.loop.cancel(r.restart_timer)
+            w.loop.cancel(r.config_timer)
+            r.restart_timer = r.config_timer = None
+            if not r.running:
+                continue
+            w.event("Normal", "Killing", f"Stopping container {r.spec.name}", r.spec.name)
+            if r.spec.pre_stop and not force and grace > 0 and r.child:
+                hook_timer = w.loop.at(grace, lambda r=r: self._term(r))
+                hooks.run(w, r, r.spec.pre_stop, "PreStop",
+                          on_done=lambda ok, r=r, t=hook_timer: (t.cancel(), self._term(r)))
+            else:
+                self._term(r)
+
+    def _term(self, r: Running) -> None:
+        if not r.running or r.term_at:
+            return
+        r.term_at = time.monotonic()
+        self.w.containers.signal(r, signal.SIGTERM)
+        kill_at = kube.sigkill_at(self.kill_deadline, r.term_at)
+        self.w.loop.at(kill_at - time.monotonic(), lambda r=r: self._kill(r))
+
+    def _kill_if_due(self, r: Running) -> None:
+        if r.term_at and time.monotonic() >= kube.sigkill_at(self.kill_deadline, r.term_at):
+            self._kill(r)
+
+    def _kill(self, r: Running) -> None:
+        w = self.w
+        cg_path = w.cg.container_path(w.uid, r.spec.name)
+        if r.running or w.cg.populated(cg_path):
+            w.event("Normal", "Killing", f"Grace period over: SIGKILL to container {r.spec.name}", r.spec.name)
+            w.cg.kill(cg_path)
+            w.containers.signal(r, signal.SIGKILL)
+
+    def check_terminated(self) -> None:
+        """Tear the pod down as soon as every container has ended (not at the end of G)."""
+        if self.deletion is None or self.w.done:
+            return
+        if self.w.containers.any_running:
+            return
+        self.teardown()
+
+    def maybe_auto_remove(self) -> None:
+        """`run --rm`: the pod is deleted once it has succeeded or failed."""
+        w = self.w
+        if not w.pod.auto_remove or self.deletion is not None:
+            return
+        w.update_phase()
+        if w.state.phase in ("Succeeded", "Failed"):
+            self.deletion = {"gracePeriodSeconds": 0, "force": False, "auto": True}
+            self.check_terminated()
+
+    # ------------------------------------------------------------ failure for good
+
+    def fail_pod(self, reason: str, message: str) -> None:
+        """The pod has failed for good (DeadlineExceeded, Evicted), as the kubelet decides it:
+        phase Failed with a reason, containers stopped with the pod's grace period, nothing
+        restarted; the pod itself stays until it is deleted."""
+        w = self.w
+        if self.deletion is not None or w.state.phase in ("Succeeded", "Failed"):
+            return
+        w.state.phase, w.state.reason, w.state.message = "Failed", reason, message
+        w.event("Warning", reason, message)
+        grace = w.pod.termination_grace_period
+        self.kill_deadline = time.monotonic() + grace
+        self._stop_containers(grace, force=False)
+        self.maybe_auto_remove()
+
+    def arm_active_deadline(self) -> None:
+        """activeDeadlineSeconds counts from the pod's start (status.startTime), across watchers."""
+        w = self.w
+        limit = w.pod.active_deadline_seconds
+        if limit is None or self.deletion is not None or w.state.ended:
+            return
+        elapsed = 0.0
+        if w.adopt:
+            elapsed = time.time() - kube.epoch(w.state.start_time)
+        self.deadline_in(max(0.0, limit - elapsed))
+
+    def deadline_in(self, delay: float) -> None:
+        """activeDeadlineSeconds runs out in `delay` seconds; hibernation hands the timer over to nsbox-idle."""
+        self.deadline_timer = self.w.loop.at(delay, self._deadline_exceeded, keeps_awake=False)
+
+    def _deadline_exceeded(self) -> None:
+        self.deadline_timer = None
+        self.fail_pod("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+
+    @property
+    def checks_volumes(self) -> bool:
+        """A disk-backed emptyDir with a sizeLimit: its usage is checked every VOLUME_CHECK_PERIOD."""
+        return any(v.kind == "emptyDir" and v.medium != "Memory" and v.size_limit for v in self.w.pod.volumes)
+
+    def check_volume_usage(self) -> None:
+        """Evict the pod when a disk-backed emptyDir outgrows its sizeLimit (the kubelet's eviction)."""
+        w = self.w
+        if self.deletion is not None or w.state.ended:
+            return
+        for v in w.pod.volumes:
+            if v.kind == "emptyDir" and v.medium != "Memory" and v.size_limit:
+                used = disk_usage(w.paths.volume(v.name))
+                if used > v.size_limit:
+                    self.fail_pod("Evicted", f'Usage of EmptyDir volume "{v.name}" exceeds the limit '
+                                             f'"{v.size_limit}" bytes (uses {used} bytes).')
+                    return
+
+    # ------------------------------------------------------------ the end
+
+    def kill_all(self) -> None:
+        """SIGKILL to every process of the pod (its whole cgroup), then reap our children."""
+        w = self.w
+        pod_cg = w.cg.pod_path(w.uid)
+        if w.cg.populated(pod_cg):
+            w.cg.kill(pod_cg)
+        deadline = time.monotonic() + 5
+        while w.loop.children and time.monotonic() < deadline:
+            w.loop.reap()
+            if w.loop.children:
+                time.sleep(0.01)
+
+    def teardown(self) -> None:
+        """No process, mount, cgroup or state of the pod remains (README "How pods end")."""
+        w = self.w
+        pod_cg = w.cg.pod_path(w.uid)
+        self.kill_all()
+        for r in w.containers:
+            w.containers.close_log(r)
+        config_volumes = w.config.volumes
+        for v in w.pod.volumes:
+            if (v.kind, v.medium) == ("emptyDir", "Memory") or v in config_volumes:   # tmpfs each
+                _umount(w.paths.volume(v.name))
+        _umount(w.paths.shm)
+        if w.pod.network == "bridge":
+            from nsbox import network
+            network.detach(w.root.path, w.uid, w.state.host_netns_fd)   # before the state goes (gc's rule)
+        if w.state.pid_ns_fd >= 0:
+            os.close(w.state.pid_ns_fd)
+            w.state.pid_ns_fd = -1
+        w.cg.remove(pod_cg)
+        remove_tree(w.paths.log_dir(w.pod.namespace, w.pod.name))
+        w.root.release(w.pod.namespace, w.pod.name, w.uid)
+        remove_tree(w.paths.dir)
+        w.done = True
+
+    def check_state(self) -> None:
+        """If the pod's state was wiped (a lost /run, a removed root), nothing can manage the pod
+        any more: end it rather than leave processes nobody knows about."""
+        w = self.w
+        if w.done or os.path.exists(w.paths.pod_json):
+            return
+        self.kill_all()
+        if w.pod.network == "bridge":
+            from nsbox import network
+            network.detach(w.root.path, w.uid, w.state.host_netns_fd)
+        try:
+            w.cg.remove(w.cg.pod_path(w.uid))
+        except NsboxError:
+            pass
+        w.done = True
+
+
+def disk_usage(path: str) -> int:
+    """Bytes allocated below `path`, as `du -s` counts them: each inode once, not crossing mounts."""
+    try:
+        top = os.lstat(path)
+    except OSError:
+        return 0
+    seen: set[int] = set()
+    total = 0
+    stack = [path]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue                       # vanished or unreadable: count what can be counted
+        with entries:
+            for e in entries:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_dev != top.st_dev or st.st_ino in seen:
+                    continue
+                seen.add(st.st_ino)
+                total += st.st_blocks * 512
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+    return total
+
+
+def _umount(path: str) -> None:
+    try:
+        native.umount(path, native.MNT_DETACH)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOENT):
+            raise
