@@ -120,6 +120,18 @@ def test_force_frees_the_name_at_once_and_kills_behind_it(nsbox):
     wait_for(lambda: not cgroup_dirs(old_uid), timeout=10, what="the old pod's cgroups to go")
 
 
+def test_a_force_delete_cuts_short_a_deletion_already_under_way(nsbox):
+    # The second delete shortens the grace period: SIGKILL 2 s after the SIGTERM already sent,
+    # not at the end of the first delete's 60 s.
+    nsbox("run", "stuck", "--", "sh", "-c", IGNORE_TERM)
+    uid, pid = nsbox.uid("stuck"), nsbox.pid("stuck")
+    nsbox("delete", "pod", "stuck", "--grace-period", "60", "--wait=false")
+    p = nsbox("delete", "pod", "stuck", "--force", "--grace-period", "0", timeout=30)
+    assert p.stdout.strip() == 'pod "stuck" force deleted'
+    wait_for(lambda: not alive(pid), timeout=15, what="SIGKILL after the force delete")
+    wait_for(lambda: not cgroup_dirs(uid), timeout=10, what="the pod's cgroups to go")
+
+
 def test_wait_false_returns_at_once(nsbox):
     nsbox("run", "lazy", "--", "sh", "-c", IGNORE_TERM)
     nsbox.pid("lazy")

@@ -82,8 +82,15 @@ class Termination:
         self.w.loop.at(kill_at - time.monotonic(), lambda r=r: self._kill(r))
 
     def _kill_if_due(self, r: Running) -> None:
-        if r.term_at and time.monotonic() >= kube.sigkill_at(self.kill_deadline, r.term_at):
+        """After a shorter second delete: SIGKILL now if the new deadline has passed, else at it
+        (the timer of the first delete would come too late)."""
+        if not r.term_at:
+            return
+        delay = kube.sigkill_at(self.kill_deadline, r.term_at) - time.monotonic()
+        if delay <= 0:
             self._kill(r)
+        else:
+            self.w.loop.at(delay, lambda r=r: self._kill(r))
 
     def _kill(self, r: Running) -> None:
         w = self.w
