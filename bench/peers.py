@@ -371,7 +371,7 @@ class Oci:
     def setup(self) -> None:
         if self.name == "crun" and _hybrid_cgroups():
             # crun 1.8 refuses hybrid hosts: run it in a private mount namespace without the
-            # cgroup2 mount (FACTS.md). A holder keeps that namespace; nsenter (~1 ms) enters it.
+            # cgroup2 mount. A holder keeps that namespace; nsenter (~1 ms) enters it.
             self.holder = subprocess.Popen(
                 ["unshare", "-m", "--propagation", "private", "sh", "-c",
                  "umount /sys/fs/cgroup/unified && echo ok && exec sleep 1000000"],

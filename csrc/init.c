@@ -1,6 +1,6 @@
 /* nsbox-init: the two small PID-1 programs of nsbox, as one executable.
  *
- *   nsbox-init --main PID   the tiny init of `run --init` (SPEC 5.8)
+ *   nsbox-init --main PID   the tiny init of `run --init` (docs/lifecycle.md, Termination 10)
  *   nsbox-init --pause      PID 1 of a pod-wide PID namespace (shareProcessNamespace)
  *
  * Both used to be forks of the pod's watcher (a Python process) that never

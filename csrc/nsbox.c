@@ -447,7 +447,7 @@ exec_argv(const struct nsbox_spawn *req, const struct child_plan *p)
     child_fail(p, NSBOX_STEP_EXEC, err, tried);
 }
 
-/* The tiny init (SPEC 5.8). PID 1 of a PID namespace only gets the signals
+/* The tiny init (docs/lifecycle.md, Termination 10). PID 1 of a PID namespace only gets the signals
  * it handles (from an ancestor namespace also SIGKILL and SIGSTOP), so a
  * command without handlers ignores SIGTERM there, and orphans, reparented to
  * PID 1, stay zombies unless it reaps them. Here the child stays as PID 1

@@ -1,6 +1,6 @@
 """Control groups: one front (`Cgroups`) over a cgroup v2 and a v1/hybrid backend.
 
-Layout (SPEC §3). nsbox owns one top-level cgroup, `nsbox`, directly under the
+Layout (docs/pods.md §5). nsbox owns one top-level cgroup, `nsbox`, directly under the
 root of each hierarchy it uses (as podman's cgroupfs manager does), whatever
 cgroup the CLI itself runs in:
 
@@ -44,7 +44,7 @@ MOUNTINFO = "/proc/self/mountinfo"
 CGROUP_MOUNT = "/sys/fs/cgroup"
 TOP = "nsbox"
 
-CPU_PERIOD_US = kube.CPU_PERIOD_US      # SPEC §3: the kubelet's 100 ms period
+CPU_PERIOD_US = kube.CPU_PERIOD_US      # the kubelet's 100 ms period (docs/pods.md §5)
 
 V2_CONTROLLERS = ("cpu", "memory", "pids")
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blkio")
@@ -52,7 +52,7 @@ V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blk
 # How long kill() waits for a cgroup to freeze before signalling anyway.
 FREEZE_TIMEOUT = 2.0
 
-# The devices an unprivileged container may use (SPEC §7), in devices.allow
+# The devices an unprivileged container may use (docs/security.md §5), in devices.allow
 # syntax: runc's default allow list (libcontainer/specconv AllowedDevices) —
 # creating any node is allowed (mknod "m"), opening only these: null, zero,
 # full, random, urandom, tty, ptmx and the pty slaves (major 136).

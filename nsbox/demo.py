@@ -1,4 +1,4 @@
-"""`nsbox demo`: what a pod is, shown with real tools (SPEC §8).
+"""`nsbox demo`: what a pod is, shown with real tools (README, "The demo").
 
 Each demo applies one of the example manifests (shipped in the package as
 nsbox/examples/, which the repository's examples/ points to), then runs the

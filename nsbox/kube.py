@@ -315,7 +315,7 @@ KILL_MIN_GAP = 2              # kubelet minimumGracePeriodInSeconds: SIGTERM →
 
 
 def effective_grace_period(flag: int | None, force: bool, pod_value: int | None) -> int:
-    """The grace period G a deletion uses (SPEC §5.1, §5.7).
+    """The grace period G a deletion uses (docs/lifecycle.md, Termination 1 and 7).
 
     - `--grace-period` wins when given and >= 0 (kubectl treats a negative
       flag as "not given", its default being -1);
@@ -336,7 +336,7 @@ def effective_grace_period(flag: int | None, force: bool, pod_value: int | None)
 
 
 def sigkill_at(grace_deadline: float, sigterm_sent: float) -> float:
-    """When the remaining processes get SIGKILL (SPEC §5.4, kubelet): at the end
+    """When the remaining processes get SIGKILL (docs/lifecycle.md, Termination 4; the kubelet): at the end
     of the grace period, but never sooner than KILL_MIN_GAP s after SIGTERM."""
     return max(grace_deadline, sigterm_sent + KILL_MIN_GAP)
 
@@ -427,7 +427,7 @@ def _last_terminated(status: dict) -> dict | None:
 
 def pod_phase(containers: list[dict], init_containers: list[dict] = (), restart_policy: str = "Always",
               *, deadline_exceeded: bool = False, watcher_lost: bool = False) -> str:
-    """The pod phase (SPEC §4) from its container statuses, as the kubelet's getPhase.
+    """The pod phase (docs/lifecycle.md, "Phases") from its container statuses, as the kubelet's getPhase.
 
     `containers` and `init_containers` hold one status dict per container of
     the spec, in spec order (module docstring for the shape); a container not
@@ -624,7 +624,7 @@ def expand_env_references(text: str, env: dict[str, str]) -> str:
 # --- Capabilities (linux/capability.h; default set: containerd / moby) --------
 
 # The runtime default set (containerd oci.defaultUnixCaps, moby caps.DefaultCapabilities):
-# what an unprivileged container keeps (SPEC §7).
+# what an unprivileged container keeps (docs/security.md §2).
 DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
                         "SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL",
                         "AUDIT_WRITE")

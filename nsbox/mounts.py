@@ -6,7 +6,7 @@ new mount namespace, between clone and exec. Nothing here touches the kernel.
 
 A container sees the host's files through an overlay whose upper layer is a
 tmpfs private to the container: it can write anywhere, and its writes vanish
-with it and never reach the host (SPEC §3). The overlay's upper layer must not
+with it and never reach the host (docs/pods.md §7). The overlay's upper layer must not
 live on the lower file system (the kernel refuses overlapping layers), hence
 the tmpfs. On top come a fresh /proc for its PID namespace, a minimal /dev, a
 read-only /sys, the pod's /dev/shm, /etc/hostname and /etc/hosts, and the
@@ -185,7 +185,7 @@ def bind_plan(source: str, target: str, read_only: bool, nodev: bool = False,
 def _dev_plan(root: str, shm: str, privileged: bool) -> list[MountOp]:
     dev = f"{root}/dev"
     if privileged:
-        # Privileged containers get the host's devices (SPEC §7), but the pod's own shm and ptys.
+        # Privileged containers get the host's devices (docs/security.md §10), but the pod's own shm and ptys.
         ops = [MountOp("mount", dev, source="/dev", flags=native.MS_BIND | native.MS_REC)]
     else:
         # nodev: the default devices below are binds, mounts of their own that keep working.

@@ -1,11 +1,11 @@
 """The pod sandbox: the namespaces, hostname, loopback, /dev/shm and /etc files all containers share.
 
 The sandbox is made by the pod's watcher in its own process: it unshares the
-pod's net, IPC and UTS namespaces (SPEC §3) and a mount namespace of its own,
+pod's net, IPC and UTS namespaces (docs/pods.md §2) and a mount namespace of its own,
 and then *is* the namespace holder. Every container is cloned from the watcher
 and inherits them; `exec` joins a container through /proc/PID/ns. Nothing is
 bind-mounted in the host's mount namespace: mounts there make every later
-mount namespace on the host slower (FACTS.md), and a process holding the
+mount namespace on the host slower (docs/design.md §2), and a process holding the
 namespaces cannot leak them — they die with their last process.
 """
 

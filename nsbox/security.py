@@ -2,7 +2,7 @@
 
 The policy is decided here, in Python, and handed to the native spawn path as
 plain numbers (`native.CapSets`, uid/gid), because these must be applied in the
-child between fork and exec, after the mounts and before exec (SPEC §7):
+child between fork and exec, after the mounts and before exec (docs/security.md §8):
 
 - unprivileged: the bounding set is the runtime default set (kube.DEFAULT_CAPABILITIES)
   adjusted by add/drop; a root process gets it effective and permitted, a

@@ -1,4 +1,4 @@
-"""The tiny init (SPEC §5.8), end to end through the CLI.
+"""The tiny init (docs/lifecycle.md, Termination 10), end to end through the CLI.
 
 PID 1 of a PID namespace ignores SIGTERM unless it handles it, so a plain
 `sleep` waits out the whole grace period; under `--init` (or the annotation

@@ -1,4 +1,4 @@
-"""Termination as Kubernetes does it (SPEC §5) and nothing lost when things crash (SPEC §6)."""
+"""Termination as Kubernetes does it and nothing lost when things crash (docs/lifecycle.md, "Termination")."""
 
 from __future__ import annotations
 

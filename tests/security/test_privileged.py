@@ -1,6 +1,6 @@
 """The same attacks from a default and from a privileged container, side by side.
 
-SPEC §7: privileged means trusted. It has every capability, the host's /dev,
+docs/security.md §10: privileged means trusted. It has every capability, the host's /dev,
 writable /sys and /proc/sys and no masked paths, so what the kernel allows a
 root process it allows the container; its root is still the copy-on-write view,
 and it still lives in its pod's namespaces. TABLE states, per attack, what a
