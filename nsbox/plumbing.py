@@ -1,10 +1,11 @@
-"""A bridge pod's netlink work, through pyroute2's IPRoute (SPEC §1 names pyroute2 for it).
+"""A bridge pod's netlink work, through pyroute2's IPRoute.
 
-Importing this module imports pyroute2, ≈ 0.2 s and 24 MB (bench/README.md,
-"Bridge pods through pyroute2"), so only short-lived processes do: the child
-a watcher forks to plumb or unplug its pod (nsbox.network), and a `delete` or
-`gc` that removes a pod's link itself. Never a watcher, which lives as long
-as its pod, nor a command that touches no bridge.
+Importing this module imports pyroute2, ≈ 0.2 s and 24 MB (README, "Decision:
+pyroute2, in short-lived processes"; bench/README.md), so only short-lived
+processes do: the child a watcher forks to plumb or unplug its pod
+(nsbox.network), and a `delete` or `gc` that removes a pod's link itself.
+Never a watcher, which lives as long as its pod, nor a command that touches
+no bridge.
 
 Only what Debian 12's pyroute2 (0.7.2) offers as well as PyPI's: IPRoute's
 link/addr/route with keyword arguments, link_lookup, the get_links/get_addr/
