@@ -1,4 +1,4 @@
-"""The pod network: one IP per pod on a host bridge (SPEC §3, `--network bridge`).
+"""The pod network: one IP per pod on a host bridge (README, "Pod network": `--network bridge`).
 
     host netns:   nsbox0 (bridge, 10.88.0.1/16) ── nsb<uid12> (veth)
                                                        │
