@@ -1,4 +1,4 @@
-"""The pod network: one IP per pod on a host bridge (SPEC §3, `--network bridge`).
+"""The pod network: one IP per pod on a host bridge (README, "Pod network": `--network bridge`).
 
     host netns:   nsbox0 (bridge, 10.88.0.1/16) ── nsb<uid12> (veth)
                                                        │
@@ -12,22 +12,22 @@ Who does what, and why:
 
 - `attach` runs in the pod's watcher right after it entered the pod's new
   network namespace, before any container starts (so eth0 is ready when they
-  do). A short-lived forked child does the netlink work and exits, so that
-  whatever it loads never stays in the watcher, which lives as long as the
-  pod. The child is born in the pod's netns: it opens one netlink socket
-  there, then setns()s into the host's netns (the watcher kept a descriptor
-  of it) and opens another for the bridge side. No helper process, no
+  do). The netlink work is pyroute2's (nsbox.plumbing), whose import costs
+  ≈ 0.2 s and 24 MB: a short-lived forked child imports it, does the work
+  and exits, so that it never stays in the watcher, which lives as long as
+  the pod, and no command that touches no bridge pays for it. The child is
+  born in the pod's netns: it opens one netlink socket there, then setns()s
+  into the host's netns (the watcher kept a descriptor of it) and opens
+  another for the bridge side. No pyroute2 netns helper process, no
   /var/run/netns file.
-- Per pod that is a handful of fixed rtnetlink messages (veth pair, bridge
-  port, address, links up, default route), built with the standard library
-  in `nsbox.netlink`; the first pod on a bridge also checks what is there or
-  makes it (with its address, after checking that no host route overlaps
-  the subnet). Not pyroute2, whose import alone costs 0.3-0.5 s and 33 MB
-  (FACTS.md): see nsbox/netlink.py.
-- `detach` (teardown), `release` and `collect` (gc) only delete links by
-  name (`nsbox.netlink` again). Deleting the host end of a veth removes both
-  ends at once - synchronously, unlike waiting for the kernel to clean up a
-  dead netns.
+- Per pod that is veth pair, bridge port, address, links up, default route;
+  the first pod on a bridge also checks what is there or makes it (with its
+  address, after checking that no host route overlaps the subnet).
+- `detach` (teardown, again in a forked child), `release` and `collect`
+  (gc, from the CLI) only delete links by name. Deleting the host end of a
+  veth removes both ends at once - synchronously, unlike waiting for the
+  kernel to clean up a dead netns. They import pyroute2 only when there is a
+  link to delete.
 
 State is host-wide, not under a --root, because the bridge and its address
 pool are shared by every root on the host:
@@ -47,7 +47,6 @@ removing it): `gc` reclaims exactly the allocations whose pod file is gone.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -70,7 +69,7 @@ ENV_BRIDGE = "NSBOX_BRIDGE"                 # which bridge new bridge pods join
 ENV_SUBNET = "NSBOX_BRIDGE_SUBNET"          # its subnet, when nsbox creates it
 POD_INTERFACE = "eth0"
 VETH_PREFIX = "nsb"                         # host end: nsb + 12 hex digits of the pod UID (IFNAMSIZ is 16)
-ATTACH_TIMEOUT = 25.0                       # below the CLI's 30 s wait for the watcher
+CHILD_TIMEOUT = 25.0                        # below the CLI's 30 s wait for the watcher
 
 
 @record
@@ -237,166 +236,91 @@ def pools() -> list[Pool]:
         return []
 
 
-# ---------------------------------------------------------------- attaching a pod (watcher side)
+# ---------------------------------------------------------------- attaching and detaching (watcher side)
 
 def attach(pod: Any, root: str, host_netns_fd: int) -> Attachment:
     """Give the pod whose netns the caller is in an eth0 on the bridge; in a forked child (see the top)."""
     cfg = config_from_env()
     allocation = {"root": root, "uid": pod.uid, "namespace": pod.namespace, "name": pod.name,
                   "veth": veth_name(pod.uid)}
+    result = _in_child(_plumb, cfg, allocation, host_netns_fd)
+    if result is None:
+        # Whatever the killed child had claimed; this watcher is failing anyway, so it may
+        # go back to the host's netns, where the veth's host end is.
+        detach(root, pod.uid, host_netns_fd)
+        raise NsboxError(f"setting up the pod's network did not finish within {CHILD_TIMEOUT:.0f} s")
+    if "error" in result:
+        raise NsboxError(result["error"])
+    return Attachment(**result)
+
+
+def _plumb(cfg: BridgeConfig, allocation: dict[str, Any], host_netns_fd: int) -> dict[str, Any]:
+    from nsbox import plumbing              # pyroute2: in the child only
+    return as_dict(plumbing.plumb(cfg, allocation, host_netns_fd))
+
+
+def detach(root: str, uid: str, host_netns_fd: int = -1) -> None:
+    """Teardown: back to the host's netns (the pod's then dies with its last process), then remove
+    the veth and free the address in a forked child. Problems are printed (to the watcher log),
+    not raised: the allocation then stays for `gc`."""
+    try:
+        if host_netns_fd >= 0:
+            native.setns(host_netns_fd, native.CLONE_NEWNET)
+        result = _in_child(_release, root, uid)
+        if result is None:
+            raise NsboxError(f"releasing it did not finish within {CHILD_TIMEOUT:.0f} s")
+        if "error" in result:
+            raise NsboxError(result["error"])
+    except (OSError, NsboxError) as e:
+        print(f"network: cannot release the address of pod {uid}: {e}", file=sys.stderr)
+
+
+def _release(root: str, uid: str) -> dict[str, Any]:
+    try:
+        return {"freed": release(root, uid)}
+    except OSError as e:
+        return {"error": str(e)}
+
+
+def _in_child(work: Any, *args: Any) -> dict[str, Any] | None:
+    """work(*args) in a forked child, which sends back the dict it returns ({"error": why} if it
+    raised) and exits: whatever it imports (pyroute2) never enters the watcher, which lives as
+    long as its pod. None if it did not finish within CHILD_TIMEOUT (it is killed)."""
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        _child_main(w, cfg, allocation, host_netns_fd)
+        _child_main(w, work, args)
     os.close(w)
     try:
-        data = _read_all(r, ATTACH_TIMEOUT)
+        data = _read_all(r, CHILD_TIMEOUT)
     finally:
         os.close(r)
     if data is None:
         os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     if data is None:
-        # Whatever the killed child had claimed; this watcher is failing anyway, so it may
-        # go back to the host's netns, where the veth's host end is.
-        detach(root, pod.uid, host_netns_fd)
-        raise NsboxError(f"setting up the pod's network did not finish within {ATTACH_TIMEOUT:.0f} s")
-    result = json.loads(data) if data else {"error": "the network set-up process died"}
-    if "error" in result:
-        raise NsboxError(result["error"])
-    return Attachment(**result)
+        return None
+    return json.loads(data) if data else {"error": "the network process died"}
 
 
-def _child_main(report_fd: int, cfg: BridgeConfig, allocation: dict[str, Any], host_netns_fd: int) -> None:
+def _child_main(report_fd: int, work: Any, args: tuple[Any, ...]) -> None:
     try:
         # The watcher's signal plumbing is not ours: a signal here must not wake the watcher's loop.
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        result: dict[str, Any] = as_dict(plumb(cfg, allocation, host_netns_fd))
+        result = work(*args)
     except NsboxError as e:
         result = {"error": str(e)}
     except BaseException as e:
         import traceback
         traceback.print_exc()
-        result = {"error": f"internal error while setting up the network: {e!r}"}
+        result = {"error": f"internal error in the pod's network process: {e!r}"}
     try:
         os.write(report_fd, json.dumps(result).encode())
     finally:
         sys.stderr.flush()
         os._exit(0)
-
-
-def plumb(cfg: BridgeConfig, allocation: dict[str, Any], host_netns_fd: int) -> Attachment:
-    """Bridge (if missing), address, veth pair, eth0 with its address and default route.
-
-    Runs in the pod's netns with `host_netns_fd` the host's; on any failure,
-    undoes everything it made (nothing half-made) and raises NsboxError.
-    """
-    from nsbox import netlink
-
-    pod_netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    inside = netlink.Rtnl()                # bound for life to the netns it was opened in: the pod's
-    native.setns(host_netns_fd, native.CLONE_NEWNET)
-    host = netlink.Rtnl()
-    pool = Pool(cfg.name)
-    veth = allocation["veth"]
-    try:
-        with pool.locked(), contextlib.ExitStack() as undo:
-            undo.callback(_forget_pool_without_bridge, pool)
-            bridge_index = _ensure_bridge(host, pool, cfg, undo)
-            ip = pool.allocate(cfg, allocation)
-            undo.callback(pool.free, ip)
-            with _netlink_step(f"cannot create the veth pair {veth}/{POD_INTERFACE}", "veth"):
-                host.add_veth(veth, POD_INTERFACE, pod_netns)
-            undo.callback(delete_link, veth)
-            with _netlink_step(f"cannot attach {veth} to bridge {cfg.name}"):
-                host.set_link(host.index(veth), master=bridge_index, up=True)
-            with _netlink_step(f"cannot configure {POD_INTERFACE} in the pod"):
-                eth0 = inside.index(POD_INTERFACE)
-                inside.add_address(eth0, ip, cfg.prefix_len)
-                inside.set_link(eth0, up=True)
-                inside.add_default_route(cfg.gateway, eth0)
-            undo.pop_all()
-    finally:
-        inside.close()
-        host.close()
-        os.close(pod_netns)
-    return Attachment(ip=ip, prefix_len=cfg.prefix_len, gateway=cfg.gateway, bridge=cfg.name, veth=veth)
-
-
-def _ensure_bridge(host: Any, pool: Pool, cfg: BridgeConfig, undo: contextlib.ExitStack) -> int:
-    """The bridge's index; made (with its address, up) on first use. Called under the pool's lock.
-
-    `host` is an nsbox.netlink.Rtnl in the host's netns. A bridge this pool already
-    knows (nsbox made it, or checked it on first use) is only looked up and set up.
-    """
-    known = pool.config()
-    if known and known.get("subnet") != cfg.subnet:
-        raise NsboxError(f"bridge {cfg.name} already serves {known['subnet']}, not {cfg.subnet} "
-                         f"(unset {ENV_SUBNET}, or choose another {ENV_BRIDGE})")
-    found = host.link(cfg.name)
-    if found is not None:
-        index, kind = found
-        if kind != "bridge":
-            raise NsboxError(f"{cfg.name} exists and is not a bridge (choose another {ENV_BRIDGE})")
-        if known is None:
-            if (cfg.gateway, cfg.prefix_len) not in host.addresses(index):
-                raise NsboxError(f"bridge {cfg.name} exists without the address {cfg.gateway}/"
-                                 f"{cfg.prefix_len}: nsbox did not make it (remove it, or choose another "
-                                 f"{ENV_BRIDGE})")
-            pool.save_config(cfg)
-        with _netlink_step(f"cannot bring bridge {cfg.name} up"):
-            host.set_link(index, up=True)
-        return index
-    overlap = _overlapping_route(host, cfg.subnet)
-    if overlap:
-        raise NsboxError(f"subnet {cfg.subnet} for bridge {cfg.name} overlaps the host route {overlap} "
-                         f"(choose another {ENV_SUBNET})")
-    with _netlink_step(f"cannot create bridge {cfg.name}", "bridge"):
-        host.add_bridge(cfg.name)
-    undo.callback(pool.remove)
-    undo.callback(delete_link, cfg.name)
-    with _netlink_step(f"cannot configure bridge {cfg.name}"):
-        index = host.index(cfg.name)
-        host.add_address(index, cfg.gateway, cfg.prefix_len)
-        host.set_link(index, up=True)
-    pool.save_config(cfg)
-    return index
-
-
-def _forget_pool_without_bridge(pool: Pool) -> None:
-    """After a failed first use: the state directory `locked()` made stays only with its bridge."""
-    if pool.config() is None:
-        pool.remove()
-
-
-def _overlapping_route(host: Any, subnet: str) -> str | None:
-    """The first IPv4 route of any table (the default routes aside) whose destination overlaps `subnet`."""
-    import ipaddress
-    net = ipaddress.ip_network(subnet)
-    names = host.links()
-    for dst, dst_len, oif in host.routes():
-        if dst_len == 0:
-            continue
-        route = ipaddress.ip_network(f"{dst}/{dst_len}", strict=False)
-        if route.overlaps(net):
-            dev = names.get(oif)
-            return f"{route}" + (f" dev {dev}" if dev else "")
-    return None
-
-
-@contextlib.contextmanager
-def _netlink_step(what: str, kind: str = "") -> Iterator[None]:
-    """Turn the kernel's refusal (OSError from nsbox.netlink) into one line that names the step."""
-    try:
-        yield
-    except OSError as e:
-        # The kernel answers "Operation not supported" for a link kind whose module is
-        # neither built in nor loadable.
-        if kind and e.errno == errno.EOPNOTSUPP:
-            raise NsboxError(f"{what}: the kernel has no {kind} support (try: modprobe {kind})") from None
-        raise NsboxError(f"{what}: {os.strerror(e.errno)}") from None
 
 
 def _read_all(fd: int, timeout: float) -> bytes | None:
@@ -416,19 +340,7 @@ def _read_all(fd: int, timeout: float) -> bytes | None:
             chunks.append(chunk)
 
 
-# ---------------------------------------------------------------- detaching and collecting
-
-def detach(root: str, uid: str, host_netns_fd: int = -1) -> None:
-    """Teardown: back to the host's netns (the pod's then dies with its last process), remove the
-    veth and free the address. Problems are printed (to the watcher log), not raised: the
-    allocation then stays for `gc`."""
-    try:
-        if host_netns_fd >= 0:
-            native.setns(host_netns_fd, native.CLONE_NEWNET)
-        release(root, uid)
-    except (OSError, NsboxError) as e:
-        print(f"network: cannot release the address of pod {uid}: {e}", file=sys.stderr)
-
+# ---------------------------------------------------------------- releasing and collecting (any process)
 
 def release(root: str, uid: str) -> list[str]:
     """Remove the veth and free the address of pod `uid` of `root` (any bridge). Returns the freed IPs."""
@@ -439,7 +351,7 @@ def release(root: str, uid: str) -> list[str]:
                 continue
             for rec in pool.allocations():
                 if rec.get("uid") == uid and rec.get("root") == root:
-                    delete_link(rec["veth"])
+                    _delete_link(rec["veth"])
                     pool.free(rec["ip"])
                     freed.append(rec["ip"])
     return freed
@@ -459,27 +371,20 @@ def collect(remove_idle_bridges: bool = False) -> list[str]:
                 if root and uid and os.path.exists(Root(root).pod(uid).pod_json):
                     continue
                 if rec.get("veth"):
-                    delete_link(rec["veth"])
+                    _delete_link(rec["veth"])
                 pool.free(rec["ip"])
                 done.append(f"address {rec['ip']} on {pool.bridge} (pod {uid or 'unknown'}): released")
             if remove_idle_bridges and not pool.allocations():
-                delete_link(pool.bridge)
+                _delete_link(pool.bridge)
                 pool.remove()
                 done.append(f"bridge {pool.bridge}: removed")
     return done
 
 
-def delete_link(name: str) -> bool:
-    """Delete network interface `name` in the caller's netns; False if there is none.
-
-    For a veth this removes both ends; a bridge's ports are released first by the kernel.
-    """
-    from nsbox import netlink
-    with netlink.Rtnl() as rtnl:
-        try:
-            return rtnl.delete_link(name)
-        except OSError as e:
-            raise OSError(e.errno, f"cannot delete interface {name}: {e.strerror}") from None
+def _delete_link(name: str) -> bool:
+    """nsbox.plumbing.delete_link, imported only when a link is to go (it loads pyroute2)."""
+    from nsbox import plumbing
+    return plumbing.delete_link(name)
 
 
 def _read_json(path: str) -> Any:

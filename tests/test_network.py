@@ -372,81 +372,104 @@ def test_an_existing_interface_that_is_not_a_bridge_is_refused(nsbox, bridge, mo
 
 
 def test_a_missing_bridge_module_is_named_in_the_error():
-    from nsbox import network
+    from pyroute2 import NetlinkError
+    from nsbox import plumbing
     from nsbox.errors import NsboxError
-    with pytest.raises(NsboxError, match=r"^cannot create bridge nsbox0: the kernel has no bridge support "
-                                         r"\(try: modprobe bridge\)$"):
-        with network._netlink_step("cannot create bridge nsbox0", "bridge"):
-            raise OSError(95, "Operation not supported")
-    with pytest.raises(NsboxError, match=r"^step: File exists$"):
-        with network._netlink_step("step"):
-            raise OSError(17, "File exists")
+    for refusal in (OSError(95, "Operation not supported"), NetlinkError(95, "Operation not supported")):
+        with pytest.raises(NsboxError, match=r"^cannot create bridge nsbox0: the kernel has no bridge support "
+                                             r"\(try: modprobe bridge\)$"):
+            with plumbing.netlink_step("cannot create bridge nsbox0", "bridge"):
+                raise refusal
+    for refusal in (OSError(17, "File exists"), NetlinkError(17, "File exists")):
+        with pytest.raises(NsboxError, match=r"^step: File exists$"):
+            with plumbing.netlink_step("step"):
+                raise refusal
 
 
-# nsbox.netlink in a network namespace of the test's own (unshare -n): a veth pair with
-# one end in a second private netns, an address, a default route; observed with `ip`.
-NETLINK_SCRIPT = r"""
+# nsbox.plumbing (pyroute2) in a network namespace of the test's own (unshare -n) as the
+# host's, a second private netns as the pod's, and a private state directory: the bridge,
+# the veth pair with its pod end as eth0, the addresses and the route; the refusals; link
+# deletion. Observed with `ip`.
+PLUMBING_SCRIPT = r"""
 import json, os, subprocess, sys
-from nsbox import netlink
-other = os.open(sys.argv[1], os.O_RDONLY)
-out = {}
-with netlink.Rtnl() as rtnl:
-    out["lo"] = rtnl.link("lo")
-    out["missing"] = rtnl.link("nope0")
-    rtnl.add_veth("tv0", "tv1", other)
+from nsbox import native, network, plumbing
+from nsbox.errors import NsboxError
+network.STATE_DIR = sys.argv[2]
+host = os.open("/proc/self/ns/net", os.O_RDONLY)
+pod = os.open(sys.argv[1], os.O_RDONLY)
+cfg = network.BridgeConfig("tbr0", "10.213.250.0/24")
+
+def ip(*args, netns=None):
+    cmd = (["nsenter", "--net=" + sys.argv[1]] if netns else []) + ["ip", *args]
+    return subprocess.run(cmd, capture_output=True, text=True).stdout
+
+def plumb(cfg, uid, veth):
+    native.setns(pod, native.CLONE_NEWNET)          # plumb starts in the pod's netns, ends in the host's
     try:
-        rtnl.add_veth("tv0", "tv1", other)
-    except OSError as e:
-        out["again"] = e.errno
-    out["kind"] = rtnl.link("tv0")[1]
-    index = rtnl.index("tv0")
-    rtnl.add_address(index, "10.213.250.2", 24)
-    rtnl.set_link(index, up=True)
-    rtnl.add_default_route("10.213.250.1", index)
-    out["addr"] = subprocess.run(["ip", "-4", "-o", "addr", "show", "tv0"], capture_output=True, text=True).stdout
-    out["route"] = subprocess.run(["ip", "route", "show", "default"], capture_output=True, text=True).stdout
-    out["peer"] = subprocess.run(["nsenter", "--net=" + sys.argv[1], "ip", "-o", "link", "show", "tv1"],
-                                 capture_output=True, text=True).stdout
-    out["index"] = index
-    out["addresses"] = sorted(rtnl.addresses(index))
-    out["routes"] = [r for r in rtnl.routes() if r[2] == index]
-    out["names"] = rtnl.links()[index]
-    rtnl.add_bridge("tbr0")
-    out["bridge"] = rtnl.link("tbr0")[1]
-    rtnl.set_link(index, master=rtnl.index("tbr0"))
-    out["port"] = subprocess.run(["ip", "-o", "link", "show", "master", "tbr0"], capture_output=True,
-                                 text=True).stdout
-    out["deleted"] = rtnl.delete_link("tv0")
-    out["deleted_again"] = rtnl.delete_link("tv0")
-    out["peer_after"] = subprocess.run(["nsenter", "--net=" + sys.argv[1], "ip", "-o", "link"],
-                                       capture_output=True, text=True).stdout
+        return network.as_dict(plumbing.plumb(cfg, {"root": "/r", "uid": uid, "veth": veth}, host))
+    except NsboxError as e:
+        native.setns(host, native.CLONE_NEWNET)
+        return str(e)
+
+def allocations():
+    with network.Pool("tbr0").locked():
+        return [(a["ip"], a["uid"]) for a in network.Pool("tbr0").allocations()]
+
+out = {}
+out["attached"] = plumb(cfg, "u1", "tv0")
+out["bridge"] = ip("-d", "-o", "link", "show", "tbr0")
+out["bridge_addr"] = ip("-4", "-o", "addr", "show", "tbr0")
+out["port"] = ip("-d", "-o", "link", "show", "master", "tbr0")
+out["eth0"] = ip("-4", "-o", "addr", "show", "eth0", netns=True)
+out["route"] = ip("route", "show", "default", netns=True)
+out["again"] = plumb(cfg, "u2", "tv0")                      # the veth's name is taken
+out["allocations"] = allocations()
+out["overlap"] = plumb(network.BridgeConfig("tbr1", "10.213.250.128/25"), "u3", "tv1")
+out["not_a_bridge"] = plumb(network.BridgeConfig("tv0", "10.213.251.0/24"), "u4", "tv2")
+subprocess.run(["ip", "link", "add", "tbr2", "type", "bridge"], check=True)
+out["foreign_bridge"] = plumb(network.BridgeConfig("tbr2", "10.213.252.0/24"), "u5", "tv3")
+out["first_use_fails"] = plumb(network.BridgeConfig("tbr3", "10.213.253.0/24"), "u6", "tv0")
+out["links"] = ip("-o", "link")
+out["state"] = sorted(os.listdir(sys.argv[2]))
+out["deleted"] = plumbing.delete_link("tv0")
+out["deleted_again"] = plumbing.delete_link("tv0")
+out["pod_links"] = ip("-o", "link", netns=True)
 print(json.dumps(out))
 """
 
 
 @pytest.mark.cgroupv2
-def test_the_stdlib_netlink_makes_a_veth_pair_address_and_route_that_ip_sees():
-    holder = subprocess.Popen(["unshare", "-n", "sleep", "60"])     # the second netns, held by a sleep
+def test_plumbing_makes_the_bridge_veth_pair_address_and_route_that_ip_sees(tmp_path):
+    holder = subprocess.Popen(["unshare", "-n", "sleep", "60"])     # the pod's netns, held by a sleep
     try:
         other = f"/proc/{holder.pid}/ns/net"
         wait_for(lambda: os.readlink(other) != os.readlink("/proc/self/ns/net"), what="the holder's netns")
-        p = subprocess.run(["unshare", "-n", sys.executable, "-c", NETLINK_SCRIPT, other], capture_output=True,
-                           text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(__file__)))
+        p = subprocess.run(["unshare", "-n", sys.executable, "-c", PLUMBING_SCRIPT, other, str(tmp_path)],
+                           capture_output=True, text=True, timeout=60,
+                           cwd=os.path.dirname(os.path.dirname(__file__)))
     finally:
         holder.kill()
         holder.wait()
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    assert out["lo"][0] == 1 and out["missing"] is None
-    assert out["again"] == 17                                    # EEXIST: nothing is replaced
-    assert out["kind"] == "veth"
-    assert "inet 10.213.250.2/24" in out["addr"]
-    assert out["route"].startswith("default via 10.213.250.1 dev tv0")
-    assert "tv1@" in out["peer"]
-    assert out["addresses"] == [["10.213.250.2", 24]]
-    assert ["10.213.250.0", 24, out["index"]] in out["routes"]       # the kernel's, for the address
-    assert ["0.0.0.0", 0, out["index"]] in out["routes"]             # the default route
-    assert out["names"] == "tv0"
-    assert out["bridge"] == "bridge" and "tv0@" in out["port"]
+    assert out["attached"] == {"ip": "10.213.250.2", "prefix_len": 24, "gateway": "10.213.250.1",
+                               "bridge": "tbr0", "veth": "tv0"}
+    assert "bridge" in out["bridge"].split() and ",UP" in out["bridge"]
+    assert "inet 10.213.250.1/24" in out["bridge_addr"]
+    assert out["port"].count("\n") == 1 and "tv0@" in out["port"] and " veth " in out["port"]
+    assert "inet 10.213.250.2/24" in out["eth0"]
+    assert out["route"].startswith("default via 10.213.250.1 dev eth0")
+    assert out["again"] == "cannot create the veth pair tv0/eth0: File exists"    # nothing is replaced
+    assert out["allocations"] == [["10.213.250.2", "u1"]]                         # the refused one freed
+    assert out["overlap"] == ("subnet 10.213.250.128/25 for bridge tbr1 overlaps the host route "
+                              "10.213.250.0/24 dev tbr0 (choose another NSBOX_BRIDGE_SUBNET)")
+    assert out["not_a_bridge"] == "tv0 exists and is not a bridge (choose another NSBOX_BRIDGE)"
+    assert out["foreign_bridge"] == ("bridge tbr2 exists without the address 10.213.252.1/24: nsbox did not "
+                                     "make it (remove it, or choose another NSBOX_BRIDGE)")
+    # A bridge made for a pod whose veth then fails goes again, with its state: one clean error.
+    assert out["first_use_fails"] == "cannot create the veth pair tv0/eth0: File exists"
+    assert {line.split(":")[1].strip().split("@")[0] for line in out["links"].splitlines()} == \
+        {"lo", "tbr0", "tv0", "tbr2"}                                              # nothing half-made
+    assert out["state"] == ["tbr0"]
     assert out["deleted"] is True and out["deleted_again"] is False
-    assert "tv1" not in out["peer_after"]                        # both ends went
+    assert "eth0" not in out["pod_links"]                        # both ends went
