@@ -168,7 +168,8 @@ def test_environment_variables_from_two_configmaps(nsbox):
     assert "SPECIAL_LEVEL_KEY=very" in out and "LOG_LEVEL=INFO" in out
 
 
-MULTIKEYS = config_map("special-config", {"SPECIAL_LEVEL": "very", "SPECIAL_TYPE": "charm"})   # configmap-multikeys.yaml
+# configmap/configmap-multikeys.yaml
+MULTIKEYS = config_map("special-config", {"SPECIAL_LEVEL": "very", "SPECIAL_TYPE": "charm"})
 
 
 def test_env_from_makes_every_key_a_variable(nsbox):
@@ -187,7 +188,8 @@ def test_configmap_variables_in_the_command(nsbox):
     # pods/pod-configmap-env-var-valueFrom.yaml; `$(VAR)` is expanded before the command runs.
     apply(nsbox, MULTIKEYS)
     apply(nsbox, pod("dapi-test-pod", [{
-        "name": "test-container", "image": BUSYBOX, "command": ["/bin/echo", "$(SPECIAL_LEVEL_KEY) $(SPECIAL_TYPE_KEY)"],
+        "name": "test-container", "image": BUSYBOX,
+        "command": ["/bin/echo", "$(SPECIAL_LEVEL_KEY) $(SPECIAL_TYPE_KEY)"],
         "env": [env_from_config_map("SPECIAL_LEVEL_KEY", "special-config", "SPECIAL_LEVEL"),
                 env_from_config_map("SPECIAL_TYPE_KEY", "special-config", "SPECIAL_TYPE")]}],
         restartPolicy="Never"))
@@ -334,6 +336,8 @@ def test_env_from_a_secret(nsbox):
     # environment variables": test-secret from literals, pods/inject/pod-secret-envFrom.yaml.
     nsbox("create", "secret", "generic", "test-secret", f"--from-literal=username={USERNAME}",
           f"--from-literal=password={PASSWORD}")
+    # The same Secret as pods/inject/secret.yaml's, as the page says.
+    assert yaml.safe_load(nsbox("get", "secret", "test-secret", "-o", "yaml").stdout)["data"] == TEST_SECRET["data"]
     apply(nsbox, pod("envfrom-secret", [{
         "name": "envars-test-container", "image": "nginx", "command": NGINX_STAND_IN,
         "envFrom": [{"secretRef": {"name": "test-secret"}}]}]))
