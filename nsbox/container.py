@@ -38,7 +38,8 @@ def environment(pod: PodSpec, c: ContainerSpec, pod_ip: str = "",
     if config is not None:
         env.update(config.from_env)
     fields = {"metadata.name": pod.name, "metadata.namespace": pod.namespace,
-              "metadata.uid": pod.uid, "status.podIP": pod_ip, "spec.nodeName": os.uname().nodename}
+              "metadata.uid": pod.uid, "status.podIP": pod_ip,
+              "spec.nodeName": pod.node_name or os.uname().nodename}
     for i, var in enumerate(c.env):
         if var.ref_kind:
             if config is not None and i in config.values:

@@ -507,6 +507,7 @@ class _PodReader:
         self.labels: dict[str, str] = {}
         self.annotations: dict[str, str] = {}
         self.pod_run_as_user: int | None = None
+        self.service_account = "default"
         self.pod_run_as_non_root: bool | None = None
         self.resource_containers: list[tuple[str, str]] = []   # resourceFieldRef.containerName, checked last
 
@@ -768,6 +769,11 @@ class _PodReader:
             volume = self.volume(item, where)
             if volume is not None:
                 pod.volumes.append(volume)
+
+        # What an env fieldRef to spec.serviceAccountName reads: the name as the API server stores
+        # it, where the ServiceAccount admission plugin sets an unset one to "default".
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount")
+        self.service_account = account if isinstance(account, str) and account else "default"
 
         if spec.get("containers") in (None, []):
             self.required("spec.containers")
@@ -1239,9 +1245,12 @@ class _PodReader:
             # Labels and annotations of an nsbox pod never change: resolve them now.
             source = self.labels if meta.group(1) == "labels" else self.annotations
             var.value = source.get(meta.group(2), "")
+        elif field == "spec.serviceAccountName":
+            var.value = self.service_account          # fixed for the pod's life, as labels are
         else:
             self.unsupported(f"{where}.fieldPath", field, ENV_FIELD_PATHS + (
-                "metadata.labels['<KEY>']", "metadata.annotations['<KEY>']", "status.podIPs"))
+                "metadata.labels['<KEY>']", "metadata.annotations['<KEY>']", "status.podIPs",
+                "spec.serviceAccountName"))
 
     def volume_mounts(self, item: dict, where: str) -> list[VolumeMount]:
         out: list[VolumeMount] = []

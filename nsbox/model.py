@@ -174,6 +174,7 @@ class PodSpec:
     auto_remove: bool = False        # `run --rm`: the pod removes itself when its containers have ended
     source: str = "cli"              # "cli" or "manifest"; a manifest pod keeps its original object
     manifest: dict[str, Any] | None = None
+    node_name: str = ""              # spec.nodeName: this machine's name, read when the pod is created
 
     def to_dict(self) -> dict[str, Any]:
         return as_dict(self)

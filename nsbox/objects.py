@@ -84,10 +84,11 @@ def names(root: str, kind: str, namespace: str | None) -> list[tuple[str, str]]:
     out = []
     for ns in namespaces:
         try:
-            entries = sorted(os.listdir(f"{base}/{ns}"))
+            entries = os.listdir(f"{base}/{ns}")
         except (FileNotFoundError, NotADirectoryError):
             continue
-        out += [(ns, e[:-5]) for e in entries if e.endswith(".json")]
+        # Sorted by name, as the API server lists them ("a" before "a-2"; the files sort the other way).
+        out += sorted((ns, e[:-5]) for e in entries if e.endswith(".json"))
     return out
 
 

@@ -111,6 +111,9 @@ class Runtime:
             raise AlreadyExists(f'pod "{spec.name}" already exists')
         spec.uid = new_pod_uid()
         spec.creation_timestamp = kube.rfc3339()
+        # Read here, in the host's UTS namespace: the watcher, which starts the containers, lives
+        # in the pod's, where uname() names the pod.
+        spec.node_name = os.uname().nodename
         paths = self.root.pod(spec.uid)
         os.mkdir(paths.dir, 0o700)
         try:

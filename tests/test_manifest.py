@@ -260,6 +260,14 @@ def test_zero_limits_mean_no_limit():
     assert p.containers[0].resources == Resources()
 
 
+def test_service_account_name_field_ref_is_the_name_the_api_server_would_store():
+    sa_env = [{"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}}]
+    (p,), _ = convert(pod({"containers": [container(env=sa_env)]}))
+    assert p.containers[0].env == [EnvVar("SA", "default")]      # the admission plugin's default
+    (p,), _ = convert(pod({"serviceAccountName": "robot", "containers": [container(env=sa_env)]}))
+    assert p.containers[0].env == [EnvVar("SA", "robot")]
+
+
 # --- errors ---------------------------------------------------------------------------
 
 def test_container_name_required():

@@ -356,6 +356,15 @@ def test_get_all_namespaces_and_selector(nsbox, tmp_path):
     assert p.stdout == "" and p.stderr == "No resources found in default namespace.\n"
 
 
+def test_get_lists_by_name_as_the_api_server_does(tmp_path):
+    from nsbox import objects
+    for name in ("game-config-2", "game-config", "a"):
+        objects.save(str(tmp_path), config_map(name, {}, metadata={"name": name, "namespace": "default"}))
+    # By name, not by file name: "game-config.json" sorts after "game-config-2.json".
+    assert objects.names(str(tmp_path), "ConfigMap", "default") == [
+        ("default", "a"), ("default", "game-config"), ("default", "game-config-2")]
+
+
 def test_get_one_object_or_a_list_as_get_pods(nsbox):
     nsbox("create", "cm", "one", "--from-literal", "k=v")
     nsbox("create", "cm", "two", "--from-literal", "k=v")
