@@ -227,7 +227,8 @@ def describe(v: PodView, cgroups: Any) -> str:
     spec = v.spec
     obj = pod_object(v)
     st = obj["status"]
-    out = [f"Name:\t{spec.name}", f"Namespace:\t{spec.namespace}", "Node:\t<none>"]
+    out = [f"Name:\t{spec.name}", f"Namespace:\t{spec.namespace}",
+           f"Node:\t{spec.node_name or '<none>'}"]
     if st.get("startTime"):
         out.append(f"Start Time:\t{_rfc1123z(st['startTime'])}")
     out += _multiline("Labels", spec.labels)

@@ -144,6 +144,9 @@ def test_describe_shows_what_kubectl_describe_shows_in_its_layout():
     assert lines[:6] == ["Name:         web", "Namespace:    shop", "Node:         <none>",
                          lines[3], "Labels:       app=web", "              tier=front"]
     assert re.fullmatch(r"Start Time:   \w{3}, 01 Jan 2026 \d\d:00:01 [+-]\d{4}", lines[3])
+    on_a_node = _pod_with_everything()
+    on_a_node.node_name = "vagrant"            # the machine's name, recorded at create
+    assert status.describe(_view(on_a_node), CGROUPS).splitlines()[2] == "Node:         vagrant"
     assert lines[6:9] == ["Annotations:  note:", "                " + "x" * 138 + "...", "              team: shop"]
     assert "Status:       Running" in lines and "IP:           10.0.0.7" in lines
     assert lines[lines.index("IPs:") + 1] == "  IP:  10.0.0.7"
