@@ -330,6 +330,13 @@ def update_errors(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     return [f'The {new["kind"]} "{new["metadata"]["name"]}" is invalid: {p}' for p in problems]
 
 
+def updates_refused(root: str, configs: list[dict[str, Any]]) -> list[str]:
+    """Why some of `configs` may not replace what is stored (`update_errors` of each); changes nothing.
+    `apply` checks them all before it stores any."""
+    return [p for obj in configs for p in update_errors(
+        load(root, obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]), obj)]
+
+
 # ---------------------------------------------------------------- storing
 
 def _lock(root: str, kind: str) -> Any:
@@ -404,6 +411,50 @@ def create(root: str, obj: dict[str, Any]) -> None:
         save(root, obj)
     finally:
         lock.release()
+
+
+def find(root: str, kind: str, namespace: str, wanted: list[str], *, all_namespaces: bool = False,
+         selector: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The stored objects `get` shows: those `wanted` in `namespace`, or without names all of
+    `namespace` (of every namespace with `all_namespaces`), that match `selector`; and the
+    wanted names not found."""
+    if wanted:
+        loaded = [(name, load(root, kind, namespace, name)) for name in wanted]
+        found = [obj for _, obj in loaded if obj is not None]
+        missing = [name for name, obj in loaded if obj is None]
+    else:
+        listed = names(root, kind, None if all_namespaces else namespace)
+        found = [o for o in (load(root, kind, ns, name) for ns, name in listed) if o]
+        missing = []
+    if selector:
+        from nsbox import status
+        found = [o for o in found if status.match_selector(o["metadata"].get("labels") or {}, selector)]
+    return found, missing
+
+
+def from_sources(kind: str, name: str, namespace: str, *, files: list[str], literals: list[str],
+                 env_files: list[str], secret_type: str = "") -> dict[str, Any]:
+    """The valid object `create configmap|secret generic` makes from kubectl's sources; NsboxError if none."""
+    if env_files and (files or literals):
+        raise NsboxError("from-env-file cannot be combined with from-file or from-literal")
+    sources = Sources(kind, name)
+    for source in files:
+        sources.file(source)
+    for source in literals:
+        sources.literal(source)
+    for source in env_files:
+        sources.env_file(source)
+    obj, problems, _ = read_document(sources.object(namespace, secret_type), "", namespace, False, {})
+    if obj is None:
+        raise NsboxError("\n".join(f'{kind} "{name}" is invalid: {p}' for p in problems))
+    return obj
+
+
+def check_absent(root: str, kind: str, namespace: str, name: str) -> None:
+    """`create --dry-run=server`: AlreadyExists (worded as `create` words it) when the name is taken."""
+    if load(root, kind, namespace, name) is not None:
+        from nsbox.errors import AlreadyExists
+        raise AlreadyExists(f'failed to create {kind.lower()}: {KINDS[kind]} "{name}" already exists')
 
 
 # ---------------------------------------------------------------- `create configmap|secret generic`

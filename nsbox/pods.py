@@ -65,15 +65,21 @@ class Runtime:
     # ------------------------------------------------------------ reading
 
     def view(self, paths: PodPaths) -> PodView | None:
+        """What the pod's files say, or None if it is gone; changes nothing (see `repair`)."""
         raw = read_json(paths.pod_json)
         if raw is None:
             return None
-        v = PodView(paths, PodSpec.from_dict(raw), read_json(paths.status_json) or {},
-                    read_json(paths.deletion_json), paths.watcher_alive())
+        return PodView(paths, PodSpec.from_dict(raw), read_json(paths.status_json) or {},
+                       read_json(paths.deletion_json), paths.watcher_alive())
+
+    def repair(self, v: PodView) -> PodView:
+        """Restart what a pod's dead watcher left undone, and return the view unchanged.
+
+        A termination whose watcher died is started again, with the full grace period
+        (docs/lifecycle.md, Termination 6). Reading never does this: the commands that look
+        at pods call it on what they read, so any command that sees such a pod resumes it."""
         if v.deletion is not None and not v.watcher_alive:
-            # Whatever carried out this termination died: any command that sees it starts it
-            # again, with the full grace period (SPEC §5.6).
-            self.resume_termination(paths)
+            self.resume_termination(v.paths)
         return v
 
     def resume_termination(self, paths: PodPaths) -> None:
@@ -152,7 +158,8 @@ class Runtime:
                 pass                      # --rm got there first
             raise NsboxError(report["errors"][0])
         # A --rm pod whose container was quick may be gone already: that is not an error.
-        view = self.view(paths) or PodView(paths, spec, {}, None, False)
+        view = self.view(paths)
+        view = self.repair(view) if view is not None else PodView(paths, spec, {}, None, False)
         view.report_pipe = report.get("pipe", -1)
         view.logs = logs
         view.start_errors = report.get("errors", [])
@@ -176,6 +183,7 @@ class Runtime:
             v = self.view(paths)
             if v is None:
                 raise NotFound(f'pod "{pod_name}" not found')
+            self.repair(v)
             if v.deletion is not None:
                 raise NsboxError(f'pod "{pod_name}" is being deleted')
             if not v.watcher_alive:
@@ -189,13 +197,13 @@ class Runtime:
             reply = self.request(paths, {"op": "start", "container": c.name}, fds=list(stdio or ()))
         if "error" in reply:
             raise NsboxError(reply["error"])
-        return self.get(namespace, pod_name)
+        return self.repair(self.get(namespace, pod_name))
 
-    # ------------------------------------------------------------ deleting (SPEC §5)
+    # ------------------------------------------------------------ deleting (docs/lifecycle.md, Termination)
 
     def delete(self, namespace: str, name: str, *, grace: int | None = None, force: bool = False,
                wait: bool = True) -> None:
-        """Ask the pod's watcher to end the pod (SPEC §5) and, with `wait`, return once it is gone."""
+        """Ask the pod's watcher to end the pod (docs/lifecycle.md, Termination) and, with `wait`, return once it is gone."""
         self.request_delete(namespace, name, grace=grace, force=force).finish(wait)
 
     def request_delete(self, namespace: str, name: str, *, grace: int | None = None,
@@ -214,7 +222,7 @@ class Runtime:
                 deletion = {"deletionTimestamp": kube.rfc3339(g), "gracePeriodSeconds": g, "force": force}
                 write_json(paths.deletion_json, deletion)
             if force:
-                # The name is free at once; the pod is torn down behind it (SPEC §5.7).
+                # The name is free at once; the pod is torn down behind it (docs/lifecycle.md, Termination 7).
                 self.root.release(namespace, name, paths.uid)
             sock = self._ask_to_delete(paths, g, force)
         return PendingDelete(self, paths, name, g, force, sock)
@@ -344,7 +352,7 @@ class Runtime:
 
     def exec(self, namespace: str, pod_name: str, container_name: str | None, command: list[str],
              *, stdin: bool = False, tty: bool = False) -> int:
-        v = self.get(namespace, pod_name)
+        v = self.repair(self.get(namespace, pod_name))
         c = pick_container(v, container_name)
         st = v.container_status(c.name) or {}
         pid, start = st.get("pid", 0), st.get("procStart", 0)
@@ -457,7 +465,7 @@ class PendingDelete:
 
     def wait(self) -> None:
         """Until the pod is gone. A watcher that dies on the way (killed, OOM) says nothing:
-        its pod is still there, so a new watcher takes the termination over (SPEC §5.6)."""
+        its pod is still there, so a new watcher takes the termination over (docs/lifecycle.md, Termination 6)."""
         from nsbox import control
         for _ in range(MAX_WATCHER_REPLACEMENTS):
             if self.sock is None:
