@@ -3,9 +3,9 @@
 Everything is checked before anything changes: ConfigMap and Secret updates the
 API server would refuse, and what only this machine can tell about each new pod
 (executables, hostPaths). Then the ConfigMaps and Secrets are stored first (the
-file's pods may use them), and each new pod is created. Pods are immutable: one
-that exists with the same spec is `unchanged`, one with a different spec is an
-error (docs/manifests.md).
+file's pods may use them), and each new pod is created (docs/manifests.md,
+"All or nothing"). Pods are immutable: one that exists with the same spec is
+`unchanged`, one with a different spec is an error (docs/manifests.md, "Immutable pods").
 """
 
 from __future__ import annotations
