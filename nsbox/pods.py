@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import time
 
-from nsbox import kube, native
+from nsbox import kube
 from nsbox.errors import AlreadyExists, NotFound, NsboxError
 from nsbox.model import ContainerSpec, PodSpec, Volume
 from nsbox.record import field, record
@@ -352,99 +351,16 @@ class Runtime:
 
     def exec(self, namespace: str, pod_name: str, container_name: str | None, command: list[str],
              *, stdin: bool = False, tty: bool = False) -> int:
-        v = self.repair(self.get(namespace, pod_name))
-        c = pick_container(v, container_name)
-        st = v.container_status(c.name) or {}
-        pid, start = st.get("pid", 0), st.get("procStart", 0)
-        if not pid or native.process_start_time(pid) != start:
-            raise NsboxError(f'container "{c.name}" is not running')
-        from nsbox import container
-        req, fds = container.exec_request(v.spec, c, pid, command, pod_ip=v.status.get("podIP", ""))
-        from nsbox import cgroups
-        cg = cgroups.detect()
-        cg_fd, procs = cg.join_targets(cg.container_path(v.spec.uid, c.name))
-        req.cgroup_fd, req.cgroup_procs = cg_fd, procs
-        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        master = slave = -1
-        if tty:
-            from nsbox import tty as terminal
-            master, slave = terminal.open_pty(f"/proc/{pid}/root/dev/ptmx")
-            req.stdin = req.stdout = req.stderr = slave
-            req.ctty = True              # its own session, with the pty as controlling terminal
-        else:
-            req.stdin = 0 if stdin else devnull
-            req.stdout, req.stderr = 1, 2
-            req.setsid = False           # stay in the terminal's foreground process group
-        try:
-            pid, pidfd = native.spawn(req)
-        finally:
-            for fd in fds + [devnull, slave] + ([cg_fd] if cg_fd >= 0 else []):
-                if fd >= 0:
-                    os.close(fd)
-        if master < 0:
-            return wait_forwarding_signals(pid, pidfd)
-        status: list[int] = []
-
-        def exited() -> bool:
-            if not status:
-                done, st = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    status.append(st)
-            return bool(status)
-        try:
-            terminal.relay(master, exited, forward_stdin=stdin)
-        finally:
-            os.close(master)
-        if not status:
-            status.append(os.waitpid(pid, 0)[1])
-        if pidfd >= 0:
-            os.close(pidfd)
-        return exit_code(status[0])
+        """Run `command` in a running container (nsbox/podexec.py); its exit code."""
+        from nsbox import podexec
+        return podexec.run(self, namespace, pod_name, container_name, command, stdin=stdin, tty=tty)
 
     # ------------------------------------------------------------ garbage collection
 
     def gc(self, idle_bridges: bool = False) -> list[str]:
-        """Reclaim what crashed pods left behind; returns what was done, one line each.
-        The network is host-wide: addresses of pods gone from any root are released, and with
-        `idle_bridges` (`gc --all`) the bridges no pod uses are removed."""
-        from nsbox import cgroups
-        done = []
-        named = {uid for _, _, uid in self.root.names()}
-        for uid in self.root.pod_uids():
-            paths = self.root.pod(uid)
-            if paths.watcher_alive():
-                continue
-            spec_raw = read_json(paths.pod_json)
-            if uid in named and spec_raw is not None:
-                if read_json(paths.deletion_json) is not None:
-                    self.resume_termination(paths)
-                    done.append(f"pod {uid}: termination resumed")
-                continue
-            # No name points here (a force delete or a create that was killed): reclaim it.
-            spec = PodSpec.from_dict(spec_raw) if spec_raw else PodSpec(name="", uid=uid)
-            spec.uid = uid
-            self._destroy_without_watcher(paths, spec)
-            if spec.name:
-                remove_tree(paths.log_dir(spec.namespace, spec.name))
-            done.append(f"pod {uid}: reclaimed")
-        cg = cgroups.detect()
-        pods = set(self.root.pod_uids())
-        for uid in cg.list_pods():
-            if uid in pods or cgroup_root(cg, uid) != self.root.path:
-                continue
-            rel = cg.pod_path(uid)
-            if cg.populated(rel):
-                cg.kill(rel)
-            cg.remove(rel)
-            done.append(f"cgroup {rel}: removed")
-        logs_dir = os.path.join(self.root.path, "logs")
-        for entry in sorted(os.listdir(logs_dir)) if os.path.isdir(logs_dir) else []:
-            if entry.rsplit("_", 1)[-1] not in pods:
-                remove_tree(os.path.join(logs_dir, entry))
-                done.append(f"logs {entry}: removed")
-        from nsbox import network
-        done += network.collect(remove_idle_bridges=idle_bridges)
-        return done
+        """Reclaim what crashed pods left behind (nsbox/garbage.py); what was done, one line each."""
+        from nsbox import garbage
+        return garbage.collect(self, idle_bridges)
 
 
 # What a hostPath `type` requires of the path (the kubelet's hostPath type checks).
@@ -523,17 +439,6 @@ def prepare_host_path(v: Volume) -> None:
         os.makedirs(v.host_path, 0o755, exist_ok=True)
 
 
-def cgroup_root(cg: Any, uid: str) -> str | None:
-    """The root a pod cgroup was made for (recorded as an xattr by the watcher)."""
-    from nsbox.watcher.holder import CGROUP_ROOT_XATTR
-    for path in cg.paths(cg.pod_path(uid)).values():
-        try:
-            return os.getxattr(path, CGROUP_ROOT_XATTR).decode()
-        except OSError:
-            continue
-    return None
-
-
 def pick_container(v: PodView, name: str | None) -> ContainerSpec:
     if name is None:
         if len(v.spec.containers) == 1:
@@ -544,26 +449,3 @@ def pick_container(v: PodView, name: str | None) -> ContainerSpec:
     if c is None:
         raise NotFound(f'container "{name}" not found in pod "{v.spec.name}"')
     return c
-
-
-def wait_forwarding_signals(pid: int, pidfd: int) -> int:
-    """Wait for our child `pid`, passing on SIGTERM/SIGHUP; returns its exit code (128+N if killed)."""
-    def forward(sig: int, _frame: Any) -> None:
-        native.send_signal(pid, sig, pidfd if pidfd >= 0 else None)
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
-    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)   # the terminal sends it to the child too
-    try:
-        _, status = os.waitpid(pid, 0)
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        if pidfd >= 0:
-            os.close(pidfd)
-    return exit_code(status)
-
-
-def exit_code(wait_status: int) -> int:
-    """What a shell (and Kubernetes) reports: the exit code, or 128+N when killed by signal N."""
-    if os.WIFSIGNALED(wait_status):
-        return kube.exit_code_for_signal(os.WTERMSIG(wait_status))
-    return os.waitstatus_to_exitcode(wait_status)
