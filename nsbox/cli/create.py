@@ -1,7 +1,7 @@
 """Commands that make things: `apply`, `pod create`, `run`, `create configmap|secret generic`.
 
 Flags become a PodSpec here (that is parsing); what happens to it is the runtime's
-(nsbox.pods, nsbox.apply, nsbox.objects).
+(nsbox.pods, nsbox.apply, nsbox.objects, nsbox.sources).
 """
 
 from __future__ import annotations
@@ -329,11 +329,11 @@ def create_arguments(p: argparse.ArgumentParser) -> None:
 @command("create", "create a ConfigMap or a Secret from literals and files", create_arguments)
 def cmd_create(args: argparse.Namespace) -> int:
     """`create configmap NAME` / `create secret generic NAME`: an object from kubectl's sources."""
-    from nsbox import objects
+    from nsbox import objects, sources
     kind = "Secret" if args.create_kind == "secret" else "ConfigMap"
     if args.output not in (None, "json", "yaml", "name"):
         raise NsboxError(f'unknown output format "{args.output}": use json, yaml or name')
-    obj = objects.from_sources(kind, args.name, args.namespace, files=args.from_file or [],
+    obj = sources.build(kind, args.name, args.namespace, files=args.from_file or [],
                                literals=args.from_literal or [], env_files=args.from_env_file or [],
                                secret_type=getattr(args, "type", None) or "")
     rt = runtime(args)
