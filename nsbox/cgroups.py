@@ -245,6 +245,18 @@ class Cgroups:
         """controller (or "unified") -> absolute directory, for inspect/describe."""
         raise NotImplementedError
 
+    def usage(self, rel, interval=0.2):
+        """`top`: (CPU in millicores over `interval` seconds, memory in bytes), each None if unknown."""
+        import time
+        a = self.stats(rel).get("cpu_usage_ns")
+        t0 = time.monotonic()
+        memory = self.stats(rel).get("memory_bytes")
+        if a is None:
+            return None, memory
+        time.sleep(interval)
+        b = self.stats(rel).get("cpu_usage_ns") or a
+        return int((b - a) / 1e6 / (time.monotonic() - t0 + 1e-9)), memory
+
     def missing_controllers(self):
         """What `nsbox doctor` reports: needed controllers that are absent."""
         raise NotImplementedError

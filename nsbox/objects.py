@@ -13,8 +13,8 @@ Unlike pods, these objects are mutable: `apply` replaces them (unless
 
 `read_document` validates a manifest document as the API server would;
 `apply` and `create` store it (under a lock per kind, so that a check and the
-write it allows are one step); `Sources` gathers the keys of `create
-configmap|secret generic` by kubectl's rules; `table` is what `get` prints.
+write it allows are one step); `table` is what `get` prints. The keys of
+`create configmap|secret generic` are gathered by nsbox/sources.py.
 """
 
 from __future__ import annotations
@@ -191,12 +191,12 @@ def _read_config_map(r: Any, obj: dict[str, Any], out: dict[str, Any]) -> None:
         if value is not None:
             binary[key] = value
     for key in data:
-        for e in _config_key_errors(key):
+        for e in config_key_errors(key):
             r.invalid(f"data[{key}]", key, e)
         if key in binary:
             r.invalid(f"data[{key}]", key, "duplicate of key present in binaryData")
     for key in binary:
-        for e in _config_key_errors(key):
+        for e in config_key_errors(key):
             r.invalid(f"binaryData[{key}]", key, e)
     if sum(len(v.encode()) for v in data.values()) + sum(len(v) for v in binary.values()) > MAX_SIZE:
         r.problem(f"[]: Too long: must have at most {MAX_SIZE} bytes")
@@ -216,7 +216,7 @@ def _read_secret(r: Any, obj: dict[str, Any], out: dict[str, Any]) -> None:
     for key, text in (r.get(obj, "stringData", "", "string map") or {}).items():
         data[key] = text.encode()
     for key in data:
-        for e in _config_key_errors(key):
+        for e in config_key_errors(key):
             r.invalid(f"data[{key}]", key, e)
     if sum(len(v) for v in data.values()) > MAX_SIZE:
         r.problem(f"data: Too long: must have at most {MAX_SIZE} bytes")
@@ -228,7 +228,7 @@ def _read_secret(r: Any, obj: dict[str, Any], out: dict[str, Any]) -> None:
     out["type"] = kind
 
 
-def _config_key_errors(key: str) -> list[str]:
+def config_key_errors(key: str) -> list[str]:
     from nsbox import kube
     return kube.config_key_errors(key)
 
@@ -331,6 +331,13 @@ def update_errors(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     return [f'The {new["kind"]} "{new["metadata"]["name"]}" is invalid: {p}' for p in problems]
 
 
+def updates_refused(root: str, configs: list[dict[str, Any]]) -> list[str]:
+    """Why some of `configs` may not replace what is stored (`update_errors` of each); changes nothing.
+    `apply` checks them all before it stores any."""
+    return [p for obj in configs for p in update_errors(
+        load(root, obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]), obj)]
+
+
 # ---------------------------------------------------------------- storing
 
 def _lock(root: str, kind: str) -> Any:
@@ -407,136 +414,30 @@ def create(root: str, obj: dict[str, Any]) -> None:
         lock.release()
 
 
-# ---------------------------------------------------------------- `create configmap|secret generic`
-# kubectl's sources (k8s.io/kubectl pkg/cmd/create, pkg/cmd/util/env_file.go), errors worded as it words them.
-
-class Sources:
-    """The keys `create` gathers, in kubectl's order: files, then literals, then env files."""
-
-    def __init__(self, kind: str, name: str):
-        self.kind = kind
-        self.name = name
-        self.data: dict[str, bytes] = {}
-        self.text: set[str] = set()        # ConfigMap keys whose value is UTF-8 (`data`, not `binaryData`)
-
-    def add(self, key: str, value: bytes, text: bool) -> None:
-        errors = _config_key_errors(key)
-        if self.kind == "Secret":
-            if errors:
-                raise NsboxError(f'"{key}" is not valid key name for a Secret {";".join(errors)}')
-            if key in self.data:
-                raise NsboxError(f"cannot add key {key}, another key by that name already exists")
-        else:
-            if errors:
-                raise NsboxError(f'"{key}" is not a valid key name for a ConfigMap: {",".join(errors)}')
-            if key in self.data:
-                where = "Data" if key in self.text else "BinaryData"
-                raise NsboxError(f'cannot add key "{key}", another key by that name already exists '
-                                 f'in {where} for ConfigMap "{self.name}"')
-        self.data[key] = value
-        if text:
-            self.text.add(key)
-
-    def literal(self, source: str) -> None:
-        if source.startswith("=") or "=" not in source:
-            raise NsboxError(f"invalid literal source {source}, expected key=value")
-        key, value = source.split("=", 1)
-        self.add(key, value.strip("\"'").encode(), True)     # as kubectl: quotes around the value go
-
-    def file(self, source: str) -> None:
-        key, path = _file_source(source)
-        info = _stat(path)
-        import stat
-        if stat.S_ISDIR(info.st_mode):
-            if "=" in source:
-                raise NsboxError("cannot give a key name for a directory path")
-            with os.scandir(path) as entries:
-                for entry in sorted(entries, key=lambda e: e.name):
-                    if entry.is_file(follow_symlinks=False):
-                        self._file(entry.name, entry.path)
-        else:
-            self._file(key, path)
-
-    def _file(self, key: str, path: str) -> None:
-        try:
-            with open(path, "rb") as f:
-                value = f.read()
-        except OSError as e:
-            raise NsboxError(f"open {path}: {e.strerror.lower()}") from None
-        try:
-            value.decode("utf-8")
-            text = True
-        except UnicodeDecodeError:
-            text = False
-        self.add(key, value, text)
-
-    def env_file(self, path: str) -> None:
-        """KEY=VALUE lines; blank lines and lines starting with # skipped, leading blanks
-        dropped, a bare KEY takes the value of this process's environment."""
-        import stat
-        if stat.S_ISDIR(_stat(path).st_mode):
-            raise NsboxError("env config file cannot be a directory")
-        with open(path, "rb") as f:
-            lines = f.read().split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        for n, raw in enumerate(lines):
-            raw = raw[:-1] if raw.endswith(b"\r") else raw
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise NsboxError(f"env file {path} contains invalid utf8 bytes at line {n + 1}") from None
-            if n == 0:
-                line = line.removeprefix("\ufeff")
-            line = line.lstrip()
-            if not line or line.startswith("#"):
-                continue
-            key, eq, value = line.partition("=")
-            errors = _env_key_errors(key)
-            if errors:
-                raise NsboxError(f'"{key}" is not a valid key name: {";".join(errors)}')
-            self.add(key, (value if eq else os.environ.get(key, "")).encode(), True)
-
-    def object(self, namespace: str, secret_type: str = "") -> dict[str, Any]:
-        """The object as a manifest document would give it (validated by read_document)."""
-        obj: dict[str, Any] = {"apiVersion": "v1", "kind": self.kind,
-                               "metadata": {"name": self.name, "namespace": namespace}}
-        if self.kind == "Secret":
-            obj["data"] = {k: base64.b64encode(v).decode() for k, v in self.data.items()}
-            if secret_type:
-                obj["type"] = secret_type
-        else:
-            obj["data"] = {k: v.decode() for k, v in self.data.items() if k in self.text}
-            obj["binaryData"] = {k: base64.b64encode(v).decode() for k, v in self.data.items()
-                                 if k not in self.text}
-        return obj
+def find(root: str, kind: str, namespace: str, wanted: list[str], *, all_namespaces: bool = False,
+         selector: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The stored objects `get` shows: those `wanted` in `namespace`, or without names all of
+    `namespace` (of every namespace with `all_namespaces`), that match `selector`; and the
+    wanted names not found."""
+    if wanted:
+        loaded = [(name, load(root, kind, namespace, name)) for name in wanted]
+        found = [obj for _, obj in loaded if obj is not None]
+        missing = [name for name, obj in loaded if obj is None]
+    else:
+        listed = names(root, kind, None if all_namespaces else namespace)
+        found = [o for o in (load(root, kind, ns, name) for ns, name in listed) if o]
+        missing = []
+    if selector:
+        from nsbox import status
+        found = [o for o in found if status.match_selector(o["metadata"].get("labels") or {}, selector)]
+    return found, missing
 
 
-def _file_source(source: str) -> tuple[str, str]:
-    """[KEY=]PATH of --from-file: the key defaults to the file's base name."""
-    count = source.count("=")
-    if count == 0:
-        return os.path.basename(source.rstrip("/")) or source, source
-    if count > 1:
-        raise NsboxError("key names or file paths cannot contain '='")
-    key, path = source.split("=")
-    if not key:
-        raise NsboxError(f"key name for file path {path} missing")
-    if not path:
-        raise NsboxError(f"file path for key name {key} missing")
-    return key, path
-
-
-def _stat(path: str) -> os.stat_result:
-    try:
-        return os.stat(path)
-    except OSError as e:
-        raise NsboxError(f"error reading {path}: {e.strerror.lower()}") from None
-
-
-def _env_key_errors(key: str) -> list[str]:
-    from nsbox import kube
-    return kube.env_file_key_errors(key)
+def check_absent(root: str, kind: str, namespace: str, name: str) -> None:
+    """`create --dry-run=server`: AlreadyExists (worded as `create` words it) when the name is taken."""
+    if load(root, kind, namespace, name) is not None:
+        from nsbox.errors import AlreadyExists
+        raise AlreadyExists(f'failed to create {kind.lower()}: {KINDS[kind]} "{name}" already exists')
 
 
 # ---------------------------------------------------------------- showing

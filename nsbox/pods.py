@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import time
 
-from nsbox import kube, native
+from nsbox import kube
 from nsbox.errors import AlreadyExists, NotFound, NsboxError
 from nsbox.model import ContainerSpec, PodSpec, Volume
 from nsbox.record import field, record
@@ -65,15 +64,21 @@ class Runtime:
     # ------------------------------------------------------------ reading
 
     def view(self, paths: PodPaths) -> PodView | None:
+        """What the pod's files say, or None if it is gone; changes nothing (see `repair`)."""
         raw = read_json(paths.pod_json)
         if raw is None:
             return None
-        v = PodView(paths, PodSpec.from_dict(raw), read_json(paths.status_json) or {},
-                    read_json(paths.deletion_json), paths.watcher_alive())
+        return PodView(paths, PodSpec.from_dict(raw), read_json(paths.status_json) or {},
+                       read_json(paths.deletion_json), paths.watcher_alive())
+
+    def repair(self, v: PodView) -> PodView:
+        """Restart what a pod's dead watcher left undone, and return the view unchanged.
+
+        A termination whose watcher died is started again, with the full grace period
+        (docs/lifecycle.md, Termination 6). Reading never does this: the commands that look
+        at pods call it on what they read, so any command that sees such a pod resumes it."""
         if v.deletion is not None and not v.watcher_alive:
-            # Whatever carried out this termination died: any command that sees it starts it
-            # again, with the full grace period (SPEC §5.6).
-            self.resume_termination(paths)
+            self.resume_termination(v.paths)
         return v
 
     def resume_termination(self, paths: PodPaths) -> None:
@@ -155,7 +160,8 @@ class Runtime:
                 pass                      # --rm got there first
             raise NsboxError(report["errors"][0])
         # A --rm pod whose container was quick may be gone already: that is not an error.
-        view = self.view(paths) or PodView(paths, spec, {}, None, False)
+        view = self.view(paths)
+        view = self.repair(view) if view is not None else PodView(paths, spec, {}, None, False)
         view.report_pipe = report.get("pipe", -1)
         view.logs = logs
         view.start_errors = report.get("errors", [])
@@ -179,6 +185,7 @@ class Runtime:
             v = self.view(paths)
             if v is None:
                 raise NotFound(f'pod "{pod_name}" not found')
+            self.repair(v)
             if v.deletion is not None:
                 raise NsboxError(f'pod "{pod_name}" is being deleted')
             if not v.watcher_alive:
@@ -192,13 +199,13 @@ class Runtime:
             reply = self.request(paths, {"op": "start", "container": c.name}, fds=list(stdio or ()))
         if "error" in reply:
             raise NsboxError(reply["error"])
-        return self.get(namespace, pod_name)
+        return self.repair(self.get(namespace, pod_name))
 
-    # ------------------------------------------------------------ deleting (SPEC §5)
+    # ------------------------------------------------------------ deleting (docs/lifecycle.md, Termination)
 
     def delete(self, namespace: str, name: str, *, grace: int | None = None, force: bool = False,
                wait: bool = True) -> None:
-        """Ask the pod's watcher to end the pod (SPEC §5) and, with `wait`, return once it is gone."""
+        """Ask the pod's watcher to end the pod (docs/lifecycle.md, Termination) and, with `wait`, return once it is gone."""
         self.request_delete(namespace, name, grace=grace, force=force).finish(wait)
 
     def request_delete(self, namespace: str, name: str, *, grace: int | None = None,
@@ -217,7 +224,7 @@ class Runtime:
                 deletion = {"deletionTimestamp": kube.rfc3339(g), "gracePeriodSeconds": g, "force": force}
                 write_json(paths.deletion_json, deletion)
             if force:
-                # The name is free at once; the pod is torn down behind it (SPEC §5.7).
+                # The name is free at once; the pod is torn down behind it (docs/lifecycle.md, Termination 7).
                 self.root.release(namespace, name, paths.uid)
             sock = self._ask_to_delete(paths, g, force)
         return PendingDelete(self, paths, name, g, force, sock)
@@ -347,99 +354,16 @@ class Runtime:
 
     def exec(self, namespace: str, pod_name: str, container_name: str | None, command: list[str],
              *, stdin: bool = False, tty: bool = False) -> int:
-        v = self.get(namespace, pod_name)
-        c = pick_container(v, container_name)
-        st = v.container_status(c.name) or {}
-        pid, start = st.get("pid", 0), st.get("procStart", 0)
-        if not pid or native.process_start_time(pid) != start:
-            raise NsboxError(f'container "{c.name}" is not running')
-        from nsbox import container
-        req, fds = container.exec_request(v.spec, c, pid, command, pod_ip=v.status.get("podIP", ""))
-        from nsbox import cgroups
-        cg = cgroups.detect()
-        cg_fd, procs = cg.join_targets(cg.container_path(v.spec.uid, c.name))
-        req.cgroup_fd, req.cgroup_procs = cg_fd, procs
-        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        master = slave = -1
-        if tty:
-            from nsbox import tty as terminal
-            master, slave = terminal.open_pty(f"/proc/{pid}/root/dev/ptmx")
-            req.stdin = req.stdout = req.stderr = slave
-            req.ctty = True              # its own session, with the pty as controlling terminal
-        else:
-            req.stdin = 0 if stdin else devnull
-            req.stdout, req.stderr = 1, 2
-            req.setsid = False           # stay in the terminal's foreground process group
-        try:
-            pid, pidfd = native.spawn(req)
-        finally:
-            for fd in fds + [devnull, slave] + ([cg_fd] if cg_fd >= 0 else []):
-                if fd >= 0:
-                    os.close(fd)
-        if master < 0:
-            return wait_forwarding_signals(pid, pidfd)
-        status: list[int] = []
-
-        def exited() -> bool:
-            if not status:
-                done, st = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    status.append(st)
-            return bool(status)
-        try:
-            terminal.relay(master, exited, forward_stdin=stdin)
-        finally:
-            os.close(master)
-        if not status:
-            status.append(os.waitpid(pid, 0)[1])
-        if pidfd >= 0:
-            os.close(pidfd)
-        return exit_code(status[0])
+        """Run `command` in a running container (nsbox/podexec.py); its exit code."""
+        from nsbox import podexec
+        return podexec.run(self, namespace, pod_name, container_name, command, stdin=stdin, tty=tty)
 
     # ------------------------------------------------------------ garbage collection
 
     def gc(self, idle_bridges: bool = False) -> list[str]:
-        """Reclaim what crashed pods left behind; returns what was done, one line each.
-        The network is host-wide: addresses of pods gone from any root are released, and with
-        `idle_bridges` (`gc --all`) the bridges no pod uses are removed."""
-        from nsbox import cgroups
-        done = []
-        named = {uid for _, _, uid in self.root.names()}
-        for uid in self.root.pod_uids():
-            paths = self.root.pod(uid)
-            if paths.watcher_alive():
-                continue
-            spec_raw = read_json(paths.pod_json)
-            if uid in named and spec_raw is not None:
-                if read_json(paths.deletion_json) is not None:
-                    self.resume_termination(paths)
-                    done.append(f"pod {uid}: termination resumed")
-                continue
-            # No name points here (a force delete or a create that was killed): reclaim it.
-            spec = PodSpec.from_dict(spec_raw) if spec_raw else PodSpec(name="", uid=uid)
-            spec.uid = uid
-            self._destroy_without_watcher(paths, spec)
-            if spec.name:
-                remove_tree(paths.log_dir(spec.namespace, spec.name))
-            done.append(f"pod {uid}: reclaimed")
-        cg = cgroups.detect()
-        pods = set(self.root.pod_uids())
-        for uid in cg.list_pods():
-            if uid in pods or cgroup_root(cg, uid) != self.root.path:
-                continue
-            rel = cg.pod_path(uid)
-            if cg.populated(rel):
-                cg.kill(rel)
-            cg.remove(rel)
-            done.append(f"cgroup {rel}: removed")
-        logs_dir = os.path.join(self.root.path, "logs")
-        for entry in sorted(os.listdir(logs_dir)) if os.path.isdir(logs_dir) else []:
-            if entry.rsplit("_", 1)[-1] not in pods:
-                remove_tree(os.path.join(logs_dir, entry))
-                done.append(f"logs {entry}: removed")
-        from nsbox import network
-        done += network.collect(remove_idle_bridges=idle_bridges)
-        return done
+        """Reclaim what crashed pods left behind (nsbox/garbage.py); what was done, one line each."""
+        from nsbox import garbage
+        return garbage.collect(self, idle_bridges)
 
 
 # What a hostPath `type` requires of the path (the kubelet's hostPath type checks).
@@ -460,7 +384,7 @@ class PendingDelete:
 
     def wait(self) -> None:
         """Until the pod is gone. A watcher that dies on the way (killed, OOM) says nothing:
-        its pod is still there, so a new watcher takes the termination over (SPEC §5.6)."""
+        its pod is still there, so a new watcher takes the termination over (docs/lifecycle.md, Termination 6)."""
         from nsbox import control
         for _ in range(MAX_WATCHER_REPLACEMENTS):
             if self.sock is None:
@@ -518,17 +442,6 @@ def prepare_host_path(v: Volume) -> None:
         os.makedirs(v.host_path, 0o755, exist_ok=True)
 
 
-def cgroup_root(cg: Any, uid: str) -> str | None:
-    """The root a pod cgroup was made for (recorded as an xattr by the watcher)."""
-    from nsbox.watcher.holder import CGROUP_ROOT_XATTR
-    for path in cg.paths(cg.pod_path(uid)).values():
-        try:
-            return os.getxattr(path, CGROUP_ROOT_XATTR).decode()
-        except OSError:
-            continue
-    return None
-
-
 def pick_container(v: PodView, name: str | None) -> ContainerSpec:
     if name is None:
         if len(v.spec.containers) == 1:
@@ -539,26 +452,3 @@ def pick_container(v: PodView, name: str | None) -> ContainerSpec:
     if c is None:
         raise NotFound(f'container "{name}" not found in pod "{v.spec.name}"')
     return c
-
-
-def wait_forwarding_signals(pid: int, pidfd: int) -> int:
-    """Wait for our child `pid`, passing on SIGTERM/SIGHUP; returns its exit code (128+N if killed)."""
-    def forward(sig: int, _frame: Any) -> None:
-        native.send_signal(pid, sig, pidfd if pidfd >= 0 else None)
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
-    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)   # the terminal sends it to the child too
-    try:
-        _, status = os.waitpid(pid, 0)
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        if pidfd >= 0:
-            os.close(pidfd)
-    return exit_code(status)
-
-
-def exit_code(wait_status: int) -> int:
-    """What a shell (and Kubernetes) reports: the exit code, or 128+N when killed by signal N."""
-    if os.WIFSIGNALED(wait_status):
-        return kube.exit_code_for_signal(os.WTERMSIG(wait_status))
-    return os.waitstatus_to_exitcode(wait_status)

@@ -11,6 +11,7 @@ import os
 import time
 
 from nsbox import kube
+from nsbox.errors import NsboxError
 from nsbox.pods import PodView
 
 TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
@@ -148,6 +149,19 @@ def table(views: list[PodView], wide: bool, all_namespaces: bool) -> str:
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def condition_met(v: PodView, condition: str) -> bool:
+    """`wait --for`: whether `condition=TYPE` (a pod condition that is True) or `phase=PHASE` holds,
+    compared as kubectl does, without regard to case; `delete` holds only once the pod is gone."""
+    if condition.startswith("condition="):
+        conditions = {c["type"].lower(): c["status"] for c in pod_object(v)["status"]["conditions"]}
+        return conditions.get(condition.split("=", 1)[1].lower()) == "True"
+    if condition.startswith("phase="):
+        return phase(v).lower() == condition.split("=", 1)[1].lower()
+    if condition != "delete":
+        raise NsboxError(f'unrecognized condition "{condition}": use condition=Ready, delete or phase=PHASE')
+    return False
 
 
 def match_selector(labels: dict[str, str], selector: str) -> bool:

@@ -157,6 +157,28 @@ def test_killed_watcher_mid_grace_is_replaced_and_restarts_the_full_grace_period
     wait_for(lambda: nsbox("get", "pods", "orphan", check=False).returncode == 1, timeout=10, what="pod gone")
 
 
+def test_reading_a_pod_whose_watcher_died_mid_termination_changes_nothing_until_repaired(tmp_path, monkeypatch):
+    # No kernel needed: a pod's files with a deletion recorded and no watcher holding it.
+    from nsbox import watcher
+    from nsbox.model import PodSpec
+    from nsbox.pods import Runtime
+    from nsbox.state import write_json
+    launched = []
+    monkeypatch.setattr(watcher, "launch", lambda root, uid, **kw: launched.append((uid, kw)) or {})
+    rt = Runtime(str(tmp_path))
+    rt.root.ensure()
+    paths = rt.root.pod("0a1b2c3d-0000-4000-8000-000000000000")
+    os.makedirs(paths.dir)
+    write_json(paths.pod_json, PodSpec(name="orphan", uid=paths.uid).to_dict())
+    write_json(paths.deletion_json, {"deletionTimestamp": "2026-12-05T18:00:00Z", "gracePeriodSeconds": 4})
+    rt.root.claim("default", "orphan", paths.uid)
+    views = [rt.get("default", "orphan"), *rt.list(None), rt.view(paths)]
+    assert launched == []
+    assert all(v.deletion is not None and not v.watcher_alive for v in views)
+    assert rt.repair(views[0]) is views[0]
+    assert launched == [(paths.uid, {"adopt": True})]
+
+
 def test_a_waiting_delete_whose_watcher_dies_carries_on_until_the_pod_is_gone(nsbox):
     # A watcher killed mid-termination (OOM, kill -9) closes the CLI's connection without
     # saying "gone": the delete must not report success then, but have a new watcher finish.

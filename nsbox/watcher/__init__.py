@@ -168,7 +168,7 @@ def _shed_cli_memory() -> None:
     native.malloc_trim()            # hand the freed heap back: the watcher lives as long as the pod
 
 
-_CLI_ONLY_MODULES = {"argparse", "yaml", "_yaml", "nsbox.cli", "nsbox.manifest", "nsbox.status",
+_CLI_ONLY_MODULES = {"argparse", "yaml", "_yaml", "nsbox.cli", "nsbox.apply", "nsbox.manifest", "nsbox.status",
                      "nsbox.pods", "nsbox.doctor", "gettext", "uuid", "threading", "concurrent"}
 
 
