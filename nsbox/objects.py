@@ -127,7 +127,7 @@ _B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 
 def is_document(obj: Any) -> bool:
     """Whether a manifest document is a ConfigMap or a Secret (what this module reads)."""
-    return isinstance(obj, dict) and obj.get("kind") in KINDS
+    return isinstance(obj, dict) and isinstance(obj.get("kind"), str) and obj["kind"] in KINDS
 
 
 def ref(obj: dict[str, Any]) -> str:
@@ -140,14 +140,14 @@ def read_document(obj: dict[str, Any], label: str, namespace: str, namespace_exp
     """Validate one ConfigMap or Secret document as the API server would:
     (the object to store, problems, warnings). `seen` holds the objects of the
     documents read before this one, for duplicates."""
-    from nsbox import manifest
+    from nsbox.manifest.reader import Reader, show
     from nsbox.model import PodSpec
     kind = obj["kind"]
-    r = manifest._PodReader(namespace, namespace_explicit)
+    r = Reader()
     api = obj.get("apiVersion")
     if api != "v1":
         r.problem("error validating data: [apiVersion not set]" if api is None else
-                  f"unsupported apiVersion {manifest._show(api)} for kind {kind} ({kind}s are v1)")
+                  f"unsupported apiVersion {show(api)} for kind {kind} ({kind}s are v1)")
         return None, r.problems, r.warnings
     for key, value in obj.items():
         if value is not None and key not in _FIELDS[kind]:
@@ -157,7 +157,7 @@ def read_document(obj: dict[str, Any], label: str, namespace: str, namespace_exp
     if obj.get("metadata") is None:
         r.required("metadata.name", "name or generateName is required")
     if meta is not None:
-        r.metadata(meta, holder)
+        r.metadata(meta, holder, namespace_explicit=namespace_explicit)
     if not (meta or {}).get("namespace"):       # the namespace of -n
         from nsbox import kube
         for e in kube.dns1123_label_errors(namespace):
@@ -178,7 +178,7 @@ def read_document(obj: dict[str, Any], label: str, namespace: str, namespace_exp
     if holder.name:
         key = (kind, holder.namespace, holder.name)
         if key in seen:
-            r.problem(f"metadata.name: Duplicate value: {manifest._show(holder.name)} (also in {seen[key]})")
+            r.problem(f"metadata.name: Duplicate value: {show(holder.name)} (also in {seen[key]})")
         seen.setdefault(key, label)
     return (None if r.problems else out), r.problems, r.warnings
 
@@ -319,10 +319,10 @@ def update_errors(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     immutable object keeps its data and stays immutable; a Secret keeps its type."""
     if old is None:
         return []
-    from nsbox import manifest
+    from nsbox.manifest.reader import show
     problems = []
     if new["kind"] == "Secret" and old.get("type", "Opaque") != new.get("type", "Opaque"):
-        problems.append(f'type: Invalid value: {manifest._show(new.get("type"))}: field is immutable')
+        problems.append(f'type: Invalid value: {show(new.get("type"))}: field is immutable')
     if old.get("immutable") is True:
         if new.get("immutable") is not True:
             problems.append(f"immutable: {IMMUTABLE}")

@@ -1,0 +1,198 @@
+"""A pod's containers: command, image, working directory, ports, security
+context, resources and lifecycle hooks; env (env.py) and volumeMounts
+(volumes.py) are read beside them (docs/manifests.md)."""
+
+from __future__ import annotations
+
+import os
+
+from .. import kube
+from ..model import ContainerPort, ContainerSpec, Resources, SecurityContext
+from .env import EnvReader
+from .policy import NO_COMMAND, PROTOCOLS
+from .reader import PodContext, Reader, show
+from .volumes import VolumeReader
+
+
+class ContainerReader(Reader):
+    """spec.initContainers[*] and spec.containers[*], in the context of their pod."""
+
+    def container(self, item: dict, where: str, ctx: PodContext, seen: set[str]) -> ContainerSpec | None:
+        """One container; its name is added to `seen` (the names of the containers read before)."""
+        self.fields(item, "Container", where)
+        name = self.name(item, where, seen)
+        command = self.get(item, "command", where, "strings")
+        args = self.get(item, "args", where, "strings")
+        if item.get("command") in (None, []):
+            self.required(f"{where}.command", NO_COMMAND)
+        container = ContainerSpec(name=name or "", command=list(command or []), args=list(args or []))
+
+        image = self.get(item, "image", where, "string")
+        if image:
+            if os.path.isdir(image):
+                container.image = os.path.abspath(image)
+            else:
+                container.image = image
+                self.warn(f"{where}.image: ignored ({show(image)} is not a local directory: "
+                          "nsbox runs no images, and the container sees the host's files)")
+
+        working_dir = self.get(item, "workingDir", where, "string")
+        if working_dir:
+            if not working_dir.startswith("/"):
+                self.invalid(f"{where}.workingDir", working_dir, "must be an absolute path")
+            container.working_dir = working_dir
+
+        env = EnvReader(self.findings)
+        container.env = env.env(item, where, ctx)
+        container.env_from = env.env_from(item, where)
+        container.volume_mounts = VolumeReader(self.findings).volume_mounts(item, where, ctx.volume_names)
+        container.security = self.security_context(item, where, ctx)
+        container.resources = self.resources(item, where)
+        container.post_start, container.pre_stop = self.lifecycle(item, where)
+        container.stdin = self.get(item, "stdin", where, "boolean") is True
+        container.tty = self.get(item, "tty", where, "boolean") is True
+        container.ports = self.ports(item, where, ctx.network)
+        return container if name else None
+
+    def ports(self, item: dict, where: str, network: str) -> list[ContainerPort]:
+        """containers[*].ports; a host port only on the host's network (docs/manifests.md)."""
+        out: list[ContainerPort] = []
+        for port_where, port in self.objects(item, "ports", where):
+            self.fields(port, "ContainerPort", port_where, network=network)
+            number = self.get(port, "containerPort", port_where, "integer")
+            if number is None and "containerPort" not in port:
+                self.required(f"{port_where}.containerPort")
+            elif number is not None and not 1 <= number <= 65535:
+                self.invalid(f"{port_where}.containerPort", number, "must be between 1 and 65535, inclusive")
+            port_name = self.get(port, "name", port_where, "string")
+            protocol = self.get(port, "protocol", port_where, "string")
+            if protocol is not None and protocol not in PROTOCOLS:
+                self.unsupported(f"{port_where}.protocol", protocol, PROTOCOLS)
+            host_port = self.get(port, "hostPort", port_where, "integer")
+            if not host_port and network == "host":
+                host_port = number      # API server defaulting: on the host's network, hostPort = containerPort
+            if isinstance(number, int):
+                out.append(ContainerPort(
+                    container_port=number, name=port_name if isinstance(port_name, str) else "",
+                    protocol=protocol if protocol in PROTOCOLS else "TCP",
+                    host_port=host_port if isinstance(host_port, int) and host_port else None))
+        return out
+
+    def security_context(self, item: dict, where: str, ctx: PodContext) -> SecurityContext:
+        out = SecurityContext()
+        sc = self.get(item, "securityContext", where, "object")
+        sc_where = f"{where}.securityContext"
+        run_as_non_root, non_root_where = ctx.run_as_non_root, "spec.securityContext.runAsNonRoot"
+        if sc is not None:
+            self.fields(sc, "SecurityContext", sc_where)
+            out.privileged = self.get(sc, "privileged", sc_where, "boolean") is True
+            out.allow_privilege_escalation = self.get(sc, "allowPrivilegeEscalation", sc_where, "boolean")
+            out.read_only_root_filesystem = self.get(sc, "readOnlyRootFilesystem", sc_where, "boolean") is True
+            out.run_as_user = self.id_field(sc, "runAsUser", sc_where)
+            out.run_as_group = self.id_field(sc, "runAsGroup", sc_where)
+            if sc.get("runAsNonRoot") is not None:
+                run_as_non_root = self.get(sc, "runAsNonRoot", sc_where, "boolean")
+                non_root_where = f"{sc_where}.runAsNonRoot"
+            caps = self.get(sc, "capabilities", sc_where, "object")
+            if caps is not None:
+                caps_where = f"{sc_where}.capabilities"
+                self.fields(caps, "Capabilities", caps_where)
+                out.cap_add = self.capabilities(caps, "add", caps_where)
+                out.cap_drop = self.capabilities(caps, "drop", caps_where)
+            # apimachinery ValidateSecurityContext (AllowPrivilegeEscalation checks).
+            if out.allow_privilege_escalation is False and out.privileged:
+                self.invalid(sc_where, {"allowPrivilegeEscalation": False, "privileged": True},
+                             "cannot set `allowPrivilegeEscalation` to false and `privileged` to true")
+            if out.allow_privilege_escalation is False and "SYS_ADMIN" in out.cap_add:
+                self.invalid(sc_where, {"allowPrivilegeEscalation": False, "capabilities": {"add": ["SYS_ADMIN"]}},
+                             "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN")
+        # The kubelet refuses to start such a container; nsbox has no image user, so it says so now.
+        user = out.run_as_user if out.run_as_user is not None else ctx.run_as_user
+        if run_as_non_root and not user:
+            self.invalid(non_root_where, True, "the container would run as root: set runAsUser to a non-zero UID")
+        return out
+
+    def capabilities(self, caps: dict, key: str, where: str) -> list[str]:
+        names = self.get(caps, key, where, "strings") or []
+        out = []
+        for i, name in enumerate(names):
+            try:
+                out.append(kube.normalize_capability(name))
+            except ValueError:
+                self.invalid(f"{where}.{key}[{i}]", name, "unknown capability")
+        return out
+
+    def resources(self, item: dict, where: str) -> Resources:
+        out = Resources()
+        res = self.get(item, "resources", where, "object")
+        if res is None:
+            return out
+        res_where = f"{where}.resources"
+        self.fields(res, "ResourceRequirements", res_where)
+        limits = self.get(res, "limits", res_where, "object") or {}
+        self.fields(limits, "ResourceList", f"{res_where}.limits", map_keys=True)
+        parsers = {"cpu": kube.parse_cpu, "memory": kube.parse_memory}
+        parsed: dict[str, int | None] = {}
+        for key, parse in parsers.items():
+            if limits.get(key) is not None:
+                parsed[key] = self.quantity(limits[key], f"{res_where}.limits[{key}]", parse)
+        # A zero limit is no limit (kubelet: a 0 quota or memory limit is left unset).
+        out.cpu_millis = parsed.get("cpu") or None
+        out.memory_bytes = parsed.get("memory") or None
+        requests = self.get(res, "requests", res_where, "object") or {}
+        self.fields(requests, "ResourceList", f"{res_where}.requests", map_keys=True)
+        # The API server's defaulting: a request left unset while its limit is set is the limit.
+        taken = {"cpu": parsed.get("cpu"), "memory": parsed.get("memory")}
+        for key, parse in parsers.items():
+            if requests.get(key) is None:
+                continue
+            request = self.quantity(requests[key], f"{res_where}.requests[{key}]", parse)
+            taken[key] = request
+            limit = parsed.get(key)
+            if request is not None and limit is not None and request > limit:
+                self.invalid(f"{res_where}.requests[{key}]", requests[key],
+                             f"must be less than or equal to {key} limit of {limits[key]}")
+        out.cpu_request_millis = taken["cpu"] or None       # zero, like a zero limit, is none
+        out.memory_request_bytes = taken["memory"] or None
+        return out
+
+    def lifecycle(self, item: dict, where: str) -> tuple[list[str], list[str]]:
+        hooks = {"postStart": [], "preStop": []}
+        lifecycle = self.get(item, "lifecycle", where, "object")
+        if lifecycle is None:
+            return hooks["postStart"], hooks["preStop"]
+        lc_where = f"{where}.lifecycle"
+        self.fields(lifecycle, "Lifecycle", lc_where)
+        for hook in hooks:
+            handler = self.get(lifecycle, hook, lc_where, "object")
+            if handler is None:
+                continue
+            h_where = f"{lc_where}.{hook}"
+            self.fields(handler, "LifecycleHandler", h_where)
+            given = [k for k, v in handler.items() if v is not None]
+            if len(given) > 1:
+                self.problem(f"{h_where}.{given[1]}: Forbidden: may not specify more than 1 handler type")
+                continue
+            if not given:
+                self.required(h_where, "must specify a handler type")
+                continue
+            exec_action = self.get(handler, "exec", h_where, "object")
+            if exec_action is not None:
+                self.fields(exec_action, "ExecAction", f"{h_where}.exec")
+                command = self.get(exec_action, "command", f"{h_where}.exec", "strings")
+                if exec_action.get("command") in (None, []):
+                    self.required(f"{h_where}.exec.command")
+                hooks[hook] = list(command or [])
+            sleep = self.get(handler, "sleep", h_where, "object")
+            if sleep is not None:
+                # kubelet sleeps itself; nsbox runs `sleep` in the container: the same wait.
+                self.fields(sleep, "SleepAction", f"{h_where}.sleep")
+                seconds = self.get(sleep, "seconds", f"{h_where}.sleep", "integer")
+                if seconds is None:
+                    if sleep.get("seconds") is None:
+                        self.required(f"{h_where}.sleep.seconds")
+                elif seconds < 0:
+                    self.invalid(f"{h_where}.sleep.seconds", seconds, "must be greater than or equal to 0")
+                else:
+                    hooks[hook] = ["sleep", str(seconds)]
+        return hooks["postStart"], hooks["preStop"]
