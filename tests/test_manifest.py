@@ -329,9 +329,9 @@ def test_wrong_types_name_the_field():
 
 def test_kind_and_api_version():
     assert problems({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}) == [
-        'unsupported kind "Deployment" (nsbox runs only v1 Pods)']
+        'unsupported kind "Deployment" (nsbox reads v1 Pods, ConfigMaps and Secrets)']
     assert problems({**pod(), "apiVersion": "v2"}) == [
-        'unsupported apiVersion "v2" for kind Pod (nsbox runs only v1 Pods)']
+        'unsupported apiVersion "v2" for kind Pod (nsbox reads v1 Pods, ConfigMaps and Secrets)']
     assert problems({"metadata": {"name": "x"}}) == ["error validating data: [apiVersion not set, kind not set]"]
     assert problems(["not", "an", "object"]) == ['a document must be an object, not ["not","an","object"]']
 

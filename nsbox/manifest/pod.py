@@ -119,10 +119,11 @@ class PodReader(Reader):
                          + "]")
             return False
         if kind != "Pod":
-            self.problem(f"unsupported kind {show(kind)} (nsbox runs only v1 Pods)")
+            self.problem(f"unsupported kind {show(kind)} (nsbox reads v1 Pods, ConfigMaps and Secrets)")
             return False
         if api != "v1":
-            self.problem(f"unsupported apiVersion {show(api)} for kind Pod (nsbox runs only v1 Pods)")
+            self.problem(f"unsupported apiVersion {show(api)} for kind Pod "
+                         "(nsbox reads v1 Pods, ConfigMaps and Secrets)")
             return False
         return True
 
