@@ -75,7 +75,7 @@ def _write(path, value):
         finally:
             os.close(fd)
     except OSError as e:
-        raise NsboxError(f"cannot write {value!r} to {path}: {os.strerror(e.errno)}") from None
+        raise NsboxError(f"cannot write {value!r} to {path}: {os.strerror(e.errno)}") from None  # type: ignore[arg-type]  # set by the system call
 
 
 def _read(path):
@@ -86,7 +86,7 @@ def _read(path):
     except FileNotFoundError:
         return None
     except OSError as e:
-        raise NsboxError(f"cannot read {path}: {os.strerror(e.errno)}") from None
+        raise NsboxError(f"cannot read {path}: {os.strerror(e.errno)}") from None  # type: ignore[arg-type]  # set by the system call
 
 
 def _read_int(path):
@@ -306,7 +306,7 @@ class Cgroups:
                 self._freeze(rel, False)
         if not frozen:
             # No freezer: signal again until no new process shows up.
-            signalled = set()
+            signalled: set[int] = set()
             for _ in range(10):
                 fresh = set(self.procs(rel)) - signalled
                 if not fresh:
@@ -350,7 +350,7 @@ class Cgroups:
 
     def list_pods(self):
         """UIDs of the pods that have a pod<UID> cgroup in any hierarchy."""
-        uids = set()
+        uids: set[str] = set()
         for root in self._roots():
             try:
                 with os.scandir(os.path.join(root, TOP)) as entries:
@@ -395,7 +395,7 @@ def _rmdir_waiting(path, deadline):
             if e.errno != errno.EBUSY or time.monotonic() >= deadline:
                 left = _read_pids(os.path.join(path, "cgroup.procs"))
                 still = f" (processes still in it: {' '.join(map(str, left))})" if left else ""
-                raise NsboxError(f"cannot remove cgroup {path}: {os.strerror(e.errno)}{still}") from None
+                raise NsboxError(f"cannot remove cgroup {path}: {os.strerror(e.errno)}{still}") from None  # type: ignore[arg-type]  # set by the system call
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
 
@@ -408,7 +408,7 @@ def _mkdir(path):
     except FileExistsError:
         return False
     except OSError as e:
-        raise NsboxError(f"cannot create cgroup {path}: {os.strerror(e.errno)}") from None
+        raise NsboxError(f"cannot create cgroup {path}: {os.strerror(e.errno)}") from None  # type: ignore[arg-type]  # set by the system call
 
 
 # --- cgroup v2 --------------------------------------------------------------
@@ -485,7 +485,7 @@ class CgroupV2(Cgroups):
         try:
             fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
-            raise NsboxError(f"cannot open cgroup {d}: {os.strerror(e.errno)}") from None
+            raise NsboxError(f"cannot open cgroup {d}: {os.strerror(e.errno)}") from None  # type: ignore[arg-type]  # set by the system call
         return fd, []
 
     def _freeze(self, rel, on):
@@ -670,6 +670,6 @@ def _attach_device_filter(path, rules):
     try:
         devicefilter.attach(path, list(rules))
     except OSError as e:
-        raise NsboxError(f"cannot attach the device filter to {path}: {os.strerror(e.errno)}") from None
+        raise NsboxError(f"cannot attach the device filter to {path}: {os.strerror(e.errno)}") from None  # type: ignore[arg-type]  # set by the system call
 
 

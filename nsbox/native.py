@@ -272,7 +272,7 @@ def spawn(req: SpawnRequest) -> tuple[int, int]:
         try:
             c.init_exe_fd = os.open(INIT_PROGRAM, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
-            raise SpawnError(e.errno, "init", INIT_PROGRAM) from None
+            raise SpawnError(e.errno, "init", INIT_PROGRAM) from None  # type: ignore[arg-type]  # set by open(2)
     try:
         pid = lib.nsbox_spawn(c, pidfd, err)
     finally:
