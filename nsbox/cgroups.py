@@ -65,6 +65,11 @@ DEFAULT_DEVICE_RULES = (
 
 # --- small file helpers: every error names the file -------------------------
 
+def _strerror(e: OSError) -> str:
+    """The message of an OSError raised by a system call (its errno is set)."""
+    return os.strerror(e.errno)  # type: ignore[arg-type]
+
+
 def _write(path, value):
     """Write one value with a single write(2); cgroup files take it whole."""
     data = str(value).encode()
@@ -75,7 +80,7 @@ def _write(path, value):
         finally:
             os.close(fd)
     except OSError as e:
-        raise NsboxError(f"cannot write {value!r} to {path}: {os.strerror(e.errno)}") from None
+        raise NsboxError(f"cannot write {value!r} to {path}: {_strerror(e)}") from None
 
 
 def _read(path):
@@ -86,7 +91,7 @@ def _read(path):
     except FileNotFoundError:
         return None
     except OSError as e:
-        raise NsboxError(f"cannot read {path}: {os.strerror(e.errno)}") from None
+        raise NsboxError(f"cannot read {path}: {_strerror(e)}") from None
 
 
 def _read_int(path):
@@ -318,7 +323,7 @@ class Cgroups:
                 self._freeze(rel, False)
         if not frozen:
             # No freezer: signal again until no new process shows up.
-            signalled = set()
+            signalled: set[int] = set()
             for _ in range(10):
                 fresh = set(self.procs(rel)) - signalled
                 if not fresh:
@@ -362,7 +367,7 @@ class Cgroups:
 
     def list_pods(self):
         """UIDs of the pods that have a pod<UID> cgroup in any hierarchy."""
-        uids = set()
+        uids: set[str] = set()
         for root in self._roots():
             try:
                 with os.scandir(os.path.join(root, TOP)) as entries:
@@ -407,7 +412,7 @@ def _rmdir_waiting(path, deadline):
             if e.errno != errno.EBUSY or time.monotonic() >= deadline:
                 left = _read_pids(os.path.join(path, "cgroup.procs"))
                 still = f" (processes still in it: {' '.join(map(str, left))})" if left else ""
-                raise NsboxError(f"cannot remove cgroup {path}: {os.strerror(e.errno)}{still}") from None
+                raise NsboxError(f"cannot remove cgroup {path}: {_strerror(e)}{still}") from None
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
 
@@ -420,7 +425,7 @@ def _mkdir(path):
     except FileExistsError:
         return False
     except OSError as e:
-        raise NsboxError(f"cannot create cgroup {path}: {os.strerror(e.errno)}") from None
+        raise NsboxError(f"cannot create cgroup {path}: {_strerror(e)}") from None
 
 
 # --- cgroup v2 --------------------------------------------------------------
@@ -497,7 +502,7 @@ class CgroupV2(Cgroups):
         try:
             fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
-            raise NsboxError(f"cannot open cgroup {d}: {os.strerror(e.errno)}") from None
+            raise NsboxError(f"cannot open cgroup {d}: {_strerror(e)}") from None
         return fd, []
 
     def _freeze(self, rel, on):
@@ -682,6 +687,6 @@ def _attach_device_filter(path, rules):
     try:
         devicefilter.attach(path, list(rules))
     except OSError as e:
-        raise NsboxError(f"cannot attach the device filter to {path}: {os.strerror(e.errno)}") from None
+        raise NsboxError(f"cannot attach the device filter to {path}: {_strerror(e)}") from None
 
 

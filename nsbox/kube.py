@@ -26,6 +26,7 @@ import time
 
 TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from fractions import Fraction
     from typing import Any
 
@@ -295,7 +296,7 @@ def cpu_quota_us(millis: int, period_us: int = CPU_PERIOD_US) -> int:
     return max(millis * period_us // 1000, CPU_MIN_QUOTA_US)
 
 
-def pod_resource_limit(containers: list[int | None], init_containers: list[int | None] = ()) -> int | None:
+def pod_resource_limit(containers: list[int | None], init_containers: Sequence[int | None] = ()) -> int | None:
     """The pod cgroup's limit for one resource (kubelet ResourceConfigForPod).
 
     Only when every container, init containers included, declares the limit:
@@ -305,7 +306,7 @@ def pod_resource_limit(containers: list[int | None], init_containers: list[int |
     values = list(containers) + list(init_containers)
     if not values or any(v is None for v in values):
         return None
-    return max([sum(containers)] + list(init_containers))
+    return max([sum(containers)] + list(init_containers))  # type: ignore[arg-type, type-var]  # no None: checked above
 
 
 # --- Termination (kubectl delete, API server, kubelet) ------------------------
@@ -425,7 +426,7 @@ def _last_terminated(status: dict) -> dict | None:
     return (status.get("lastState") or {}).get("terminated")
 
 
-def pod_phase(containers: list[dict], init_containers: list[dict] = (), restart_policy: str = "Always",
+def pod_phase(containers: list[dict], init_containers: Sequence[dict] = (), restart_policy: str = "Always",
               *, deadline_exceeded: bool = False, watcher_lost: bool = False) -> str:
     """The pod phase (docs/lifecycle.md, "Phases") from its container statuses, as the kubelet's getPhase.
 
@@ -455,8 +456,8 @@ def pod_phase(containers: list[dict], init_containers: list[dict] = (), restart_
         if kind == "terminated":
             if details.get("exitCode", 0) != 0:
                 init_failed += 1
-        elif kind == "waiting" and _last_terminated(status) is not None:
-            if _last_terminated(status).get("exitCode", 0) != 0:
+        elif kind == "waiting" and (last := _last_terminated(status)) is not None:
+            if last.get("exitCode", 0) != 0:
                 init_failed += 1
             else:
                 init_pending += 1
@@ -495,7 +496,7 @@ def pod_phase(containers: list[dict], init_containers: list[dict] = (), restart_
 
 # --- The STATUS column (kubectl get pods: printPod) ---------------------------
 
-def pod_status_text(containers: list[dict], init_containers: list[dict] = (), *, phase: str = "Pending",
+def pod_status_text(containers: list[dict], init_containers: Sequence[dict] = (), *, phase: str = "Pending",
                     reason: str = "", deletion: bool = False, watcher_lost: bool = False,
                     init_total: int | None = None) -> str:
     """What `kubectl get pods` shows in STATUS.
@@ -575,7 +576,7 @@ def pod_ready_text(containers: list[dict]) -> str:
     return f"{ready}/{len(containers)}"
 
 
-def pod_restart_count(containers: list[dict], init_containers: list[dict] = ()) -> int:
+def pod_restart_count(containers: list[dict], init_containers: Sequence[dict] = ()) -> int:
     """The RESTARTS column (kubectl): init containers' restarts while the pod
     initializes, the app containers' once it has."""
     initializing = any(not (_state(s)[0] == "terminated" and _state(s)[1].get("exitCode", 0) == 0)
@@ -653,7 +654,7 @@ def normalize_capability(name: str) -> str:
     raise ValueError(f'unknown capability "{name}"')
 
 
-def effective_capabilities(privileged: bool, add: list[str] = (), drop: list[str] = ()) -> frozenset[str]:
+def effective_capabilities(privileged: bool, add: Sequence[str] = (), drop: Sequence[str] = ()) -> frozenset[str]:
     """The bounding set of a container (moby TweakCapabilities, containerd CRI).
 
     Privileged: every capability. Otherwise start from all (add contains
@@ -690,7 +691,7 @@ MANAGED_HOSTS_HEADER = "# Kubernetes-managed hosts file.\n"
 MANAGED_HOSTS_HEADER_HOST_NETWORK = "# Kubernetes-managed hosts file (host network).\n"
 
 
-def managed_hosts_file(ip: str, hostname: str, aliases: list = ()) -> str:
+def managed_hosts_file(ip: str, hostname: str, aliases: Sequence = ()) -> str:
     """kubelet managedHostsFileContent: the /etc/hosts of a pod with its own network.
 
     `aliases` are spec.hostAliases (objects with .ip and .hostnames). A pod
@@ -707,12 +708,12 @@ def managed_hosts_file(ip: str, hostname: str, aliases: list = ()) -> str:
     return "".join(lines) + host_aliases_entries(aliases)
 
 
-def host_network_hosts_file(host_content: str, aliases: list = ()) -> str:
+def host_network_hosts_file(host_content: str, aliases: Sequence = ()) -> str:
     """kubelet nodeHostsFileContent: a hostNetwork pod's /etc/hosts is the node's, copied, with a header."""
     return MANAGED_HOSTS_HEADER_HOST_NETWORK + host_content + host_aliases_entries(aliases)
 
 
-def host_aliases_entries(aliases: list) -> str:
+def host_aliases_entries(aliases: Sequence) -> str:
     """kubelet hostsEntriesFromHostAliases: a blank line, a comment, then `IP<TAB>name<TAB>name` per alias."""
     if not aliases:
         return ""
@@ -837,7 +838,7 @@ def _names(statuses: list[dict]) -> str:
     return "[" + " ".join(s["name"] for s in statuses) + "]"     # Go's %s of a []string
 
 
-def pod_conditions(containers: list[dict], init_containers: list[dict] = (), *, created: str,
+def pod_conditions(containers: list[dict], init_containers: Sequence[dict] = (), *, created: str,
                    start_time: str = "", phase: str = "Pending") -> list[dict]:
     """status.conditions of a pod, in the kubelet's order (pkg/kubelet/status/generate.go):
     PodReadyToStartContainers, Initialized, Ready, ContainersReady, PodScheduled.

@@ -47,9 +47,9 @@ class Projection:
     """One source of files in a configMap, secret, downwardAPI or projected volume."""
     kind: str                       # "configMap" | "secret" | "downwardAPI"
     name: str = ""                  # configMap/secret: the object's name
-    items: list[KeyToPath] = field(list)     # configMap/secret: [] = every key, at its own name
+    items: list[KeyToPath] = field(factory=list)     # configMap/secret: [] = every key, at its own name
     optional: bool = False          # configMap/secret: a missing object (or key) is not an error
-    files: list[DownwardFile] = field(list)  # downwardAPI
+    files: list[DownwardFile] = field(factory=list)  # downwardAPI
 
 
 @record
@@ -60,21 +60,21 @@ class Volume:
     size_limit: int | None = None   # bytes; emptyDir only
     host_path: str = ""             # hostPath only
     host_path_type: str = ""        # hostPath: "", "Directory", "DirectoryOrCreate", "File", ...
-    sources: list[Projection] = field(list)  # configMap/secret/downwardAPI: one; projected: in order
+    sources: list[Projection] = field(factory=list)  # configMap/secret/downwardAPI: one; projected: in order
     default_mode: int | None = None # configMap/secret/downwardAPI/projected; None = 0644
 
 
 @record
 class HostAlias:
     ip: str
-    hostnames: list[str] = field(list)
+    hostnames: list[str] = field(factory=list)
 
 
 @record
 class SecurityContext:
     privileged: bool = False
-    cap_add: list[str] = field(list)      # canonical names without CAP_, or "ALL"
-    cap_drop: list[str] = field(list)
+    cap_add: list[str] = field(factory=list)      # canonical names without CAP_, or "ALL"
+    cap_drop: list[str] = field(factory=list)
     run_as_user: int | None = None
     run_as_group: int | None = None
     allow_privilege_escalation: bool | None = None
@@ -124,17 +124,17 @@ class ContainerPort:
 class ContainerSpec:
     name: str
     command: list[str]
-    args: list[str] = field(list)
-    env: list[EnvVar] = field(list)
-    env_from: list[EnvFrom] = field(list)
-    ports: list[ContainerPort] = field(list)
+    args: list[str] = field(factory=list)
+    env: list[EnvVar] = field(factory=list)
+    env_from: list[EnvFrom] = field(factory=list)
+    ports: list[ContainerPort] = field(factory=list)
     working_dir: str = ""
     image: str = ""                  # a local directory is used as the root; anything else is only shown
-    volume_mounts: list[VolumeMount] = field(list)
-    security: SecurityContext = field(SecurityContext)
-    resources: Resources = field(Resources)
-    post_start: list[str] = field(list)   # exec command, empty = none
-    pre_stop: list[str] = field(list)
+    volume_mounts: list[VolumeMount] = field(factory=list)
+    security: SecurityContext = field(factory=SecurityContext)
+    resources: Resources = field(factory=Resources)
+    post_start: list[str] = field(factory=list)   # exec command, empty = none
+    pre_stop: list[str] = field(factory=list)
     init: bool = False               # run under nsbox's tiny init (signal forwarding, reaping)
     stdin: bool = False              # -i: keep stdin open (attached by the CLI)
     tty: bool = False                # -t
@@ -149,12 +149,12 @@ class PodSpec:
     name: str
     namespace: str = "default"
     uid: str = ""
-    labels: dict[str, str] = field(dict)
-    annotations: dict[str, str] = field(dict)
+    labels: dict[str, str] = field(factory=dict)
+    annotations: dict[str, str] = field(factory=dict)
     creation_timestamp: str = ""     # RFC 3339, UTC
-    containers: list[ContainerSpec] = field(list)
-    init_containers: list[ContainerSpec] = field(list)
-    volumes: list[Volume] = field(list)
+    containers: list[ContainerSpec] = field(factory=list)
+    init_containers: list[ContainerSpec] = field(factory=list)
+    volumes: list[Volume] = field(factory=list)
     restart_policy: str = "Always"   # Always | OnFailure | Never
     termination_grace_period: int = 30
     active_deadline_seconds: int | None = None
@@ -167,10 +167,10 @@ class PodSpec:
     run_as_group: int | None = None
     fs_group: int | None = None      # pod securityContext: supplementary group of every process, owner of volumes
     fs_group_change_policy: str = "" # "" (= Always) | "Always" | "OnRootMismatch"
-    supplemental_groups: list[int] = field(list)
+    supplemental_groups: list[int] = field(factory=list)
     supplemental_groups_policy: str = ""   # "" (= Merge) | "Merge" | "Strict"
-    sysctls: dict[str, str] = field(dict)  # namespaced sysctls, set in the pod's namespaces (in order)
-    host_aliases: list[HostAlias] = field(list)
+    sysctls: dict[str, str] = field(factory=dict)  # namespaced sysctls, set in the pod's namespaces (in order)
+    host_aliases: list[HostAlias] = field(factory=list)
     auto_remove: bool = False        # `run --rm`: the pod removes itself when its containers have ended
     source: str = "cli"              # "cli" or "manifest"; a manifest pod keeps its original object
     manifest: dict[str, Any] | None = None

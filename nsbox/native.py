@@ -108,10 +108,10 @@ class SpawnRequest:
     env: list[str]              # "K=V"
     cwd: str = "/"
     clone_flags: int = 0        # CLONE_NEW* created for the child
-    join: list[tuple[int, int]] = field(list)  # (fd, nstype)
+    join: list[tuple[int, int]] = field(factory=list)  # (fd, nstype)
     cgroup_fd: int = -1         # cgroup v2 directory: CLONE_INTO_CGROUP
-    cgroup_procs: list[str] = field(list)      # v1 joins
-    ops: list[MountOp] = field(list)
+    cgroup_procs: list[str] = field(factory=list)      # v1 joins
+    ops: list[MountOp] = field(factory=list)
     hostname: str | None = None
     uid: int | None = None      # None = keep
     gid: int | None = None
@@ -124,7 +124,7 @@ class SpawnRequest:
     setsid: bool = True
     ctty: bool = False          # stdin becomes the controlling terminal
     pdeathsig: int = 0
-    keep_fds: list[int] = field(list)
+    keep_fds: list[int] = field(factory=list)
     # The child becomes a tiny init (INIT_PROGRAM: signal forwarding, reaping)
     # and argv runs as its child: spawn() returns the init's pid, whose exit
     # code is argv's, or 128+N if signal N killed it.
@@ -272,7 +272,7 @@ def spawn(req: SpawnRequest) -> tuple[int, int]:
         try:
             c.init_exe_fd = os.open(INIT_PROGRAM, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
-            raise SpawnError(e.errno, "init", INIT_PROGRAM) from None
+            raise SpawnError(e.errno, "init", INIT_PROGRAM) from None  # type: ignore[arg-type]  # set by open(2)
     try:
         pid = lib.nsbox_spawn(c, pidfd, err)
     finally:

@@ -327,7 +327,7 @@ def _read_all(fd: int, timeout: float) -> bytes | None:
     """Everything written to a pipe until its writer closes it; None on timeout."""
     import selectors
     deadline = time.monotonic() + timeout
-    chunks = []
+    chunks: list[bytes] = []
     with selectors.DefaultSelector() as sel:
         sel.register(fd, selectors.EVENT_READ)
         while True:

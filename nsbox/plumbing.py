@@ -163,7 +163,7 @@ def netlink_step(what: str, kind: str = "") -> Iterator[None]:
         # neither built in nor loadable.
         if kind and code == errno.EOPNOTSUPP:
             raise NsboxError(f"{what}: the kernel has no {kind} support (try: modprobe {kind})") from None
-        raise NsboxError(f"{what}: {os.strerror(code)}") from None
+        raise NsboxError(f"{what}: {os.strerror(code)}") from None  # type: ignore[arg-type]  # set by the kernel
 
 
 def delete_link(name: str) -> bool:

@@ -85,9 +85,9 @@ def not_found(kind: str, name: str) -> str:
 @record
 class EnvConfig:
     """A container's variables from objects, resolved at one start."""
-    from_env: dict[str, str] = field(dict)     # envFrom, prefixes applied, in order
-    values: dict[int, str] = field(dict)       # index in ContainerSpec.env -> value (absent: optional, missing)
-    skipped: list[str] = field(list)           # event messages: envFrom keys that are no variable names
+    from_env: dict[str, str] = field(factory=dict)     # envFrom, prefixes applied, in order
+    values: dict[int, str] = field(factory=dict)       # index in ContainerSpec.env -> value (absent: optional, missing)
+    skipped: list[str] = field(factory=list)           # event messages: envFrom keys that are no variable names
 
 
 def env_config(root: str, pod: PodSpec, c: ContainerSpec) -> EnvConfig:

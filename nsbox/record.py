@@ -4,18 +4,26 @@
 class compiles generated code: ≈ 25 ms of every CLI start and ≈ 0.5 MB in
 every watcher (bench/results/2026-11-26-profile.md). A class written as a
 dataclass would be — annotated fields in order, a default after `=`, and
-`field(list)` for a default made fresh for each instance — gets from
+`field(factory=list)` for a default made fresh for each instance — gets from
 `@record` an `__init__` (positional or keyword), `__repr__` and `__eq__`;
 `as_dict` turns records into plain dicts and lists, as `dataclasses.asdict`.
 """
 
 from __future__ import annotations
 
+TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from typing import Callable, TypeVar
+
+    from typing_extensions import dataclass_transform
+
+    _T = TypeVar("_T")
+
 _REQUIRED = object()
 
 
-class field:
-    """A default made fresh for each instance: `labels: dict[str, str] = field(dict)`."""
+class _Field:
+    """A default made fresh for each instance: `labels: dict[str, str] = field(factory=dict)`."""
 
     __slots__ = ("factory",)
 
@@ -23,7 +31,7 @@ class field:
         self.factory = factory
 
 
-def record(cls):
+def _record(cls):
     names = tuple(cls.__dict__.get("__annotations__", {}))
     defaults = tuple(cls.__dict__.get(n, _REQUIRED) for n in names)
     for n in names:                       # the defaults live in `defaults`, not on the class
@@ -31,8 +39,8 @@ def record(cls):
             delattr(cls, n)
     known = frozenset(names)
     required = [n for n, d in zip(names, defaults) if d is _REQUIRED]
-    factories = [(n, d.factory) for n, d in zip(names, defaults) if type(d) is field]
-    plain = {n: d for n, d in zip(names, defaults) if d is not _REQUIRED and type(d) is not field}
+    factories = [(n, d.factory) for n, d in zip(names, defaults) if type(d) is _Field]
+    plain = {n: d for n, d in zip(names, defaults) if d is not _REQUIRED and type(d) is not _Field}
 
     def __init__(self, *args, **kwargs):
         if args:
@@ -70,6 +78,19 @@ def record(cls):
     cls.__eq__ = __eq__
     cls.__hash__ = None                   # mutable, compared by value: not hashable (as a dataclass)
     return cls
+
+
+if TYPE_CHECKING:
+    # What `record` and `field` are to type checkers (PEP 681): a dataclass-like
+    # decorator, and a field specifier whose `factory` they see as a default only
+    # when given by keyword.
+    def field(*, factory: Callable[[], _T]) -> _T: ...
+
+    @dataclass_transform(eq_default=True, field_specifiers=(field,))
+    def record(cls: type[_T]) -> type[_T]: ...
+else:
+    field = _Field
+    record = _record
 
 
 def as_dict(value):

@@ -35,7 +35,7 @@ class Identity:
     caps: native.CapSets
     no_new_privs: bool
     privileged: bool
-    groups: list[int] = field(list)
+    groups: list[int] = field(factory=list)
 
 
 @record
@@ -43,7 +43,7 @@ class User:
     """Who a container's processes are: `status.containerStatuses[].user.linux` (kubelet ≥ 1.31)."""
     uid: int
     gid: int
-    groups: list[int] = field(list)     # supplementary groups, the primary gid first
+    groups: list[int] = field(factory=list)     # supplementary groups, the primary gid first
 
 
 def mask(names: frozenset[str]) -> int:

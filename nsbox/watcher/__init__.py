@@ -146,8 +146,10 @@ def _watcher_main(root: Root, uid: str, ready_fd: int, adopt: bool,
     try:
         watcher.start(ready_fd)
         # Forked from the CLI: give back what only the CLI needed, unless nsbox-idle replaces it all.
-        watcher.loop.at(SHED_DELAY, lambda: watcher.hibernation.can_hibernate() or _shed_cli_memory(),
-                        keeps_awake=False)
+        def shed() -> None:
+            if not watcher.hibernation.can_hibernate():
+                _shed_cli_memory()
+        watcher.loop.at(SHED_DELAY, shed, keeps_awake=False)
         watcher.run()
     except BaseException as e:
         import traceback               # here: the CLIs that import this module only to talk to a watcher skip it

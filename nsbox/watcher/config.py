@@ -4,6 +4,7 @@ and containers that wait for an object before they can start."""
 from __future__ import annotations
 
 import os
+from functools import partial
 
 # `nsbox.projection` is imported where it is used: a pod that uses no object never loads it.
 TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
@@ -85,7 +86,7 @@ class ConfigVolumes:
 
     def retry_in(self, r: Running, delay: float) -> None:
         """Try to start `r` again in `delay` seconds; hibernation hands the timer over to nsbox-idle."""
-        r.config_timer = self.w.loop.at(delay, lambda r=r: self._retry(r), keeps_awake=False)
+        r.config_timer = self.w.loop.at(delay, partial(self._retry, r), keeps_awake=False)
 
     def _retry(self, r: Running) -> None:
         w = self.w

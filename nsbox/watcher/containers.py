@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 
 from nsbox import cgroups, kube, logs, native
 from nsbox.errors import NsboxError, WaitingForConfig
@@ -107,7 +108,7 @@ class Containers:
             return None
         except (NsboxError, OSError) as e:
             self.close_log(r)
-            self.w.loop.at(0, lambda r=r, e=e: self._record_start_failure(r, e))
+            self.w.loop.at(0, partial(self._record_start_failure, r, e))
             return str(e)
 
     def start(self, r: Running) -> None:
@@ -168,11 +169,11 @@ class Containers:
             hooks.run(w, r, c.post_start, "PostStart")
 
     def reap_as_child(self, r: Running) -> None:
-        self.w.loop.children[r.pid] = lambda status, r=r: self.exited(r, status)
+        self.w.loop.children[r.pid] = partial(self.exited, r)
 
     def watch_adopted(self, r: Running) -> None:
         """An adopted process is not our child: its pidfd tells when it ends."""
-        self.w.loop.watch(r.pidfd, lambda _fd, r=r: self.adopted_exit(r))
+        self.w.loop.watch(r.pidfd, lambda _fd: self.adopted_exit(r))
 
     def _record_start_failure(self, r: Running, e: Exception) -> None:
         self.close_log(r)
@@ -196,7 +197,7 @@ class Containers:
                     r.pidfd = pidfd
                     self.watch_adopted(r)
                 else:
-                    self.w.loop.every(0.1, lambda r=r: self._poll_adopted(r))
+                    self.w.loop.every(0.1, partial(self._poll_adopted, r))
             elif "running" in r.state:
                 r.state = {"terminated": {"exitCode": 137, "reason": "Unknown",
                                           "message": "exited while the pod had no watcher",
@@ -207,7 +208,7 @@ class Containers:
     def log_stream(self, r: Running, fd: int, stream: str) -> None:
         """What `r` writes to the pipe `fd` goes into its log, as `stream`."""
         r.streams[fd] = logs.StreamWriter(r.log_fd, stream)
-        self.w.loop.watch(fd, lambda fd, r=r: self._on_output(r, fd))
+        self.w.loop.watch(fd, partial(self._on_output, r))
 
     def _on_output(self, r: Running, fd: int) -> None:
         try:
@@ -329,7 +330,7 @@ class Containers:
 
     def restart_in(self, r: Running, delay: float) -> None:
         """Restart `r` in `delay` seconds; hibernation hands the timer over to nsbox-idle."""
-        r.restart_timer = self.w.loop.at(delay, lambda r=r: self._restart(r), keeps_awake=False)
+        r.restart_timer = self.w.loop.at(delay, partial(self._restart, r), keeps_awake=False)
 
     def _restart(self, r: Running) -> None:
         r.restart_timer = None

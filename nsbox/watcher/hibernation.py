@@ -95,6 +95,7 @@ class Hibernation:
         resume = "import sys; sys.path[:] = %r; from nsbox.watcher import resume; resume(%d)" % (path, state_fd)
         argv = [w.title, "--check", w.paths.pod_json]
         adopted = [r.pidfd for r in w.containers if r.running and not r.child]
+        assert w.server.listener is not None      # listening since start()
         for fd in [w.server.listener.fileno(), *adopted]:
             argv += ["--wake-on", str(fd)]
         for r in w.containers:
@@ -120,6 +121,7 @@ class Hibernation:
     def handoff(self) -> tuple[dict[str, Any], list[int]]:
         """What resume() needs that status.json does not hold, and the descriptors that must survive."""
         w = self.w
+        assert w.server.listener is not None      # listening since start()
         listener = w.server.listener.fileno()
         fds = [listener, w.lock.fd]
         fds += [fd for fd in (w.state.pid_ns_fd, w.state.host_netns_fd) if fd >= 0]

@@ -25,14 +25,14 @@ class PodState:
     phase: str = "Pending"
     reason: str = ""                       # with phase Failed: DeadlineExceeded, Evicted (final)
     message: str = ""
-    start_time: str = field(kube.rfc3339)
+    start_time: str = field(factory=kube.rfc3339)
     pod_ip: str = ""                       # --network bridge: this pod's address (network.py)
     pause_pid: int = 0                     # PID 1 of the shared PID namespace (shareProcessNamespace)
     pause_start: int = 0
-    events: list[dict[str, Any]] = field(list)
-    exit_codes: dict[str, int] = field(dict)         # containers that ended for good
-    etc_files: dict[str, str] = field(dict)          # /etc/hosts & co. written for the pod (sandbox.py)
-    mount_errors: dict[str, str] = field(dict)       # config volume -> why it cannot be set up (FailedMount)
+    events: list[dict[str, Any]] = field(factory=list)
+    exit_codes: dict[str, int] = field(factory=dict)         # containers that ended for good
+    etc_files: dict[str, str] = field(factory=dict)          # /etc/hosts & co. written for the pod (sandbox.py)
+    mount_errors: dict[str, str] = field(factory=dict)       # config volume -> why it cannot be set up (FailedMount)
     pid_ns_fd: int = -1                    # containers join this PID namespace
     host_netns_fd: int = -1                # --network bridge: the host's netns, to plumb and unplug the veth
 
@@ -95,8 +95,8 @@ class ContainerState:
     restart_count: int = 0
     backoff_index: int = 0
     started_mono: float = 0.0
-    state: dict[str, Any] = field(_creating)
-    last_state: dict[str, Any] = field(dict)
+    state: dict[str, Any] = field(factory=_creating)
+    last_state: dict[str, Any] = field(factory=dict)
     log_fd: int = -1
     oom_before: int = 0
 

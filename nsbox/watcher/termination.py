@@ -8,6 +8,7 @@ import errno
 import os
 import signal
 import time
+from functools import partial
 
 from nsbox import kube, native
 from nsbox.errors import NsboxError
@@ -46,7 +47,7 @@ class Termination:
                 self.kill_deadline = t0 + grace
                 for r in w.containers:
                     if r.running:
-                        w.loop.at(grace, lambda r=r: (self._term(r), self._kill_if_due(r)))
+                        w.loop.at(grace, partial(self._term_or_kill, r))
             return
         self.terminating = True
         self.deletion = self.deletion or {}
@@ -67,11 +68,19 @@ class Termination:
                 continue
             w.event("Normal", "Killing", f"Stopping container {r.spec.name}", r.spec.name)
             if r.spec.pre_stop and not force and grace > 0 and r.child:
-                hook_timer = w.loop.at(grace, lambda r=r: self._term(r))
+                hook_timer = w.loop.at(grace, partial(self._term, r))
                 hooks.run(w, r, r.spec.pre_stop, "PreStop",
-                          on_done=lambda ok, r=r, t=hook_timer: (t.cancel(), self._term(r)))
+                          on_done=partial(self._pre_stop_done, r, hook_timer))
             else:
                 self._term(r)
+
+    def _pre_stop_done(self, r: Running, timer: Timer, ok: bool) -> None:
+        timer.cancel()
+        self._term(r)
+
+    def _term_or_kill(self, r: Running) -> None:
+        self._term(r)
+        self._kill_if_due(r)
 
     def _term(self, r: Running) -> None:
         if not r.running or r.term_at:
@@ -79,7 +88,7 @@ class Termination:
         r.term_at = time.monotonic()
         self.w.containers.signal(r, signal.SIGTERM)
         kill_at = kube.sigkill_at(self.kill_deadline, r.term_at)
-        self.w.loop.at(kill_at - time.monotonic(), lambda r=r: self._kill(r))
+        self.w.loop.at(kill_at - time.monotonic(), partial(self._kill, r))
 
     def _kill_if_due(self, r: Running) -> None:
         """After a shorter second delete: SIGKILL now if the new deadline has passed, else at it
@@ -90,7 +99,7 @@ class Termination:
         if delay <= 0:
             self._kill(r)
         else:
-            self.w.loop.at(delay, lambda r=r: self._kill(r))
+            self.w.loop.at(delay, partial(self._kill, r))
 
     def _kill(self, r: Running) -> None:
         w = self.w
