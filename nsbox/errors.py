@@ -9,6 +9,8 @@ bug and keeps its traceback.
 class NsboxError(Exception):
     """A failure to report to the user as one `error:` line."""
 
+    warnings: list[str]     # set by some raisers: warnings about the same input, printed first
+
 
 class NotFound(NsboxError):
     pass

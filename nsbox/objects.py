@@ -176,10 +176,10 @@ def read_document(obj: dict[str, Any], label: str, namespace: str, namespace_exp
     else:
         _read_secret(r, obj, out)
     if holder.name:
-        key = (kind, holder.namespace, holder.name)
-        if key in seen:
-            r.problem(f"metadata.name: Duplicate value: {show(holder.name)} (also in {seen[key]})")
-        seen.setdefault(key, label)
+        ident = (kind, holder.namespace, holder.name)
+        if ident in seen:
+            r.problem(f"metadata.name: Duplicate value: {show(holder.name)} (also in {seen[ident]})")
+        seen.setdefault(ident, label)
     return (None if r.problems else out), r.problems, r.warnings
 
 

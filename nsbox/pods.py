@@ -47,8 +47,8 @@ class PodView:
     deletion: dict[str, Any] | None
     watcher_alive: bool
     report_pipe: int = -1          # `create(follow=True)`: where the watcher reports the exit codes
-    logs: dict[str, Any] = field(dict)   # and the containers' first logs, already open
-    start_errors: list[str] = field(list)  # containers that could not start (StartError)
+    logs: dict[str, Any] = field(factory=dict)   # and the containers' first logs, already open
+    start_errors: list[str] = field(factory=list)  # containers that could not start (StartError)
 
     def container_status(self, name: str) -> dict[str, Any] | None:
         for st in self.status.get("containers", []):
@@ -95,7 +95,7 @@ class Runtime:
             raise NotFound(f'pod "{name}" not found')
         return v
 
-    def list(self, namespace: str | None) -> Iterator[PodView]:
+    def pods(self, namespace: str | None) -> Iterator[PodView]:
         for _ns, _name, uid in self.root.names(namespace):
             v = self.view(self.root.pod(uid))
             if v is not None:

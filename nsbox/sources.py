@@ -86,7 +86,7 @@ class Sources:
             with open(path, "rb") as f:
                 value = f.read()
         except OSError as e:
-            raise NsboxError(f"open {path}: {e.strerror.lower()}") from None
+            raise NsboxError(f"open {path}: {(e.strerror or str(e)).lower()}") from None
         try:
             value.decode("utf-8")
             text = True
@@ -155,7 +155,7 @@ def _stat(path: str) -> os.stat_result:
     try:
         return os.stat(path)
     except OSError as e:
-        raise NsboxError(f"error reading {path}: {e.strerror.lower()}") from None
+        raise NsboxError(f"error reading {path}: {(e.strerror or str(e)).lower()}") from None
 
 
 def _env_key_errors(key: str) -> list[str]:

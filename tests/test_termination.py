@@ -172,7 +172,7 @@ def test_reading_a_pod_whose_watcher_died_mid_termination_changes_nothing_until_
     write_json(paths.pod_json, PodSpec(name="orphan", uid=paths.uid).to_dict())
     write_json(paths.deletion_json, {"deletionTimestamp": "2026-12-05T18:00:00Z", "gracePeriodSeconds": 4})
     rt.root.claim("default", "orphan", paths.uid)
-    views = [rt.get("default", "orphan"), *rt.list(None), rt.view(paths)]
+    views = [rt.get("default", "orphan"), *rt.pods(None), rt.view(paths)]
     assert launched == []
     assert all(v.deletion is not None and not v.watcher_alive for v in views)
     assert rt.repair(views[0]) is views[0]

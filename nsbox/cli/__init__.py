@@ -104,7 +104,7 @@ class _Formatter(argparse.HelpFormatter):
 
     def __init__(self, prog: str) -> None:
         try:
-            columns = int(os.environ.get("COLUMNS") or os.get_terminal_size(sys.__stdout__.fileno()).columns)
+            columns = int(os.environ.get("COLUMNS") or os.get_terminal_size().columns)
         except (ValueError, OSError, AttributeError):
             columns = 80
         super().__init__(prog, width=max(columns - 2, 20))

@@ -92,7 +92,7 @@ def cmd_pod_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kv_list(items: list[str], what: str) -> dict[str, str]:
+def _kv_list(items: list[str] | None, what: str) -> dict[str, str]:
     out = {}
     for item in items or []:
         if "=" not in item:
@@ -209,7 +209,7 @@ def _run(args: argparse.Namespace, rt: Any, stdio: tuple[int, int, int] | None, 
     if not (args.attach or args.interactive or args.tty):
         print(f"pod/{pod_name} created" if not args.pod else f"container/{args.name} started in pod/{pod_name}")
         return 0
-    if master >= 0:
+    if master >= 0 and stdio is not None:
         _close_quietly(stdio[0])         # the container has the terminal's slave side now
         return attach_terminal(rt, view, args.name, master)
     return attach(rt, view, args.name)

@@ -59,7 +59,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if configs and not targets:
             return config_status
     elif args.all:
-        targets = [(v.spec.namespace, v.spec.name) for v in map(rt.repair, rt.list(args.namespace))]
+        targets = [(v.spec.namespace, v.spec.name) for v in map(rt.repair, rt.pods(args.namespace))]
     else:
         targets = [(args.namespace, n) for n in args.names]
     if not targets and not args.all:

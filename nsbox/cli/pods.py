@@ -45,7 +45,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     if names:
         views = [looked_at(rt, args.namespace, n) for n in names]
     else:
-        views = [rt.repair(v) for v in rt.list(None if args.all_namespaces else args.namespace)]
+        views = [rt.repair(v) for v in rt.pods(None if args.all_namespaces else args.namespace)]
     if args.selector:
         views = [v for v in views if status.match_selector(v.spec.labels, args.selector)]
     out = args.output or ""
@@ -255,7 +255,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     cg = cgroups.detect()
     rt = runtime(args)
     views = [looked_at(rt, args.namespace, args.name)] if args.name \
-        else [rt.repair(v) for v in rt.list(args.namespace)]
+        else [rt.repair(v) for v in rt.pods(args.namespace)]
     rows = [["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"] if args.containers else ["NAME", "CPU(cores)", "MEMORY(bytes)"]]
     for v in views:
         targets = [(c.name, cg.container_path(v.spec.uid, c.name)) for c in v.spec.containers] \

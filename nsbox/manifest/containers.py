@@ -157,7 +157,7 @@ class ContainerReader(Reader):
         return out
 
     def lifecycle(self, item: dict, where: str) -> tuple[list[str], list[str]]:
-        hooks = {"postStart": [], "preStop": []}
+        hooks: dict[str, list[str]] = {"postStart": [], "preStop": []}
         lifecycle = self.get(item, "lifecycle", where, "object")
         if lifecycle is None:
             return hooks["postStart"], hooks["preStop"]

@@ -33,7 +33,7 @@ def pod_to_manifest(spec: PodSpec) -> dict[str, Any]:
     if annotations:
         metadata["annotations"] = annotations
     if spec.manifest is not None and isinstance(spec.manifest.get("spec"), dict):
-        pod_spec = _normalised_spec(spec)
+        pod_spec = _normalised_spec(spec, spec.manifest["spec"])
     else:
         pod_spec = _built_spec(spec)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
@@ -58,8 +58,9 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def _normalised_spec(spec: PodSpec) -> dict[str, Any]:
-    out = _without_nulls(copy.deepcopy(spec.manifest["spec"]))
+def _normalised_spec(spec: PodSpec, written: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's own pod spec (`written`), with what nsbox decided filled in."""
+    out = _without_nulls(copy.deepcopy(written))
     out["restartPolicy"] = spec.restart_policy
     out["terminationGracePeriodSeconds"] = spec.termination_grace_period
     for volume in out.get("volumes") or []:

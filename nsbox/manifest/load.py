@@ -85,7 +85,8 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
 
 def _parse_json(text: str) -> list[Any]:
     decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates)
-    objects, i = [], 0
+    objects: list[Any] = []
+    i = 0
     while True:
         while i < len(text) and text[i].isspace():
             i += 1
@@ -119,7 +120,8 @@ def _yaml_loader(yaml):
     if _LOADER is not None:
         return _LOADER
 
-    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    # libyaml's C loader where PyYAML was built with it: chosen at run time
+    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
         pass
 
     def mapping(loader, node):

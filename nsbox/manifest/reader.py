@@ -9,7 +9,7 @@ for ConfigMaps and Secrets (nsbox.objects).
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, TypeVar
 
 from .. import kube
 from ..model import PodSpec
@@ -34,6 +34,8 @@ def show(value: Any) -> str:
 def join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
+
+_Q = TypeVar("_Q")          # what a quantity parser returns: an int, or a Fraction
 
 class Findings:
     """What reading one object found. `container_refs` holds the
@@ -265,7 +267,7 @@ class Reader:
         seen.add(name)
         return name
 
-    def quantity(self, value: Any, where: str, parse: Callable[[Any], int]) -> int | None:
+    def quantity(self, value: Any, where: str, parse: Callable[[Any], _Q]) -> _Q | None:
         try:
             return parse(value)
         except kube.QuantityError as e:
