@@ -19,10 +19,10 @@ class BuildExtAndPrograms(build_ext):
         super().run()
         out = "nsbox" if self.inplace else os.path.join(self.build_lib, "nsbox")
         for name, source in self.PROGRAMS.items():
-            objects = self.compiler.compile([source], output_dir=self.build_temp,
-                                            extra_postargs=["-std=gnu11", "-Wall", "-Wextra", "-O2"])
+            objects = self.compiler.compile(
+                [source], output_dir=self.build_temp, extra_postargs=["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+            )
             self.compiler.link_executable(objects, name, output_dir=out)
 
 
-setup(cffi_modules=["nsbox/_native_build.py:ffibuilder"],
-      cmdclass={"build_ext": BuildExtAndPrograms})
+setup(cffi_modules=["nsbox/_native_build.py:ffibuilder"], cmdclass={"build_ext": BuildExtAndPrograms})

@@ -2,7 +2,7 @@
 # setup.sh - install nsbox on a Debian/Ubuntu machine, then run the demo or the tests.
 #
 #   sudo ./setup.sh demo              # install, then `nsbox doctor` and `nsbox demo all`
-#   sudo ./setup.sh test [ARGS...]    # install with the test extra, then pytest (ARGS go to pytest)
+#   sudo ./setup.sh test [ARGS...]    # install with the test extra, then ruff + mypy (whole suite only) and pytest (ARGS go to pytest)
 #
 # What "install" does, each step only when needed (a re-run with nothing
 # changed is fast and works offline):
@@ -11,7 +11,7 @@
 #   - pip installs this checkout into it (not editable), skipped when the
 #     sources are unchanged since the last install (NSBOX_REINSTALL=1 forces it);
 #   - /usr/local/bin/nsbox -> <repo>/.venv/bin/nsbox.
-# Exit code: the demo's or pytest's.
+# Exit code: the demo's, or non-zero when a check or pytest failed.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -215,12 +215,22 @@ else
         if [ -e "${a%%::*}" ]; then paths=(); break; fi
     done
     [ -x "$VENV/bin/pytest" ] || die "pytest is not in .venv (the 'test' extra of pyproject.toml)"
+    # The whole suite starts with the lint and type checks (their settings: pyproject.toml).
+    if [ ${#paths[@]} -gt 0 ]; then
+        step "checking the code: ruff check, ruff format --check, mypy"
+        "$VENV/bin/ruff" check --quiet . 8>&- || rc=1
+        "$VENV/bin/ruff" format --check --quiet . 8>&- || rc=1
+        "$VENV/bin/mypy" 8>&- || rc=1
+        [ "$rc" = 0 ] || echo "error: the checks above failed (the tests run all the same)" >&2
+    fi
     shown=
     [ $# -gt 0 ] && shown=$(printf ' %q' "$@")
     step "running the tests: pytest${paths[*]:+ ${paths[*]}}$shown"
     # The pytest script, not `python -m pytest`: -m would put the repo root first
     # on sys.path, and the source nsbox/ (without the compiled _native) would
     # shadow the installed package.
-    "$VENV/bin/pytest" -q -p no:cacheprovider "${paths[@]}" "$@" 8>&- || rc=$?
+    prc=0
+    "$VENV/bin/pytest" -q -p no:cacheprovider "${paths[@]}" "$@" 8>&- || prc=$?
+    [ "$prc" = 0 ] || rc=$prc
 fi
 exit "$rc"

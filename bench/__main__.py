@@ -16,7 +16,7 @@ import sys
 import time
 
 from bench import peers, report, suites
-from bench.common import BenchError, log, loadavg
+from bench.common import BenchError, loadavg, log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(REPO, ".venv")
@@ -36,6 +36,7 @@ def installed_is_current() -> bool:
     """Does the package installed in .venv have the same Python files as the tree?"""
     import glob
     import sysconfig
+
     site = sysconfig.get_path("purelib", vars={"base": VENV, "platbase": VENV})
     tree = sorted(glob.glob(os.path.join(REPO, "nsbox", "*.py")))
     for path in tree:
@@ -66,26 +67,46 @@ def nsbox_env(args: argparse.Namespace, work: str) -> dict[str, str]:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench", description="nsbox against its peers (issue 8)")
-    p.add_argument("what", nargs="?", default="all",
-                   choices=["all", "oneshot", "podops", "footprint", "scale", "profile"],
-                   help="which part to run (default: all four measurements; `profile` is the analysis)")
-    p.add_argument("--nsbox", default=None,
-                   help=f"the nsbox command to time (default: {default_nsbox()!r}; "
-                        f"e.g. {os.path.join(REPO, '.venv/bin/nsbox')})")
-    p.add_argument("--pythonpath", default=None,
-                   help="PYTHONPATH for nsbox (default: the repo, when --nsbox is the default `-m nsbox`)")
-    p.add_argument("--no-bytecode-cache", action="store_true",
-                   help="keep PYTHONDONTWRITEBYTECODE=1 for nsbox (every module compiled on every call)")
+    p.add_argument(
+        "what",
+        nargs="?",
+        default="all",
+        choices=["all", "oneshot", "podops", "footprint", "scale", "profile"],
+        help="which part to run (default: all four measurements; `profile` is the analysis)",
+    )
+    p.add_argument(
+        "--nsbox",
+        default=None,
+        help=f"the nsbox command to time (default: {default_nsbox()!r}; e.g. {os.path.join(REPO, '.venv/bin/nsbox')})",
+    )
+    p.add_argument(
+        "--pythonpath",
+        default=None,
+        help="PYTHONPATH for nsbox (default: the repo, when --nsbox is the default `-m nsbox`)",
+    )
+    p.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="keep PYTHONDONTWRITEBYTECODE=1 for nsbox (every module compiled on every call)",
+    )
     p.add_argument("--work", default="/tmp/nsbox-bench", help="private work dir (nsbox --root is WORK/root)")
-    p.add_argument("--full", action="store_true",
-                   help="the full run: scale N=1000 (checkpoints 100, 500, 1000), 30 reps, podman scale 500")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="the full run: scale N=1000 (checkpoints 100, 500, 1000), 30 reps, podman scale 500",
+    )
     p.add_argument("-n", "--scale-n", type=int, default=None, help="pods in the scale test (quick: 100)")
     p.add_argument("--podman-n", type=int, default=None, help="podman pods in the scale test (quick: 30)")
     p.add_argument("--batch", type=int, default=10, help="parallel batch size in the scale test")
     p.add_argument("--reps", type=int, default=None, help="timed repetitions per cell (quick: 10)")
     p.add_argument("--footprint-pods", type=int, default=10, help="pods per runtime in the footprint test")
-    p.add_argument("--skip", action="append", default=[], metavar="RUNTIME",
-                   help="leave out a peer (podman, crun, runc, bwrap, unshare)")
+    p.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="RUNTIME",
+        help="leave out a peer (podman, crun, runc, bwrap, unshare)",
+    )
     p.add_argument("--no-install", action="store_true", help="do not apt-get missing peers")
     p.add_argument("--out", default=os.path.join(REPO, "bench", "results"), help="where results go")
     p.add_argument("--tag", default="", help="suffix of the result file names")
@@ -114,17 +135,24 @@ def main(argv: list[str]) -> int:
         return 2
     if args.what == "profile":
         from bench import analysis
+
         return analysis.main(args, nsbox_env(args, args.work))
 
     def to_interrupt(signum, frame):
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, to_interrupt)
     signal.signal(signal.SIGHUP, to_interrupt)
 
     tools = peers.ensure_packages(install=not args.no_install)
     skipped = {}
-    for tool, pkg in (("podman", "podman"), ("crun", "crun"), ("runc", "runc"), ("bwrap", "bubblewrap"),
-                      ("unshare", "util-linux")):
+    for tool, pkg in (
+        ("podman", "podman"),
+        ("crun", "crun"),
+        ("runc", "runc"),
+        ("bwrap", "bubblewrap"),
+        ("unshare", "util-linux"),
+    ):
         if tool not in tools:
             skipped[tool] = f"not installed (Debian package {pkg})"
     for s in args.skip:
@@ -140,9 +168,17 @@ def main(argv: list[str]) -> int:
     nsb = peers.Nsbox(shlex.split(args.nsbox), env, root)
     rts: dict = {"nsbox": nsb}
     meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.node(), "kernel": platform.release(),
-        "cpus": os.cpu_count(), "nsbox": nsb.describe(), "root": root, "mode": "full" if args.full else "quick",
-        "reps": args.reps, "load_before": loadavg(), "skipped": skipped, "versions": {},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "host": platform.node(),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "nsbox": nsb.describe(),
+        "root": root,
+        "mode": "full" if args.full else "quick",
+        "reps": args.reps,
+        "load_before": loadavg(),
+        "skipped": skipped,
+        "versions": {},
         "what": args.what,
     }
     t_start = time.monotonic()
@@ -185,32 +221,40 @@ def main(argv: list[str]) -> int:
         if args.what in ("all", "footprint"):
             baselines = []
             if py:
-                baselines.append(("ref: idle python (time.sleep)",
-                                  [py, "-c", "import time; time.sleep(60)"], env))
+                baselines.append(("ref: idle python (time.sleep)", [py, "-c", "import time; time.sleep(60)"], env))
             results["footprint"] = suites.footprint(rts, args.footprint_pods, baselines)
         if args.what in ("all", "scale"):
             checkpoints = sorted({c for c in (10, 100, 500, 1000, args.scale_n) if c <= args.scale_n})
-            results["scale"] = [suites.scale(nsb, args.scale_n, checkpoints, args.batch,
-                                             mem_of=lambda: suites.nsbox_scale_memory(nsb))]
+            results["scale"] = [
+                suites.scale(nsb, args.scale_n, checkpoints, args.batch, mem_of=lambda: suites.nsbox_scale_memory(nsb))
+            ]
             if "podman" in rts and args.podman_n > 0:
                 pc = sorted({c for c in checkpoints if c <= args.podman_n} | {args.podman_n})
-                results["scale"].append(suites.scale(rts["podman"], args.podman_n, pc, args.batch,
-                                                     mem_of=lambda: suites.podman_scale_memory(rts["podman"])))
+                results["scale"].append(
+                    suites.scale(
+                        rts["podman"],
+                        args.podman_n,
+                        pc,
+                        args.batch,
+                        mem_of=lambda: suites.podman_scale_memory(rts["podman"]),
+                    )
+                )
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
         results["meta"]["interrupted"] = True
-    except Exception as e:                       # noqa: BLE001 - report what was measured so far
+    except Exception as e:  # noqa: BLE001 - report what was measured so far
         import traceback
+
         traceback.print_exc()
         log(f"failed: {e!r}: cleaning up")
         results["meta"]["interrupted"] = f"failed: {e!r}"
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)     # the clean-up must finish
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the clean-up must finish
         for name in ("nsbox", "podman", "crun", "runc"):
             if name in rts:
                 try:
                     left = rts[name].cleanup()
-                except Exception as e:          # noqa: BLE001 - clean-up must go on
+                except Exception as e:  # noqa: BLE001 - clean-up must go on
                     left = [f"clean-up failed: {e}"]
                 if left:
                     leftovers[name] = left
@@ -234,6 +278,7 @@ def main(argv: list[str]) -> int:
 
 def _first_line(argv: list[str], env: dict[str, str]) -> str:
     import subprocess
+
     try:
         return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
     except (OSError, subprocess.TimeoutExpired):

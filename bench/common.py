@@ -14,13 +14,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
-NS = "nsbench"                 # the Kubernetes namespace every nsbox pod of the bench lives in
-TRAP_WAIT = "trap 'exit 0' TERM; sleep 1000000 & wait"   # a container that exits on SIGTERM,
+NS = "nsbench"  # the Kubernetes namespace every nsbox pod of the bench lives in
+TRAP_WAIT = "trap 'exit 0' TERM; sleep 1000000 & wait"  # a container that exits on SIGTERM,
 #                                                          without waking up (unlike a sleep-0.1 loop)
-TRAP_LOOP = "trap 'exit 0' TERM; while :; do sleep 0.1; done"   # the issue's cooperative container
+TRAP_LOOP = "trap 'exit 0' TERM; while :; do sleep 0.1; done"  # the issue's cooperative container
 
 
 class BenchError(Exception):
@@ -31,8 +31,9 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def run(argv: list[str], env: dict[str, str] | None = None, check: bool = True,
-        timeout: float = 120, capture: bool = False) -> subprocess.CompletedProcess:
+def run(
+    argv: list[str], env: dict[str, str] | None = None, check: bool = True, timeout: float = 120, capture: bool = False
+) -> subprocess.CompletedProcess:
     """Run a command quietly; with capture, its stdout is kept (text).
 
     Output goes to files, not pipes: a detached container (runc run -d) inherits them
@@ -42,8 +43,14 @@ def run(argv: list[str], env: dict[str, str] | None = None, check: bool = True,
     of 70 ms measured 113.
     """
     with tempfile.TemporaryFile("w+") as err, tempfile.TemporaryFile("w+") as out:
-        p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                             stdout=out if capture else subprocess.DEVNULL, stderr=err, text=True)
+        p = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out if capture else subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
         try:
             wait_exact(p, timeout)
         except BaseException:
@@ -84,6 +91,7 @@ def timed_fn(fn: Callable[[], object]) -> float:
 @dataclass
 class Series:
     """The samples of one (operation, runtime) cell."""
+
     op: str
     runtime: str
     samples: list[float] = field(default_factory=list)
@@ -110,6 +118,7 @@ class Case:
     prepare(i) -> ctx is untimed (e.g. make the pod to delete); measure(ctx) -> ms is the
     timed part; after(ctx) is untimed clean-up of what the measured step left.
     """
+
     runtime: str
     measure: Callable[[object], float]
     prepare: Callable[[int], object] = lambda i: i
@@ -145,6 +154,7 @@ def interleave(op: str, cases: list[Case], reps: int, warmup: int = 2) -> list[S
 
 
 # ---------------------------------------------------------------- processes and memory
+
 
 def smaps_rollup(pid: int) -> tuple[int, int]:
     """(RSS, PSS) of a process in KiB, from /proc/PID/smaps_rollup; (0, 0) if it is gone."""

@@ -52,8 +52,11 @@ def free_subnets(count: int) -> list[str]:
         dst = w[1] if w[0] in ("local", "broadcast", "unicast", "multicast") else w[0]
         if dst != "default":
             taken.append(ipaddress.ip_network(dst if "/" in dst else dst + "/32", strict=False))
-    free = [n for n in (ipaddress.ip_network(f"10.213.{x}.0/24") for x in random.sample(range(256), 256))
-            if not any(n.overlaps(t) for t in taken)]
+    free = [
+        n
+        for n in (ipaddress.ip_network(f"10.213.{x}.0/24") for x in random.sample(range(256), 256))
+        if not any(n.overlaps(t) for t in taken)
+    ]
     if len(free) < count:
         sys.exit("not enough free 10.213.x.0/24 subnets on this host")
     return [str(n) for n in free[:count]]
@@ -87,7 +90,7 @@ class NsboxPods:
 
 class PodmanPods:
     def __init__(self, work: str, subnet: str):
-        self.podman = peers.Podman(work, rootfs="")      # no image: a pod is its infra container
+        self.podman = peers.Podman(work, rootfs="")  # no image: a pod is its infra container
         self.net = f"nsbench-{random.randrange(16**6):06x}"
         self.subnet = subnet
         with open(os.path.join(self.podman.dir, "containers.conf"), "a") as f:
@@ -98,11 +101,16 @@ class PodmanPods:
 
     def setup(self) -> None:
         # The first pod create builds the pause image: untimed.
-        run(self.podman.cmd("pod", "create", "--network", "none", "--name", "nsbench-warm"), env=self.podman.env,
-            timeout=600)
+        run(
+            self.podman.cmd("pod", "create", "--network", "none", "--name", "nsbench-warm"),
+            env=self.podman.env,
+            timeout=600,
+        )
         run(self.podman.cmd("pod", "rm", "-f", "nsbench-warm"), env=self.podman.env)
-        run(self.podman.cmd("network", "create", "--internal", "--disable-dns", "--subnet", self.subnet, self.net),
-            env=self.podman.env)
+        run(
+            self.podman.cmd("network", "create", "--internal", "--disable-dns", "--subnet", self.subnet, self.net),
+            env=self.podman.env,
+        )
 
     def create(self, name: str, kind: str) -> float:
         network = self.net if kind == "bridge" else "none"
@@ -165,7 +173,7 @@ def main() -> None:
     nsbox_subnet, podman_subnet = free_subnets(2)
     bridge = f"nsbb{random.randrange(16**6):06x}"
     env = dict(os.environ, NSBOX_BRIDGE=bridge, NSBOX_BRIDGE_SUBNET=nsbox_subnet)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)        # as an installed package runs (bench/README.md)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed package runs (bench/README.md)
     env["PYTHONPYCACHEPREFIX"] = os.path.join(args.work, "pycache")
     argv = shlex.split(args.nsbox or default_nsbox())
     if args.nsbox is None and "-m" in argv:
@@ -195,32 +203,52 @@ def main() -> None:
 
         def label(rt: str, kind: str) -> str:
             return f"{rt} {'none' if rt == 'podman' and kind == 'loopback' else kind}"
+
         log(f"pod create: {', '.join(label(*c) for c in cases)} × {args.n}")
-        results += interleave("pod create", [
-            Case(label(rt, kind), prepare=lambda i, k=kind[0]: f"c{k}{i}",
-                 measure=lambda name, p=runtimes[rt], k=kind: p.create(name, k),
-                 after=lambda name, p=runtimes[rt]: name and p.force_delete(name))
-            for rt, kind in cases], args.n)
+        results += interleave(
+            "pod create",
+            [
+                Case(
+                    label(rt, kind),
+                    prepare=lambda i, k=kind[0]: f"c{k}{i}",
+                    measure=lambda name, p=runtimes[rt], k=kind: p.create(name, k),
+                    after=lambda name, p=runtimes[rt]: name and p.force_delete(name),
+                )
+                for rt, kind in cases
+            ],
+            args.n,
+        )
         log(f"delete: {', '.join(label(*c) for c in cases)} × {args.n}")
-        results += interleave("delete pod", [
-            Case(label(rt, kind), prepare=lambda i, p=runtimes[rt], k=kind: made(p, f"d{k[0]}{i}", k),
-                 measure=runtimes[rt].delete, after=lambda name, p=runtimes[rt]: name and p.force_delete(name))
-            for rt, kind in cases], args.n)
+        results += interleave(
+            "delete pod",
+            [
+                Case(
+                    label(rt, kind),
+                    prepare=lambda i, p=runtimes[rt], k=kind: made(p, f"d{k[0]}{i}", k),
+                    measure=runtimes[rt].delete,
+                    after=lambda name, p=runtimes[rt]: name and p.force_delete(name),
+                )
+                for rt, kind in cases
+            ],
+            args.n,
+        )
         for kind in ("loopback", "bridge"):
             memory[kind] = watcher_memory(nsbox, kind)
     except (BenchError, subprocess.TimeoutExpired) as e:
         log(f"failed: {e}")
     finally:
         nsbox.cleanup()
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True)     # if gc could not
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)  # if gc could not
         if "podman" in runtimes:
             left = runtimes["podman"].cleanup()
             if left:
                 log(f"podman: left after clean-up: {left}")
 
     labels = [s.runtime for s in results if s.op == "pod create"]
-    print(f"`{shlex.join(argv)}`, medians of {args.n}, ms (min–max); nsbox bridge {bridge} {nsbox_subnet}"
-          + (f", podman network {podman_subnet}" if "podman" in runtimes else ""))
+    print(
+        f"`{shlex.join(argv)}`, medians of {args.n}, ms (min–max); nsbox bridge {bridge} {nsbox_subnet}"
+        + (f", podman network {podman_subnet}" if "podman" in runtimes else "")
+    )
     print()
     print("| | " + " | ".join(labels) + " |")
     print("|---" * (len(labels) + 1) + "|")
@@ -236,7 +264,9 @@ def main() -> None:
                 print(f"- {rt}: a bridge pod costs {a.median - b.median:+.0f} ms per {op}")
     print(f"- nsbox: first bridge pod (makes the bridge): {first:.0f} ms")
     for kind, m in memory.items():
-        text = ", ".join(f"{phase} {rss / 1024:.1f} MB RSS / {pss / 1024:.1f} MB PSS" for phase, (rss, pss) in m.items())
+        text = ", ".join(
+            f"{phase} {rss / 1024:.1f} MB RSS / {pss / 1024:.1f} MB PSS" for phase, (rss, pss) in m.items()
+        )
         print(f"- nsbox {kind} pod's watcher: {text}")
 
 

@@ -15,12 +15,18 @@ import shutil
 import subprocess
 import time
 
-from bench.common import (NS, BenchError, argv0, descendants, children_map, kill_pids, log,
-                          pids_matching, run, timed)
+from bench.common import NS, BenchError, argv0, children_map, descendants, kill_pids, log, pids_matching, run, timed
 
-PEER_PACKAGES = {"crun": "crun", "runc": "runc", "podman": "podman", "bwrap": "bubblewrap",
-                 "busybox": "busybox-static", "unshare": "util-linux", "strace": "strace",
-                 "nsenter": "util-linux"}
+PEER_PACKAGES = {
+    "crun": "crun",
+    "runc": "runc",
+    "podman": "podman",
+    "bwrap": "bubblewrap",
+    "busybox": "busybox-static",
+    "unshare": "util-linux",
+    "strace": "strace",
+    "nsenter": "util-linux",
+}
 CATATONIT = "/usr/libexec/podman/catatonit"
 
 
@@ -30,13 +36,22 @@ def ensure_packages(install: bool) -> dict[str, str]:
     if missing and install:
         log(f"installing from Debian's packages: {' '.join(missing)}")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        p = subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", *missing],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        p = subprocess.run(
+            ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", *missing],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         if p.returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-            p = subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", *missing],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            subprocess.run(["apt-get", "update", "-qq"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            p = subprocess.run(
+                ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", *missing],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             if p.returncode != 0:
                 log(f"apt-get install failed: {p.stderr.strip()[-300:]}")
     return {tool: shutil.which(tool) for tool in PEER_PACKAGES if shutil.which(tool)}
@@ -51,6 +66,7 @@ def tool_version(argv: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- a minimal busybox root
+
 
 def make_rootfs(path: str) -> str:
     """busybox-static with one relative symlink per applet (busybox --install -s makes absolute
@@ -76,6 +92,7 @@ def make_rootfs(path: str) -> str:
 
 # ---------------------------------------------------------------- nsbox
 
+
 class Nsbox:
     name = "nsbox"
 
@@ -87,9 +104,11 @@ class Nsbox:
         return [*self.base, *args]
 
     def describe(self) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in self.env.items()
-                         if k in ("PYTHONPATH", "PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")
-                         and os.environ.get(k) != v)
+        extra = " ".join(
+            f"{k}={v}"
+            for k, v in self.env.items()
+            if k in ("PYTHONPATH", "PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE") and os.environ.get(k) != v
+        )
         return f"{extra + ' ' if extra else ''}{shlex.join(self.argv)}"
 
     def t(self, *args: str) -> float:
@@ -155,8 +174,7 @@ class Nsbox:
         """Remove every pod of the bench's root; returns the leftovers found afterwards."""
         if not os.path.isdir(self.root):
             return []
-        run(self.cmd("delete", "pod", "--all", "--force", "--grace-period=0"), env=self.env, check=False,
-            timeout=600)
+        run(self.cmd("delete", "pod", "--all", "--force", "--grace-period=0"), env=self.env, check=False, timeout=600)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and self.watchers():
             time.sleep(0.1)
@@ -234,9 +252,21 @@ class Podman:
         with open(conf, "w") as f:
             f.write(PODMAN_CONF)
         self.env = dict(os.environ, CONTAINERS_CONF=conf)
-        self.base = ["podman", "--root", os.path.join(self.dir, "storage"),
-                     "--runroot", os.path.join(self.dir, "run"), "--tmpdir", os.path.join(self.dir, "tmp"),
-                     "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--runtime", "runc"]
+        self.base = [
+            "podman",
+            "--root",
+            os.path.join(self.dir, "storage"),
+            "--runroot",
+            os.path.join(self.dir, "run"),
+            "--tmpdir",
+            os.path.join(self.dir, "tmp"),
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+            "--runtime",
+            "runc",
+        ]
 
     def cmd(self, *args: str) -> list[str]:
         return [*self.base, *args]
@@ -248,8 +278,14 @@ class Podman:
         if run(self.cmd("image", "exists", self.image), env=self.env, check=False).returncode != 0:
             log("podman: importing the busybox image")
             tar = subprocess.Popen(["tar", "-C", self.rootfs, "-c", "."], stdout=subprocess.PIPE)
-            p = subprocess.run(self.cmd("import", "-", self.image), stdin=tar.stdout, env=self.env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            p = subprocess.run(
+                self.cmd("import", "-", self.image),
+                stdin=tar.stdout,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             tar.wait()
             if p.returncode != 0:
                 raise BenchError(f"podman import: {p.stderr.strip()[-300:]}")
@@ -260,9 +296,11 @@ class Podman:
     # operations ------------------------------------------------------
     def oneshot(self, i: int) -> float:
         p = f"one{i}"
-        return (self.t("pod", "create", "--network", "none", "--name", p)
-                + self.t("run", "--rm", "--pod", p, self.image, "/bin/true")
-                + self.t("pod", "rm", "-f", p))
+        return (
+            self.t("pod", "create", "--network", "none", "--name", p)
+            + self.t("run", "--rm", "--pod", p, self.image, "/bin/true")
+            + self.t("pod", "rm", "-f", p)
+        )
 
     def pod_create(self, name: str) -> float:
         return self.t("pod", "create", "--network", "none", "--name", name)
@@ -291,13 +329,17 @@ class Podman:
     def pod_processes(self, names: list[str]) -> dict[str, dict[str, list[int]]]:
         out = {}
         for name in names:
-            infra = run(self.cmd("pod", "inspect", "--format", "{{.InfraContainerID}}", name),
-                        env=self.env, capture=True).stdout.strip()
+            infra = run(
+                self.cmd("pod", "inspect", "--format", "{{.InfraContainerID}}", name), env=self.env, capture=True
+            ).stdout.strip()
             ctr = f"{name}-c"
             over, work = [], []
             for cid, is_infra in ((infra, True), (ctr, False)):
-                pid, conmon = run(self.cmd("inspect", "--format", "{{.State.Pid}} {{.State.ConmonPid}}", cid),
-                                  env=self.env, capture=True).stdout.split()
+                pid, conmon = run(
+                    self.cmd("inspect", "--format", "{{.State.Pid}} {{.State.ConmonPid}}", cid),
+                    env=self.env,
+                    capture=True,
+                ).stdout.split()
                 over.append(int(conmon))
                 (over if is_infra else work).append(int(pid))
             out[name] = {"overhead": over, "workload": work}
@@ -321,6 +363,7 @@ class Podman:
 
 # ---------------------------------------------------------------- runc and crun (OCI bundles)
 
+
 def oci_config(args: list[str], rootfs: str, join_pid: int = 0, pidns: bool = True) -> dict:
     """A minimal OCI config: read-only busybox root, /proc, /dev, and net/ipc/uts/pid/mount
     namespaces — new ones, or (join_pid) the pause process's net/ipc/uts as a CRI does."""
@@ -333,22 +376,35 @@ def oci_config(args: list[str], rootfs: str, join_pid: int = 0, pidns: bool = Tr
             ns.append({"type": t})
     return {
         "ociVersion": "1.0.2",
-        "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": args,
-                    "env": ["PATH=/bin:/sbin:/usr/bin:/usr/sbin"], "cwd": "/",
-                    "capabilities": {k: ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"]
-                                     for k in ("bounding", "effective", "permitted")},
-                    "noNewPrivileges": True},
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/bin:/sbin:/usr/bin:/usr/sbin"],
+            "cwd": "/",
+            "capabilities": {
+                k: ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"]
+                for k in ("bounding", "effective", "permitted")
+            },
+            "noNewPrivileges": True,
+        },
         "root": {"path": rootfs, "readonly": True},
         "hostname": "nsbench",
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {
+                "destination": "/dev",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+            },
             {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]},
         ],
-        "linux": {"namespaces": ns,
-                  "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list"],
-                  "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]},
+        "linux": {
+            "namespaces": ns,
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list"],
+            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"],
+        },
     }
 
 
@@ -365,17 +421,28 @@ class Oci:
         self.prefix: list[str] = []
         self.holder: subprocess.Popen | None = None
         os.makedirs(self.bundles, exist_ok=True)
-        self.pause_args = ["/pause", "-P"] if os.path.exists(os.path.join(rootfs, "pause")) \
-            else ["/bin/sleep", "1000000"]
+        self.pause_args = (
+            ["/pause", "-P"] if os.path.exists(os.path.join(rootfs, "pause")) else ["/bin/sleep", "1000000"]
+        )
 
     def setup(self) -> None:
         if self.name == "crun" and _hybrid_cgroups():
             # crun 1.8 refuses hybrid hosts: run it in a private mount namespace without the
             # cgroup2 mount. A holder keeps that namespace; nsenter (~1 ms) enters it.
             self.holder = subprocess.Popen(
-                ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                 "umount /sys/fs/cgroup/unified && echo ok && exec sleep 1000000"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                [
+                    "unshare",
+                    "-m",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    "umount /sys/fs/cgroup/unified && echo ok && exec sleep 1000000",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             if self.holder.stdout.readline().strip() != "ok":
                 raise BenchError(f"crun: cannot make a non-hybrid mount namespace: {self.holder.stderr.read()}")
             self.prefix = ["nsenter", "-t", str(self.holder.pid), "-m", "--"]
@@ -447,8 +514,7 @@ class Oci:
         shutil.rmtree(os.path.join(self.bundles, name), ignore_errors=True)
 
     def pod_processes(self, names: list[str]) -> dict[str, dict[str, list[int]]]:
-        return {n: {"overhead": [self.pid(n)], "workload": [self.pid(c) for c in self.containers_of(n)]}
-                for n in names}
+        return {n: {"overhead": [self.pid(n)], "workload": [self.pid(c) for c in self.containers_of(n)]} for n in names}
 
     def cleanup(self, final: bool = True) -> list[str]:
         left = []
@@ -473,6 +539,7 @@ def _hybrid_cgroups() -> bool:
 
 # ---------------------------------------------------------------- one-shot only
 
+
 class Simple:
     def __init__(self, name: str, argv: list[str]):
         self.name, self.argv = name, argv
@@ -482,10 +549,23 @@ class Simple:
 
 
 def bwrap() -> Simple:
-    return Simple("bwrap", ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc",
-                            "--dev", "/dev", "--die-with-parent", "/bin/true"])
+    return Simple(
+        "bwrap",
+        [
+            "bwrap",
+            "--unshare-all",
+            "--ro-bind",
+            "/",
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--die-with-parent",
+            "/bin/true",
+        ],
+    )
 
 
 def unshare() -> Simple:
     return Simple("unshare", ["unshare", "-n", "-i", "-u", "-p", "-f", "-m", "/bin/true"])
-

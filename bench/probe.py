@@ -26,6 +26,7 @@ os.makedirs(OUT, exist_ok=True)
 MEM = os.environ.get("NSBENCH_TRACEMALLOC") == "1"
 if MEM:
     import tracemalloc
+
     tracemalloc.start(1)
 
 import cProfile  # noqa: E402
@@ -46,9 +47,11 @@ prof = cProfile.Profile()
 prof.enable()
 mark("cli: interpreter up, probe loaded")
 import nsbox.cli as cli  # noqa: E402
+
 mark("cli: nsbox.cli imported")
-import nsbox.watcher as watcher  # noqa: E402
 import nsbox.pods  # noqa: E402,F401  (timed by the mark below)
+import nsbox.watcher as watcher  # noqa: E402
+
 mark("cli: nsbox.pods + watcher imported")
 
 orig_launch = watcher.launch
@@ -119,18 +122,25 @@ def report_ready(self, report, final=False):
         mark("watcher: ready report")
         if MEM:
             import gc
+
             gc.collect()
             snap = tracemalloc.take_snapshot()
             stats = snap.statistics("filename")
             with open(f"/proc/{os.getpid()}/smaps_rollup") as f:
                 rollup = {ln.split(":")[0]: int(ln.split()[1]) for ln in f if ln.split()[-1] == "kB"}
             with open(os.path.join(OUT, "watcher-mem.json"), "w") as f:
-                json.dump({"modules": sorted(sys.modules), "n_modules": len(sys.modules),
-                           "traced_kib": round(sum(s.size for s in stats) / 1024),
-                           "gc_objects": len(gc.get_objects()),
-                           "rollup_kib": rollup,
-                           "top": [[s.traceback[0].filename, round(s.size / 1024, 1), s.count]
-                                   for s in stats[:40]]}, f, indent=1)
+                json.dump(
+                    {
+                        "modules": sorted(sys.modules),
+                        "n_modules": len(sys.modules),
+                        "traced_kib": round(sum(s.size for s in stats) / 1024),
+                        "gc_objects": len(gc.get_objects()),
+                        "rollup_kib": rollup,
+                        "top": [[s.traceback[0].filename, round(s.size / 1024, 1), s.count] for s in stats[:40]],
+                    },
+                    f,
+                    indent=1,
+                )
     return orig_report(self, report, final)
 
 

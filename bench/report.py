@@ -36,8 +36,7 @@ def timing_table(ops: dict[str, dict[str, dict]]) -> list[str]:
     lines = []
     for op, by_rt in ops.items():
         base = _median(by_rt.get("nsbox"))
-        lines += [f"**{op}** (ms)", "",
-                  "| runtime | median | min–max | n | ÷ nsbox |", "|---|---:|---:|---:|---:|"]
+        lines += [f"**{op}** (ms)", "", "| runtime | median | min–max | n | ÷ nsbox |", "|---|---:|---:|---:|---:|"]
         for rt, s in by_rt.items():
             m = _median(s)
             if s.get("samples"):
@@ -54,17 +53,21 @@ def footprint_table(rows: list[dict]) -> list[str]:
     if not rows:
         return []
     base = next((r for r in rows if r["runtime"] == "nsbox" and "overhead" in r), None)
-    lines = ["| runtime | overhead RSS MB | overhead PSS MB | overhead procs | workload RSS MB | "
-             "workload PSS MB | PSS ÷ nsbox |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| runtime | overhead RSS MB | overhead PSS MB | overhead procs | workload RSS MB | "
+        "workload PSS MB | PSS ÷ nsbox |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['runtime']} | failed: {r['error']} ||||||")
             continue
         o, w = r["overhead"], r.get("workload")
         ratio = f"{o['pss_kib'] / base['overhead']['pss_kib']:.2f}" if base and base["overhead"]["pss_kib"] else "–"
-        lines.append(f"| {r['runtime']} | {_mb(o['rss_kib'])} | {_mb(o['pss_kib'])} | {o['procs']:.0f} | "
-                     f"{_mb(w['rss_kib']) if w else '–'} | {_mb(w['pss_kib']) if w else '–'} | {ratio} |")
+        lines.append(
+            f"| {r['runtime']} | {_mb(o['rss_kib'])} | {_mb(o['pss_kib'])} | {o['procs']:.0f} | "
+            f"{_mb(w['rss_kib']) if w else '–'} | {_mb(w['pss_kib']) if w else '–'} | {ratio} |"
+        )
     return lines
 
 
@@ -76,7 +79,7 @@ def _buckets(seq: list[float]) -> list[tuple[int, int, float]]:
     step = max(1, n // 10)
     out = []
     for a in range(0, n, step):
-        chunk = seq[a:a + step]
+        chunk = seq[a : a + step]
         out.append((a + 1, a + len(chunk), statistics.median(chunk)))
     return out
 
@@ -94,31 +97,43 @@ def scale_lines(scales: list[dict]) -> list[str]:
                 lines.append(f"| {a - 1}–{z - 1} | {_fmt(m)} |")
             lines.append("")
             first, last = b[0][2], b[-1][2]
-            lines.append(f"- one after another: median {_fmt(statistics.median(seq))} ms per pod; "
-                         f"last tenth ÷ first tenth = {last / first:.2f} (flat = 1)")
+            lines.append(
+                f"- one after another: median {_fmt(statistics.median(seq))} ms per pod; "
+                f"last tenth ÷ first tenth = {last / first:.2f} (flat = 1)"
+            )
         par = r.get("par", [])
         if par:
             per = [ms / k for ms, k in par]
-            lines.append(f"- parallel batches of {r['batch']}: median {_fmt(statistics.median(per))} ms per pod "
-                         f"(batch wall ÷ batch size; {sum(k for _, k in par)} pods)")
+            lines.append(
+                f"- parallel batches of {r['batch']}: median {_fmt(statistics.median(per))} ms per pod "
+                f"(batch wall ÷ batch size; {sum(k for _, k in par)} pods)"
+            )
         for k, ms in sorted(r.get("list", {}).items(), key=lambda kv: int(kv[0])):
             mem = r.get("mem", {}).get(k) or r.get("mem", {}).get(str(k))
             extra = ""
             if mem and "watcher_pss_kib" in mem:
-                extra = (f"; per pod: watcher {_mb(mem['watcher_rss_kib'])} MB RSS / {_mb(mem['watcher_pss_kib'])} MB PSS, "
-                         f"container {_mb(mem['container_rss_kib'])} / {_mb(mem['container_pss_kib'])} MB")
+                extra = (
+                    f"; per pod: watcher {_mb(mem['watcher_rss_kib'])} MB RSS / {_mb(mem['watcher_pss_kib'])} MB PSS, "
+                    f"container {_mb(mem['container_rss_kib'])} / {_mb(mem['container_pss_kib'])} MB"
+                )
             elif mem and "overhead_pss_kib" in mem:
-                extra = (f"; per pod: conmon×2 + catatonit {_mb(mem['overhead_rss_kib'])} MB RSS / "
-                         f"{_mb(mem['overhead_pss_kib'])} MB PSS, container {_mb(mem['container_rss_kib'])} / "
-                         f"{_mb(mem['container_pss_kib'])} MB")
+                extra = (
+                    f"; per pod: conmon×2 + catatonit {_mb(mem['overhead_rss_kib'])} MB RSS / "
+                    f"{_mb(mem['overhead_pss_kib'])} MB PSS, container {_mb(mem['container_rss_kib'])} / "
+                    f"{_mb(mem['container_pss_kib'])} MB"
+                )
             lines.append(f"- list with {k} pods: {_fmt(ms)} ms{extra}")
         if "delete_all_ms" in r:
-            lines.append(f"- delete all {n} (sequential run's pods): {r['delete_all_ms'] / 1000:.1f} s "
-                         f"({_fmt(r['delete_all_ms'] / max(1, n))} ms per pod); leftovers: "
-                         f"{', '.join(r.get('leftovers_seq') or []) or 'none'}")
+            lines.append(
+                f"- delete all {n} (sequential run's pods): {r['delete_all_ms'] / 1000:.1f} s "
+                f"({_fmt(r['delete_all_ms'] / max(1, n))} ms per pod); leftovers: "
+                f"{', '.join(r.get('leftovers_seq') or []) or 'none'}"
+            )
         if "delete_all_par_ms" in r:
-            lines.append(f"- delete all {n} (parallel run's pods): {r['delete_all_par_ms'] / 1000:.1f} s; leftovers: "
-                         f"{', '.join(r.get('leftovers') or []) or 'none'}")
+            lines.append(
+                f"- delete all {n} (parallel run's pods): {r['delete_all_par_ms'] / 1000:.1f} s; leftovers: "
+                f"{', '.join(r.get('leftovers') or []) or 'none'}"
+            )
         lines.append("")
     return lines
 
@@ -134,13 +149,21 @@ def targets(results: dict) -> list[str]:
     o = next(iter(one.values()), {})
     nb, pm, rc = _median(o.get("nsbox")), _median(o.get("podman")), _median(o.get("runc"))
     if nb == nb:
-        add("one-shot ≥ 10× faster than podman's cycle", f"{pm / nb:.1f}×" if pm == pm else "podman skipped",
-            pm / nb >= 10 if pm == pm else None)
-        add("one-shot no slower than runc run", f"nsbox {_fmt(nb)} ms, runc {_fmt(rc)} ms" if rc == rc else "runc skipped",
-            nb <= rc if rc == rc else None)
-    for op, limit, what in (("pod create (sandbox, lo up)", 25, "pod create < 25 ms"),
-                            ("add a container to a running pod (sleep 100)", 20, "add a container < 20 ms"),
-                            ("delete a pod whose container exits on SIGTERM", 30, "delete of a cooperative pod < 30 ms")):
+        add(
+            "one-shot ≥ 10× faster than podman's cycle",
+            f"{pm / nb:.1f}×" if pm == pm else "podman skipped",
+            pm / nb >= 10 if pm == pm else None,
+        )
+        add(
+            "one-shot no slower than runc run",
+            f"nsbox {_fmt(nb)} ms, runc {_fmt(rc)} ms" if rc == rc else "runc skipped",
+            nb <= rc if rc == rc else None,
+        )
+    for op, limit, what in (
+        ("pod create (sandbox, lo up)", 25, "pod create < 25 ms"),
+        ("add a container to a running pod (sleep 100)", 20, "add a container < 20 ms"),
+        ("delete a pod whose container exits on SIGTERM", 30, "delete of a cooperative pod < 30 ms"),
+    ):
         m = _median(ops.get(op, {}).get("nsbox"))
         if m == m:
             add(what, f"{_fmt(m)} ms", m < limit)
@@ -156,8 +179,11 @@ def targets(results: dict) -> list[str]:
         add(f"time per pod flat up to N = {sc['n']} (last tenth ÷ first ≤ 1.2)", f"{ratio:.2f}", ratio <= 1.2)
         if sc.get("list"):
             k, ms = max(sc["list"].items(), key=lambda kv: int(kv[0]))
-            add("`get pods` with 1000 pods < 0.5 s" + ("" if int(k) >= 1000 else f" (measured with {k})"),
-                f"{_fmt(ms)} ms", ms < 500 if int(k) >= 1000 else None)
+            add(
+                "`get pods` with 1000 pods < 0.5 s" + ("" if int(k) >= 1000 else f" (measured with {k})"),
+                f"{_fmt(ms)} ms",
+                ms < 500 if int(k) >= 1000 else None,
+            )
         left = (sc.get("leftovers") or []) + (sc.get("leftovers_seq") or [])
         add("no leftovers after delete all", ", ".join(left) or "none", not left)
     return ["| target | measured | met |", "|---|---|---|", *rows]
@@ -165,17 +191,24 @@ def targets(results: dict) -> list[str]:
 
 def markdown(results: dict, png: str | None) -> str:
     m = results["meta"]
-    lines = [f"# nsbox bench — {m['date']} ({m['mode']} run{', INTERRUPTED: ' + str(m['interrupted']) if m.get('interrupted') else ''})", "",
-             f"- host: {m['host']}, kernel {m['kernel']}, {m['cpus']} CPUs; load average before {m['load_before']}, "
-             f"after {m.get('load_after', '?')} (the machine is shared: compare ratios within this run)",
-             f"- nsbox: `{m['nsbox']}` — {m['versions'].get('nsbox', '?')}; private root `{m['root']}`",
-             "- peers: " + ", ".join(f"{k} ({v})" for k, v in m["versions"].items() if k != "nsbox"),
-             "- skipped: " + (", ".join(f"{k}: {v}" for k, v in m["skipped"].items()) or "none"),
-             f"- {m['reps']} timed repetitions per cell after 2 warm-ups, interleaved (A B C, B C A, …); "
-             f"run took {m.get('minutes', '?')} min",
-             "- leftovers after the final clean-up: "
-             + (", ".join(f"{k}: {v}" for k, v in m.get("leftovers_after_cleanup", {}).items()) or "none"),
-             "", f"## Targets ({TARGETS_NOTE})", "", *targets(results), ""]
+    lines = [
+        f"# nsbox bench — {m['date']} ({m['mode']} run{_interrupted(m)})",
+        "",
+        f"- host: {m['host']}, kernel {m['kernel']}, {m['cpus']} CPUs; load average before {m['load_before']}, "
+        f"after {m.get('load_after', '?')} (the machine is shared: compare ratios within this run)",
+        f"- nsbox: `{m['nsbox']}` — {m['versions'].get('nsbox', '?')}; private root `{m['root']}`",
+        "- peers: " + ", ".join(f"{k} ({v})" for k, v in m["versions"].items() if k != "nsbox"),
+        "- skipped: " + (", ".join(f"{k}: {v}" for k, v in m["skipped"].items()) or "none"),
+        f"- {m['reps']} timed repetitions per cell after 2 warm-ups, interleaved (A B C, B C A, …); "
+        f"run took {m.get('minutes', '?')} min",
+        "- leftovers after the final clean-up: "
+        + (", ".join(f"{k}: {v}" for k, v in m.get("leftovers_after_cleanup", {}).items()) or "none"),
+        "",
+        f"## Targets ({TARGETS_NOTE})",
+        "",
+        *targets(results),
+        "",
+    ]
     if results.get("oneshot") or results.get("podops"):
         lines += ["## Times", "", "`÷ nsbox` is the runtime's median over nsbox's: above 1, nsbox is faster.", ""]
         lines += timing_table(_series_by(results, "oneshot"))
@@ -183,11 +216,16 @@ def markdown(results: dict, png: str | None) -> str:
     if results.get("footprint"):
         fp = results["footprint"]
         k = fp[0].get("pods", "?") if fp else "?"
-        lines += ["## Footprint per running pod (one `sleep` container)", "",
-                  f"Averages over {k} pods running at once, from /proc/PID/smaps_rollup. *Overhead* is what the "
-                  "runtime adds (nsbox: its watcher; podman: conmon ×2 + catatonit infra; runc/crun: the pause "
-                  "process, no monitor); *workload* is the container's own `sleep`.", "",
-                  *footprint_table(fp), ""]
+        lines += [
+            "## Footprint per running pod (one `sleep` container)",
+            "",
+            f"Averages over {k} pods running at once, from /proc/PID/smaps_rollup. *Overhead* is what the "
+            "runtime adds (nsbox: its watcher; podman: conmon ×2 + catatonit infra; runc/crun: the pause "
+            "process, no monitor); *workload* is the container's own `sleep`.",
+            "",
+            *footprint_table(fp),
+            "",
+        ]
     if results.get("scale"):
         lines += ["## Scale", "", "Each pod: one container `sh -c \"trap 'exit 0' TERM; sleep 1000000 & wait\"`.", ""]
         if png:
@@ -202,6 +240,7 @@ def plot(results: dict, path: str) -> str | None:
         return None
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -214,7 +253,7 @@ def plot(results: dict, path: str) -> str | None:
         xs = list(range(1, len(seq) + 1))
         ax.scatter(xs, seq, s=6, alpha=0.25, color=c)
         w = max(5, len(seq) // 20)
-        med = [statistics.median(seq[max(0, i - w):i + 1]) for i in range(len(seq))]
+        med = [statistics.median(seq[max(0, i - w) : i + 1]) for i in range(len(seq))]
         ax.plot(xs, med, color=c, lw=2, label=f"{r['runtime']}: one after another (rolling median)")
         if r.get("par"):
             px, py, done = [], [], 0
@@ -233,3 +272,7 @@ def plot(results: dict, path: str) -> str | None:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _interrupted(meta: dict) -> str:
+    return f", INTERRUPTED: {meta['interrupted']}" if meta.get("interrupted") else ""

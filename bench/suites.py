@@ -6,13 +6,24 @@ import concurrent.futures
 import statistics
 import time
 
-from bench.common import (TRAP_LOOP, TRAP_WAIT, BenchError, Case, Series, interleave, log,
-                          mem_available_kib, smaps_rollup, timed)
+from bench.common import (
+    TRAP_LOOP,
+    TRAP_WAIT,
+    BenchError,
+    Case,
+    Series,
+    interleave,
+    log,
+    mem_available_kib,
+    smaps_rollup,
+    timed,
+)
 
 SLEEP = ["sleep", "1000000"]
 
 
 # ---------------------------------------------------------------- 1. one-shot
+
 
 def oneshot(rts: dict, refs: list, reps: int) -> list[Series]:
     """New pod, /bin/true, wait for its exit, remove everything: the whole cycle, per runtime."""
@@ -25,6 +36,7 @@ def oneshot(rts: dict, refs: list, reps: int) -> list[Series]:
 
 # ---------------------------------------------------------------- 2. pod operations
 
+
 def pod_ops(rts: dict, reps: int) -> list[Series]:
     out: list[Series] = []
     names = [n for n in ("nsbox", "podman", "crun", "runc") if n in rts]
@@ -33,13 +45,24 @@ def pod_ops(rts: dict, reps: int) -> list[Series]:
     cases = []
     for n in names:
         rt = rts[n]
-        cases.append(Case(n, prepare=lambda i: f"pc{i}", measure=rt.pod_create,
-                          after=lambda name, rt=rt: name and rt.force_delete(name)))
+        cases.append(
+            Case(
+                n,
+                prepare=lambda i: f"pc{i}",
+                measure=rt.pod_create,
+                after=lambda name, rt=rt: name and rt.force_delete(name),
+            )
+        )
         if n == "podman":
             # podman's `pod create` makes no namespaces until the pod starts: time both
-            cases.append(Case("podman create+start", prepare=lambda i: f"pcs{i}",
-                              measure=lambda name, rt=rt: rt.pod_create(name) + rt.pod_start(name),
-                              after=lambda name, rt=rt: name and rt.force_delete(name)))
+            cases.append(
+                Case(
+                    "podman create+start",
+                    prepare=lambda i: f"pcs{i}",
+                    measure=lambda name, rt=rt: rt.pod_create(name) + rt.pod_start(name),
+                    after=lambda name, rt=rt: name and rt.force_delete(name),
+                )
+            )
     log(f"pod create: {', '.join(c.runtime for c in cases)} × {reps}")
     out += interleave("pod create (sandbox, lo up)", cases, reps)
 
@@ -47,15 +70,24 @@ def pod_ops(rts: dict, reps: int) -> list[Series]:
     cases = []
     for n in names:
         rt = rts[n]
-        cases.append(Case(n, prepare=lambda i, rt=rt, n=n: _running_pod(rt, n, f"ad{i}", ["sleep", "100"]),
-                          measure=lambda name, rt=rt: rt.add_container(name, "c", ["sleep", "100"]),
-                          after=lambda name, rt=rt: name and rt.force_delete(name)))
+        cases.append(
+            Case(
+                n,
+                prepare=lambda i, rt=rt, n=n: _running_pod(rt, n, f"ad{i}", ["sleep", "100"]),
+                measure=lambda name, rt=rt: rt.add_container(name, "c", ["sleep", "100"]),
+                after=lambda name, rt=rt: name and rt.force_delete(name),
+            )
+        )
         if n == "nsbox":
             # The first request to a quiet pod wakes its watcher from nsbox-idle: a Python start.
-            cases.append(Case("nsbox, idle pod",
-                              prepare=lambda i, rt=rt: _idle(rt, _running_pod(rt, "nsbox", f"adi{i}", [])),
-                              measure=lambda name, rt=rt: rt.add_container(name, "c", ["sleep", "100"]),
-                              after=lambda name, rt=rt: name and rt.force_delete(name)))
+            cases.append(
+                Case(
+                    "nsbox, idle pod",
+                    prepare=lambda i, rt=rt: _idle(rt, _running_pod(rt, "nsbox", f"adi{i}", [])),
+                    measure=lambda name, rt=rt: rt.add_container(name, "c", ["sleep", "100"]),
+                    after=lambda name, rt=rt: name and rt.force_delete(name),
+                )
+            )
     log(f"add container: {', '.join(c.runtime for c in cases)} × {reps}")
     out += interleave("add a container to a running pod (sleep 100)", cases, reps)
 
@@ -67,13 +99,21 @@ def pod_ops(rts: dict, reps: int) -> list[Series]:
         def prep(i: int, rt=rt, n=n, prefix: str = "dl") -> str:
             name = _running_pod(rt, n, f"{prefix}{i}", ["sh", "-c", TRAP_LOOP])
             rt.add_container(name, "c", ["sh", "-c", TRAP_LOOP])
-            time.sleep(0.3)                  # let the shell install its trap before the SIGTERM
+            time.sleep(0.3)  # let the shell install its trap before the SIGTERM
             return name
-        cases.append(Case(n, prepare=prep, measure=rt.delete_pod,
-                          after=lambda name, rt=rt: name and rt.force_delete(name)))
+
+        cases.append(
+            Case(n, prepare=prep, measure=rt.delete_pod, after=lambda name, rt=rt: name and rt.force_delete(name))
+        )
         if n == "nsbox":
-            cases.append(Case("nsbox, idle pod", prepare=lambda i, rt=rt, prep=prep: _idle(rt, prep(i, prefix="dli")),
-                              measure=rt.delete_pod, after=lambda name, rt=rt: name and rt.force_delete(name)))
+            cases.append(
+                Case(
+                    "nsbox, idle pod",
+                    prepare=lambda i, rt=rt, prep=prep: _idle(rt, prep(i, prefix="dli")),
+                    measure=rt.delete_pod,
+                    after=lambda name, rt=rt: name and rt.force_delete(name),
+                )
+            )
     log(f"delete cooperative pod: {', '.join(c.runtime for c in cases)} × {reps}")
     out += interleave("delete a pod whose container exits on SIGTERM", cases, reps)
     return out
@@ -96,6 +136,7 @@ def _idle(rt, name: str) -> str:
 
 
 # ---------------------------------------------------------------- 3. footprint
+
 
 def footprint(rts: dict, k: int, baselines: list) -> list[dict]:
     """K running pods with one `sleep` container each; memory per pod from smaps_rollup."""
@@ -133,6 +174,7 @@ def footprint(rts: dict, k: int, baselines: list) -> list[dict]:
                     log(f"footprint {n}: clean-up of {name}: {e}")
     for label, argv, env in baselines:
         import subprocess
+
         procs = [subprocess.Popen(argv, env=env) for _ in range(k)]
         time.sleep(1.0)
         rss = pss = 0
@@ -142,12 +184,19 @@ def footprint(rts: dict, k: int, baselines: list) -> list[dict]:
         for p in procs:
             p.kill()
             p.wait()
-        rows.append({"runtime": label, "pods": k, "reference": True,
-                     "overhead": {"rss_kib": rss / k, "pss_kib": pss / k, "procs": 1}})
+        rows.append(
+            {
+                "runtime": label,
+                "pods": k,
+                "reference": True,
+                "overhead": {"rss_kib": rss / k, "pss_kib": pss / k, "procs": 1},
+            }
+        )
     return rows
 
 
 # ---------------------------------------------------------------- 4. scale
+
 
 def scale(rt, n: int, checkpoints: list[int], batch: int, mem_of=None) -> dict:
     """N pods one after another, then N in parallel batches; list and delete-all times, leftovers."""
@@ -161,8 +210,10 @@ def scale(rt, n: int, checkpoints: list[int], batch: int, mem_of=None) -> dict:
                 res["list"][i + 1] = statistics.median(rt.list_pods() for _ in range(3))
                 if mem_of is not None:
                     res["mem"][i + 1] = mem_of()
-                log(f"scale: {rt.name}: {i + 1} pods, last create {res['seq'][-1]:.0f} ms, "
-                    f"list {res['list'][i + 1]:.0f} ms")
+                log(
+                    f"scale: {rt.name}: {i + 1} pods, last create {res['seq'][-1]:.0f} ms, "
+                    f"list {res['list'][i + 1]:.0f} ms"
+                )
         if hasattr(rt, "remember_cgroups"):
             rt.remember_cgroups()
         res["delete_all_ms"] = timed_delete_all(rt)
@@ -195,6 +246,7 @@ def timed_delete_all(rt) -> float:
 def nsbox_scale_memory(rt) -> dict:
     """Total RSS/PSS of all watchers (and separately their containers) of the bench's root."""
     from bench.common import children_map, descendants
+
     ws = rt.watchers()
     kids = children_map()
     wr = wp = cr = cp = 0
@@ -205,14 +257,20 @@ def nsbox_scale_memory(rt) -> dict:
             r, p = smaps_rollup(d)
             cr, cp = cr + r, cp + p
     k = max(1, len(ws))
-    return {"watchers": len(ws), "watcher_rss_kib": wr / k, "watcher_pss_kib": wp / k,
-            "container_rss_kib": cr / k, "container_pss_kib": cp / k,
-            "mem_available_kib": mem_available_kib()}
+    return {
+        "watchers": len(ws),
+        "watcher_rss_kib": wr / k,
+        "watcher_pss_kib": wp / k,
+        "container_rss_kib": cr / k,
+        "container_pss_kib": cp / k,
+        "mem_available_kib": mem_available_kib(),
+    }
 
 
 def podman_scale_memory(rt) -> dict:
     """conmon + catatonit (+ container) processes of the bench's podman storage."""
     from bench.common import all_pids, children_map, cmdline, comm, descendants
+
     conmons = [p for p in all_pids() if comm(p) == "conmon" and rt.dir in cmdline(p)]
     kids = children_map()
     over_r = over_p = work_r = work_p = 0
@@ -226,6 +284,11 @@ def podman_scale_memory(rt) -> dict:
             else:
                 work_r, work_p = work_r + r, work_p + p
     pods = max(1, len(conmons) // 2)
-    return {"conmons": len(conmons), "overhead_rss_kib": over_r / pods, "overhead_pss_kib": over_p / pods,
-            "container_rss_kib": work_r / pods, "container_pss_kib": work_p / pods,
-            "mem_available_kib": mem_available_kib()}
+    return {
+        "conmons": len(conmons),
+        "overhead_rss_kib": over_r / pods,
+        "overhead_pss_kib": over_p / pods,
+        "container_rss_kib": work_r / pods,
+        "container_pss_kib": work_p / pods,
+        "mem_available_kib": mem_available_kib(),
+    }

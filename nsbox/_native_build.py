@@ -14,11 +14,26 @@ _CSRC = os.path.join(os.path.dirname(_HERE), "csrc")
 # Kernel constants re-exported by nsbox.native; values come from the system
 # headers at compile time.
 CONSTANTS = [
-    "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWNET", "CLONE_NEWIPC",
-    "CLONE_NEWUTS", "CLONE_NEWCGROUP", "CLONE_NEWUSER",
-    "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_REMOUNT",
-    "MS_BIND", "MS_REC", "MS_PRIVATE", "MS_SLAVE", "MS_SHARED",
-    "MS_STRICTATIME", "MS_RELATIME", "MNT_DETACH",
+    "CLONE_NEWNS",
+    "CLONE_NEWPID",
+    "CLONE_NEWNET",
+    "CLONE_NEWIPC",
+    "CLONE_NEWUTS",
+    "CLONE_NEWCGROUP",
+    "CLONE_NEWUSER",
+    "MS_RDONLY",
+    "MS_NOSUID",
+    "MS_NODEV",
+    "MS_NOEXEC",
+    "MS_REMOUNT",
+    "MS_BIND",
+    "MS_REC",
+    "MS_PRIVATE",
+    "MS_SLAVE",
+    "MS_SHARED",
+    "MS_STRICTATIME",
+    "MS_RELATIME",
+    "MNT_DETACH",
 ]
 
 
@@ -43,7 +58,7 @@ ffibuilder.set_source(
     """,
     # Relative to the project root, where setuptools runs the build.
     sources=["csrc/nsbox.c"],
-    depends=["csrc/nsbox.h"],     # rebuild on change; ship it in an sdist
+    depends=["csrc/nsbox.h"],  # rebuild on change; ship it in an sdist
     include_dirs=["csrc"],
     extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-O2"],
 )

@@ -13,9 +13,10 @@ from __future__ import annotations
 from nsbox import objects
 from nsbox.errors import NsboxError
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from collections.abc import Iterator
+    from typing import Any
 
     from nsbox.model import PodSpec
     from nsbox.pods import Runtime
@@ -63,18 +64,20 @@ def _apply_pod(rt: Runtime, pod: PodSpec) -> Outcome:
     existing = rt.root.lookup(pod.namespace, pod.name)
     if existing:
         from nsbox import manifest
+
         old = rt.view(rt.root.pod(existing))
         if old is not None:
             rt.repair(old)
             if manifest.same_pod(old.spec, pod):
                 return Outcome(ref, "unchanged")
-        return Outcome(ref, error=f'pod "{pod.name}" already exists with a different spec '
-                                  f"(pods are immutable: delete it first)")
+        return Outcome(
+            ref, error=f'pod "{pod.name}" already exists with a different spec (pods are immutable: delete it first)'
+        )
     try:
         view = rt.create(pod)
     except NsboxError as e:
         return Outcome(ref, error=str(e))
-    return Outcome(ref, "created", warnings=view.start_errors)   # the pod exists; its status shows StartError
+    return Outcome(ref, "created", warnings=view.start_errors)  # the pod exists; its status shows StartError
 
 
 def delete_config(rt: Runtime, kind: str, namespace: str, name: str) -> bool:

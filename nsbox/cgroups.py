@@ -44,7 +44,7 @@ MOUNTINFO = "/proc/self/mountinfo"
 CGROUP_MOUNT = "/sys/fs/cgroup"
 TOP = "nsbox"
 
-CPU_PERIOD_US = kube.CPU_PERIOD_US      # the kubelet's 100 ms period (docs/pods.md §5)
+CPU_PERIOD_US = kube.CPU_PERIOD_US  # the kubelet's 100 ms period (docs/pods.md §5)
 
 V2_CONTROLLERS = ("cpu", "memory", "pids")
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer", "devices", "blkio")
@@ -57,13 +57,21 @@ FREEZE_TIMEOUT = 2.0
 # creating any node is allowed (mknod "m"), opening only these: null, zero,
 # full, random, urandom, tty, ptmx and the pty slaves (major 136).
 DEFAULT_DEVICE_RULES = (
-    "c *:* m", "b *:* m",
-    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-    "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm",
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
 )
 
 
 # --- small file helpers: every error names the file -------------------------
+
 
 def _strerror(e: OSError) -> str:
     """The message of an OSError raised by a system call (its errno is set)."""
@@ -128,14 +136,15 @@ def _procs_below(top):
 
 # --- detection --------------------------------------------------------------
 
+
 def _unescape(field):
     """mountinfo escapes space, tab, newline and backslash as \\ooo."""
     if "\\" not in field:
         return field
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
             i += 4
         else:
             out.append(field[i])
@@ -159,13 +168,12 @@ def parse_mountinfo(text):
 def from_mountinfo(text):
     """Choose the backend for these mounts (see the rule at the top)."""
     # Mounts under /sys/fs/cgroup first: bind mounts elsewhere are copies.
-    mounts = sorted(parse_mountinfo(text),
-                    key=lambda m: not m[0].startswith(CGROUP_MOUNT + "/"))
+    mounts = sorted(parse_mountinfo(text), key=lambda m: not m[0].startswith(CGROUP_MOUNT + "/"))
     cgroup2 = [point for point, fstype, _ in mounts if fstype == "cgroup2"]
     if CGROUP_MOUNT in cgroup2:
         return CgroupV2(CGROUP_MOUNT)
 
-    hierarchies = {}            # mount point -> controllers of ours it carries
+    hierarchies = {}  # mount point -> controllers of ours it carries
     seen = set()
     for point, fstype, options in mounts:
         ours = [c for c in V1_CONTROLLERS if c in options and c not in seen]
@@ -174,8 +182,7 @@ def from_mountinfo(text):
             seen.update(ours)
     if hierarchies:
         unified = CGROUP_MOUNT + "/unified"
-        return CgroupV1(hierarchies, unified if unified in cgroup2 else
-                        (cgroup2[0] if cgroup2 else None))
+        return CgroupV1(hierarchies, unified if unified in cgroup2 else (cgroup2[0] if cgroup2 else None))
     if cgroup2:
         return CgroupV2(cgroup2[0])
     raise NsboxError(f"no cgroup filesystem mounted (no cgroup or cgroup2 mount in {MOUNTINFO})")
@@ -194,6 +201,7 @@ def detect():
 
 
 # --- the front --------------------------------------------------------------
+
 
 class Cgroups:
     """What the rest of nsbox uses; `rel` is a path below each hierarchy root."""
@@ -253,6 +261,7 @@ class Cgroups:
     def usage(self, rel, interval=0.2):
         """`top`: (CPU in millicores over `interval` seconds, memory in bytes), each None if unknown."""
         import time
+
         a = self.stats(rel).get("cpu_usage_ns")
         t0 = time.monotonic()
         memory = self.stats(rel).get("memory_bytes")
@@ -363,7 +372,7 @@ class Cgroups:
                 try:
                     os.rmdir(os.path.join(root, TOP))
                 except OSError:
-                    pass                  # another pod is there (EBUSY), or it is gone already
+                    pass  # another pod is there (EBUSY), or it is gone already
 
     def list_pods(self):
         """UIDs of the pods that have a pod<UID> cgroup in any hierarchy."""
@@ -371,8 +380,7 @@ class Cgroups:
         for root in self._roots():
             try:
                 with os.scandir(os.path.join(root, TOP)) as entries:
-                    uids.update(e.name[3:] for e in entries
-                                if e.name.startswith("pod") and e.is_dir())
+                    uids.update(e.name[3:] for e in entries if e.name.startswith("pod") and e.is_dir())
             except FileNotFoundError:
                 pass
         return sorted(uids)
@@ -430,6 +438,7 @@ def _mkdir(path):
 
 # --- cgroup v2 --------------------------------------------------------------
 
+
 class CgroupV2(Cgroups):
     version = 2
 
@@ -461,8 +470,7 @@ class CgroupV2(Cgroups):
         if not wanted:
             return
         try:
-            _write(os.path.join(path, "cgroup.subtree_control"),
-                   " ".join("+" + c for c in wanted))
+            _write(os.path.join(path, "cgroup.subtree_control"), " ".join("+" + c for c in wanted))
         except NsboxError:
             if path == self.root:
                 # Best effort at the host's root: what stays off shows up in
@@ -491,8 +499,9 @@ class CgroupV2(Cgroups):
     def _set(self, d, controller, name, value):
         path = os.path.join(d, name)
         if not os.path.exists(path) and os.path.isdir(d):
-            raise NsboxError(f"cannot set {name}: the {controller} controller is not "
-                             f"enabled for {d} (see nsbox doctor)")
+            raise NsboxError(
+                f"cannot set {name}: the {controller} controller is not enabled for {d} (see nsbox doctor)"
+            )
         _write(path, value)
 
     def join_targets(self, rel):
@@ -537,6 +546,7 @@ class CgroupV2(Cgroups):
 
 
 # --- cgroup v1, and hybrid ---------------------------------------------------
+
 
 class CgroupV1(Cgroups):
     version = 1
@@ -590,8 +600,7 @@ class CgroupV1(Cgroups):
         if d is None:
             if rules is None:
                 return
-            raise NsboxError("cannot limit devices: no cgroup v1 devices hierarchy is mounted "
-                             "(see nsbox doctor)")
+            raise NsboxError("cannot limit devices: no cgroup v1 devices hierarchy is mounted (see nsbox doctor)")
         if rules is None:
             _write(os.path.join(d, "devices.allow"), "a")
             return
@@ -604,8 +613,9 @@ class CgroupV1(Cgroups):
     def _require(self, controller, rel):
         d = self._dir(controller, rel)
         if d is None:
-            raise NsboxError(f"cannot set a {controller} limit: no cgroup v1 {controller} "
-                             f"hierarchy is mounted (see nsbox doctor)")
+            raise NsboxError(
+                f"cannot set a {controller} limit: no cgroup v1 {controller} hierarchy is mounted (see nsbox doctor)"
+            )
         return d
 
     def _set_memory(self, d, limit):
@@ -666,6 +676,7 @@ class CgroupV1(Cgroups):
         def read(controller, name):
             d = self._dir(controller, rel)
             return None if d is None else _read_int(os.path.join(d, name))
+
         return {
             "cpu_usage_ns": read("cpuacct", "cpuacct.usage"),
             "memory_bytes": read("memory", "memory.usage_in_bytes"),
@@ -683,10 +694,9 @@ class CgroupV1(Cgroups):
 
 
 def _attach_device_filter(path, rules):
-    from nsbox import devicefilter     # ctypes: only when a v2 container is made
+    from nsbox import devicefilter  # ctypes: only when a v2 container is made
+
     try:
         devicefilter.attach(path, list(rules))
     except OSError as e:
         raise NsboxError(f"cannot attach the device filter to {path}: {_strerror(e)}") from None
-
-

@@ -16,7 +16,7 @@ from nsbox.model import ContainerSpec, PodSpec
 from nsbox.state import PodPaths
 
 # `projection` (ConfigMaps, Secrets, resources) is imported where a container uses it.
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from nsbox import projection
 
@@ -24,12 +24,18 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # The namespaces a container joins, in the order setns() needs: mnt last, since
 # after it the paths of the others are no longer reachable.
-JOIN_ORDER = (("ipc", native.CLONE_NEWIPC), ("uts", native.CLONE_NEWUTS),
-              ("net", native.CLONE_NEWNET), ("pid", native.CLONE_NEWPID),
-              ("mnt", native.CLONE_NEWNS))
+JOIN_ORDER = (
+    ("ipc", native.CLONE_NEWIPC),
+    ("uts", native.CLONE_NEWUTS),
+    ("net", native.CLONE_NEWNET),
+    ("pid", native.CLONE_NEWPID),
+    ("mnt", native.CLONE_NEWNS),
+)
 
-def environment(pod: PodSpec, c: ContainerSpec, pod_ip: str = "",
-                config: projection.EnvConfig | None = None) -> dict[str, str]:
+
+def environment(
+    pod: PodSpec, c: ContainerSpec, pod_ip: str = "", config: projection.EnvConfig | None = None
+) -> dict[str, str]:
     """The container's variables: `config` holds what came from ConfigMaps and Secrets
     (resolved at start: projection.env_config); without it those variables are left out."""
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": pod.effective_hostname, "HOME": "/root"}
@@ -37,19 +43,25 @@ def environment(pod: PodSpec, c: ContainerSpec, pod_ip: str = "",
         env["TERM"] = "xterm"
     if config is not None:
         env.update(config.from_env)
-    fields = {"metadata.name": pod.name, "metadata.namespace": pod.namespace,
-              "metadata.uid": pod.uid, "status.podIP": pod_ip,
-              "spec.nodeName": pod.node_name or os.uname().nodename}
+    fields = {
+        "metadata.name": pod.name,
+        "metadata.namespace": pod.namespace,
+        "metadata.uid": pod.uid,
+        "status.podIP": pod_ip,
+        "spec.nodeName": pod.node_name or os.uname().nodename,
+    }
     for i, var in enumerate(c.env):
         if var.ref_kind:
             if config is not None and i in config.values:
                 env[var.name] = config.values[i]
         elif var.resource:
             from nsbox import projection
-            env[var.name] = projection.resource_value(pod, var.resource_container or c.name, var.resource,
-                                                      var.divisor)
+
+            env[var.name] = projection.resource_value(pod, var.resource_container or c.name, var.resource, var.divisor)
         else:
-            env[var.name] = fields.get(var.field_ref, "") if var.field_ref else kube.expand_env_references(var.value, env)
+            env[var.name] = (
+                fields.get(var.field_ref, "") if var.field_ref else kube.expand_env_references(var.value, env)
+            )
     return env
 
 
@@ -92,10 +104,11 @@ def volume_mounts(pod: PodSpec, c: ContainerSpec, paths: PodPaths) -> list[mount
             raise NsboxError(f'container "{c.name}": volume "{m.name}" not found')
         source = v.host_path if v.kind == "hostPath" else paths.volume(v.name)
         sub_path, read_only = m.sub_path, m.read_only
-        if v.kind not in ("emptyDir", "hostPath"):      # configMap, secret, downwardAPI, projected
-            read_only = True                 # as the kubelet mounts them
+        if v.kind not in ("emptyDir", "hostPath"):  # configMap, secret, downwardAPI, projected
+            read_only = True  # as the kubelet mounts them
             if sub_path:
                 from nsbox import projection
+
                 sub_path = projection.resolve_sub_path(source, sub_path)
         if sub_path:
             check_subpath(source, sub_path)
@@ -130,9 +143,17 @@ def check_subpath(volume_dir: str, sub_path: str) -> None:
         raise NsboxError(f'subPath "{sub_path}": {e.strerror}') from None
 
 
-def start_request(pod: PodSpec, c: ContainerSpec, paths: PodPaths, etc_files: dict[str, str],
-                  *, pod_ip: str = "", pid_ns_fd: int = -1, console: str = "",
-                  config: projection.EnvConfig | None = None) -> native.SpawnRequest:
+def start_request(
+    pod: PodSpec,
+    c: ContainerSpec,
+    paths: PodPaths,
+    etc_files: dict[str, str],
+    *,
+    pod_ip: str = "",
+    pid_ns_fd: int = -1,
+    console: str = "",
+    config: projection.EnvConfig | None = None,
+) -> native.SpawnRequest:
     """The request that starts container `c` as a child of the pod's watcher."""
     ident = security.identity(pod, c)
     env = environment(pod, c, pod_ip, config)
@@ -166,15 +187,18 @@ def start_request(pod: PodSpec, c: ContainerSpec, paths: PodPaths, etc_files: di
         clone_flags=flags,
         join=join,
         ops=plan,
-        uid=ident.uid, gid=ident.gid, groups=ident.groups,
+        uid=ident.uid,
+        gid=ident.gid,
+        groups=ident.groups,
         caps=ident.caps,
         no_new_privs=ident.no_new_privs,
         init=c.init,
     )
 
 
-def exec_request(pod: PodSpec, c: ContainerSpec, pid: int, command: list[str],
-                 *, pod_ip: str = "") -> tuple[native.SpawnRequest, list[int]]:
+def exec_request(
+    pod: PodSpec, c: ContainerSpec, pid: int, command: list[str], *, pod_ip: str = ""
+) -> tuple[native.SpawnRequest, list[int]]:
     """A request for `command` inside the running container whose main process is `pid`.
 
     Returns the request and the namespace fds it holds, which the caller
@@ -182,7 +206,7 @@ def exec_request(pod: PodSpec, c: ContainerSpec, pid: int, command: list[str],
     """
     fds = []
     try:
-        for name, nstype in JOIN_ORDER:
+        for name, _nstype in JOIN_ORDER:
             fds.append(os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
     except FileNotFoundError:
         for fd in fds:
@@ -194,6 +218,7 @@ def exec_request(pod: PodSpec, c: ContainerSpec, pid: int, command: list[str],
     if c.env_from or any(e.ref_kind for e in c.env):
         # The values the container started with (objects may have changed since): its environ.
         from nsbox import projection
+
         config = projection.config_from_environ(c, _environ(pid))
     env = environment(pod, c, pod_ip, config)
     cwd = c.working_dir or "/"
@@ -204,8 +229,15 @@ def exec_request(pod: PodSpec, c: ContainerSpec, pid: int, command: list[str],
         where = "" if "/" in command[0] else " in $PATH"
         raise NsboxError(f'executable "{command[0]}" not found{where} in container "{c.name}"')
     req = native.SpawnRequest(
-        argv=command, exec_paths=[exe], env=[f"{k}={v}" for k, v in env.items()], cwd=cwd,
-        join=join, uid=ident.uid, gid=ident.gid, groups=ident.groups, caps=ident.caps,
+        argv=command,
+        exec_paths=[exe],
+        env=[f"{k}={v}" for k, v in env.items()],
+        cwd=cwd,
+        join=join,
+        uid=ident.uid,
+        gid=ident.gid,
+        groups=ident.groups,
+        caps=ident.caps,
         no_new_privs=ident.no_new_privs,
     )
     return req, fds

@@ -25,20 +25,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 NAMESPACES = ("net", "ipc", "uts", "pid", "mnt")
-COMMAND_TIMEOUT = 60        # seconds for any one nsbox command
-LOG_TIMEOUT = 20            # seconds to wait for a container to print what the demo looks for
+COMMAND_TIMEOUT = 60  # seconds for any one nsbox command
+LOG_TIMEOUT = 20  # seconds to wait for a container to print what the demo looks for
 
 # A client that says what connecting to 127.0.0.1:8080 gives: "Success" or an error.
-CONNECT_PROBE = ('import os, socket; print("connect to 127.0.0.1:8080:", '
-                 'os.strerror(socket.socket().connect_ex(("127.0.0.1", 8080))))')
+CONNECT_PROBE = (
+    'import os, socket; print("connect to 127.0.0.1:8080:", '
+    'os.strerror(socket.socket().connect_ex(("127.0.0.1", 8080))))'
+)
 # An HTTP GET of the volume demo's index page: status line, headers, body.
-HTTP_GET = ('import urllib.request as u; r = u.urlopen("http://127.0.0.1:8080/"); '
-            'print("HTTP", r.status, r.reason); print(r.headers, end=""); print(r.read().decode(), end="")')
+HTTP_GET = (
+    'import urllib.request as u; r = u.urlopen("http://127.0.0.1:8080/"); '
+    'print("HTTP", r.status, r.reason); print(r.headers, end=""); print(r.read().decode(), end="")'
+)
 # A pod that only waits, to look at the pod from outside (exits at once on SIGTERM).
 IDLE = ["sh", "-c", 'trap "exit 0" TERM; sleep infinity & wait']
 
@@ -52,6 +57,7 @@ class StepFailed(Exception):
 
 
 # ---------------------------------------------------------------- output
+
 
 class Style:
     def __init__(self, stream: Any):
@@ -101,16 +107,18 @@ class Session:
 
     # ------------------------------------------------------------ running nsbox
 
-    def run(self, *args: str, show: bool = True, output: bool = True, must: bool = True,
-            shown: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, show: bool = True, output: bool = True, must: bool = True, shown: list[str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run `nsbox --root <private root> ARGS`; print `$ nsbox ARGS` and the output."""
         argv = [sys.executable, "-m", "nsbox", "--root", self.root, *args]
         if show:
             self.show_command(shown or ["nsbox", *args])
         # cwd "/": with -m, the current directory comes first on sys.path, and a
         # source checkout's nsbox/ there would shadow the installed package.
-        p = subprocess.run(argv, cwd="/", stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=COMMAND_TIMEOUT)
+        p = subprocess.run(
+            argv, cwd="/", stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=COMMAND_TIMEOUT
+        )
         if show and output:
             self.show_output(p.stdout + p.stderr)
         if must and p.returncode != 0:
@@ -120,8 +128,9 @@ class Session:
         return p
 
     def apply(self, example: str) -> None:
-        self.run("apply", "-f", str(EXAMPLES / f"{example}.yaml"),
-                 shown=["nsbox", "apply", "-f", display_path(example)])
+        self.run(
+            "apply", "-f", str(EXAMPLES / f"{example}.yaml"), shown=["nsbox", "apply", "-f", display_path(example)]
+        )
 
     def wait_ready(self, pod: str) -> None:
         self.run("wait", f"pod/{pod}", "--for=condition=Ready", "--timeout=30s")
@@ -140,7 +149,9 @@ class Session:
             raise StepFailed(f'container {container} did not print "{text}" within {LOG_TIMEOUT}s')
         return p.stdout
 
-    def exec(self, pod: str, container: str | None, *command: str, must: bool = True) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, pod: str, container: str | None, *command: str, must: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         where = ["-c", container] if container else []
         return self.run("exec", pod, *where, "--", *command, must=must)
 
@@ -152,8 +163,11 @@ class Session:
     def inodes(self, pod: str) -> dict[str, dict[str, int]]:
         """{container: {namespace: inode}} from `nsbox inspect` (which the user is shown)."""
         data = json.loads(self.run("inspect", pod, output=False).stdout)
-        return {c["name"]: {ns: v["inode"] for ns, v in c["namespaces"].items()}
-                for c in data["containers"] if c["namespaces"]}
+        return {
+            c["name"]: {ns: v["inode"] for ns, v in c["namespaces"].items()}
+            for c in data["containers"]
+            if c["namespaces"]
+        }
 
     def namespace_table(self, columns: dict[str, dict[str, int]]) -> dict[str, list[int]]:
         """Print the namespace inodes of several processes side by side; return them by namespace."""
@@ -176,15 +190,17 @@ class Session:
         Returns what could not be cleaned (empty when all went well). Never raises.
         """
         problems: list[str] = []
-        steps = (["delete", "pod", "--all", "--grace-period", "0"],
-                 ["delete", "pod", "--all", "--grace-period", "0", "--force"],
-                 ["gc"])
+        steps = (
+            ["delete", "pod", "--all", "--grace-period", "0"],
+            ["delete", "pod", "--all", "--grace-period", "0", "--force"],
+            ["gc"],
+        )
         for i, args in enumerate(steps):
             if i == 1 and not self.pods_left():
-                continue                    # the graceful delete did it all
+                continue  # the graceful delete did it all
             try:
                 self.run(*args, show=False, must=False)
-            except Exception as e:          # a hung or missing nsbox: report it, go on
+            except Exception as e:  # a hung or missing nsbox: report it, go on
                 problems.append(f"nsbox {' '.join(args)}: {e}")
         deadline = time.monotonic() + 10
         while self.pods_left() and time.monotonic() < deadline:
@@ -233,6 +249,7 @@ def host_inodes() -> dict[str, int]:
 
 # ---------------------------------------------------------------- the demos
 
+
 def demo_localhost(s: Session) -> None:
     s.heading("localhost: two containers of one pod talk over 127.0.0.1")
     s.explain("""
@@ -251,20 +268,24 @@ in container "server" and a client in container "client".
     s.explain("The namespaces of each process, by inode number (from `nsbox inspect`):")
     pod = s.inodes("localhost-demo")
     other = s.inodes("other")["other"]
-    ino = s.namespace_table({"server": pod["server"], "client": pod["client"],
-                             "other pod": other, "host": host_inodes()})
+    ino = s.namespace_table(
+        {"server": pod["server"], "client": pod["client"], "other pod": other, "host": host_inodes()}
+    )
     for ns in ("net", "ipc", "uts"):
         server, client, out, host = ino[ns]
-        s.check(server == client and server not in (out, host),
-                f"{ns}: one namespace for the pod's two containers, not the other pod's or the host's")
-    s.check(ino["pid"][0] != ino["pid"][1] and ino["mnt"][0] != ino["mnt"][1],
-            "pid, mnt: each container has its own")
+        s.check(
+            server == client and server not in (out, host),
+            f"{ns}: one namespace for the pod's two containers, not the other pod's or the host's",
+        )
+    s.check(ino["pid"][0] != ino["pid"][1] and ino["mnt"][0] != ino["mnt"][1], "pid, mnt: each container has its own")
 
     s.explain("The same connection attempt from the client container, then from the other pod:")
     inside = s.exec("localhost-demo", "client", "python3", "-c", CONNECT_PROBE).stdout
     outside = s.exec("other", None, "python3", "-c", CONNECT_PROBE).stdout
-    s.check("Success" in inside and "Connection refused" in outside,
-            "the server is reachable inside its pod, and refused from the other pod: its 127.0.0.1 is another")
+    s.check(
+        "Success" in inside and "Connection refused" in outside,
+        "the server is reachable inside its pod, and refused from the other pod: its 127.0.0.1 is another",
+    )
     s.explain("The hostname is the pod's name (a UTS namespace per pod):")
     h1 = s.exec("localhost-demo", "server", "hostname").stdout.strip()
     h2 = s.exec("other", None, "hostname").stdout.strip()
@@ -289,8 +310,9 @@ pass through the segment, the semaphores taking turns.
     key = "0x6e736278"
     s.explain("`ipcs` in each container: the same objects (same key, same ids), attached twice (nattch 2):")
     seen = [s.exec("ipc-demo", c, "ipcs", "-m", "-s").stdout for c in ("producer", "consumer")]
-    s.check(all(out.count(key) == 2 for out in seen),
-            f"both containers see the segment and the semaphore set of key {key}")
+    s.check(
+        all(out.count(key) == 2 for out in seen), f"both containers see the segment and the semaphore set of key {key}"
+    )
     shm = s.exec("ipc-demo", "consumer", "ls", "-l", "/dev/shm").stdout
     s.check("nsbox-demo" in shm, "the consumer sees the producer's /dev/shm/nsbox-demo")
 
@@ -298,10 +320,11 @@ pass through the segment, the semaphores taking turns.
     s.explain("The same commands in another pod: its own, empty IPC namespace and /dev/shm:")
     other_ipcs = s.exec("other", None, "ipcs", "-m", "-s").stdout
     other_shm = s.exec("other", None, "ls", "-l", "/dev/shm").stdout
-    s.check(key not in other_ipcs and "nsbox-demo" not in other_shm,
-            "the other pod sees neither the SysV objects nor /dev/shm/nsbox-demo")
-    host = subprocess.run(["ipcs", "-m", "-s"], capture_output=True, text=True) \
-        if shutil.which("ipcs") else None
+    s.check(
+        key not in other_ipcs and "nsbox-demo" not in other_shm,
+        "the other pod sees neither the SysV objects nor /dev/shm/nsbox-demo",
+    )
+    host = subprocess.run(["ipcs", "-m", "-s"], capture_output=True, text=True) if shutil.which("ipcs") else None
     if host is not None:
         s.show_command(["ipcs", "-m", "-s"])
         s.explain(f"(on the host: {'no object' if key not in host.stdout else 'an object'} with key {key})")
@@ -310,8 +333,9 @@ pass through the segment, the semaphores taking turns.
     s.explain("The IPC namespaces by inode number (from `nsbox inspect`):")
     pod = s.inodes("ipc-demo")
     other = s.inodes("other")["other"]
-    ino = s.namespace_table({"producer": pod["producer"], "consumer": pod["consumer"],
-                             "other pod": other, "host": host_inodes()})
+    ino = s.namespace_table(
+        {"producer": pod["producer"], "consumer": pod["consumer"], "other pod": other, "host": host_inodes()}
+    )
     producer, consumer, out, me = ino["ipc"]
     s.check(producer == consumer and producer not in (out, me), "ipc: one namespace per pod")
     s.delete("ipc-demo", "other")
@@ -334,13 +358,16 @@ serves that volume (mounted read-only) with python3 -m http.server on
     s.check("index.html" in listing and "now.txt" in listing, "the server sees what the puller wrote")
     s.explain("An HTTP GET over localhost, from inside the pod:")
     page = s.exec("volume-demo", "reader", "python3", "-c", HTTP_GET).stdout
-    s.check(page.startswith("HTTP 200") and "Hello from pod volume-demo" in page,
-            "HTTP 200 with the page the puller wrote")
+    s.check(
+        page.startswith("HTTP 200") and "Hello from pod volume-demo" in page, "HTTP 200 with the page the puller wrote"
+    )
     s.explain("The server's mount is readOnly, the puller's is not:")
     ro = s.exec("volume-demo", "server", "touch", "/srv/www/x", must=False)
     rw = s.exec("volume-demo", "puller", "touch", "/pull/x", must=False)
-    s.check(ro.returncode != 0 and "Read-only" in ro.stderr and rw.returncode == 0,
-            "the server cannot write to the volume; the puller can")
+    s.check(
+        ro.returncode != 0 and "Read-only" in ro.stderr and rw.returncode == 0,
+        "the server cannot write to the volume; the puller can",
+    )
 
     s.run_other_pod()
     outside = s.exec("other", None, "python3", "-c", CONNECT_PROBE).stdout
@@ -358,6 +385,7 @@ DEMOS: dict[str, Callable[[Session], None]] = {
 
 
 # ---------------------------------------------------------------- the entry point
+
 
 def _interrupt(signum: int, _frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
@@ -382,7 +410,7 @@ def run(which: str) -> int:
         s.explain(f"""
 Every command below runs with --root {s.root}: a private root, removed at
 the end, so your own pods (in /run/nsbox) are not touched. Type the commands
-yourself as root, without --root; the manifests are in {display_path('localhost').rsplit('/', 1)[0]}/.
+yourself as root, without --root; the manifests are in {display_path("localhost").rsplit("/", 1)[0]}/.
 """)
         for name in names:
             before = len(s.checks)
@@ -391,13 +419,13 @@ yourself as root, without --root; the manifests are in {display_path('localhost'
                 results[name] = all(ok for _, ok in s.checks[before:])
             except Interrupted:
                 raise
-            except Exception as e:          # StepFailed, or nsbox hung (TimeoutExpired), ...
+            except Exception as e:  # StepFailed, or nsbox hung (TimeoutExpired), ...
                 s.check(False, str(e) if isinstance(e, StepFailed) else f"{type(e).__name__}: {e}")
                 results[name] = False
-                try:                        # so that the next demo starts clean
+                try:  # so that the next demo starts clean
                     s.run("delete", "pod", "--all", "--grace-period", "0", must=False)
                 except subprocess.SubprocessError:
-                    pass                    # clean_up() below tries harder
+                    pass  # clean_up() below tries harder
     except (KeyboardInterrupt, Interrupted) as e:
         interrupted = True
         print(f"\ninterrupted ({e or 'SIGINT'}): deleting the demo's pods", file=sys.stderr)
@@ -410,8 +438,10 @@ yourself as root, without --root; the manifests are in {display_path('localhost'
             if handler is not None:
                 signal.signal(sig, handler)
     for p in problems:
-        print(f"error: clean-up: {p} (try: nsbox --root {s.root} delete pod --all --force; "
-              f"nsbox --root {s.root} gc)", file=sys.stderr)
+        print(
+            f"error: clean-up: {p} (try: nsbox --root {s.root} delete pod --all --force; nsbox --root {s.root} gc)",
+            file=sys.stderr,
+        )
     if interrupted:
         return 130
     s.heading("summary")
@@ -423,7 +453,7 @@ yourself as root, without --root; the manifests are in {display_path('localhost'
     s.say("All demos passed." if passed else "Some demos failed: see [FAIL] above.")
     if passed:
         s.explain(f"""
-Next: read the manifests, apply one yourself (sudo nsbox apply -f {display_path('localhost')}),
+Next: read the manifests, apply one yourself (sudo nsbox apply -f {display_path("localhost")}),
 then nsbox get pods, nsbox describe pod localhost-demo, nsbox delete pod localhost-demo.
 """)
     return 0 if passed else 1

@@ -35,14 +35,14 @@ BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR = 1, 2
 SYS_BPF = {"x86_64": 321, "aarch64": 280}
 
 # Instruction encoding (include/uapi/linux/bpf_common.h, bpf.h).
-_LDX_MEM_W = 0x61        # BPF_LDX | BPF_MEM | BPF_W
-_ALU32_AND_K = 0x54      # BPF_ALU | BPF_AND | BPF_K
-_ALU32_RSH_K = 0x74      # BPF_ALU | BPF_RSH | BPF_K
-_ALU64_MOV_X = 0xBF      # BPF_ALU64 | BPF_MOV | BPF_X
-_ALU64_MOV_K = 0xB7      # BPF_ALU64 | BPF_MOV | BPF_K
-_JMP32_JNE_K = 0x56      # BPF_JMP32 | BPF_JNE | BPF_K
-_JMP32_JNE_X = 0x5E      # BPF_JMP32 | BPF_JNE | BPF_X
-_EXIT = 0x95             # BPF_JMP | BPF_EXIT
+_LDX_MEM_W = 0x61  # BPF_LDX | BPF_MEM | BPF_W
+_ALU32_AND_K = 0x54  # BPF_ALU | BPF_AND | BPF_K
+_ALU32_RSH_K = 0x74  # BPF_ALU | BPF_RSH | BPF_K
+_ALU64_MOV_X = 0xBF  # BPF_ALU64 | BPF_MOV | BPF_X
+_ALU64_MOV_K = 0xB7  # BPF_ALU64 | BPF_MOV | BPF_K
+_JMP32_JNE_K = 0x56  # BPF_JMP32 | BPF_JNE | BPF_K
+_JMP32_JNE_X = 0x5E  # BPF_JMP32 | BPF_JNE | BPF_X
+_EXIT = 0x95  # BPF_JMP | BPF_EXIT
 
 _ACCESS = {"m": BPF_DEVCG_ACC_MKNOD, "r": BPF_DEVCG_ACC_READ, "w": BPF_DEVCG_ACC_WRITE}
 _TYPES = {"b": BPF_DEVCG_DEV_BLOCK, "c": BPF_DEVCG_DEV_CHAR}
@@ -75,14 +75,16 @@ def program(rules: list[str]) -> bytes:
     """
     # r2 = type, r3 = requested access, r4 = major, r5 = minor
     code = [
-        _insn(_LDX_MEM_W, 2, 1, 0), _insn(_ALU32_AND_K, 2, imm=0xFFFF),
-        _insn(_LDX_MEM_W, 3, 1, 0), _insn(_ALU32_RSH_K, 3, imm=16),
+        _insn(_LDX_MEM_W, 2, 1, 0),
+        _insn(_ALU32_AND_K, 2, imm=0xFFFF),
+        _insn(_LDX_MEM_W, 3, 1, 0),
+        _insn(_ALU32_RSH_K, 3, imm=16),
         _insn(_LDX_MEM_W, 4, 1, 4),
         _insn(_LDX_MEM_W, 5, 1, 8),
     ]
     for rule in rules:
         kind, major, minor, access = parse_rule(rule)
-        checks: list[tuple[int, int, int, int]] = []   # (code, dst, src, imm): jump to next rule if taken
+        checks: list[tuple[int, int, int, int]] = []  # (code, dst, src, imm): jump to next rule if taken
         if kind != "a":
             checks.append((_JMP32_JNE_K, 2, 0, _TYPES[kind]))
         # The requested access must be within the rule's: (r3 & access) == r3.
@@ -93,7 +95,7 @@ def program(rules: list[str]) -> bytes:
         if minor is not None:
             checks.append((_JMP32_JNE_K, 5, 0, minor))
         # Layout: [type check] mov, and, [access check] [major] [minor] r0=1 exit.
-        tail = 2                                     # r0 = 1; exit
+        tail = 2  # r0 = 1; exit
         body: list[bytes] = []
         jumps = checks[1:] if kind != "a" else checks
         for i, (op, dst, src, imm) in enumerate(jumps):
@@ -128,8 +130,19 @@ def load(rules: list[str]) -> int:
     license = ctypes.create_string_buffer(b"Apache-2.0")
     # union bpf_attr, BPF_PROG_LOAD: prog_type, insn_cnt, insns, license, log_level,
     # log_size, log_buf, kern_version, prog_flags, prog_name[16]; the rest zero.
-    attr = struct.pack("<IIQQIIQII16s", BPF_PROG_TYPE_CGROUP_DEVICE, len(insns.raw) // 8,
-                       ctypes.addressof(insns), ctypes.addressof(license), 0, 0, 0, 0, 0, b"nsbox_devices")
+    attr = struct.pack(
+        "<IIQQIIQII16s",
+        BPF_PROG_TYPE_CGROUP_DEVICE,
+        len(insns.raw) // 8,
+        ctypes.addressof(insns),
+        ctypes.addressof(license),
+        0,
+        0,
+        0,
+        0,
+        0,
+        b"nsbox_devices",
+    )
     return _bpf(BPF_PROG_LOAD, attr.ljust(128, b"\0"))
 
 

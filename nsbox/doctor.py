@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Callable
+from collections.abc import Callable
 
-Check = Callable[[], tuple[bool, str, str]]   # (ok, what was found, how to fix it)
+Check = Callable[[], tuple[bool, str, str]]  # (ok, what was found, how to fix it)
 
 
 def _kernel() -> tuple[bool, str, str]:
@@ -24,21 +24,26 @@ def _root() -> tuple[bool, str, str]:
 
 def _namespaces() -> tuple[bool, str, str]:
     missing = [ns for ns in ("net", "ipc", "uts", "pid", "mnt", "cgroup") if not os.path.exists(f"/proc/self/ns/{ns}")]
-    return not missing, "namespaces: " + ("all present" if not missing else "missing " + ", ".join(missing)), \
-        "enable CONFIG_NAMESPACES and the missing namespace types in the kernel"
+    return (
+        not missing,
+        "namespaces: " + ("all present" if not missing else "missing " + ", ".join(missing)),
+        "enable CONFIG_NAMESPACES and the missing namespace types in the kernel",
+    )
 
 
 def _cgroups() -> tuple[bool, str, str]:
     from nsbox import cgroups
     from nsbox.errors import NsboxError
+
     try:
         cg = cgroups.detect()
     except NsboxError as e:
         return False, str(e), "mount cgroup2 at /sys/fs/cgroup (or the v1 controllers)"
     missing = cg.missing_controllers()
     mode = "v2 (unified)" if cg.version == 2 else ("v1 (hybrid)" if cg.hybrid else "v1")
-    found = f"cgroup {mode}" + (f", missing controllers: {', '.join(missing)}" if missing else
-                                ", controllers cpu memory pids available")
+    found = f"cgroup {mode}" + (
+        f", missing controllers: {', '.join(missing)}" if missing else ", controllers cpu memory pids available"
+    )
     return not missing, found, "enable the missing controllers (cgroup_enable=... on the kernel command line)"
 
 
@@ -49,6 +54,7 @@ def _overlay() -> tuple[bool, str, str]:
     if not ok:
         try:
             import subprocess
+
             subprocess.run(["modprobe", "overlay"], check=False, capture_output=True)
             with open("/proc/filesystems") as f:
                 ok = "overlay" in f.read()
@@ -59,6 +65,7 @@ def _overlay() -> tuple[bool, str, str]:
 
 def _pidfd() -> tuple[bool, str, str]:
     from nsbox import native
+
     try:
         fd = native.pidfd_open(os.getpid())
     except OSError as e:
@@ -71,12 +78,14 @@ def _pidfd() -> tuple[bool, str, str]:
 
 def _capabilities() -> tuple[bool, str, str]:
     with open("/proc/self/status") as f:
-        eff = next(int(l.split()[1], 16) for l in f if l.startswith("CapEff:"))
+        eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
     need = {21: "SYS_ADMIN", 12: "NET_ADMIN", 5: "KILL", 7: "SETUID", 18: "SYS_CHROOT"}
     missing = [n for bit, n in need.items() if not eff >> bit & 1]
-    return not missing, "capabilities: " + ("CAP_SYS_ADMIN and friends held" if not missing else
-                                            "missing " + ", ".join(missing)), \
-        "run as real root, not in an unprivileged container"
+    return (
+        not missing,
+        "capabilities: " + ("CAP_SYS_ADMIN and friends held" if not missing else "missing " + ", ".join(missing)),
+        "run as real root, not in an unprivileged container",
+    )
 
 
 def _native() -> tuple[bool, str, str]:
@@ -86,14 +95,23 @@ def _native() -> tuple[bool, str, str]:
         return False, f"native module: {e}", "reinstall nsbox (sudo ./setup.sh demo) so csrc/ is compiled"
     for program, source in ((native.INIT_PROGRAM, "csrc/init.c"), (native.IDLE_PROGRAM, "csrc/idle.c")):
         if not os.access(program, os.X_OK):
-            return (False, f"native module loaded, but {program} is missing",
-                    f"reinstall nsbox (sudo ./setup.sh demo) so {source} is compiled")
+            return (
+                False,
+                f"native module loaded, but {program} is missing",
+                f"reinstall nsbox (sudo ./setup.sh demo) so {source} is compiled",
+            )
     return True, "native module, nsbox-init and nsbox-idle loaded", ""
 
 
 CHECKS: list[tuple[str, Check]] = [
-    ("root", _root), ("kernel", _kernel), ("native", _native), ("namespaces", _namespaces),
-    ("cgroups", _cgroups), ("overlayfs", _overlay), ("pidfd", _pidfd), ("capabilities", _capabilities),
+    ("root", _root),
+    ("kernel", _kernel),
+    ("native", _native),
+    ("namespaces", _namespaces),
+    ("cgroups", _cgroups),
+    ("overlayfs", _overlay),
+    ("pidfd", _pidfd),
+    ("capabilities", _capabilities),
 ]
 
 
@@ -102,7 +120,7 @@ def run(root: str) -> int:
     for name, check in CHECKS:
         try:
             ok, found, fix = check()
-        except Exception as e:   # a broken probe is a finding, not a crash
+        except Exception as e:  # a broken probe is a finding, not a crash
             ok, found, fix = False, f"{name}: check failed: {e}", ""
         print(f"[{'ok' if ok else 'FAIL':>4}] {found}")
         if not ok:

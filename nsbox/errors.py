@@ -9,7 +9,7 @@ bug and keeps its traceback.
 class NsboxError(Exception):
     """A failure to report to the user as one `error:` line."""
 
-    warnings: list[str]     # set by some raisers: warnings about the same input, printed first
+    warnings: list[str]  # set by some raisers: warnings about the same input, printed first
 
 
 class NotFound(NsboxError):
@@ -23,4 +23,5 @@ class AlreadyExists(NsboxError):
 class WaitingForConfig(NsboxError):
     """A container cannot start until a ConfigMap or Secret appears (README, "ConfigMaps,
     Secrets and the downward API"): it waits with `reason`, and is tried again."""
+
     reason = "ContainerCreating"

@@ -7,7 +7,7 @@ import os
 from nsbox.model import PodSpec
 from nsbox.state import read_json, remove_tree
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from typing import Any
 
@@ -19,6 +19,7 @@ def collect(rt: Runtime, idle_bridges: bool = False) -> list[str]:
     The network is host-wide: addresses of pods gone from any root are released, and with
     `idle_bridges` (`gc --all`) the bridges no pod uses are removed."""
     from nsbox import cgroups
+
     done = []
     named = {uid for _, _, uid in rt.root.names()}
     for uid in rt.root.pod_uids():
@@ -54,6 +55,7 @@ def collect(rt: Runtime, idle_bridges: bool = False) -> list[str]:
             remove_tree(os.path.join(logs_dir, entry))
             done.append(f"logs {entry}: removed")
     from nsbox import network
+
     done += network.collect(remove_idle_bridges=idle_bridges)
     return done
 
@@ -61,6 +63,7 @@ def collect(rt: Runtime, idle_bridges: bool = False) -> list[str]:
 def cgroup_root(cg: Any, uid: str) -> str | None:
     """The root a pod cgroup was made for (recorded as an xattr by the watcher)."""
     from nsbox.watcher.holder import CGROUP_ROOT_XATTR
+
     for path in cg.paths(cg.pod_path(uid)).values():
         try:
             return os.getxattr(path, CGROUP_ROOT_XATTR).decode()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import time
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from fractions import Fraction
@@ -51,19 +51,23 @@ _LABEL_VALUE_RE = re.compile(_LABEL_VALUE)
 DNS1123_LABEL_MESSAGE = (
     "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
     "and must start and end with an alphanumeric character "
-    "(e.g. 'my-name',  or '123-abc', regex used for validation is '" + _DNS1123_LABEL + "')")
+    "(e.g. 'my-name',  or '123-abc', regex used for validation is '" + _DNS1123_LABEL + "')"
+)
 DNS1123_SUBDOMAIN_MESSAGE = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
     "and must start and end with an alphanumeric character "
-    "(e.g. 'example.com', regex used for validation is '" + _DNS1123_SUBDOMAIN + "')")
+    "(e.g. 'example.com', regex used for validation is '" + _DNS1123_SUBDOMAIN + "')"
+)
 _QUALIFIED_NAME_MESSAGE = (
     "must consist of alphanumeric characters, '-', '_' or '.', "
     "and must start and end with an alphanumeric character "
-    "(e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '" + _QUALIFIED_NAME + "')")
+    "(e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '" + _QUALIFIED_NAME + "')"
+)
 _LABEL_VALUE_MESSAGE = (
     "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
     "and must start and end with an alphanumeric character "
-    "(e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '" + _LABEL_VALUE + "')")
+    "(e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '" + _LABEL_VALUE + "')"
+)
 
 
 def _max_len(n: int) -> str:
@@ -120,8 +124,11 @@ def qualified_name_errors(value: str) -> list[str]:
         if errors:
             return errors
     else:
-        return ["a qualified name " + _QUALIFIED_NAME_MESSAGE
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
+        return [
+            "a qualified name "
+            + _QUALIFIED_NAME_MESSAGE
+            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ]
     if not name:
         return ["name part must be non-empty"]
     errors = []
@@ -166,9 +173,11 @@ def config_key_errors(key: str) -> list[str]:
     if len(key) > 253:
         errors.append(_max_len(253))
     if not _CONFIG_KEY_RE.fullmatch(key):
-        errors.append("a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
-                      "(e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is "
-                      "'[-._a-zA-Z0-9]+')")
+        errors.append(
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
+            "(e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is "
+            "'[-._a-zA-Z0-9]+')"
+        )
     return errors + _dot_errors(key)
 
 
@@ -180,20 +189,32 @@ def env_file_key_errors(key: str) -> list[str]:
     keeps): letters, digits, '_', '-', '.', not starting with a digit, nor with '..'."""
     errors = []
     if not _ENV_FILE_KEY_RE.fullmatch(key):
-        errors.append("a valid environment variable name must consist of alphabetic characters, digits, "
-                      "'_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or "
-                      "'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')")
+        errors.append(
+            "a valid environment variable name must consist of alphabetic characters, digits, "
+            "'_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or "
+            "'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')"
+        )
     return errors + _dot_errors(key)
 
 
 # --- Quantities (apimachinery: pkg/api/resource) ------------------------------
 
-_QUANTITY_REGEX = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"   # as Kubernetes prints it
+_QUANTITY_REGEX = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"  # as Kubernetes prints it
 _NUMBER_RE = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)(.*)")
 _EXPONENT_RE = re.compile(r"[eE]([+-]?\d{1,3})")
-_BINARY_SUFFIXES = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}            # powers of 1024
-_DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9,
-                     "T": 12, "P": 15, "E": 18}                                      # powers of 10
+_BINARY_SUFFIXES = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}  # powers of 1024
+_DECIMAL_SUFFIXES = {
+    "n": -9,
+    "u": -6,
+    "m": -3,
+    "": 0,
+    "k": 3,
+    "M": 6,
+    "G": 9,
+    "T": 12,
+    "P": 15,
+    "E": 18,
+}  # powers of 10
 _INT64_MAX = 2**63 - 1
 
 
@@ -231,9 +252,9 @@ def _quantity_fraction(q: str | int | float) -> tuple[int, int]:
                 raise QuantityError(q, "unable to parse quantity's suffix")
             power = int(e.group(1))
         if power >= 0:
-            num *= 10 ** power
+            num *= 10**power
         else:
-            den *= 10 ** -power
+            den *= 10**-power
     return num, den
 
 
@@ -254,6 +275,7 @@ def quantity_value(q: str | int | float) -> Fraction:
     if num < 0:
         raise QuantityError(q, "must be greater than or equal to 0")
     from fractions import Fraction
+
     return Fraction(num, den)
 
 
@@ -272,8 +294,8 @@ def format_quantity_bytes(n: int) -> str:
     if n == 0:
         return "0"
     for suffix, power in sorted(_BINARY_SUFFIXES.items(), key=lambda kv: -kv[1]):
-        if n % (1024 ** power) == 0:
-            return f"{n // 1024 ** power}{suffix}"
+        if n % (1024**power) == 0:
+            return f"{n // 1024**power}{suffix}"
     for suffix in ("E", "P", "T", "G", "M", "k"):
         unit = 10 ** _DECIMAL_SUFFIXES[suffix]
         if n % unit == 0:
@@ -311,8 +333,8 @@ def pod_resource_limit(containers: list[int | None], init_containers: Sequence[i
 
 # --- Termination (kubectl delete, API server, kubelet) ------------------------
 
-DEFAULT_GRACE_PERIOD = 30     # API server default for terminationGracePeriodSeconds
-KILL_MIN_GAP = 2              # kubelet minimumGracePeriodInSeconds: SIGTERM → SIGKILL never less
+DEFAULT_GRACE_PERIOD = 30  # API server default for terminationGracePeriodSeconds
+KILL_MIN_GAP = 2  # kubelet minimumGracePeriodInSeconds: SIGTERM → SIGKILL never less
 
 
 def effective_grace_period(flag: int | None, force: bool, pod_value: int | None) -> int:
@@ -345,8 +367,8 @@ def sigkill_at(grace_deadline: float, sigterm_sent: float) -> float:
 # --- Restarts (kubelet) -------------------------------------------------------
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
-BACKOFF_BASE = 10          # kubelet: initial crash-loop back-off
-BACKOFF_MAX = 300          # kubelet: MaxContainerBackOff
+BACKOFF_BASE = 10  # kubelet: initial crash-loop back-off
+BACKOFF_MAX = 300  # kubelet: MaxContainerBackOff
 BACKOFF_RESET_AFTER = 600  # kubelet: back-off forgotten after 2 × max without a new failure
 
 
@@ -400,8 +422,10 @@ def epoch(stamp: str) -> float:
     Sliced, not time.strptime'd: `get pods` reads one per pod, and strptime costs tens of µs.
     """
     import calendar
-    return calendar.timegm((int(stamp[0:4]), int(stamp[5:7]), int(stamp[8:10]),
-                            int(stamp[11:13]), int(stamp[14:16]), int(stamp[17:19])))
+
+    return calendar.timegm(
+        (int(stamp[0:4]), int(stamp[5:7]), int(stamp[8:10]), int(stamp[11:13]), int(stamp[14:16]), int(stamp[17:19]))
+    )
 
 
 def terminated_reason(exit_code: int, oom_killed: bool = False) -> str:
@@ -412,6 +436,7 @@ def terminated_reason(exit_code: int, oom_killed: bool = False) -> str:
 
 
 # --- Pod phase (kubelet getPhase) ---------------------------------------------
+
 
 def _state(status: dict) -> tuple[str, dict]:
     """("running" | "waiting" | "terminated" | "", details) of a container status."""
@@ -426,8 +451,14 @@ def _last_terminated(status: dict) -> dict | None:
     return (status.get("lastState") or {}).get("terminated")
 
 
-def pod_phase(containers: list[dict], init_containers: Sequence[dict] = (), restart_policy: str = "Always",
-              *, deadline_exceeded: bool = False, watcher_lost: bool = False) -> str:
+def pod_phase(
+    containers: list[dict],
+    init_containers: Sequence[dict] = (),
+    restart_policy: str = "Always",
+    *,
+    deadline_exceeded: bool = False,
+    watcher_lost: bool = False,
+) -> str:
     """The pod phase (docs/lifecycle.md, "Phases") from its container statuses, as the kubelet's getPhase.
 
     `containers` and `init_containers` hold one status dict per container of
@@ -496,9 +527,17 @@ def pod_phase(containers: list[dict], init_containers: Sequence[dict] = (), rest
 
 # --- The STATUS column (kubectl get pods: printPod) ---------------------------
 
-def pod_status_text(containers: list[dict], init_containers: Sequence[dict] = (), *, phase: str = "Pending",
-                    reason: str = "", deletion: bool = False, watcher_lost: bool = False,
-                    init_total: int | None = None) -> str:
+
+def pod_status_text(
+    containers: list[dict],
+    init_containers: Sequence[dict] = (),
+    *,
+    phase: str = "Pending",
+    reason: str = "",
+    deletion: bool = False,
+    watcher_lost: bool = False,
+    init_total: int | None = None,
+) -> str:
     """What `kubectl get pods` shows in STATUS.
 
     `containers` / `init_containers`: status dicts (module docstring) in spec
@@ -579,13 +618,15 @@ def pod_ready_text(containers: list[dict]) -> str:
 def pod_restart_count(containers: list[dict], init_containers: Sequence[dict] = ()) -> int:
     """The RESTARTS column (kubectl): init containers' restarts while the pod
     initializes, the app containers' once it has."""
-    initializing = any(not (_state(s)[0] == "terminated" and _state(s)[1].get("exitCode", 0) == 0)
-                       for s in init_containers)
+    initializing = any(
+        not (_state(s)[0] == "terminated" and _state(s)[1].get("exitCode", 0) == 0) for s in init_containers
+    )
     chosen = init_containers if initializing else containers
     return sum(int(s.get("restartCount", 0)) for s in chosen)
 
 
 # --- $(VAR) references (kubelet: third_party/forked/golang/expansion) ---------
+
 
 def expand_env_references(text: str, env: dict[str, str]) -> str:
     """Expand `$(NAME)` in an env value, command or args as the kubelet does.
@@ -613,7 +654,7 @@ def expand_env_references(text: str, env: dict[str, str]) -> str:
                 out.append("$(")
                 i += 2
             else:
-                name = text[i + 2:close]
+                name = text[i + 2 : close]
                 out.append(env[name] if name in env else f"$({name})")
                 i = close + 1
         else:
@@ -626,23 +667,76 @@ def expand_env_references(text: str, env: dict[str, str]) -> str:
 
 # The runtime default set (containerd oci.defaultUnixCaps, moby caps.DefaultCapabilities):
 # what an unprivileged container keeps (docs/security.md §2).
-DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
-                        "SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL",
-                        "AUDIT_WRITE")
+DEFAULT_CAPABILITIES = (
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+)
 
 # Every capability of linux/capability.h, by number (CAP_LAST_CAP = 40 since Linux 5.9).
-CAPABILITY_NUMBERS: dict[str, int] = {name: number for number, name in enumerate((
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
-))}
+CAPABILITY_NUMBERS: dict[str, int] = {
+    name: number
+    for number, name in enumerate(
+        (
+            "CHOWN",
+            "DAC_OVERRIDE",
+            "DAC_READ_SEARCH",
+            "FOWNER",
+            "FSETID",
+            "KILL",
+            "SETGID",
+            "SETUID",
+            "SETPCAP",
+            "LINUX_IMMUTABLE",
+            "NET_BIND_SERVICE",
+            "NET_BROADCAST",
+            "NET_ADMIN",
+            "NET_RAW",
+            "IPC_LOCK",
+            "IPC_OWNER",
+            "SYS_MODULE",
+            "SYS_RAWIO",
+            "SYS_CHROOT",
+            "SYS_PTRACE",
+            "SYS_PACCT",
+            "SYS_ADMIN",
+            "SYS_BOOT",
+            "SYS_NICE",
+            "SYS_RESOURCE",
+            "SYS_TIME",
+            "SYS_TTY_CONFIG",
+            "MKNOD",
+            "LEASE",
+            "AUDIT_WRITE",
+            "AUDIT_CONTROL",
+            "SETFCAP",
+            "MAC_OVERRIDE",
+            "MAC_ADMIN",
+            "SYSLOG",
+            "WAKE_ALARM",
+            "BLOCK_SUSPEND",
+            "AUDIT_READ",
+            "PERFMON",
+            "BPF",
+            "CHECKPOINT_RESTORE",
+        )
+    )
+}
 
 
 def normalize_capability(name: str) -> str:
-    """"cap_net_admin" / "CAP_NET_ADMIN" / "NET_ADMIN" → "NET_ADMIN"; "all" → "ALL".
+    """ "cap_net_admin" / "CAP_NET_ADMIN" / "NET_ADMIN" → "NET_ADMIN"; "all" → "ALL".
 
     Kubernetes passes names through and runtimes accept both spellings;
     nsbox rejects unknown names up front: ValueError('unknown capability "X"')."""
@@ -676,7 +770,7 @@ def effective_capabilities(privileged: bool, add: Sequence[str] = (), drop: Sequ
 
 # --- Hostname, /etc/hosts (kubelet: kubelet_pods.go) ---------------------------
 
-HOSTNAME_MAX = 63             # the kernel's UTS name: 64 bytes with the terminating NUL
+HOSTNAME_MAX = 63  # the kernel's UTS name: 64 bytes with the terminating NUL
 
 
 def truncate_pod_hostname(hostname: str) -> str:
@@ -697,14 +791,16 @@ def managed_hosts_file(ip: str, hostname: str, aliases: Sequence = ()) -> str:
     `aliases` are spec.hostAliases (objects with .ip and .hostnames). A pod
     without an IP (nsbox's loopback network) maps its hostname to 127.0.1.1,
     as Debian's installer does for a machine without a fixed address."""
-    lines = [MANAGED_HOSTS_HEADER,
-             "127.0.0.1\tlocalhost\n",
-             "::1\tlocalhost ip6-localhost ip6-loopback\n",
-             "fe00::0\tip6-localnet\n",
-             "fe00::0\tip6-mcastprefix\n",
-             "fe00::1\tip6-allnodes\n",
-             "fe00::2\tip6-allrouters\n",
-             f"{ip or '127.0.1.1'}\t{hostname}\n"]
+    lines = [
+        MANAGED_HOSTS_HEADER,
+        "127.0.0.1\tlocalhost\n",
+        "::1\tlocalhost ip6-localhost ip6-loopback\n",
+        "fe00::0\tip6-localnet\n",
+        "fe00::0\tip6-mcastprefix\n",
+        "fe00::1\tip6-allnodes\n",
+        "fe00::2\tip6-allrouters\n",
+        f"{ip or '127.0.1.1'}\t{hostname}\n",
+    ]
     return "".join(lines) + host_aliases_entries(aliases)
 
 
@@ -717,8 +813,7 @@ def host_aliases_entries(aliases: Sequence) -> str:
     """kubelet hostsEntriesFromHostAliases: a blank line, a comment, then `IP<TAB>name<TAB>name` per alias."""
     if not aliases:
         return ""
-    return "\n# Entries added by HostAliases.\n" + "".join(
-        f"{a.ip}\t" + "\t".join(a.hostnames) + "\n" for a in aliases)
+    return "\n# Entries added by HostAliases.\n" + "".join(f"{a.ip}\t" + "\t".join(a.hostnames) + "\n" for a in aliases)
 
 
 # --- Sysctls (apimachinery validation; component-helpers node/util/sysctl) ------
@@ -752,7 +847,7 @@ def normalize_sysctl_name(name: str) -> str:
 
 
 def sysctl_namespace(name: str) -> str:
-    """"net", "ipc", or "" for a sysctl the kernel does not keep per namespace."""
+    """ "net", "ipc", or "" for a sysctl the kernel does not keep per namespace."""
     name = normalize_sysctl_name(name)
     if name in SYSCTL_NAMESPACES:
         return SYSCTL_NAMESPACES[name]
@@ -774,8 +869,9 @@ SUPPLEMENTAL_GROUPS_POLICIES = ("Merge", "Strict")
 FS_GROUP_CHANGE_POLICIES = ("Always", "OnRootMismatch")
 
 
-def supplementary_groups(gid: int, fs_group: int | None, supplemental_groups: list[int],
-                         policy: str, image_groups: list[int]) -> list[int]:
+def supplementary_groups(
+    gid: int, fs_group: int | None, supplemental_groups: list[int], policy: str, image_groups: list[int]
+) -> list[int]:
     """The groups of every process of a container, in containerd's order, each once.
 
     The primary gid; with policy Merge (the default, "") the groups that list
@@ -793,13 +889,13 @@ def supplementary_groups(gid: int, fs_group: int | None, supplemental_groups: li
 
 # --- Requests, QoS class and pod conditions -------------------------------------
 
+
 def container_requests(resources: Any) -> tuple[int | None, int | None]:
     """(cpu millicores, memory bytes) requested by a container (a `Resources`), with the
     API server's defaulting: a request left unset while its limit is set is the limit."""
     cpu = resources.cpu_request_millis
     memory = resources.memory_request_bytes
-    return (resources.cpu_millis if cpu is None else cpu,
-            resources.memory_bytes if memory is None else memory)
+    return (resources.cpu_millis if cpu is None else cpu, resources.memory_bytes if memory is None else memory)
 
 
 def pod_qos_class(spec: Any) -> str:
@@ -835,11 +931,17 @@ def _latest(stamps: list[str]) -> str:
 
 
 def _names(statuses: list[dict]) -> str:
-    return "[" + " ".join(s["name"] for s in statuses) + "]"     # Go's %s of a []string
+    return "[" + " ".join(s["name"] for s in statuses) + "]"  # Go's %s of a []string
 
 
-def pod_conditions(containers: list[dict], init_containers: Sequence[dict] = (), *, created: str,
-                   start_time: str = "", phase: str = "Pending") -> list[dict]:
+def pod_conditions(
+    containers: list[dict],
+    init_containers: Sequence[dict] = (),
+    *,
+    created: str,
+    start_time: str = "",
+    phase: str = "Pending",
+) -> list[dict]:
     """status.conditions of a pod, in the kubelet's order (pkg/kubelet/status/generate.go):
     PodReadyToStartContainers, Initialized, Ready, ContainersReady, PodScheduled.
 
@@ -848,9 +950,9 @@ def pod_conditions(containers: list[dict], init_containers: Sequence[dict] = (),
     the condition last changed — the pod's creation (PodScheduled: nothing schedules
     it), its start (its sandbox), the last init container's finish, the last start
     of a container (ready) or the last finish of an unready one — so reads agree."""
+
     def condition(kind: str, ok: bool, since: str, reason: str = "", message: str = "") -> dict:
-        out = {"type": kind, "status": "True" if ok else "False",
-               "lastTransitionTime": since or start_time or created}
+        out = {"type": kind, "status": "True" if ok else "False", "lastTransitionTime": since or start_time or created}
         if not ok and reason:
             out["reason"] = reason
         if not ok and message:
@@ -865,14 +967,22 @@ def pod_conditions(containers: list[dict], init_containers: Sequence[dict] = (),
 
     ended = phase in ("Succeeded", "Failed")
     sandbox = bool(start_time) and not ended
-    sandbox_since = start_time if sandbox else (
-        _latest([finished(s) for s in [*init_containers, *containers]]) if start_time else created)
+    sandbox_since = (
+        start_time
+        if sandbox
+        else (_latest([finished(s) for s in [*init_containers, *containers]]) if start_time else created)
+    )
 
-    incomplete = [s for s in init_containers
-                  if not (_state(s)[0] == "terminated" and _state(s)[1].get("exitCode") == 0)]
-    initialized = condition("Initialized", not incomplete,
-                            _latest([finished(s) for s in init_containers]) if not incomplete else "",
-                            "ContainersNotInitialized", f"containers with incomplete status: {_names(incomplete)}")
+    incomplete = [
+        s for s in init_containers if not (_state(s)[0] == "terminated" and _state(s)[1].get("exitCode") == 0)
+    ]
+    initialized = condition(
+        "Initialized",
+        not incomplete,
+        _latest([finished(s) for s in init_containers]) if not incomplete else "",
+        "ContainersNotInitialized",
+        f"containers with incomplete status: {_names(incomplete)}",
+    )
 
     unready = [s for s in containers if not s.get("ready")]
     if not unready and containers:
@@ -883,8 +993,10 @@ def pod_conditions(containers: list[dict], init_containers: Sequence[dict] = (),
         reason = "PodCompleted" if phase == "Succeeded" else "ContainersNotReady"
         message = "" if phase == "Succeeded" else f"containers with unready status: {_names(unready)}"
     ready = not unready and bool(containers)
-    return [condition("PodReadyToStartContainers", sandbox, sandbox_since),
-            initialized,
-            condition("Ready", ready, since, reason, message),
-            condition("ContainersReady", ready, since, reason, message),
-            condition("PodScheduled", True, created)]
+    return [
+        condition("PodReadyToStartContainers", sandbox, sandbox_since),
+        initialized,
+        condition("Ready", ready, since, reason, message),
+        condition("ContainersReady", ready, since, reason, message),
+        condition("PodScheduled", True, created),
+    ]

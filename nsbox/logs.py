@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import time
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from typing import BinaryIO, Iterator
+    from collections.abc import Iterator
+    from typing import BinaryIO
 
 
-MAX_LINE = 16 * 1024   # a longer line is split into P records, as CRI runtimes do
+MAX_LINE = 16 * 1024  # a longer line is split into P records, as CRI runtimes do
 
 
 def rfc3339_nano(t_ns: int) -> str:
@@ -28,7 +29,7 @@ class StreamWriter:
     """Turns the raw bytes of one stream into CRI records appended to a log file."""
 
     def __init__(self, fd: int, stream: str):
-        self.fd = fd                      # shared by the stdout and stderr writers of a container
+        self.fd = fd  # shared by the stdout and stderr writers of a container
         self.stream = stream.encode()
         self.pending = b""
 
@@ -39,11 +40,11 @@ class StreamWriter:
         start, end = 0, len(buf)
         while True:
             nl = buf.find(b"\n", start, start + MAX_LINE + 1)
-            if nl >= 0:                    # a full line of at most MAX_LINE bytes
+            if nl >= 0:  # a full line of at most MAX_LINE bytes
                 out.append(b"%s %s F %s\n" % (stamp, self.stream, buf[start:nl]))
                 start = nl + 1
-            elif end - start > MAX_LINE:   # no newline in reach: a partial record
-                out.append(b"%s %s P %s\n" % (stamp, self.stream, buf[start:start + MAX_LINE]))
+            elif end - start > MAX_LINE:  # no newline in reach: a partial record
+                out.append(b"%s %s P %s\n" % (stamp, self.stream, buf[start : start + MAX_LINE]))
                 start += MAX_LINE
             else:
                 break
@@ -79,10 +80,10 @@ def render(records: Iterator[tuple[str, str, bool, bytes]], timestamps: bool) ->
 def read_records(path: str, tail: int | None = None) -> list[tuple[str, str, bool, bytes]]:
     try:
         with open(path, "rb") as f:
-            lines = f.read().split(b"\n")     # not splitlines(): a record may hold a \r
+            lines = f.read().split(b"\n")  # not splitlines(): a record may hold a \r
     except FileNotFoundError:
         return []
-    records = [r for r in (parse_line(l) for l in lines) if r]
+    records = [r for r in (parse_line(line) for line in lines) if r]
     if tail is not None:
         records = records[-tail:] if tail > 0 else []
     return records
@@ -93,8 +94,10 @@ def stamp_ns(stamp: str) -> int | None:
     with or without a fraction, "Z" or a numeric offset; None if it is not one."""
     import calendar
     import re
-    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d\d):(\d\d))",
-                     stamp)
+
+    m = re.fullmatch(
+        r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d\d):(\d\d))", stamp
+    )
     if not m:
         return None
     try:
@@ -107,14 +110,23 @@ def stamp_ns(stamp: str) -> int | None:
     return seconds * 1_000_000_000 + int((m.group(7) or "").ljust(9, "0"))
 
 
-_GO_UNITS = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000,
-             "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
+_GO_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "\u00b5s": 1_000,
+    "\u03bcs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
 
 
 def parse_go_duration(text: str) -> int | None:
     """Nanoseconds of a Go duration ("5s", "2m", "1h30m", "1.5h", "300ms"), as kubectl's
     --since takes it (time.ParseDuration); None if it is not one."""
     import re
+
     body = text[1:] if text[:1] in "+-" else text
     if body == "0":
         return 0
@@ -154,7 +166,7 @@ class Follower:
         data = self.rest + self.file.read()
         cut = data.rfind(b"\n") + 1
         self.rest = data[cut:]
-        return [r for r in (parse_line(l) for l in data[:cut].split(b"\n")) if r]
+        return [r for r in (parse_line(line) for line in data[:cut].split(b"\n")) if r]
 
     def close(self) -> None:
         if self.file is not None:

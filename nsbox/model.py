@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from nsbox.record import as_dict, field, record
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from typing import Any
 
@@ -26,42 +26,46 @@ class VolumeMount:
 @record
 class KeyToPath:
     """One file of a configMap or secret source: the object's `key` written at `path`."""
+
     key: str
     path: str
-    mode: int | None = None         # None = the volume's defaultMode
+    mode: int | None = None  # None = the volume's defaultMode
 
 
 @record
 class DownwardFile:
     """One file of a downwardAPI source: a pod field or a container resource."""
+
     path: str
-    field_ref: str = ""             # "metadata.name" | "metadata.namespace" | "metadata.uid" | "metadata.labels" | "metadata.annotations"
-    resource: str = ""              # resourceFieldRef.resource: "limits.cpu", "requests.memory", ...
-    container: str = ""             # resourceFieldRef.containerName
-    divisor: str = ""               # resourceFieldRef.divisor as written ("" = 1)
+    # "metadata.name" | "metadata.namespace" | "metadata.uid" | "metadata.labels" | "metadata.annotations"
+    field_ref: str = ""
+    resource: str = ""  # resourceFieldRef.resource: "limits.cpu", "requests.memory", ...
+    container: str = ""  # resourceFieldRef.containerName
+    divisor: str = ""  # resourceFieldRef.divisor as written ("" = 1)
     mode: int | None = None
 
 
 @record
 class Projection:
     """One source of files in a configMap, secret, downwardAPI or projected volume."""
-    kind: str                       # "configMap" | "secret" | "downwardAPI"
-    name: str = ""                  # configMap/secret: the object's name
-    items: list[KeyToPath] = field(factory=list)     # configMap/secret: [] = every key, at its own name
-    optional: bool = False          # configMap/secret: a missing object (or key) is not an error
+
+    kind: str  # "configMap" | "secret" | "downwardAPI"
+    name: str = ""  # configMap/secret: the object's name
+    items: list[KeyToPath] = field(factory=list)  # configMap/secret: [] = every key, at its own name
+    optional: bool = False  # configMap/secret: a missing object (or key) is not an error
     files: list[DownwardFile] = field(factory=list)  # downwardAPI
 
 
 @record
 class Volume:
     name: str
-    kind: str = "emptyDir"          # "emptyDir" | "hostPath" | "configMap" | "secret" | "downwardAPI" | "projected"
-    medium: str = ""                # emptyDir: "" (disk) or "Memory" (tmpfs)
-    size_limit: int | None = None   # bytes; emptyDir only
-    host_path: str = ""             # hostPath only
-    host_path_type: str = ""        # hostPath: "", "Directory", "DirectoryOrCreate", "File", ...
+    kind: str = "emptyDir"  # "emptyDir" | "hostPath" | "configMap" | "secret" | "downwardAPI" | "projected"
+    medium: str = ""  # emptyDir: "" (disk) or "Memory" (tmpfs)
+    size_limit: int | None = None  # bytes; emptyDir only
+    host_path: str = ""  # hostPath only
+    host_path_type: str = ""  # hostPath: "", "Directory", "DirectoryOrCreate", "File", ...
     sources: list[Projection] = field(factory=list)  # configMap/secret/downwardAPI: one; projected: in order
-    default_mode: int | None = None # configMap/secret/downwardAPI/projected; None = 0644
+    default_mode: int | None = None  # configMap/secret/downwardAPI/projected; None = 0644
 
 
 @record
@@ -73,7 +77,7 @@ class HostAlias:
 @record
 class SecurityContext:
     privileged: bool = False
-    cap_add: list[str] = field(factory=list)      # canonical names without CAP_, or "ALL"
+    cap_add: list[str] = field(factory=list)  # canonical names without CAP_, or "ALL"
     cap_drop: list[str] = field(factory=list)
     run_as_user: int | None = None
     run_as_group: int | None = None
@@ -83,9 +87,10 @@ class SecurityContext:
 
 @record
 class Resources:
-    cpu_millis: int | None = None       # limits.cpu in millicores
-    memory_bytes: int | None = None     # limits.memory
-    cpu_request_millis: int | None = None    # requests.cpu: reserves nothing (no scheduler); shown, QoS class, downward API
+    cpu_millis: int | None = None  # limits.cpu in millicores
+    memory_bytes: int | None = None  # limits.memory
+    # requests.cpu: reserves nothing (no scheduler); shown, in the QoS class and the downward API
+    cpu_request_millis: int | None = None
     memory_request_bytes: int | None = None  # requests.memory
 
 
@@ -93,20 +98,22 @@ class Resources:
 class EnvVar:
     name: str
     value: str = ""
-    field_ref: str = ""   # downward API: "metadata.name", "metadata.namespace", "metadata.uid", "status.podIP", "spec.nodeName"
-    resource: str = ""    # resourceFieldRef: "limits.cpu", "limits.memory", "requests.cpu", "requests.memory"
-    resource_container: str = ""   # resourceFieldRef.containerName ("" = this container)
-    divisor: str = ""     # resourceFieldRef.divisor as written ("" = 1)
-    ref_kind: str = ""    # configMapKeyRef / secretKeyRef: "configMap" | "secret"
-    ref_name: str = ""    # the object's name
-    ref_key: str = ""     # its key
+    # downward API: "metadata.name", "metadata.namespace", "metadata.uid", "status.podIP", "spec.nodeName"
+    field_ref: str = ""
+    resource: str = ""  # resourceFieldRef: "limits.cpu", "limits.memory", "requests.cpu", "requests.memory"
+    resource_container: str = ""  # resourceFieldRef.containerName ("" = this container)
+    divisor: str = ""  # resourceFieldRef.divisor as written ("" = 1)
+    ref_kind: str = ""  # configMapKeyRef / secretKeyRef: "configMap" | "secret"
+    ref_name: str = ""  # the object's name
+    ref_key: str = ""  # its key
     optional: bool = False
 
 
 @record
 class EnvFrom:
     """envFrom: every key of a ConfigMap or Secret as a variable, with `prefix`."""
-    kind: str             # "configMap" | "secret"
+
+    kind: str  # "configMap" | "secret"
     name: str
     prefix: str = ""
     optional: bool = False
@@ -129,15 +136,15 @@ class ContainerSpec:
     env_from: list[EnvFrom] = field(factory=list)
     ports: list[ContainerPort] = field(factory=list)
     working_dir: str = ""
-    image: str = ""                  # a local directory is used as the root; anything else is only shown
+    image: str = ""  # a local directory is used as the root; anything else is only shown
     volume_mounts: list[VolumeMount] = field(factory=list)
     security: SecurityContext = field(factory=SecurityContext)
     resources: Resources = field(factory=Resources)
-    post_start: list[str] = field(factory=list)   # exec command, empty = none
+    post_start: list[str] = field(factory=list)  # exec command, empty = none
     pre_stop: list[str] = field(factory=list)
-    init: bool = False               # run under nsbox's tiny init (signal forwarding, reaping)
-    stdin: bool = False              # -i: keep stdin open (attached by the CLI)
-    tty: bool = False                # -t
+    init: bool = False  # run under nsbox's tiny init (signal forwarding, reaping)
+    stdin: bool = False  # -i: keep stdin open (attached by the CLI)
+    tty: bool = False  # -t
 
     @property
     def argv(self) -> list[str]:
@@ -151,36 +158,36 @@ class PodSpec:
     uid: str = ""
     labels: dict[str, str] = field(factory=dict)
     annotations: dict[str, str] = field(factory=dict)
-    creation_timestamp: str = ""     # RFC 3339, UTC
+    creation_timestamp: str = ""  # RFC 3339, UTC
     containers: list[ContainerSpec] = field(factory=list)
     init_containers: list[ContainerSpec] = field(factory=list)
     volumes: list[Volume] = field(factory=list)
-    restart_policy: str = "Always"   # Always | OnFailure | Never
+    restart_policy: str = "Always"  # Always | OnFailure | Never
     termination_grace_period: int = 30
     active_deadline_seconds: int | None = None
-    hostname: str = ""               # "" = the pod name (truncated to 63)
-    network: str = "loopback"        # loopback | bridge | host
+    hostname: str = ""  # "" = the pod name (truncated to 63)
+    network: str = "loopback"  # loopback | bridge | host
     host_ipc: bool = False
     host_pid: bool = False
     share_process_namespace: bool = False
-    run_as_user: int | None = None   # pod securityContext defaults
+    run_as_user: int | None = None  # pod securityContext defaults
     run_as_group: int | None = None
-    fs_group: int | None = None      # pod securityContext: supplementary group of every process, owner of volumes
-    fs_group_change_policy: str = "" # "" (= Always) | "Always" | "OnRootMismatch"
+    fs_group: int | None = None  # pod securityContext: supplementary group of every process, owner of volumes
+    fs_group_change_policy: str = ""  # "" (= Always) | "Always" | "OnRootMismatch"
     supplemental_groups: list[int] = field(factory=list)
-    supplemental_groups_policy: str = ""   # "" (= Merge) | "Merge" | "Strict"
+    supplemental_groups_policy: str = ""  # "" (= Merge) | "Merge" | "Strict"
     sysctls: dict[str, str] = field(factory=dict)  # namespaced sysctls, set in the pod's namespaces (in order)
     host_aliases: list[HostAlias] = field(factory=list)
-    auto_remove: bool = False        # `run --rm`: the pod removes itself when its containers have ended
-    source: str = "cli"              # "cli" or "manifest"; a manifest pod keeps its original object
+    auto_remove: bool = False  # `run --rm`: the pod removes itself when its containers have ended
+    source: str = "cli"  # "cli" or "manifest"; a manifest pod keeps its original object
     manifest: dict[str, Any] | None = None
-    node_name: str = ""              # spec.nodeName: this machine's name, read when the pod is created
+    node_name: str = ""  # spec.nodeName: this machine's name, read when the pod is created
 
     def to_dict(self) -> dict[str, Any]:
         return as_dict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PodSpec":
+    def from_dict(cls, d: dict[str, Any]) -> PodSpec:
         d = dict(d)
         d["containers"] = [_container_from_dict(c) for c in d.get("containers", [])]
         d["init_containers"] = [_container_from_dict(c) for c in d.get("init_containers", [])]
@@ -206,14 +213,22 @@ class PodSpec:
     @property
     def effective_hostname(self) -> str:
         from nsbox import kube
+
         return kube.truncate_pod_hostname(self.hostname or self.name)
 
 
 def _volume_from_dict(d: dict[str, Any]) -> Volume:
     d = dict(d)
-    d["sources"] = [Projection(**{**p, "items": [KeyToPath(**i) for i in p.get("items", [])],
-                                  "files": [DownwardFile(**f) for f in p.get("files", [])]})
-                    for p in d.get("sources", [])]
+    d["sources"] = [
+        Projection(
+            **{
+                **p,
+                "items": [KeyToPath(**i) for i in p.get("items", [])],
+                "files": [DownwardFile(**f) for f in p.get("files", [])],
+            }
+        )
+        for p in d.get("sources", [])
+    ]
     return Volume(**d)
 
 

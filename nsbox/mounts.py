@@ -32,9 +32,17 @@ from nsbox.native import MountOp
 # What runc masks and makes read-only by default (runc libcontainer/specconv
 # defaults, the OCI runtime-spec's "maskedPaths"/"readonlyPaths").
 MASKED_PATHS = (
-    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-    "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 )
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
@@ -45,10 +53,15 @@ NOSUID_NODEV_NOEXEC = native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC
 
 # Per-mount flags a bind remount must restate to keep them: statvfs's ST_* -> mount's MS_*
 # (MS_NOATIME and MS_NODIRATIME have the ST_ values).
-_KEPT_BY_REMOUNT = ((os.ST_RDONLY, native.MS_RDONLY), (os.ST_NOSUID, native.MS_NOSUID),
-                    (os.ST_NODEV, native.MS_NODEV), (os.ST_NOEXEC, native.MS_NOEXEC),
-                    (os.ST_NOATIME, os.ST_NOATIME), (os.ST_NODIRATIME, os.ST_NODIRATIME),
-                    (os.ST_RELATIME, native.MS_RELATIME))
+_KEPT_BY_REMOUNT = (
+    (os.ST_RDONLY, native.MS_RDONLY),
+    (os.ST_NOSUID, native.MS_NOSUID),
+    (os.ST_NODEV, native.MS_NODEV),
+    (os.ST_NOEXEC, native.MS_NOEXEC),
+    (os.ST_NOATIME, os.ST_NOATIME),
+    (os.ST_NODIRATIME, os.ST_NODIRATIME),
+    (os.ST_RELATIME, native.MS_RELATIME),
+)
 
 
 class Volume:
@@ -79,7 +92,7 @@ def open_beneath(directory: str, path: str, create: bool = False) -> int:
                 try:
                     os.mkdir(name, 0o777, dir_fd=fd)
                 except FileExistsError:
-                    pass                # made meanwhile: opened like any other
+                    pass  # made meanwhile: opened like any other
                 child = os.open(name, flags, dir_fd=fd)
             os.close(fd)
             fd = child
@@ -122,12 +135,27 @@ def container_root_plan(
         MountOp("mkdir", f"{scratch}/upper"),
         MountOp("mkdir", f"{scratch}/work"),
         MountOp("mkdir", root),
-        MountOp("mount", root, source="overlay", fstype="overlay", flags=nodev,
-                data=f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work"),
+        MountOp(
+            "mount",
+            root,
+            source="overlay",
+            fstype="overlay",
+            flags=nodev,
+            data=f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work",
+        ),
     ]
     for path in hide:
-        ops.append(MountOp("mount", root + path, source="tmpfs", fstype="tmpfs",
-                           flags=native.MS_RDONLY | NOSUID_NODEV_NOEXEC, data="size=0", optional=True))
+        ops.append(
+            MountOp(
+                "mount",
+                root + path,
+                source="tmpfs",
+                fstype="tmpfs",
+                flags=native.MS_RDONLY | NOSUID_NODEV_NOEXEC,
+                data="size=0",
+                optional=True,
+            )
+        )
 
     # An image directory need not have the mount points (runc creates them too); in the
     # overlay they are made in the container's upper layer, never in the image.
@@ -156,8 +184,7 @@ def container_root_plan(
     return ops
 
 
-def bind_plan(source: str, target: str, read_only: bool, nodev: bool = False,
-              sub_path: str = "") -> list[MountOp]:
+def bind_plan(source: str, target: str, read_only: bool, nodev: bool = False, sub_path: str = "") -> list[MountOp]:
     """Bind `source` (a file or a directory), or `sub_path` beneath it, at `target`,
     creating the mount point."""
     if sub_path:
@@ -189,27 +216,42 @@ def _dev_plan(root: str, shm: str, privileged: bool) -> list[MountOp]:
         ops = [MountOp("mount", dev, source="/dev", flags=native.MS_BIND | native.MS_REC)]
     else:
         # nodev: the default devices below are binds, mounts of their own that keep working.
-        ops = [MountOp("mount", dev, source="tmpfs", fstype="tmpfs",
-                       flags=NOSUID_NODEV_NOEXEC, data="mode=0755,size=65536k")]
+        ops = [
+            MountOp(
+                "mount", dev, source="tmpfs", fstype="tmpfs", flags=NOSUID_NODEV_NOEXEC, data="mode=0755,size=65536k"
+            )
+        ]
         for name in DEFAULT_DEVICES:
             ops.append(MountOp("touch", f"{dev}/{name}", mode=0o666))
             ops.append(MountOp("mount", f"{dev}/{name}", source=f"/dev/{name}", flags=native.MS_BIND))
-        for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
-                             ("core", "/proc/kcore")):
+        for name, target in (
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("core", "/proc/kcore"),
+        ):
             ops.append(MountOp("symlink", f"{dev}/{name}", source=target))
         ops.append(MountOp("mkdir", f"{dev}/pts"))
         ops.append(MountOp("mkdir", f"{dev}/mqueue"))
         ops.append(MountOp("mkdir", f"{dev}/shm"))
     # A private devpts instance: the container's ptys are its own.
-    ops.append(MountOp("mount", f"{dev}/pts", source="devpts", fstype="devpts",
-                       flags=native.MS_NOSUID | native.MS_NOEXEC,
-                       data="newinstance,ptmxmode=0666,mode=0620,gid=5"))
+    ops.append(
+        MountOp(
+            "mount",
+            f"{dev}/pts",
+            source="devpts",
+            fstype="devpts",
+            flags=native.MS_NOSUID | native.MS_NOEXEC,
+            data="newinstance,ptmxmode=0666,mode=0620,gid=5",
+        )
+    )
     if not privileged:
         ops.append(MountOp("symlink", f"{dev}/ptmx", source="pts/ptmx"))
     # POSIX message queues of the pod's IPC namespace.
-    ops.append(MountOp("mount", f"{dev}/mqueue", source="mqueue", fstype="mqueue",
-                       flags=NOSUID_NODEV_NOEXEC, optional=True))
+    ops.append(
+        MountOp("mount", f"{dev}/mqueue", source="mqueue", fstype="mqueue", flags=NOSUID_NODEV_NOEXEC, optional=True)
+    )
     ops.append(MountOp("mount", f"{dev}/shm", source=shm, flags=native.MS_BIND))
     return ops
 
@@ -218,14 +260,27 @@ def _mask_plan(root: str) -> list[MountOp]:
     ops = []
     for path in MASKED_PATHS:
         if os.path.isdir(path):
-            ops.append(MountOp("mount", root + path, source="tmpfs", fstype="tmpfs",
-                               flags=native.MS_RDONLY, data="size=0", optional=True))
+            ops.append(
+                MountOp(
+                    "mount",
+                    root + path,
+                    source="tmpfs",
+                    fstype="tmpfs",
+                    flags=native.MS_RDONLY,
+                    data="size=0",
+                    optional=True,
+                )
+            )
         elif os.path.exists(path):
             ops.append(MountOp("mount", root + path, source="/dev/null", flags=native.MS_BIND, optional=True))
     for path in READONLY_PATHS:
         if os.path.exists(path):
-            ops.append(MountOp("mount", root + path, source=root + path,
-                               flags=native.MS_BIND | native.MS_REC, optional=True))
-            ops.append(MountOp("mount", root + path,
-                               flags=native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY, optional=True))
+            ops.append(
+                MountOp("mount", root + path, source=root + path, flags=native.MS_BIND | native.MS_REC, optional=True)
+            )
+            ops.append(
+                MountOp(
+                    "mount", root + path, flags=native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY, optional=True
+                )
+            )
     return ops

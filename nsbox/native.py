@@ -80,7 +80,7 @@ class MountOp:
     flags: int = 0
     data: str = ""
     mode: int = 0o755
-    optional: bool = False      # ENOENT on this step is ignored
+    optional: bool = False  # ENOENT on this step is ignored
 
 
 @record
@@ -104,25 +104,25 @@ IDLE_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsbox-i
 @record
 class SpawnRequest:
     argv: list[str]
-    exec_paths: list[str]       # tried in order with execve; last errno wins
-    env: list[str]              # "K=V"
+    exec_paths: list[str]  # tried in order with execve; last errno wins
+    env: list[str]  # "K=V"
     cwd: str = "/"
-    clone_flags: int = 0        # CLONE_NEW* created for the child
+    clone_flags: int = 0  # CLONE_NEW* created for the child
     join: list[tuple[int, int]] = field(factory=list)  # (fd, nstype)
-    cgroup_fd: int = -1         # cgroup v2 directory: CLONE_INTO_CGROUP
-    cgroup_procs: list[str] = field(factory=list)      # v1 joins
+    cgroup_fd: int = -1  # cgroup v2 directory: CLONE_INTO_CGROUP
+    cgroup_procs: list[str] = field(factory=list)  # v1 joins
     ops: list[MountOp] = field(factory=list)
     hostname: str | None = None
-    uid: int | None = None      # None = keep
+    uid: int | None = None  # None = keep
     gid: int | None = None
-    groups: list[int] | None = None     # None = keep, [] = clear
-    caps: CapSets | None = None         # None = unchanged
+    groups: list[int] | None = None  # None = keep, [] = clear
+    caps: CapSets | None = None  # None = unchanged
     no_new_privs: bool = False
-    stdin: int = -1             # -1 = /dev/null
+    stdin: int = -1  # -1 = /dev/null
     stdout: int = -1
     stderr: int = -1
     setsid: bool = True
-    ctty: bool = False          # stdin becomes the controlling terminal
+    ctty: bool = False  # stdin becomes the controlling terminal
     pdeathsig: int = 0
     keep_fds: list[int] = field(factory=list)
     # The child becomes a tiny init (INIT_PROGRAM: signal forwarding, reaping)
@@ -295,11 +295,10 @@ def setns(fd: int, nstype: int) -> None:
     _check(lib.nsbox_setns(fd, nstype))
 
 
-def mount(source: str, target: str, fstype: str, flags: int = 0,
-          data: str = "") -> None:
-    _check(lib.nsbox_mount(os.fsencode(source), os.fsencode(target),
-                           os.fsencode(fstype), flags, os.fsencode(data)),
-           target)
+def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
+    _check(
+        lib.nsbox_mount(os.fsencode(source), os.fsencode(target), os.fsencode(fstype), flags, os.fsencode(data)), target
+    )
 
 
 def umount(target: str, flags: int = 0) -> None:
@@ -323,8 +322,7 @@ def malloc_trim() -> None:
     lib.nsbox_malloc_trim()
 
 
-def send_signal(pid: int, sig: int, pidfd: int | None = None,
-                start_time: int | None = None) -> bool:
+def send_signal(pid: int, sig: int, pidfd: int | None = None, start_time: int | None = None) -> bool:
     """Signal pid without ever hitting a recycled PID.
 
     With a pidfd (given, or opened here) the kernel guarantees the target;
@@ -363,7 +361,7 @@ def process_start_time(pid: int) -> int | None:
         return None
     # comm (field 2) may contain spaces and parentheses: split after the
     # last ')'; field 3 is then index 0, so field 22 is index 19.
-    fields = stat[stat.rindex(b")") + 2:].split()
+    fields = stat[stat.rindex(b")") + 2 :].split()
     return int(fields[19])
 
 

@@ -58,24 +58,25 @@ from nsbox import native
 from nsbox.errors import NsboxError
 from nsbox.record import as_dict, record
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from collections.abc import Iterator
+    from typing import Any
 
 STATE_DIR = "/run/nsbox-net"
 DEFAULT_BRIDGE = "nsbox0"
 DEFAULT_SUBNET = "10.88.0.0/16"
-ENV_BRIDGE = "NSBOX_BRIDGE"                 # which bridge new bridge pods join
-ENV_SUBNET = "NSBOX_BRIDGE_SUBNET"          # its subnet, when nsbox creates it
+ENV_BRIDGE = "NSBOX_BRIDGE"  # which bridge new bridge pods join
+ENV_SUBNET = "NSBOX_BRIDGE_SUBNET"  # its subnet, when nsbox creates it
 POD_INTERFACE = "eth0"
-VETH_PREFIX = "nsb"                         # host end: nsb + 12 hex digits of the pod UID (IFNAMSIZ is 16)
-CHILD_TIMEOUT = 25.0                        # below the CLI's 30 s wait for the watcher
+VETH_PREFIX = "nsb"  # host end: nsb + 12 hex digits of the pod UID (IFNAMSIZ is 16)
+CHILD_TIMEOUT = 25.0  # below the CLI's 30 s wait for the watcher
 
 
 @record
 class BridgeConfig:
     name: str
-    subnet: str                             # normalised CIDR, e.g. "10.88.0.0/16"
+    subnet: str  # normalised CIDR, e.g. "10.88.0.0/16"
 
     @property
     def prefix_len(self) -> int:
@@ -85,6 +86,7 @@ class BridgeConfig:
     def gateway(self) -> str:
         """The bridge's own address: the subnet's first host address."""
         import ipaddress
+
         return str(ipaddress.ip_network(self.subnet).network_address + 1)
 
 
@@ -100,19 +102,24 @@ class Attachment:
 def config_from_env(environ: Any = None) -> BridgeConfig:
     """The bridge new pods join: $NSBOX_BRIDGE (default nsbox0) with $NSBOX_BRIDGE_SUBNET (default 10.88.0.0/16)."""
     import ipaddress
+
     environ = os.environ if environ is None else environ
     name = environ.get(ENV_BRIDGE) or DEFAULT_BRIDGE
     subnet = environ.get(ENV_SUBNET) or DEFAULT_SUBNET
     # The kernel's dev_valid_name(): at most 15 bytes, no '/', ':' or whitespace, not . or ..
     if len(name.encode()) > 15 or name in (".", "..") or any(c in name for c in "/: \t\n"):
-        raise NsboxError(f'{ENV_BRIDGE}="{name}" is not a valid interface name (at most 15 characters, no "/", ":" or spaces)')
+        raise NsboxError(
+            f'{ENV_BRIDGE}="{name}" is not a valid interface name (at most 15 characters, no "/", ":" or spaces)'
+        )
     try:
         net = ipaddress.ip_network(subnet, strict=False)
     except ValueError:
         raise NsboxError(f'{ENV_SUBNET}="{subnet}" is not an IPv4 subnet such as {DEFAULT_SUBNET}') from None
     if net.version != 4 or net.prefixlen > 30:
-        raise NsboxError(f'{ENV_SUBNET}="{subnet}" must be an IPv4 subnet of /30 or larger '
-                         "(one address for the bridge, at least one for a pod)")
+        raise NsboxError(
+            f'{ENV_SUBNET}="{subnet}" must be an IPv4 subnet of /30 or larger '
+            "(one address for the bridge, at least one for a pod)"
+        )
     return BridgeConfig(name, str(net))
 
 
@@ -121,6 +128,7 @@ def veth_name(uid: str) -> str:
 
 
 # ---------------------------------------------------------------- the host-wide address pool
+
 
 class Pool:
     """The allocations of one bridge, in STATE_DIR/<bridge>/. Use only inside `locked()`."""
@@ -143,7 +151,7 @@ class Pool:
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o600)
             except FileNotFoundError:
                 if create:
-                    continue               # removed by `gc --all` between makedirs and open
+                    continue  # removed by `gc --all` between makedirs and open
                 yield False
                 return
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -172,13 +180,14 @@ class Pool:
                 continue
             rec = _read_json(os.path.join(self.ips, entry))
             rec = rec if isinstance(rec, dict) else {}
-            rec["ip"] = entry              # a record that cannot be read still holds its address
+            rec["ip"] = entry  # a record that cannot be read still holds its address
             out.append(rec)
         return out
 
     def allocate(self, cfg: BridgeConfig, allocation: dict[str, Any]) -> str:
         """The next free address after the last one handed out, recorded as taken by `allocation`."""
         import ipaddress
+
         net = ipaddress.ip_network(cfg.subnet)
         first, last = int(net.network_address) + 1, int(net.broadcast_address) - 1
         gateway = int(ipaddress.ip_address(cfg.gateway))
@@ -196,8 +205,10 @@ class Pool:
                 self._write(os.path.join(self.ips, ip), dict(allocation, ip=ip))
                 self._write(self.last_path, ip)
                 return ip
-        raise NsboxError(f"no free address left in {cfg.subnet} on bridge {cfg.name} "
-                         f"({span - 1} pods use it all; `nsbox gc` reclaims those of pods that are gone)")
+        raise NsboxError(
+            f"no free address left in {cfg.subnet} on bridge {cfg.name} "
+            f"({span - 1} pods use it all; `nsbox gc` reclaims those of pods that are gone)"
+        )
 
     def free(self, ip: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -209,7 +220,7 @@ class Pool:
         if self.allocations():
             return
         torn = [os.path.join(self.dir, e) for e in os.listdir(self.dir) if e.startswith(".tmp")]
-        for path in [self.config_path, self.last_path] + torn:   # torn: writers that were killed
+        for path in [self.config_path, self.last_path] + torn:  # torn: writers that were killed
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         with contextlib.suppress(FileNotFoundError):
@@ -238,11 +249,17 @@ def pools() -> list[Pool]:
 
 # ---------------------------------------------------------------- attaching and detaching (watcher side)
 
+
 def attach(pod: Any, root: str, host_netns_fd: int) -> Attachment:
     """Give the pod whose netns the caller is in an eth0 on the bridge; in a forked child (see the top)."""
     cfg = config_from_env()
-    allocation = {"root": root, "uid": pod.uid, "namespace": pod.namespace, "name": pod.name,
-                  "veth": veth_name(pod.uid)}
+    allocation = {
+        "root": root,
+        "uid": pod.uid,
+        "namespace": pod.namespace,
+        "name": pod.name,
+        "veth": veth_name(pod.uid),
+    }
     result = _in_child(_plumb, cfg, allocation, host_netns_fd)
     if result is None:
         # Whatever the killed child had claimed; this watcher is failing anyway, so it may
@@ -255,7 +272,8 @@ def attach(pod: Any, root: str, host_netns_fd: int) -> Attachment:
 
 
 def _plumb(cfg: BridgeConfig, allocation: dict[str, Any], host_netns_fd: int) -> dict[str, Any]:
-    from nsbox import plumbing              # pyroute2: in the child only
+    from nsbox import plumbing  # pyroute2: in the child only
+
     return as_dict(plumbing.plumb(cfg, allocation, host_netns_fd))
 
 
@@ -314,6 +332,7 @@ def _child_main(report_fd: int, work: Any, args: tuple[Any, ...]) -> None:
         result = {"error": str(e)}
     except BaseException as e:
         import traceback
+
         traceback.print_exc()
         result = {"error": f"internal error in the pod's network process: {e!r}"}
     try:
@@ -326,6 +345,7 @@ def _child_main(report_fd: int, work: Any, args: tuple[Any, ...]) -> None:
 def _read_all(fd: int, timeout: float) -> bytes | None:
     """Everything written to a pipe until its writer closes it; None on timeout."""
     import selectors
+
     deadline = time.monotonic() + timeout
     chunks: list[bytes] = []
     with selectors.DefaultSelector() as sel:
@@ -341,6 +361,7 @@ def _read_all(fd: int, timeout: float) -> bytes | None:
 
 
 # ---------------------------------------------------------------- releasing and collecting (any process)
+
 
 def release(root: str, uid: str) -> list[str]:
     """Remove the veth and free the address of pod `uid` of `root` (any bridge). Returns the freed IPs."""
@@ -361,6 +382,7 @@ def collect(remove_idle_bridges: bool = False) -> list[str]:
     """`gc`: free the allocations (host-wide, any root) whose pod is gone; with
     `remove_idle_bridges` (`gc --all`), also remove the bridges no pod uses."""
     from nsbox.state import Root
+
     done = []
     for pool in pools():
         with pool.locked(create=False) as exists:
@@ -384,6 +406,7 @@ def collect(remove_idle_bridges: bool = False) -> list[str]:
 def _delete_link(name: str) -> bool:
     """nsbox.plumbing.delete_link, imported only when a link is to go (it loads pyroute2)."""
     from nsbox import plumbing
+
     return plumbing.delete_link(name)
 
 

@@ -25,11 +25,11 @@ import os
 from nsbox.errors import NsboxError
 from nsbox.state import read_json, write_json
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from typing import Any
 
-KINDS = {"ConfigMap": "configmaps", "Secret": "secrets"}   # kind -> directory under the root
+KINDS = {"ConfigMap": "configmaps", "Secret": "secrets"}  # kind -> directory under the root
 
 
 def path(root: str, kind: str, namespace: str, name: str) -> str:
@@ -40,6 +40,7 @@ def _storable(namespace: str, name: str) -> bool:
     """Whether namespace/name can be an object at all: names from the command line
     (`get cm ../x`) never reach outside the store."""
     from nsbox import kube
+
     return not kube.dns1123_label_errors(namespace) and not kube.dns1123_subdomain_errors(name)
 
 
@@ -57,7 +58,7 @@ def save(root: str, obj: dict[str, Any]) -> None:
     """Write a validated object (atomically; readers see the old or the new one)."""
     meta = obj["metadata"]
     if not _storable(meta["namespace"], meta["name"]):
-        raise NsboxError(f'invalid name {meta["namespace"]}/{meta["name"]}')
+        raise NsboxError(f"invalid name {meta['namespace']}/{meta['name']}")
     target = path(root, obj["kind"], meta["namespace"], meta["name"])
     os.makedirs(os.path.dirname(target), 0o700, exist_ok=True)
     write_json(target, obj)
@@ -111,16 +112,20 @@ def data_of(obj: dict[str, Any]) -> dict[str, bytes]:
 # The API server's rules for these objects (validation of ConfigMap and Secret in
 # k8s.io/kubernetes pkg/apis/core/validation), worded as its field errors are.
 
-MAX_SIZE = 1024 * 1024          # core.MaxSecretSize: all values of one ConfigMap or Secret together
+MAX_SIZE = 1024 * 1024  # core.MaxSecretSize: all values of one ConfigMap or Secret together
 IMMUTABLE = "Forbidden: field is immutable when `immutable` is set"
 REDACTED = "<secret contents redacted>"
-_FIELDS = {"ConfigMap": frozenset("apiVersion kind metadata data binaryData immutable".split()),
-           "Secret": frozenset("apiVersion kind metadata data stringData type immutable".split())}
+_FIELDS = {
+    "ConfigMap": frozenset("apiVersion kind metadata data binaryData immutable".split()),
+    "Secret": frozenset("apiVersion kind metadata data stringData type immutable".split()),
+}
 # Secret types whose keys the API server checks: type -> keys that must be present.
-_REQUIRED_KEYS = {"kubernetes.io/tls": ("tls.crt", "tls.key"),
-                  "kubernetes.io/dockerconfigjson": (".dockerconfigjson",),
-                  "kubernetes.io/dockercfg": (".dockercfg",),
-                  "kubernetes.io/ssh-auth": ("ssh-privatekey",)}
+_REQUIRED_KEYS = {
+    "kubernetes.io/tls": ("tls.crt", "tls.key"),
+    "kubernetes.io/dockerconfigjson": (".dockerconfigjson",),
+    "kubernetes.io/dockercfg": (".dockercfg",),
+    "kubernetes.io/ssh-auth": ("ssh-privatekey",),
+}
 _JSON_KEYS = {"kubernetes.io/dockerconfigjson": ".dockerconfigjson", "kubernetes.io/dockercfg": ".dockercfg"}
 _B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
@@ -132,34 +137,40 @@ def is_document(obj: Any) -> bool:
 
 def ref(obj: dict[str, Any]) -> str:
     """kubectl's KIND/NAME: configmap/NAME, secret/NAME."""
-    return f'{obj["kind"].lower()}/{obj["metadata"]["name"]}'
+    return f"{obj['kind'].lower()}/{obj['metadata']['name']}"
 
 
-def read_document(obj: dict[str, Any], label: str, namespace: str, namespace_explicit: bool,
-                  seen: dict[Any, str]) -> tuple[dict[str, Any] | None, list[str], list[str]]:
+def read_document(
+    obj: dict[str, Any], label: str, namespace: str, namespace_explicit: bool, seen: dict[Any, str]
+) -> tuple[dict[str, Any] | None, list[str], list[str]]:
     """Validate one ConfigMap or Secret document as the API server would:
     (the object to store, problems, warnings). `seen` holds the objects of the
     documents read before this one, for duplicates."""
     from nsbox.manifest.reader import Reader, show
     from nsbox.model import PodSpec
+
     kind = obj["kind"]
     r = Reader()
     api = obj.get("apiVersion")
     if api != "v1":
-        r.problem("error validating data: [apiVersion not set]" if api is None else
-                  f"unsupported apiVersion {show(api)} for kind {kind} ({kind}s are v1)")
+        r.problem(
+            "error validating data: [apiVersion not set]"
+            if api is None
+            else f"unsupported apiVersion {show(api)} for kind {kind} ({kind}s are v1)"
+        )
         return None, r.problems, r.warnings
     for key, value in obj.items():
         if value is not None and key not in _FIELDS[kind]:
             r.problem(f'unknown field "{key}"')
-    holder = PodSpec(name="", namespace=namespace)      # the reader's metadata rules fill it
+    holder = PodSpec(name="", namespace=namespace)  # the reader's metadata rules fill it
     meta = r.get(obj, "metadata", "", "object")
     if obj.get("metadata") is None:
         r.required("metadata.name", "name or generateName is required")
     if meta is not None:
         r.metadata(meta, holder, namespace_explicit=namespace_explicit)
-    if not (meta or {}).get("namespace"):       # the namespace of -n
+    if not (meta or {}).get("namespace"):  # the namespace of -n
         from nsbox import kube
+
         for e in kube.dns1123_label_errors(namespace):
             r.invalid("metadata.namespace", namespace, e)
     metadata: dict[str, Any] = {"name": holder.name, "namespace": holder.namespace}
@@ -230,6 +241,7 @@ def _read_secret(r: Any, obj: dict[str, Any], out: dict[str, Any]) -> None:
 
 def config_key_errors(key: str) -> list[str]:
     from nsbox import kube
+
     return kube.config_key_errors(key)
 
 
@@ -260,6 +272,7 @@ def secret_type_errors(kind: str, data: dict[str, bytes], annotations: dict[str,
 def _json_object_error(raw: bytes) -> str | None:
     """Why `raw` is not a JSON object (null is one, as for Go's json.Unmarshal into a map)."""
     import json
+
     try:
         value = json.loads(raw)
     except ValueError as e:
@@ -275,27 +288,28 @@ def _decode_base64(r: Any, kind: str, where: str, text: str) -> bytes | None:
     bad = _base64_error_at(text)
     if bad is None:
         return base64.b64decode("".join(text.split("\r")).replace("\n", ""))
-    r.problem(f'{kind} in version "v1" cannot be handled as a {kind}: '
-              f"illegal base64 data at input byte {bad} (in {where})")
+    r.problem(
+        f'{kind} in version "v1" cannot be handled as a {kind}: illegal base64 data at input byte {bad} (in {where})'
+    )
     return None
 
 
 def _base64_error_at(text: str) -> int | None:
     """The offset Go's base64.StdEncoding reports for input it refuses, or None when it decodes."""
     raw = text.encode()
-    quantum = 0                  # characters of the current 4-character group
-    pad_at = -1                  # where the padding began
+    quantum = 0  # characters of the current 4-character group
+    pad_at = -1  # where the padding began
     for i, c in enumerate(raw):
         if c in (0x0A, 0x0D):
             continue
         if pad_at >= 0:
             if quantum == 2 and i == _next_char(raw, pad_at + 1):
                 if c != 0x3D:
-                    return pad_at            # "x=" must be "x=="
+                    return pad_at  # "x=" must be "x=="
                 quantum = 4
                 continue
-            return i                         # anything after the padding
-        if c == 0x3D:            # "=": only in place of the last one or two characters of a group
+            return i  # anything after the padding
+        if c == 0x3D:  # "=": only in place of the last one or two characters of a group
             if quantum < 2:
                 return i
             pad_at = i
@@ -320,9 +334,10 @@ def update_errors(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     if old is None:
         return []
     from nsbox.manifest.reader import show
+
     problems = []
     if new["kind"] == "Secret" and old.get("type", "Opaque") != new.get("type", "Opaque"):
-        problems.append(f'type: Invalid value: {show(new.get("type"))}: field is immutable')
+        problems.append(f"type: Invalid value: {show(new.get('type'))}: field is immutable")
     if old.get("immutable") is True:
         if new.get("immutable") is not True:
             problems.append(f"immutable: {IMMUTABLE}")
@@ -334,15 +349,20 @@ def update_errors(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
 def updates_refused(root: str, configs: list[dict[str, Any]]) -> list[str]:
     """Why some of `configs` may not replace what is stored (`update_errors` of each); changes nothing.
     `apply` checks them all before it stores any."""
-    return [p for obj in configs for p in update_errors(
-        load(root, obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]), obj)]
+    return [
+        p
+        for obj in configs
+        for p in update_errors(load(root, obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]), obj)
+    ]
 
 
 # ---------------------------------------------------------------- storing
 
+
 def _lock(root: str, kind: str) -> Any:
     """Serialises the read-check-write of objects of `kind` under `root` (an flock)."""
     from nsbox.state import FileLock
+
     os.makedirs(f"{root}/{KINDS[kind]}", 0o700, exist_ok=True)
     lock = FileLock(f"{root}/{KINDS[kind]}/.lock")
     lock.acquire()
@@ -353,8 +373,9 @@ _CONTENT = ("data", "binaryData", "immutable", "type")
 
 
 def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    return all(old.get(k) == new.get(k) for k in _CONTENT) and \
-        all(old["metadata"].get(k) == new["metadata"].get(k) for k in ("labels", "annotations"))
+    return all(old.get(k) == new.get(k) for k in _CONTENT) and all(
+        old["metadata"].get(k) == new["metadata"].get(k) for k in ("labels", "annotations")
+    )
 
 
 def _stamp(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
@@ -362,13 +383,17 @@ def _stamp(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
     import uuid
 
     from nsbox import kube
+
     meta = obj["metadata"]
     if old is None:
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=kube.rfc3339(), resourceVersion="1")
     else:
         version = old["metadata"].get("resourceVersion", "0")
-        meta.update(uid=old["metadata"]["uid"], creationTimestamp=old["metadata"]["creationTimestamp"],
-                    resourceVersion=str(int(version) + 1 if version.isdigit() else 1))
+        meta.update(
+            uid=old["metadata"]["uid"],
+            creationTimestamp=old["metadata"]["creationTimestamp"],
+            resourceVersion=str(int(version) + 1 if version.isdigit() else 1),
+        )
 
 
 def apply(root: str, obj: dict[str, Any]) -> str:
@@ -402,20 +427,29 @@ def delete(root: str, kind: str, namespace: str, name: str) -> bool:
 def create(root: str, obj: dict[str, Any]) -> None:
     """Store a new object; AlreadyExists (worded as kubectl) when the name is taken."""
     from nsbox.errors import AlreadyExists
+
     meta = obj["metadata"]
     lock = _lock(root, obj["kind"])
     try:
         if load(root, obj["kind"], meta["namespace"], meta["name"]) is not None:
-            raise AlreadyExists(f'failed to create {obj["kind"].lower()}: '
-                                f'{KINDS[obj["kind"]]} "{meta["name"]}" already exists')
+            raise AlreadyExists(
+                f'failed to create {obj["kind"].lower()}: {KINDS[obj["kind"]]} "{meta["name"]}" already exists'
+            )
         _stamp(obj, None)
         save(root, obj)
     finally:
         lock.release()
 
 
-def find(root: str, kind: str, namespace: str, wanted: list[str], *, all_namespaces: bool = False,
-         selector: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+def find(
+    root: str,
+    kind: str,
+    namespace: str,
+    wanted: list[str],
+    *,
+    all_namespaces: bool = False,
+    selector: str | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
     """The stored objects `get` shows: those `wanted` in `namespace`, or without names all of
     `namespace` (of every namespace with `all_namespaces`), that match `selector`; and the
     wanted names not found."""
@@ -429,6 +463,7 @@ def find(root: str, kind: str, namespace: str, wanted: list[str], *, all_namespa
         missing = []
     if selector:
         from nsbox import status
+
         found = [o for o in found if status.match_selector(o["metadata"].get("labels") or {}, selector)]
     return found, missing
 
@@ -437,10 +472,12 @@ def check_absent(root: str, kind: str, namespace: str, name: str) -> None:
     """`create --dry-run=server`: AlreadyExists (worded as `create` words it) when the name is taken."""
     if load(root, kind, namespace, name) is not None:
         from nsbox.errors import AlreadyExists
+
         raise AlreadyExists(f'failed to create {kind.lower()}: {KINDS[kind]} "{name}" already exists')
 
 
 # ---------------------------------------------------------------- showing
+
 
 def data_count(obj: dict[str, Any]) -> int:
     return len(obj.get("data") or {}) + len(obj.get("binaryData") or {})
@@ -451,14 +488,18 @@ def table(objs: list[dict[str, Any]], all_namespaces: bool) -> str:
     import time
 
     from nsbox import kube, status
+
     secrets = bool(objs) and objs[0]["kind"] == "Secret"
     header = (["NAMESPACE"] if all_namespaces else []) + ["NAME"] + (["TYPE"] if secrets else []) + ["DATA", "AGE"]
     rows = [header]
     now = time.time()
     for obj in objs:
         meta = obj["metadata"]
-        rows.append(([meta["namespace"]] if all_namespaces else []) + [meta["name"]]
-                    + ([obj.get("type", "Opaque")] if secrets else [])
-                    + [str(data_count(obj)), status.human_age(now - kube.epoch(meta["creationTimestamp"]))])
+        rows.append(
+            ([meta["namespace"]] if all_namespaces else [])
+            + [meta["name"]]
+            + ([obj.get("type", "Opaque")] if secrets else [])
+            + [str(data_count(obj)), status.human_age(now - kube.epoch(meta["creationTimestamp"]))]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)

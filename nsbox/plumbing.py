@@ -29,9 +29,10 @@ from nsbox import native
 from nsbox.errors import NsboxError
 from nsbox.network import ENV_BRIDGE, ENV_SUBNET, POD_INTERFACE, Attachment, BridgeConfig, Pool
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from collections.abc import Iterator
+    from typing import Any
 
 
 def plumb(cfg: BridgeConfig, allocation: dict[str, Any], host_netns_fd: int) -> Attachment:
@@ -41,7 +42,7 @@ def plumb(cfg: BridgeConfig, allocation: dict[str, Any], host_netns_fd: int) -> 
     undoes everything it made (nothing half-made) and raises NsboxError.
     """
     pod_netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    inside = IPRoute()                     # bound for life to the netns it was opened in: the pod's
+    inside = IPRoute()  # bound for life to the netns it was opened in: the pod's
     native.setns(host_netns_fd, native.CLONE_NEWNET)
     host = IPRoute()
     pool = Pool(cfg.name)
@@ -79,8 +80,10 @@ def _ensure_bridge(host: IPRoute, pool: Pool, cfg: BridgeConfig, undo: contextli
     """
     known = pool.config()
     if known and known.get("subnet") != cfg.subnet:
-        raise NsboxError(f"bridge {cfg.name} already serves {known['subnet']}, not {cfg.subnet} "
-                         f"(unset {ENV_SUBNET}, or choose another {ENV_BRIDGE})")
+        raise NsboxError(
+            f"bridge {cfg.name} already serves {known['subnet']}, not {cfg.subnet} "
+            f"(unset {ENV_SUBNET}, or choose another {ENV_BRIDGE})"
+        )
     found = host.link_lookup(ifname=cfg.name)
     if found:
         index = found[0]
@@ -88,17 +91,20 @@ def _ensure_bridge(host: IPRoute, pool: Pool, cfg: BridgeConfig, undo: contextli
             raise NsboxError(f"{cfg.name} exists and is not a bridge (choose another {ENV_BRIDGE})")
         if known is None:
             if (cfg.gateway, cfg.prefix_len) not in _addresses(host, index):
-                raise NsboxError(f"bridge {cfg.name} exists without the address {cfg.gateway}/"
-                                 f"{cfg.prefix_len}: nsbox did not make it (remove it, or choose another "
-                                 f"{ENV_BRIDGE})")
+                raise NsboxError(
+                    f"bridge {cfg.name} exists without the address {cfg.gateway}/"
+                    f"{cfg.prefix_len}: nsbox did not make it (remove it, or choose another "
+                    f"{ENV_BRIDGE})"
+                )
             pool.save_config(cfg)
         with netlink_step(f"cannot bring bridge {cfg.name} up"):
             host.link("set", index=index, state="up")
         return index
     overlap = _overlapping_route(host, cfg.subnet)
     if overlap:
-        raise NsboxError(f"subnet {cfg.subnet} for bridge {cfg.name} overlaps the host route {overlap} "
-                         f"(choose another {ENV_SUBNET})")
+        raise NsboxError(
+            f"subnet {cfg.subnet} for bridge {cfg.name} overlaps the host route {overlap} (choose another {ENV_SUBNET})"
+        )
     with netlink_step(f"cannot create bridge {cfg.name}", "bridge"):
         host.link("add", ifname=cfg.name, kind="bridge")
     undo.callback(pool.remove)
@@ -126,23 +132,26 @@ def _index(ipr: IPRoute, name: str) -> int:
 
 
 def _link_kind(ipr: IPRoute, index: int) -> str:
-    """"bridge", "veth"...; "" for a link without a kind, like lo."""
+    """ "bridge", "veth"...; "" for a link without a kind, like lo."""
     info = ipr.get_links(index)[0].get_attr("IFLA_LINKINFO")
     return (info.get_attr("IFLA_INFO_KIND") if info is not None else None) or ""
 
 
 def _addresses(ipr: IPRoute, index: int) -> set[tuple[str, int]]:
     """The IPv4 addresses of interface `index`, as (address, prefix length)."""
-    return {(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS"), a["prefixlen"])
-            for a in ipr.get_addr(index=index, family=socket.AF_INET)}
+    return {
+        (a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+        for a in ipr.get_addr(index=index, family=socket.AF_INET)
+    }
 
 
 def _overlapping_route(host: IPRoute, subnet: str) -> str | None:
     """The first IPv4 route of any table (the default routes aside) whose destination overlaps `subnet`."""
     import ipaddress
+
     net = ipaddress.ip_network(subnet)
     names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in host.get_links()}
-    for route in host.get_routes(family=socket.AF_INET):          # a dump: every table
+    for route in host.get_routes(family=socket.AF_INET):  # a dump: every table
         if route["dst_len"] == 0:
             continue
         dst = ipaddress.ip_network(f"{route.get_attr('RTA_DST')}/{route['dst_len']}", strict=False)

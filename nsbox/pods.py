@@ -20,20 +20,21 @@ from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_
 
 # `network` (bridge pods only), `watcher` (talking to or starting a watcher), `container` and
 # `socket` are imported where they are used: `get pods` and the other reading commands need none.
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     import socket
-    from typing import Any, Iterator
+    from collections.abc import Iterator
+    from typing import Any
 
-MAX_WATCHER_REPLACEMENTS = 5        # a delete gives up on a pod whose watchers keep dying
-CONFIG_SYNC_TIMEOUT = 5.0           # config_changed: how long one pod's watcher may take to resync
+MAX_WATCHER_REPLACEMENTS = 5  # a delete gives up on a pod whose watchers keep dying
+CONFIG_SYNC_TIMEOUT = 5.0  # config_changed: how long one pod's watcher may take to resync
 
 
 def new_pod_uid() -> str:
     """A random RFC 4122 version 4 UUID, as str(uuid.uuid4()), without importing uuid."""
     b = bytearray(os.urandom(16))
-    b[6] = (b[6] & 0x0F) | 0x40       # version 4
-    b[8] = (b[8] & 0x3F) | 0x80       # variant RFC 4122
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # variant RFC 4122
     h = b.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
@@ -41,13 +42,14 @@ def new_pod_uid() -> str:
 @record
 class PodView:
     """Everything known about one pod at one moment, for display."""
+
     paths: PodPaths
     spec: PodSpec
     status: dict[str, Any]
     deletion: dict[str, Any] | None
     watcher_alive: bool
-    report_pipe: int = -1          # `create(follow=True)`: where the watcher reports the exit codes
-    logs: dict[str, Any] = field(factory=dict)   # and the containers' first logs, already open
+    report_pipe: int = -1  # `create(follow=True)`: where the watcher reports the exit codes
+    logs: dict[str, Any] = field(factory=dict)  # and the containers' first logs, already open
     start_errors: list[str] = field(factory=list)  # containers that could not start (StartError)
 
     def container_status(self, name: str) -> dict[str, Any] | None:
@@ -68,8 +70,13 @@ class Runtime:
         raw = read_json(paths.pod_json)
         if raw is None:
             return None
-        return PodView(paths, PodSpec.from_dict(raw), read_json(paths.status_json) or {},
-                       read_json(paths.deletion_json), paths.watcher_alive())
+        return PodView(
+            paths,
+            PodSpec.from_dict(raw),
+            read_json(paths.status_json) or {},
+            read_json(paths.deletion_json),
+            paths.watcher_alive(),
+        )
 
     def repair(self, v: PodView) -> PodView:
         """Restart what a pod's dead watcher left undone, and return the view unchanged.
@@ -83,10 +90,11 @@ class Runtime:
 
     def resume_termination(self, paths: PodPaths) -> None:
         from nsbox import watcher
+
         try:
             watcher.launch(self.root, paths.uid, adopt=True)
         except NsboxError:
-            pass                      # another command was quicker, or the pod is gone
+            pass  # another command was quicker, or the pod is gone
 
     def get(self, namespace: str, name: str) -> PodView:
         paths = self.root.require(namespace, name)
@@ -103,14 +111,22 @@ class Runtime:
 
     # ------------------------------------------------------------ creating
 
-    def create(self, spec: PodSpec, *, stdio: tuple[int, int, int] | None = None,
-               remove_on_start_failure: bool = False, follow: bool = False) -> PodView:
+    def create(
+        self,
+        spec: PodSpec,
+        *,
+        stdio: tuple[int, int, int] | None = None,
+        remove_on_start_failure: bool = False,
+        follow: bool = False,
+    ) -> PodView:
         """Make the pod's state, claim its name, and start its watcher (which starts the containers)."""
         from nsbox import watcher
+
         self.check(spec)
         if spec.network == "bridge":
             from nsbox import network
-            network.config_from_env()      # a bad NSBOX_BRIDGE/NSBOX_BRIDGE_SUBNET fails before anything exists
+
+            network.config_from_env()  # a bad NSBOX_BRIDGE/NSBOX_BRIDGE_SUBNET fails before anything exists
         self.root.ensure()
         if self.root.lookup(spec.namespace, spec.name):
             raise AlreadyExists(f'pod "{spec.name}" already exists')
@@ -129,7 +145,7 @@ class Runtime:
                     os.mkdir(paths.volume(v.name), 0o777)
                     os.chmod(paths.volume(v.name), 0o777)
                 elif v.kind != "hostPath":
-                    os.mkdir(paths.volume(v.name), 0o755)     # where the watcher mounts its tmpfs
+                    os.mkdir(paths.volume(v.name), 0o755)  # where the watcher mounts its tmpfs
                 else:
                     prepare_host_path(v)
             write_json(paths.pod_json, spec.to_dict())
@@ -157,7 +173,7 @@ class Runtime:
             try:
                 self.delete(spec.namespace, spec.name, grace=0, force=True, wait=True)
             except NotFound:
-                pass                      # --rm got there first
+                pass  # --rm got there first
             raise NsboxError(report["errors"][0])
         # A --rm pod whose container was quick may be gone already: that is not an error.
         view = self.view(paths)
@@ -171,14 +187,16 @@ class Runtime:
         """What only this machine can tell about a valid spec (executables, hostPaths); changes nothing.
         `apply` checks every pod of a file before it creates any."""
         from nsbox import container
+
         for c in spec.all_containers():
             container.check_command(spec, c)
         for v in spec.volumes:
             if v.kind == "hostPath":
                 check_host_path(v)
 
-    def add_container(self, namespace: str, pod_name: str, c: ContainerSpec,
-                      stdio: tuple[int, int, int] | None = None) -> PodView:
+    def add_container(
+        self, namespace: str, pod_name: str, c: ContainerSpec, stdio: tuple[int, int, int] | None = None
+    ) -> PodView:
         """`run --pod POD NAME`: a new container in a running pod."""
         paths = self.root.require(namespace, pod_name)
         with FileLock(paths.lock):
@@ -193,6 +211,7 @@ class Runtime:
             if v.spec.container(c.name) is not None:
                 raise AlreadyExists(f'container "{c.name}" already exists in pod "{pod_name}"')
             from nsbox import container
+
             container.check_command(v.spec, c)
             v.spec.containers.append(c)
             write_json(paths.pod_json, v.spec.to_dict())
@@ -203,13 +222,16 @@ class Runtime:
 
     # ------------------------------------------------------------ deleting (docs/lifecycle.md, Termination)
 
-    def delete(self, namespace: str, name: str, *, grace: int | None = None, force: bool = False,
-               wait: bool = True) -> None:
-        """Ask the pod's watcher to end the pod (docs/lifecycle.md, Termination) and, with `wait`, return once it is gone."""
+    def delete(
+        self, namespace: str, name: str, *, grace: int | None = None, force: bool = False, wait: bool = True
+    ) -> None:
+        """Ask the pod's watcher to end the pod (docs/lifecycle.md, Termination) and, with `wait`,
+        return once it is gone."""
         self.request_delete(namespace, name, grace=grace, force=force).finish(wait)
 
-    def request_delete(self, namespace: str, name: str, *, grace: int | None = None,
-                       force: bool = False) -> PendingDelete:
+    def request_delete(
+        self, namespace: str, name: str, *, grace: int | None = None, force: bool = False
+    ) -> PendingDelete:
         """Hand the deletion to the pod's watcher; the caller waits on the result when it likes,
         so that several pods end in parallel (as `kubectl delete` does)."""
         paths = self.root.require(namespace, name)
@@ -232,6 +254,7 @@ class Runtime:
     def _ask_to_delete(self, paths: PodPaths, grace: int, force: bool) -> socket.socket | None:
         """A connection to the pod's watcher once it has taken the deletion on; None if the pod is gone."""
         from nsbox import control
+
         for _ in range(MAX_WATCHER_REPLACEMENTS):
             sock = self._connect_or_adopt(paths)
             if sock is None:
@@ -241,13 +264,14 @@ class Runtime:
                 if control.recv(sock) is not None:
                     return sock
             except OSError:
-                pass                    # it died, or does not answer: look again
+                pass  # it died, or does not answer: look again
             sock.close()
         raise NsboxError(f"the watcher of pod {paths.uid} does not answer (see {paths.watcher_log})")
 
     def _connect_or_adopt(self, paths: PodPaths) -> socket.socket | None:
         """A connection to the pod's watcher, starting a new one if it died. None if the pod is gone."""
         from nsbox import control
+
         for _ in range(3):
             if not paths.exists():
                 return None
@@ -258,6 +282,7 @@ class Runtime:
                     time.sleep(0.05)
                     continue
             from nsbox import watcher
+
             try:
                 watcher.launch(self.root, paths.uid, adopt=True)
             except NsboxError:
@@ -269,6 +294,7 @@ class Runtime:
     def _destroy_without_watcher(self, paths: PodPaths, spec: PodSpec) -> None:
         """Undo a create whose watcher never came up."""
         from nsbox import cgroups, network
+
         cg = cgroups.detect()
         pod_cg = cg.pod_path(spec.uid)
         if cg.populated(pod_cg):
@@ -282,6 +308,7 @@ class Runtime:
 
     def request(self, paths: PodPaths, msg: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
         from nsbox import control
+
         try:
             sock = control.connect(paths.ctl)
         except OSError as e:
@@ -290,6 +317,7 @@ class Runtime:
             data = json.dumps(msg).encode()
             if fds:
                 import socket
+
                 socket.send_fds(sock, [data], fds)
             else:
                 sock.send(data)
@@ -300,8 +328,10 @@ class Runtime:
     def wait_exit(self, view: PodView, name: str) -> int | None:
         """Block until container `name` has ended for good; its exit code (None if unknown)."""
         from nsbox import control
+
         if view.report_pipe >= 0:
             from nsbox import watcher
+
             try:
                 while (line := watcher.read_line(view.report_pipe)) is not None:
                     codes = json.loads(line).get("exitCodes", {})
@@ -337,6 +367,7 @@ class Runtime:
         answers once its volumes are rewritten, so the change is visible when this
         returns. A watcher that does not answer in time catches up at its next resync."""
         from nsbox import control, projection
+
         kind = {"ConfigMap": "configMap", "Secret": "secret"}.get(kind, kind)
         for _ns, _name, uid in self.root.names(namespace):
             paths = self.root.pod(uid)
@@ -352,10 +383,19 @@ class Runtime:
             except (OSError, ValueError):
                 pass
 
-    def exec(self, namespace: str, pod_name: str, container_name: str | None, command: list[str],
-             *, stdin: bool = False, tty: bool = False) -> int:
+    def exec(
+        self,
+        namespace: str,
+        pod_name: str,
+        container_name: str | None,
+        command: list[str],
+        *,
+        stdin: bool = False,
+        tty: bool = False,
+    ) -> int:
         """Run `command` in a running container (nsbox/podexec.py); its exit code."""
         from nsbox import podexec
+
         return podexec.run(self, namespace, pod_name, container_name, command, stdin=stdin, tty=tty)
 
     # ------------------------------------------------------------ garbage collection
@@ -363,6 +403,7 @@ class Runtime:
     def gc(self, idle_bridges: bool = False) -> list[str]:
         """Reclaim what crashed pods left behind (nsbox/garbage.py); what was done, one line each."""
         from nsbox import garbage
+
         return garbage.collect(self, idle_bridges)
 
 
@@ -370,8 +411,7 @@ class Runtime:
 class PendingDelete:
     """A pod whose watcher has taken its deletion on (or that was already gone: no socket)."""
 
-    def __init__(self, rt: Runtime, paths: PodPaths, name: str, grace: int, force: bool,
-                 sock: socket.socket | None):
+    def __init__(self, rt: Runtime, paths: PodPaths, name: str, grace: int, force: bool, sock: socket.socket | None):
         self.rt, self.paths, self.name, self.grace, self.force = rt, paths, name, grace, force
         self.sock = sock
 
@@ -386,6 +426,7 @@ class PendingDelete:
         """Until the pod is gone. A watcher that dies on the way (killed, OOM) says nothing:
         its pod is still there, so a new watcher takes the termination over (docs/lifecycle.md, Termination 6)."""
         from nsbox import control
+
         for _ in range(MAX_WATCHER_REPLACEMENTS):
             if self.sock is None:
                 return
@@ -402,7 +443,7 @@ class PendingDelete:
                 with FileLock(self.paths.lock):
                     self.sock = self.rt._ask_to_delete(self.paths, self.grace, self.force)
             except FileNotFoundError:
-                return                  # it went with its last words unsaid: the pod is gone
+                return  # it went with its last words unsaid: the pod is gone
         raise NsboxError(f'pod "{self.name}": its watcher keeps going away (see {self.paths.watcher_log})')
 
     def close(self) -> None:
@@ -411,8 +452,13 @@ class PendingDelete:
             self.sock = None
 
 
-_HOST_PATH_KINDS = {"Directory": stat.S_ISDIR, "File": stat.S_ISREG, "Socket": stat.S_ISSOCK,
-                    "CharDevice": stat.S_ISCHR, "BlockDevice": stat.S_ISBLK}
+_HOST_PATH_KINDS = {
+    "Directory": stat.S_ISDIR,
+    "File": stat.S_ISREG,
+    "Socket": stat.S_ISSOCK,
+    "CharDevice": stat.S_ISCHR,
+    "BlockDevice": stat.S_ISBLK,
+}
 
 
 def check_host_path(v: Volume) -> None:
@@ -447,7 +493,7 @@ def pick_container(v: PodView, name: str | None) -> ContainerSpec:
         if len(v.spec.containers) == 1:
             return v.spec.containers[0]
         names = " ".join(c.name for c in v.spec.all_containers())
-        raise NsboxError(f'a container name must be specified for pod {v.spec.name}, choose one of: [{names}]')
+        raise NsboxError(f"a container name must be specified for pod {v.spec.name}, choose one of: [{names}]")
     c = v.spec.container(name)
     if c is None:
         raise NotFound(f'container "{name}" not found in pod "{v.spec.name}"')

@@ -26,25 +26,27 @@ from nsbox.errors import NsboxError, WaitingForConfig
 from nsbox.model import ContainerSpec, PodSpec, Volume
 from nsbox.record import field, record
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from typing import Any
 
 CONFIG_VOLUME_KINDS = ("configMap", "secret", "downwardAPI", "projected")
-OBJECT_KINDS = {"configMap": "ConfigMap", "secret": "Secret"}   # model kind -> stored kind
-DEFAULT_MODE = 0o644                  # the API server's default defaultMode
-DATA_DIR = "..data"                   # AtomicWriter: the link to the current timestamped directory
+OBJECT_KINDS = {"configMap": "ConfigMap", "secret": "Secret"}  # model kind -> stored kind
+DEFAULT_MODE = 0o644  # the API server's default defaultMode
+DATA_DIR = "..data"  # AtomicWriter: the link to the current timestamped directory
 DATA_DIR_TMP = "..data_tmp"
-TMPFS_MIB_PER_SOURCE = 2              # an object holds at most 1 MiB; an update briefly holds two copies
+TMPFS_MIB_PER_SOURCE = 2  # an object holds at most 1 MiB; an update briefly holds two copies
 
 
 class ConfigNotReady(WaitingForConfig):
     """A container's environment refers to a missing object or key (CreateContainerConfigError)."""
+
     reason = "CreateContainerConfigError"
 
 
 class MountNotReady(WaitingForConfig):
     """A volume the container mounts cannot be set up yet (the kubelet's FailedMount)."""
+
     reason = "ContainerCreating"
 
     def __init__(self, volume: str, message: str):
@@ -82,12 +84,14 @@ def not_found(kind: str, name: str) -> str:
 
 # ---------------------------------------------------------------- environment
 
+
 @record
 class EnvConfig:
     """A container's variables from objects, resolved at one start."""
-    from_env: dict[str, str] = field(factory=dict)     # envFrom, prefixes applied, in order
-    values: dict[int, str] = field(factory=dict)       # index in ContainerSpec.env -> value (absent: optional, missing)
-    skipped: list[str] = field(factory=list)           # event messages: envFrom keys that are no variable names
+
+    from_env: dict[str, str] = field(factory=dict)  # envFrom, prefixes applied, in order
+    values: dict[int, str] = field(factory=dict)  # index in ContainerSpec.env -> value (absent: optional, missing)
+    skipped: list[str] = field(factory=list)  # event messages: envFrom keys that are no variable names
 
 
 def env_config(root: str, pod: PodSpec, c: ContainerSpec) -> EnvConfig:
@@ -114,9 +118,11 @@ def env_config(root: str, pod: PodSpec, c: ContainerSpec) -> EnvConfig:
                 continue
             out.from_env[name] = value.decode(errors="replace")
         if invalid:
-            out.skipped.append(f"Keys [{', '.join(sorted(invalid))}] from the EnvFrom {ref.kind} "
-                               f"{pod.namespace}/{ref.name} were skipped since they are considered "
-                               "invalid environment variable names.")
+            out.skipped.append(
+                f"Keys [{', '.join(sorted(invalid))}] from the EnvFrom {ref.kind} "
+                f"{pod.namespace}/{ref.name} were skipped since they are considered "
+                "invalid environment variable names."
+            )
     for i, var in enumerate(c.env):
         if not var.ref_kind:
             continue
@@ -128,8 +134,9 @@ def env_config(root: str, pod: PodSpec, c: ContainerSpec) -> EnvConfig:
         if var.ref_key not in data:
             if var.optional:
                 continue
-            raise ConfigNotReady(f"couldn't find key {var.ref_key} in {OBJECT_KINDS[var.ref_kind]} "
-                                 f"{pod.namespace}/{var.ref_name}")
+            raise ConfigNotReady(
+                f"couldn't find key {var.ref_key} in {OBJECT_KINDS[var.ref_kind]} {pod.namespace}/{var.ref_name}"
+            )
         out.values[i] = data[var.ref_key].decode(errors="replace")
     return out
 
@@ -145,6 +152,7 @@ def config_from_environ(c: ContainerSpec, environ: dict[str, str]) -> EnvConfig:
 
 
 # ---------------------------------------------------------------- resources
+
 
 def node_allocatable(resource: str) -> int:
     """What an unset limit stands for (the kubelet's MergeContainerResourceLimits): this
@@ -175,7 +183,7 @@ def resource_value(pod: PodSpec, container: str, resource: str, divisor: str) ->
     elif name == "memory":
         limit, request, scale = r.memory_bytes, r.memory_request_bytes, 1
     else:
-        limit, request, scale = None, None, 1     # ephemeral-storage is not limited
+        limit, request, scale = None, None, 1  # ephemeral-storage is not limited
     if kind == "limits":
         value = limit if limit is not None else node_allocatable(name)
     else:
@@ -186,6 +194,7 @@ def resource_value(pod: PodSpec, container: str, resource: str, divisor: str) ->
 
 
 # ---------------------------------------------------------------- volume contents
+
 
 def _field_value(pod: PodSpec, field_ref: str) -> str:
     """A downward API file's content (fieldpath.ExtractFieldPathAsString, FormatMap)."""
@@ -212,7 +221,7 @@ def _go_quote(s: str) -> str:
             out.append("\\t")
         elif ch == "\r":
             out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7f:
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
             out.append(f"\\x{ord(ch):02x}")
         else:
             out.append(ch)
@@ -256,8 +265,11 @@ def volume_payload(root: str, pod: PodSpec, v: Volume, store: _Objects | None = 
             if item.key not in data:
                 if p.optional:
                     continue
-                what = "configmap references non-existent config key" if p.kind == "configMap" \
+                what = (
+                    "configmap references non-existent config key"
+                    if p.kind == "configMap"
                     else "references non-existent secret key"
+                )
                 raise MountNotReady(v.name, f"{what}: {item.key}")
             payload[item.path] = (data[item.key], default if item.mode is None else item.mode)
     return payload
@@ -265,13 +277,13 @@ def volume_payload(root: str, pod: PodSpec, v: Volume, store: _Objects | None = 
 
 # ---------------------------------------------------------------- writing volumes
 
+
 def mount_tmpfs(v: Volume, target: str) -> None:
     """The volume's own small tmpfs, in the pod's mount namespace: secret data never
     touches a disk, and the volume dies with the pod."""
     size = (TMPFS_MIB_PER_SOURCE * max(1, len(v.sources)) + 1) << 20
-    mode = "1777" if v.kind in ("secret", "projected") else "0777"     # as the kubelet's memory / disk emptyDir
-    native.mount("tmpfs", target, "tmpfs", native.MS_NOSUID | native.MS_NODEV,
-                 f"mode={mode},size={size}")
+    mode = "1777" if v.kind in ("secret", "projected") else "0777"  # as the kubelet's memory / disk emptyDir
+    native.mount("tmpfs", target, "tmpfs", native.MS_NOSUID | native.MS_NODEV, f"mode={mode},size={size}")
 
 
 def write_atomically(target: str, payload: dict[str, tuple[bytes, int]]) -> bool:
@@ -292,6 +304,7 @@ def write_atomically(target: str, payload: dict[str, tuple[bytes, int]]) -> bool
     if old and _holds(os.path.join(target, old), payload) and _visible_ok(target, payload):
         return False
     import shutil
+
     ts_dir = _new_timestamped_dir(target)
     try:
         for path, (content, mode) in payload.items():
@@ -301,7 +314,7 @@ def write_atomically(target: str, payload: dict[str, tuple[bytes, int]]) -> bool
             try:
                 view = memoryview(content)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fchmod(fd, mode)
             finally:
                 os.close(fd)
@@ -344,6 +357,7 @@ def _new_timestamped_dir(target: str) -> str:
 
 def _remove(path: str) -> None:
     import shutil
+
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
     else:
@@ -360,7 +374,7 @@ def _holds(ts_dir: str, payload: dict[str, tuple[bytes, int]]) -> bool:
     for path, (content, mode) in payload.items():
         full = os.path.join(ts_dir, path)
         if stat.S_IMODE(os.lstat(full).st_mode) & ~0o070 != mode & ~0o070:
-            return False               # group bits are the fsGroup rule's
+            return False  # group bits are the fsGroup rule's
         with open(full, "rb") as f:
             if f.read() != content:
                 return False
@@ -370,8 +384,11 @@ def _holds(ts_dir: str, payload: dict[str, tuple[bytes, int]]) -> bool:
 def _visible_ok(target: str, payload: dict[str, tuple[bytes, int]]) -> bool:
     wanted = {path.split("/", 1)[0] for path in payload}
     present = {n for n in os.listdir(target) if not n.startswith("..")}
-    return present == wanted and all(os.readlink(os.path.join(target, n)) == f"{DATA_DIR}/{n}"
-                                     for n in wanted if os.path.islink(os.path.join(target, n)))
+    return present == wanted and all(
+        os.readlink(os.path.join(target, n)) == f"{DATA_DIR}/{n}"
+        for n in wanted
+        if os.path.islink(os.path.join(target, n))
+    )
 
 
 def set_up(root: str, pod: PodSpec, v: Volume, target: str, store: _Objects | None = None) -> bool:
@@ -381,6 +398,7 @@ def set_up(root: str, pod: PodSpec, v: Volume, target: str, store: _Objects | No
     changed = write_atomically(target, payload)
     if changed:
         from nsbox.volumes import set_volume_ownership
+
         set_volume_ownership(target, pod.fs_group, read_only=True, policy=pod.fs_group_change_policy)
     return changed
 
@@ -400,7 +418,7 @@ def sync_volumes(root: str, pod: PodSpec, volume_dir: Any) -> dict[str, str]:
                 set_up(root, pod, v, volume_dir(v.name), store)
             except MountNotReady as e:
                 errors[v.name] = e.detail
-            except (NsboxError, OSError) as e:      # a damaged object, a full tmpfs: retried at the next sync
+            except (NsboxError, OSError) as e:  # a damaged object, a full tmpfs: retried at the next sync
                 errors[v.name] = str(e)
     return errors
 

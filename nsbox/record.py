@@ -11,9 +11,10 @@ dataclass would be — annotated fields in order, a default after `=`, and
 
 from __future__ import annotations
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from typing import Callable, TypeVar
+    from collections.abc import Callable
+    from typing import TypeVar
 
     from typing_extensions import dataclass_transform
 
@@ -34,7 +35,7 @@ class _Field:
 def _record(cls):
     names = tuple(cls.__dict__.get("__annotations__", {}))
     defaults = tuple(cls.__dict__.get(n, _REQUIRED) for n in names)
-    for n in names:                       # the defaults live in `defaults`, not on the class
+    for n in names:  # the defaults live in `defaults`, not on the class
         if n in cls.__dict__:
             delattr(cls, n)
     known = frozenset(names)
@@ -76,7 +77,7 @@ def _record(cls):
     cls.__init__ = __init__
     cls.__repr__ = __repr__
     cls.__eq__ = __eq__
-    cls.__hash__ = None                   # mutable, compared by value: not hashable (as a dataclass)
+    cls.__hash__ = None  # mutable, compared by value: not hashable (as a dataclass)
     return cls
 
 

@@ -22,7 +22,7 @@ from nsbox.errors import NsboxError
 from nsbox.model import PodSpec
 from nsbox.state import PodPaths
 
-SHM_SIZE = "64m"                       # Docker's and the kubelet's default /dev/shm
+SHM_SIZE = "64m"  # Docker's and the kubelet's default /dev/shm
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 
@@ -51,6 +51,7 @@ def write_etc_files(pod: PodSpec, paths: PodPaths, pod_ip: str = "") -> dict[str
     hostname and gets a copy of the host's /etc/hosts with the aliases added
     (README "Groups, sysctls and /etc/hosts")."""
     from nsbox import kube
+
     os.makedirs(paths.etc, 0o755, exist_ok=True)
     if pod.network == "host":
         try:
@@ -61,8 +62,10 @@ def write_etc_files(pod: PodSpec, paths: PodPaths, pod_ip: str = "") -> dict[str
         files = {"/etc/hosts": kube.host_network_hosts_file(host_hosts, pod.host_aliases)}
     else:
         hostname = pod.effective_hostname
-        files = {"/etc/hostname": hostname + "\n",
-                 "/etc/hosts": kube.managed_hosts_file(pod_ip, hostname, pod.host_aliases)}
+        files = {
+            "/etc/hostname": hostname + "\n",
+            "/etc/hosts": kube.managed_hosts_file(pod_ip, hostname, pod.host_aliases),
+        }
     result = {}
     for target, content in files.items():
         path = os.path.join(paths.etc, os.path.basename(target))
@@ -82,6 +85,7 @@ def set_sysctls(pod: PodSpec) -> None:
     allowed only namespaced sysctls, never net.* with hostNetwork nor IPC
     ones with hostIPC (kube.sysctl_namespace)."""
     from nsbox import kube
+
     for name, value in pod.sysctls.items():
         path = "/proc/sys/" + kube.sysctl_path(name)
         try:
@@ -102,8 +106,7 @@ def enter(pod: PodSpec, paths: PodPaths) -> None:
         socket.sethostname(pod.effective_hostname)
         loopback_up()
     os.makedirs(paths.shm, 0o755, exist_ok=True)
-    native.mount("shm", paths.shm, "tmpfs", native.MS_NOSUID | native.MS_NODEV,
-                 f"mode=1777,size={SHM_SIZE}")
+    native.mount("shm", paths.shm, "tmpfs", native.MS_NOSUID | native.MS_NODEV, f"mode=1777,size={SHM_SIZE}")
     for v in pod.volumes:
         if v.kind == "emptyDir" and v.medium == "Memory":
             data = "mode=0777" + (f",size={v.size_limit}" if v.size_limit else "")
@@ -124,8 +127,10 @@ def start_shared_pid_namespace() -> int:
     every process of the namespace: it must live as long as the pod.
     """
     if not os.access(native.INIT_PROGRAM, os.X_OK):
-        raise NsboxError(f"cannot start the pod's shared PID namespace: {native.INIT_PROGRAM} is missing "
-                         "(reinstall nsbox: sudo ./setup.sh demo)")
+        raise NsboxError(
+            f"cannot start the pod's shared PID namespace: {native.INIT_PROGRAM} is missing "
+            "(reinstall nsbox: sudo ./setup.sh demo)"
+        )
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         # unshare(CLONE_NEWPID) moves only our *next* children into a new namespace, and the
@@ -153,8 +158,7 @@ def _exec_pause() -> None:
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        os.closerange(3, 1 << 16)     # the watcher's sockets and, above all, its lock
+        os.closerange(3, 1 << 16)  # the watcher's sockets and, above all, its lock
         os.execv(native.INIT_PROGRAM, ["nsbox-pause", "--pause"])
     finally:
         os._exit(127)
-

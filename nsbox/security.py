@@ -41,9 +41,10 @@ class Identity:
 @record
 class User:
     """Who a container's processes are: `status.containerStatuses[].user.linux` (kubelet ≥ 1.31)."""
+
     uid: int
     gid: int
-    groups: list[int] = field(factory=list)     # supplementary groups, the primary gid first
+    groups: list[int] = field(factory=list)  # supplementary groups, the primary gid first
 
 
 def mask(names: frozenset[str]) -> int:
@@ -76,8 +77,11 @@ def user(pod: PodSpec, c: ContainerSpec) -> User:
     uid = sc.run_as_user if sc.run_as_user is not None else (pod.run_as_user or 0)
     gid = sc.run_as_group if sc.run_as_group is not None else (pod.run_as_group or 0)
     listed = [] if pod.supplemental_groups_policy == "Strict" else groups_listing(container_root(c), uid)
-    return User(uid, gid, kube.supplementary_groups(gid, pod.fs_group, pod.supplemental_groups,
-                                                    pod.supplemental_groups_policy, listed))
+    return User(
+        uid,
+        gid,
+        kube.supplementary_groups(gid, pod.fs_group, pod.supplemental_groups, pod.supplemental_groups_policy, listed),
+    )
 
 
 def groups_listing(root: str, uid: int) -> list[int]:
@@ -115,12 +119,15 @@ def identity(pod: PodSpec, c: ContainerSpec) -> Identity:
     uid, gid = who.uid, who.gid
     if sc.privileged:
         full = ((1 << (native.cap_last_cap() + 1)) - 1) & held_capabilities()
-        caps = native.CapSets(bounding=full, effective=full if uid == 0 else 0,
-                              permitted=full if uid == 0 else 0)
+        caps = native.CapSets(bounding=full, effective=full if uid == 0 else 0, permitted=full if uid == 0 else 0)
         return Identity(uid, gid, caps, no_new_privs=False, privileged=True, groups=who.groups)
-    bounding = mask(kube.effective_capabilities(
-        False, [kube.normalize_capability(n) for n in sc.cap_add],
-        [kube.normalize_capability(n) for n in sc.cap_drop]))
+    bounding = mask(
+        kube.effective_capabilities(
+            False,
+            [kube.normalize_capability(n) for n in sc.cap_add],
+            [kube.normalize_capability(n) for n in sc.cap_drop],
+        )
+    )
     owned = bounding if uid == 0 else 0
     caps = native.CapSets(bounding=bounding, effective=owned, permitted=owned)
     if sc.allow_privilege_escalation is not None:

@@ -11,13 +11,21 @@ import os
 from nsbox import objects
 from nsbox.errors import NsboxError
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from typing import Any
 
 
-def build(kind: str, name: str, namespace: str, *, files: list[str], literals: list[str],
-          env_files: list[str], secret_type: str = "") -> dict[str, Any]:
+def build(
+    kind: str,
+    name: str,
+    namespace: str,
+    *,
+    files: list[str],
+    literals: list[str],
+    env_files: list[str],
+    secret_type: str = "",
+) -> dict[str, Any]:
     """The valid object `create configmap|secret generic` makes from kubectl's sources; NsboxError if none."""
     if env_files and (files or literals):
         raise NsboxError("from-env-file cannot be combined with from-file or from-literal")
@@ -41,7 +49,7 @@ class Sources:
         self.kind = kind
         self.name = name
         self.data: dict[str, bytes] = {}
-        self.text: set[str] = set()        # ConfigMap keys whose value is UTF-8 (`data`, not `binaryData`)
+        self.text: set[str] = set()  # ConfigMap keys whose value is UTF-8 (`data`, not `binaryData`)
 
     def add(self, key: str, value: bytes, text: bool) -> None:
         errors = objects.config_key_errors(key)
@@ -55,8 +63,10 @@ class Sources:
                 raise NsboxError(f'"{key}" is not a valid key name for a ConfigMap: {",".join(errors)}')
             if key in self.data:
                 where = "Data" if key in self.text else "BinaryData"
-                raise NsboxError(f'cannot add key "{key}", another key by that name already exists '
-                                 f'in {where} for ConfigMap "{self.name}"')
+                raise NsboxError(
+                    f'cannot add key "{key}", another key by that name already exists '
+                    f'in {where} for ConfigMap "{self.name}"'
+                )
         self.data[key] = value
         if text:
             self.text.add(key)
@@ -65,12 +75,13 @@ class Sources:
         if source.startswith("=") or "=" not in source:
             raise NsboxError(f"invalid literal source {source}, expected key=value")
         key, value = source.split("=", 1)
-        self.add(key, value.strip("\"'").encode(), True)     # as kubectl: quotes around the value go
+        self.add(key, value.strip("\"'").encode(), True)  # as kubectl: quotes around the value go
 
     def file(self, source: str) -> None:
         key, path = _file_source(source)
         info = _stat(path)
         import stat
+
         if stat.S_ISDIR(info.st_mode):
             if "=" in source:
                 raise NsboxError("cannot give a key name for a directory path")
@@ -98,6 +109,7 @@ class Sources:
         """KEY=VALUE lines; blank lines and lines starting with # skipped, leading blanks
         dropped, a bare KEY takes the value of this process's environment."""
         import stat
+
         if stat.S_ISDIR(_stat(path).st_mode):
             raise NsboxError("env config file cannot be a directory")
         with open(path, "rb") as f:
@@ -123,16 +135,18 @@ class Sources:
 
     def object(self, namespace: str, secret_type: str = "") -> dict[str, Any]:
         """The object as a manifest document would give it (validated by read_document)."""
-        obj: dict[str, Any] = {"apiVersion": "v1", "kind": self.kind,
-                               "metadata": {"name": self.name, "namespace": namespace}}
+        obj: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": self.kind,
+            "metadata": {"name": self.name, "namespace": namespace},
+        }
         if self.kind == "Secret":
             obj["data"] = {k: base64.b64encode(v).decode() for k, v in self.data.items()}
             if secret_type:
                 obj["type"] = secret_type
         else:
             obj["data"] = {k: v.decode() for k, v in self.data.items() if k in self.text}
-            obj["binaryData"] = {k: base64.b64encode(v).decode() for k, v in self.data.items()
-                                 if k not in self.text}
+            obj["binaryData"] = {k: base64.b64encode(v).decode() for k, v in self.data.items() if k not in self.text}
         return obj
 
 
@@ -160,4 +174,5 @@ def _stat(path: str) -> os.stat_result:
 
 def _env_key_errors(key: str) -> list[str]:
     from nsbox import kube
+
     return kube.env_file_key_errors(key)

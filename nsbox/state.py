@@ -29,9 +29,10 @@ import os
 
 from nsbox.errors import AlreadyExists, NotFound, NsboxError
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from collections.abc import Iterator
+    from typing import Any
 
 
 DEFAULT_ROOT = "/run/nsbox"
@@ -88,7 +89,7 @@ class FileLock:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         self.acquire()
         return self
 
@@ -99,7 +100,7 @@ class FileLock:
 class PodPaths:
     """The files of one pod, by UID."""
 
-    def __init__(self, root: "Root", uid: str):
+    def __init__(self, root: Root, uid: str):
         self.root = root
         self.uid = uid
         # Plain concatenation: `get pods` makes one of these per pod, and os.path.join is slow.
@@ -177,7 +178,9 @@ class Root:
     def require(self, namespace: str, name: str) -> PodPaths:
         uid = self.lookup(namespace, name)
         if uid is None:
-            raise NotFound(f'pod "{name}" not found' + ("" if namespace == "default" else f' in namespace "{namespace}"'))
+            raise NotFound(
+                f'pod "{name}" not found' + ("" if namespace == "default" else f' in namespace "{namespace}"')
+            )
         return self.pod(uid)
 
     def claim(self, namespace: str, name: str, uid: str) -> None:
@@ -244,5 +247,6 @@ def remove_tree(path: str) -> None:
             full = os.path.join(dirpath, d)
             if os.path.ismount(full):
                 raise NsboxError(f"refusing to remove {path}: {full} is a mount point")
-    import shutil                   # here: most commands never remove a tree
+    import shutil  # here: most commands never remove a tree
+
     shutil.rmtree(path, onerror=onerror)

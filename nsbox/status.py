@@ -14,7 +14,7 @@ from nsbox import kube
 from nsbox.errors import NsboxError
 from nsbox.pods import PodView
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from typing import Any
 
@@ -48,6 +48,7 @@ def human_age(seconds: float) -> str:
 
 # ---------------------------------------------------------------- the Pod object
 
+
 def phase(v: PodView) -> str:
     if not v.watcher_alive:
         return "Unknown"
@@ -57,7 +58,7 @@ def phase(v: PodView) -> str:
 def container_statuses(v: PodView, init: bool) -> list[dict[str, Any]]:
     recorded = {st["name"]: st for st in v.status.get("containers", [])}
     out = []
-    for c in (v.spec.init_containers if init else v.spec.containers):
+    for c in v.spec.init_containers if init else v.spec.containers:
         st = recorded.get(c.name, {})
         state = st.get("state") or {"waiting": {"reason": "ContainerCreating"}}
         if not v.watcher_alive and "running" in state:
@@ -82,15 +83,21 @@ def container_statuses(v: PodView, init: bool) -> list[dict[str, Any]]:
 def _container_user(v: PodView, c: Any) -> dict[str, Any]:
     """kubelet ≥ 1.31 (SupplementalGroupsPolicy): the identity the runtime gave the container's processes."""
     from nsbox import security
+
     who = security.user(v.spec, c)
     return {"linux": {"uid": who.uid, "gid": who.gid, "supplementalGroups": list(who.groups)}}
 
 
 def pod_object(v: PodView) -> dict[str, Any]:
     from nsbox import manifest
+
     spec = v.spec
-    meta: dict[str, Any] = {"name": spec.name, "namespace": spec.namespace, "uid": spec.uid,
-                            "creationTimestamp": spec.creation_timestamp}
+    meta: dict[str, Any] = {
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "uid": spec.uid,
+        "creationTimestamp": spec.creation_timestamp,
+    }
     if spec.labels:
         meta["labels"] = dict(spec.labels)
     if spec.annotations:
@@ -114,8 +121,9 @@ def pod_object(v: PodView) -> dict[str, Any]:
         status["podIPs"] = [{"ip": pod_ip}]
     if v.status.get("startTime"):
         status["startTime"] = v.status["startTime"]
-    status["conditions"] = kube.pod_conditions(mains, inits, created=spec.creation_timestamp,
-                                               start_time=v.status.get("startTime", ""), phase=status["phase"])
+    status["conditions"] = kube.pod_conditions(
+        mains, inits, created=spec.creation_timestamp, start_time=v.status.get("startTime", ""), phase=status["phase"]
+    )
     if inits:
         status["initContainerStatuses"] = inits
     status["containerStatuses"] = mains
@@ -127,9 +135,14 @@ def pod_object(v: PodView) -> dict[str, Any]:
 
 
 def status_text(v: PodView) -> str:
-    return kube.pod_status_text(container_statuses(v, init=False), container_statuses(v, init=True),
-                                phase=phase(v), reason=v.status.get("reason", ""),
-                                deletion=v.deletion is not None, watcher_lost=not v.watcher_alive)
+    return kube.pod_status_text(
+        container_statuses(v, init=False),
+        container_statuses(v, init=True),
+        phase=phase(v),
+        reason=v.status.get("reason", ""),
+        deletion=v.deletion is not None,
+        watcher_lost=not v.watcher_alive,
+    )
 
 
 def table(views: list[PodView], wide: bool, all_namespaces: bool) -> str:
@@ -142,8 +155,12 @@ def table(views: list[PodView], wide: bool, all_namespaces: bool) -> str:
         mains = container_statuses(v, init=False)
         restarts = kube.pod_restart_count(mains, container_statuses(v, init=True))
         row = ([v.spec.namespace] if all_namespaces else []) + [
-            v.spec.name, kube.pod_ready_text(mains), status_text(v), str(restarts),
-            human_age(now - _epoch(v.spec.creation_timestamp))]
+            v.spec.name,
+            kube.pod_ready_text(mains),
+            status_text(v),
+            str(restarts),
+            human_age(now - _epoch(v.spec.creation_timestamp)),
+        ]
         if wide:
             row += [v.status.get("podIP") or "<none>", v.spec.uid]
         rows.append(row)
@@ -201,18 +218,28 @@ def namespace_inodes(pid: int) -> dict[str, Any]:
 
 def inspect(v: PodView, container: str | None, cgroups: Any) -> dict[str, Any]:
     from nsbox import native
+
     watcher = v.status.get("watcher", {})
     wpid = watcher.get("pid", 0)
     alive = v.watcher_alive and wpid and native.process_start_time(wpid) == watcher.get("procStart")
     out: dict[str, Any] = {
-        "name": v.spec.name, "namespace": v.spec.namespace, "uid": v.spec.uid,
-        "root": v.paths.root.path, "stateDir": v.paths.dir,
+        "name": v.spec.name,
+        "namespace": v.spec.namespace,
+        "uid": v.spec.uid,
+        "root": v.paths.root.path,
+        "stateDir": v.paths.dir,
         "watcher": {"pid": wpid if alive else None, "alive": bool(alive), "log": v.paths.watcher_log},
-        "sandbox": {"namespaces": namespace_inodes(wpid) if alive else {},
-                    "hostname": v.spec.effective_hostname, "network": v.spec.network,
-                    "shm": v.paths.shm},
-        "cgroup": {"version": cgroups.version, "hybrid": cgroups.hybrid,
-                   "paths": cgroups.paths(cgroups.pod_path(v.spec.uid))},
+        "sandbox": {
+            "namespaces": namespace_inodes(wpid) if alive else {},
+            "hostname": v.spec.effective_hostname,
+            "network": v.spec.network,
+            "shm": v.paths.shm,
+        },
+        "cgroup": {
+            "version": cgroups.version,
+            "hybrid": cgroups.hybrid,
+            "paths": cgroups.paths(cgroups.pod_path(v.spec.uid)),
+        },
         "containers": [],
     }
     for c in v.spec.all_containers():
@@ -222,15 +249,18 @@ def inspect(v: PodView, container: str | None, cgroups: Any) -> dict[str, Any]:
         pid = st.get("pid", 0)
         running = bool(pid) and native.process_start_time(pid) == st.get("procStart")
         rc = st.get("restartCount", 0)
-        out["containers"].append({
-            "name": c.name, "init": c in v.spec.init_containers,
-            "pid": pid if running else None,
-            "namespaces": namespace_inodes(pid) if running else {},
-            "cgroup": cgroups.paths(cgroups.container_path(v.spec.uid, c.name)),
-            "logPath": v.paths.log_file(v.spec.namespace, v.spec.name, c.name, rc),
-            "restartCount": rc,
-            "command": c.argv,
-        })
+        out["containers"].append(
+            {
+                "name": c.name,
+                "init": c in v.spec.init_containers,
+                "pid": pid if running else None,
+                "namespaces": namespace_inodes(pid) if running else {},
+                "cgroup": cgroups.paths(cgroups.container_path(v.spec.uid, c.name)),
+                "logPath": v.paths.log_file(v.spec.namespace, v.spec.name, c.name, rc),
+                "restartCount": rc,
+                "command": c.argv,
+            }
+        )
     return out
 
 
@@ -241,8 +271,7 @@ def describe(v: PodView, cgroups: Any) -> str:
     spec = v.spec
     obj = pod_object(v)
     st = obj["status"]
-    out = [f"Name:\t{spec.name}", f"Namespace:\t{spec.namespace}",
-           f"Node:\t{spec.node_name or '<none>'}"]
+    out = [f"Name:\t{spec.name}", f"Namespace:\t{spec.namespace}", f"Node:\t{spec.node_name or '<none>'}"]
     if st.get("startTime"):
         out.append(f"Start Time:\t{_rfc1123z(st['startTime'])}")
     out += _multiline("Labels", spec.labels)
@@ -261,8 +290,9 @@ def describe(v: PodView, cgroups: Any) -> str:
     out.append(f"IP:\t{st.get('podIP', '')}")
     out += ["IPs:", *(f"  IP:\t{ip['ip']}" for ip in st["podIPs"])] if st.get("podIPs") else ["IPs:\t<none>"]
     for title, key, init, containers in (
-            ("Init Containers", "initContainerStatuses", True, spec.init_containers),
-            ("Containers", "containerStatuses", False, spec.containers)):
+        ("Init Containers", "initContainerStatuses", True, spec.init_containers),
+        ("Containers", "containerStatuses", False, spec.containers),
+    ):
         if init and not containers:
             continue
         out.append(f"{title}:" + ("" if containers else " <none>"))
@@ -284,8 +314,9 @@ def describe(v: PodView, cgroups: Any) -> str:
         out += ["Events:", "  Type\tReason\tAge\tFrom\tMessage", "  ----\t------\t----\t----\t-------"]
         for e in events:
             src = f"container/{e['object']}" if e.get("object") else "watcher"
-            out.append(f"  {e['type']}\t{e['reason']}\t{human_age(now - _epoch(e['time']))}\t{src}\t"
-                       f"{e['message'].strip()}")
+            out.append(
+                f"  {e['type']}\t{e['reason']}\t{human_age(now - _epoch(e['time']))}\t{src}\t{e['message'].strip()}"
+            )
     out += _describe_runtime(v, cgroups)
     return tabwrite(out).rstrip("\n")
 
@@ -312,8 +343,10 @@ def _describe_container(spec: Any, c: Any, cs: dict[str, Any] | None) -> list[st
         out.append(f"    Ready:\t{cs['ready']}")
         out.append(f"    Restart Count:\t{cs['restartCount']}")
     cpu_request, memory_request = kube.container_requests(c.resources)
-    for title, cpu, memory in (("Limits", c.resources.cpu_millis, c.resources.memory_bytes),
-                               ("Requests", cpu_request, memory_request)):
+    for title, cpu, memory in (
+        ("Limits", c.resources.cpu_millis, c.resources.memory_bytes),
+        ("Requests", cpu_request, memory_request),
+    ):
         if cpu is not None or memory is not None:
             out.append(f"    {title}:")
             if cpu is not None:
@@ -360,7 +393,7 @@ def _pod_field(spec: Any, path: str) -> str:
         if path == prefix:
             return "\n".join(f'{k}="{val}"' for k, val in sorted(values.items()))
         if path.startswith(prefix + "['") and path.endswith("']"):
-            return values.get(path[len(prefix) + 2:-2], "")
+            return values.get(path[len(prefix) + 2 : -2], "")
     return ""
 
 
@@ -368,14 +401,18 @@ def _resource_value(c: Any, resource: str, divisor: str) -> str:
     """kubectl's ExtractContainerResourceValue on the container shown: the value divided
     by the divisor, rounded up; an unset limit is 0, shown as "node allocatable"."""
     cpu_request, memory_request = kube.container_requests(c.resources)
-    values = {"limits.cpu": c.resources.cpu_millis, "requests.cpu": cpu_request,
-              "limits.memory": c.resources.memory_bytes, "requests.memory": memory_request,
-              "limits.ephemeral-storage": None, "requests.ephemeral-storage": None}   # never limited
+    values = {
+        "limits.cpu": c.resources.cpu_millis,
+        "requests.cpu": cpu_request,
+        "limits.memory": c.resources.memory_bytes,
+        "requests.memory": memory_request,
+        "limits.ephemeral-storage": None,
+        "requests.ephemeral-storage": None,
+    }  # never limited
     if resource not in values:
         return ""
     try:
-        unit = (kube.parse_cpu(divisor or "1") if resource.endswith("cpu")
-                else kube.parse_memory(divisor or "1"))
+        unit = kube.parse_cpu(divisor or "1") if resource.endswith("cpu") else kube.parse_memory(divisor or "1")
     except kube.QuantityError:
         return ""
     value = values[resource] or 0
@@ -392,14 +429,23 @@ def _describe_volumes(volumes: list[Any]) -> list[str]:
         out.append(f"  {vol.name}:")
         source = vol.sources[0] if vol.sources else None
         if vol.kind == "hostPath":
-            out += ["    Type:\tHostPath (bare host directory volume)", f"    Path:\t{vol.host_path}",
-                    f"    HostPathType:\t{vol.host_path_type or '<none>'}"]
+            out += [
+                "    Type:\tHostPath (bare host directory volume)",
+                f"    Path:\t{vol.host_path}",
+                f"    HostPathType:\t{vol.host_path_type or '<none>'}",
+            ]
         elif vol.kind == "configMap" and source is not None:
-            out += ["    Type:\tConfigMap (a volume populated by a ConfigMap)", f"    Name:\t{source.name}",
-                    f"    Optional:\t{str(source.optional).lower()}"]
+            out += [
+                "    Type:\tConfigMap (a volume populated by a ConfigMap)",
+                f"    Name:\t{source.name}",
+                f"    Optional:\t{str(source.optional).lower()}",
+            ]
         elif vol.kind == "secret" and source is not None:
-            out += ["    Type:\tSecret (a volume populated by a Secret)", f"    SecretName:\t{source.name}",
-                    f"    Optional:\t{str(source.optional).lower()}"]
+            out += [
+                "    Type:\tSecret (a volume populated by a Secret)",
+                f"    SecretName:\t{source.name}",
+                f"    Optional:\t{str(source.optional).lower()}",
+            ]
         elif vol.kind == "downwardAPI":
             out += ["    Type:\tDownwardAPI (a volume populated by information about the pod)", "    Items:"]
             out += [f"      {f.field_ref or f.resource} -> {f.path}" for p in vol.sources for f in p.files]
@@ -414,25 +460,33 @@ def _describe_volumes(volumes: list[Any]) -> list[str]:
                     out += [f"    ConfigMapName:\t{p.name}", f"    Optional:\t{str(p.optional).lower()}"]
         else:
             size = kube.format_quantity_bytes(vol.size_limit) if vol.size_limit else "<unset>"
-            out += ["    Type:\tEmptyDir (a temporary directory that shares a pod's lifetime)",
-                    f"    Medium:\t{vol.medium}", f"    SizeLimit:\t{size}"]
+            out += [
+                "    Type:\tEmptyDir (a temporary directory that shares a pod's lifetime)",
+                f"    Medium:\t{vol.medium}",
+                f"    SizeLimit:\t{size}",
+            ]
     return out
 
 
 def _describe_runtime(v: PodView, cgroups: Any) -> list[str]:
     """What describe shows beyond kubectl's: how nsbox runs the pod on this machine."""
     spec = v.spec
-    out = ["Runtime (nsbox):",
-           f"  UID:\t{spec.uid}",
-           f"  Created:\t{spec.creation_timestamp}",
-           f"  Pod Status:\t{status_text(v)}"]
+    out = [
+        "Runtime (nsbox):",
+        f"  UID:\t{spec.uid}",
+        f"  Created:\t{spec.creation_timestamp}",
+        f"  Pod Status:\t{status_text(v)}",
+    ]
     if v.deletion is not None:
-        out.append(f"  Termination:\tdeletionTimestamp {v.deletion.get('deletionTimestamp')}, "
-                   f"grace period {v.deletion.get('gracePeriodSeconds')}s")
+        out.append(
+            f"  Termination:\tdeletionTimestamp {v.deletion.get('deletionTimestamp')}, "
+            f"grace period {v.deletion.get('gracePeriodSeconds')}s"
+        )
     if not v.watcher_alive:
         procs = len(cgroups.procs(cgroups.pod_path(spec.uid)))
-        out.append(f"  Watcher:\tlost — {procs} process(es) of this pod still run; "
-                   f"`nsbox delete pod {spec.name}` cleans it up")
+        out.append(
+            f"  Watcher:\tlost — {procs} process(es) of this pod still run; `nsbox delete pod {spec.name}` cleans it up"
+        )
     else:
         out.append(f"  Watcher:\tpid {v.status.get('watcher', {}).get('pid')}")
     out.append(f"  Hostname:\t{spec.effective_hostname}")
@@ -443,8 +497,9 @@ def _describe_runtime(v: PodView, cgroups: Any) -> list[str]:
     wpid = v.status.get("watcher", {}).get("pid")
     if v.watcher_alive and wpid:
         inodes = namespace_inodes(wpid)
-        out.append("  Namespaces:\t" + "  ".join(f"{k}:[{inodes[k]['inode']}]" for k in ("net", "ipc", "uts")
-                                                if k in inodes))
+        out.append(
+            "  Namespaces:\t" + "  ".join(f"{k}:[{inodes[k]['inode']}]" for k in ("net", "ipc", "uts") if k in inodes)
+        )
     for c in spec.all_containers():
         out.append(f"  {c.name}:")
         out.append(f"    Cgroup:\t{cgroups.container_path(spec.uid, c.name)}")
@@ -468,7 +523,7 @@ def _multiline(title: str, values: dict[str, str]) -> list[str]:
     return [(f"{title}:\t" if i == 0 else "\t") + f"{k}={values[k]}" for i, k in enumerate(sorted(values))]
 
 
-_MAX_ANNOTATION_LEN = 140     # kubectl describe maxAnnotationLen
+_MAX_ANNOTATION_LEN = 140  # kubectl describe maxAnnotationLen
 
 
 def _annotations(values: dict[str, str]) -> list[str]:
@@ -515,7 +570,7 @@ def _describe_state(title: str, state: dict[str, Any]) -> list[str]:
     return out
 
 
-_GO_ZERO_TIME = "Mon, 01 Jan 0001 00:00:00 +0000"   # an unset metav1.Time, as RFC1123Z
+_GO_ZERO_TIME = "Mon, 01 Jan 0001 00:00:00 +0000"  # an unset metav1.Time, as RFC1123Z
 
 
 def tabwrite(lines: list[str], padding: int = 2) -> str:
@@ -541,5 +596,4 @@ def tabwrite(lines: list[str], padding: int = 2) -> str:
             i = j
 
     block(0, 0, len(rows))
-    return "".join("".join(cell.ljust(w) for cell, w in zip(r, widths[n])) + r[-1] + "\n"
-                   for n, r in enumerate(rows))
+    return "".join("".join(cell.ljust(w) for cell, w in zip(r, widths[n])) + r[-1] + "\n" for n, r in enumerate(rows))

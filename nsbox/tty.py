@@ -17,9 +17,9 @@ import sys
 import termios
 import tty
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 
 TIOCGWINSZ, TIOCSWINSZ = termios.TIOCGWINSZ, termios.TIOCSWINSZ
@@ -38,7 +38,7 @@ def open_pty(ptmx: str = "/dev/ptmx") -> tuple[int, int]:
     """
     master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     try:
-        fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")           # unlockpt()
+        fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")  # unlockpt()
         slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         os.close(master)
@@ -79,7 +79,7 @@ def relay(master: int, finished: Callable[[], bool], forward_stdin: bool = True)
                 if key.fd == master:
                     try:
                         data = os.read(master, 65536)
-                    except OSError:          # EIO: every slave side is closed
+                    except OSError:  # EIO: every slave side is closed
                         return
                     if not data:
                         return
@@ -88,7 +88,7 @@ def relay(master: int, finished: Callable[[], bool], forward_stdin: bool = True)
                     data = os.read(stdin, 65536)
                     if not data:
                         sel.unregister(stdin)
-                        os.write(master, b"\x04")   # end of input, as typing Ctrl-D
+                        os.write(master, b"\x04")  # end of input, as typing Ctrl-D
                         continue
                     os.write(master, data)
             if done:

@@ -20,8 +20,7 @@ RO_MASK = 0o440
 EXEC_MASK = 0o110
 
 
-def set_volume_ownership(path: str, fs_group: int | None, *, read_only: bool = False,
-                         policy: str = "") -> None:
+def set_volume_ownership(path: str, fs_group: int | None, *, read_only: bool = False, policy: str = "") -> None:
     """Give the tree at `path` to `fs_group` as the kubelet does; nothing when fs_group is None."""
     if fs_group is None:
         return

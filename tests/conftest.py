@@ -17,7 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -30,12 +31,13 @@ KUBERNETES_SCHEMA_VERSION = "1.37.0"
 
 try:
     import kubernetes_validate
-except ImportError:      # only the cgroup-v2 VM (Debian's packages, tests/vm/run) may lack it
+except ImportError:  # only the cgroup-v2 VM (Debian's packages, tests/vm/run) may lack it
     kubernetes_validate = None
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
-             what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+) -> Any:
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -68,6 +70,7 @@ def _output_format(args: tuple[str, ...]) -> str | None:
 
 def _yaml_load(text: str) -> Any:
     import yaml
+
     return yaml.safe_load(text)
 
 
@@ -81,8 +84,10 @@ def validate_object(obj: Any) -> None:
         kubernetes_validate.validate(obj, KUBERNETES_SCHEMA_VERSION, strict=True)
     except kubernetes_validate.ValidationError as e:
         where = ".".join(str(x) for x in e.path) if hasattr(e, "path") else ""
-        raise AssertionError(f"{obj.get('kind')} {obj.get('metadata', {}).get('name')} is not a valid "
-                             f"Kubernetes {KUBERNETES_SCHEMA_VERSION} object: {where}: {e.message}") from None
+        raise AssertionError(
+            f"{obj.get('kind')} {obj.get('metadata', {}).get('name')} is not a valid "
+            f"Kubernetes {KUBERNETES_SCHEMA_VERSION} object: {where}: {e.message}"
+        ) from None
 
 
 def validate_document(doc: Any) -> None:
@@ -102,13 +107,21 @@ class Nsbox:
     def __init__(self, root: str):
         self.root = root
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 120,
-                 input: str | None = None) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run(NSBOX + ["--root", self.root, *args], capture_output=True, text=True,
-                           timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL)
+    def __call__(
+        self, *args: str, check: bool = True, timeout: float = 120, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run(
+            NSBOX + ["--root", self.root, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
         if check and p.returncode != 0:
-            raise AssertionError(f"nsbox {' '.join(args)} exited {p.returncode}\n"
-                                 f"stdout: {p.stdout}\nstderr: {p.stderr}")
+            raise AssertionError(
+                f"nsbox {' '.join(args)} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+            )
         output = _output_format(args)
         if p.returncode == 0 and _verb(args) == "get" and output in ("json", "yaml"):
             validate_document(json.loads(p.stdout) if output == "json" else _yaml_load(p.stdout))
@@ -128,11 +141,13 @@ class Nsbox:
 
     def pid(self, pod: str, container: str | None = None) -> int:
         """Host PID of a running container, from `nsbox inspect` (then checked through /proc)."""
+
         def find() -> int | None:
             for c in self.inspect(pod)["containers"]:
                 if (container is None or c["name"] == container) and c["pid"]:
                     return c["pid"]
             return None
+
         return wait_for(find, what=f"container {container or pod} of pod {pod} to run")
 
     def container_state(self, pod: str, container: str | None = None) -> dict[str, Any]:
@@ -148,6 +163,7 @@ class Nsbox:
 
 # ---------------------------------------------------------------- observers (not nsbox)
 
+
 def ns_inode(pid: int, ns: str) -> int:
     return os.stat(f"/proc/{pid}/ns/{ns}").st_ino
 
@@ -156,7 +172,7 @@ def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):    # gone before open, or between open and read
+    except (FileNotFoundError, ProcessLookupError):  # gone before open, or between open and read
         return False
 
 
@@ -173,12 +189,14 @@ def sleeping_fds(pid: int, asleep_in: frozenset[str] = NANOSLEEP_WCHANS, timeout
     loader's ld.so.cache and libc.so.6, then the locale files. A process
     asleep in its steady state is past all that. The wchan may carry a
     compiler suffix (`do_sigtimedwait.isra.0`); it is ignored."""
+
     def asleep() -> bool:
         try:
             with open(f"/proc/{pid}/wchan") as f:
                 return f.read().strip().split(".")[0] in asleep_in
         except (FileNotFoundError, ProcessLookupError):
             return False
+
     wait_for(asleep, timeout=timeout, interval=0.01, what=f"pid {pid} to sleep in {sorted(asleep_in)}")
     return {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
 
@@ -229,6 +247,7 @@ def leftovers(root: str) -> list[str]:
 
 # ---------------------------------------------------------------- fixtures
 
+
 @contextlib.contextmanager
 def private_root() -> Iterator[Nsbox]:
     """A fresh root, cleaned up afterwards; fails if anything of it is left behind."""
@@ -255,8 +274,13 @@ def cleanup_root(n: Nsbox) -> None:
     """Force-delete every pod of the root, then collect garbage; never raises."""
     try:
         n("delete", "pod", "--all", "--grace-period", "0", "--force", check=False, timeout=60)
-        wait_for(lambda: not os.listdir(os.path.join(n.root, "pods")) if os.path.isdir(
-            os.path.join(n.root, "pods")) else True, timeout=20, what="teardown")
+        wait_for(
+            lambda: (
+                not os.listdir(os.path.join(n.root, "pods")) if os.path.isdir(os.path.join(n.root, "pods")) else True
+            ),
+            timeout=20,
+            what="teardown",
+        )
     except Exception:
         pass
     try:

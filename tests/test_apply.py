@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from conftest import alive, cgroup_dirs, cgroup_pids, ns_inode, sleeping_fds, wait_for
 
 FAST = {"nsbox.io/backoff-base-seconds": "1", "nsbox.io/backoff-max-seconds": "2"}
@@ -33,19 +32,20 @@ def then_sleep(script: str) -> list[str]:
 
 # ---------------------------------------------------------------- manifests
 
+
 def container(name: str, command: list[str], **fields: Any) -> dict[str, Any]:
     return {"name": name, "command": command, **fields}
 
 
-def pod(name: str, *containers: dict[str, Any], annotations: dict[str, str] | None = None,
-        **spec: Any) -> dict[str, Any]:
+def pod(
+    name: str, *containers: dict[str, Any], annotations: dict[str, str] | None = None, **spec: Any
+) -> dict[str, Any]:
     """A v1 Pod; every test pod gets a short grace period unless it sets one."""
     meta: dict[str, Any] = {"name": name}
     if annotations:
         meta["annotations"] = annotations
     spec.setdefault("terminationGracePeriodSeconds", 1)
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-            "spec": {"containers": list(containers), **spec}}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"containers": list(containers), **spec}}
 
 
 def as_yaml(*docs: dict[str, Any]) -> str:
@@ -57,6 +57,7 @@ def apply(nsbox, *docs: dict[str, Any], check: bool = True) -> subprocess.Comple
 
 
 # ---------------------------------------------------------------- observers
+
 
 def proc_status(pid: int) -> dict[str, str]:
     with open(f"/proc/{pid}/status") as f:
@@ -95,7 +96,7 @@ def our_bounding_set() -> int:
     return int(proc_status(os.getpid())["CapBnd"], 16)
 
 
-HOST = os.getpid()          # this test process runs in the host's namespaces
+HOST = os.getpid()  # this test process runs in the host's namespaces
 
 
 def stays_false(predicate, seconds: float) -> bool:
@@ -109,8 +110,11 @@ def stays_false(predicate, seconds: float) -> bool:
 
 
 def terminated(nsbox, pod_name: str, name: str | None = None, timeout: float = 20) -> dict[str, Any]:
-    return wait_for(lambda: nsbox.container_state(pod_name, name)["state"].get("terminated"),
-                    timeout=timeout, what=f"container {name or pod_name} to terminate")
+    return wait_for(
+        lambda: nsbox.container_state(pod_name, name)["state"].get("terminated"),
+        timeout=timeout,
+        what=f"container {name or pod_name} to terminate",
+    )
 
 
 def logs(nsbox, pod_name: str, name: str | None = None) -> str:
@@ -164,6 +168,7 @@ def host_dir():
 
 # ---------------------------------------------------------------- apply: documents
 
+
 def test_multi_document_file_creates_every_pod(nsbox, tmp_path):
     f = tmp_path / "pods.yaml"
     f.write_text(as_yaml(pod("first", container("c", SLEEP)), pod("second", container("c", SLEEP))))
@@ -174,8 +179,11 @@ def test_multi_document_file_creates_every_pod(nsbox, tmp_path):
 
 
 def test_kind_list_creates_its_items(nsbox):
-    items = {"apiVersion": "v1", "kind": "List",
-             "items": [pod("one", container("c", SLEEP)), pod("two", container("c", SLEEP))]}
+    items = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [pod("one", container("c", SLEEP)), pod("two", container("c", SLEEP))],
+    }
     p = apply(nsbox, items)
     assert p.stdout.splitlines() == ["pod/one created", "pod/two created"]
     names = nsbox("get", "pods", "-o", "name").stdout.split()
@@ -198,9 +206,12 @@ def test_reapplying_the_same_file_says_unchanged(nsbox, tmp_path):
 
 
 def test_get_output_applied_again_is_unchanged(nsbox):
-    manifest = pod("round-trip", container("c", SLEEP, env=[{"name": "A", "value": "1"}],
-                                           resources={"limits": {"memory": "64Mi"}}),
-                   volumes=[{"name": "v", "emptyDir": {"medium": "Memory"}}], annotations=FAST)
+    manifest = pod(
+        "round-trip",
+        container("c", SLEEP, env=[{"name": "A", "value": "1"}], resources={"limits": {"memory": "64Mi"}}),
+        volumes=[{"name": "v", "emptyDir": {"medium": "Memory"}}],
+        annotations=FAST,
+    )
     apply(nsbox, manifest)
     nsbox.pid("round-trip")
     for fmt in ("yaml", "json"):
@@ -219,8 +230,12 @@ def test_a_different_spec_under_an_existing_name_is_an_error(nsbox):
 
 def test_an_invalid_document_reports_every_problem_and_creates_nothing(nsbox):
     good = pod("good", container("c", SLEEP))
-    bad = pod("bad", container("Web_1", SLEEP), {"name": "nocmd", "image": "x"},
-              volumes=[{"name": "pv", "persistentVolumeClaim": {"claimName": "data"}}])
+    bad = pod(
+        "bad",
+        container("Web_1", SLEEP),
+        {"name": "nocmd", "image": "x"},
+        volumes=[{"name": "pv", "persistentVolumeClaim": {"claimName": "data"}}],
+    )
     p = apply(nsbox, good, bad, check=False)
     errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
     assert p.returncode == 1
@@ -241,8 +256,9 @@ def test_a_missing_executable_in_one_document_creates_nothing(nsbox):
 
 
 def test_cluster_only_fields_get_a_warning_and_are_ignored(nsbox):
-    manifest = pod("scheduled", container("c", SLEEP, image="busybox"), nodeSelector={"disk": "ssd"},
-                   priorityClassName="high")
+    manifest = pod(
+        "scheduled", container("c", SLEEP, image="busybox"), nodeSelector={"disk": "ssd"}, priorityClassName="high"
+    )
     p = apply(nsbox, manifest)
     warnings = p.stderr.splitlines()
     assert any(w.startswith("warning: spec.nodeSelector: ") for w in warnings), p.stderr
@@ -253,10 +269,13 @@ def test_cluster_only_fields_get_a_warning_and_are_ignored(nsbox):
 
 def test_sub_path_with_dot_dot_is_rejected_before_anything_runs(nsbox):
     mounts = [{"name": "data", "mountPath": "/data", "subPath": "../escape"}]
-    p = apply(nsbox, pod("escape", container("c", SLEEP, volumeMounts=mounts),
-                         volumes=[{"name": "data", "emptyDir": {}}]), check=False)
+    p = apply(
+        nsbox,
+        pod("escape", container("c", SLEEP, volumeMounts=mounts), volumes=[{"name": "data", "emptyDir": {}}]),
+        check=False,
+    )
     assert p.returncode == 1
-    assert "spec.containers[0].volumeMounts[0].subPath: Invalid value: \"../escape\"" in p.stderr
+    assert 'spec.containers[0].volumeMounts[0].subPath: Invalid value: "../escape"' in p.stderr
     assert pods_in_root(nsbox) == []
 
 
@@ -272,8 +291,9 @@ def test_every_example_applies_runs_and_deletes(nsbox, path):
     assert p.stdout.splitlines() == [f"pod/{n}" + " created" for n in names]
     assert "error:" not in p.stderr
     for name in names:
-        wait_for(lambda: pod_status(nsbox, name)["phase"] in ("Running", "Succeeded"), timeout=20,
-                 what=f"pod {name} to run")
+        wait_for(
+            lambda: pod_status(nsbox, name)["phase"] in ("Running", "Succeeded"), timeout=20, what=f"pod {name} to run"
+        )
         assert pod_status(nsbox, name)["phase"] != "Failed"
     p = nsbox("delete", "-f", path, "--grace-period", "0")
     assert p.stdout.splitlines() == [f'pod "{n}" deleted' for n in names]
@@ -282,14 +302,22 @@ def test_every_example_applies_runs_and_deletes(nsbox, path):
 
 # ---------------------------------------------------------------- containers
 
+
 def test_init_containers_run_in_order_to_completion_before_the_containers(nsbox):
     work = [{"name": "work", "mountPath": "/work"}]
     step = "echo {0} >> /work/order; sleep 0.3; echo {0}-done >> /work/order"
-    apply(nsbox, pod("ordered",
-                     container("main", then_sleep("echo main >> /work/order"), volumeMounts=work),
-                     initContainers=[container("first", ["sh", "-c", step.format("first")], volumeMounts=work),
-                                     container("second", ["sh", "-c", step.format("second")], volumeMounts=work)],
-                     volumes=[{"name": "work", "emptyDir": {}}]))
+    apply(
+        nsbox,
+        pod(
+            "ordered",
+            container("main", then_sleep("echo main >> /work/order"), volumeMounts=work),
+            initContainers=[
+                container("first", ["sh", "-c", step.format("first")], volumeMounts=work),
+                container("second", ["sh", "-c", step.format("second")], volumeMounts=work),
+            ],
+            volumes=[{"name": "work", "emptyDir": {}}],
+        ),
+    )
     pid = nsbox.pid("ordered", "main")
     wait_for(lambda: "main" in read(in_container(pid, "/work/order")).split(), what="the main container's line")
     order = read(in_container(pid, "/work/order")).split()
@@ -299,8 +327,15 @@ def test_init_containers_run_in_order_to_completion_before_the_containers(nsbox)
 
 
 def test_a_failing_init_container_with_restart_never_fails_the_pod(nsbox):
-    apply(nsbox, pod("broken-init", container("main", SLEEP), restartPolicy="Never",
-                     initContainers=[container("setup", ["sh", "-c", "exit 3"])]))
+    apply(
+        nsbox,
+        pod(
+            "broken-init",
+            container("main", SLEEP),
+            restartPolicy="Never",
+            initContainers=[container("setup", ["sh", "-c", "exit 3"])],
+        ),
+    )
     wait_for(lambda: pod_status(nsbox, "broken-init")["phase"] == "Failed", what="phase Failed")
     status = pod_status(nsbox, "broken-init")
     assert status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
@@ -309,12 +344,14 @@ def test_a_failing_init_container_with_restart_never_fails_the_pod(nsbox):
 
 
 def test_env_values_expansion_and_downward_api(nsbox):
-    env = [{"name": "GREETING", "value": "hello"},
-           {"name": "MESSAGE", "value": "$(GREETING) world, $$(GREETING) stays"},
-           {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-           {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-           {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
-           {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+    env = [
+        {"name": "GREETING", "value": "hello"},
+        {"name": "MESSAGE", "value": "$(GREETING) world, $$(GREETING) stays"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+    ]
     apply(nsbox, pod("downward", container("c", SLEEP, env=env)))
     environ = proc_environ(nsbox.pid("downward"))
     assert environ["GREETING"] == "hello"
@@ -322,12 +359,22 @@ def test_env_values_expansion_and_downward_api(nsbox):
     assert environ["POD_NAME"] == "downward"
     assert environ["POD_NAMESPACE"] == "default"
     assert environ["POD_UID"] == nsbox.uid("downward")
-    assert environ["POD_IP"] == ""          # loopback network: no pod IP
+    assert environ["POD_IP"] == ""  # loopback network: no pod IP
 
 
 def test_args_expand_env_references(nsbox):
-    apply(nsbox, pod("expand", container("c", ["sh", "-c"], args=["trap 'exit 0' TERM; echo $(WORD) >&2; sleep 300 & wait"],
-                                         env=[{"name": "WORD", "value": "expanded"}])))
+    apply(
+        nsbox,
+        pod(
+            "expand",
+            container(
+                "c",
+                ["sh", "-c"],
+                args=["trap 'exit 0' TERM; echo $(WORD) >&2; sleep 300 & wait"],
+                env=[{"name": "WORD", "value": "expanded"}],
+            ),
+        ),
+    )
     nsbox.pid("expand")
     wait_for(lambda: "expanded" in nsbox("logs", "expand").stdout, what="the expanded argument")
 
@@ -356,38 +403,59 @@ def tiny_image(tmp_path):
 
 
 def test_image_naming_a_local_directory_is_the_containers_root(nsbox, tiny_image):
-    p = apply(nsbox, pod("imaged", container("c", ["/bin/sh", "-c", "cd / && echo *"], image=tiny_image),
-                         restartPolicy="Never"))
+    p = apply(
+        nsbox,
+        pod("imaged", container("c", ["/bin/sh", "-c", "cd / && echo *"], image=tiny_image), restartPolicy="Never"),
+    )
     assert "warning" not in p.stderr
     assert terminated(nsbox, "imaged")["exitCode"] == 0
     seen = logs(nsbox, "imaged").split()
     assert "FROM-THE-IMAGE" in seen and "bin" in seen
-    assert "root" not in seen and "home" not in seen      # nothing of the host's /
+    assert "root" not in seen and "home" not in seen  # nothing of the host's /
 
 
 # ---------------------------------------------------------------- volumes
 
+
 def test_read_only_volume_mount_refuses_writes(nsbox):
     write = "import errno\ntry: open('/ro/f', 'w')\nexcept OSError as e: print(errno.errorcode[e.errno])"
-    apply(nsbox, pod("ro", container("c", ["python3", "-c", write],
-                                     volumeMounts=[{"name": "data", "mountPath": "/ro", "readOnly": True}]),
-                     restartPolicy="Never", volumes=[{"name": "data", "emptyDir": {}}]))
+    apply(
+        nsbox,
+        pod(
+            "ro",
+            container(
+                "c", ["python3", "-c", write], volumeMounts=[{"name": "data", "mountPath": "/ro", "readOnly": True}]
+            ),
+            restartPolicy="Never",
+            volumes=[{"name": "data", "emptyDir": {}}],
+        ),
+    )
     assert terminated(nsbox, "ro")["exitCode"] == 0
     assert logs(nsbox, "ro").strip() == "EROFS"
 
 
 def test_read_only_volume_is_mounted_ro(nsbox):
-    apply(nsbox, pod("ro-mount", container("c", SLEEP,
-                                           volumeMounts=[{"name": "data", "mountPath": "/ro", "readOnly": True}]),
-                     volumes=[{"name": "data", "emptyDir": {}}]))
+    apply(
+        nsbox,
+        pod(
+            "ro-mount",
+            container("c", SLEEP, volumeMounts=[{"name": "data", "mountPath": "/ro", "readOnly": True}]),
+            volumes=[{"name": "data", "emptyDir": {}}],
+        ),
+    )
     assert "ro" in mount_at(nsbox.pid("ro-mount"), "/ro")["options"].split(",")
 
 
 def test_sub_path_mounts_a_subdirectory_of_the_volume(nsbox):
     mounts = [{"name": "data", "mountPath": "/all"}, {"name": "data", "mountPath": "/part", "subPath": "sub/dir"}]
-    apply(nsbox, pod("subpath", container("c", then_sleep("echo x > /part/file"),
-                                          volumeMounts=mounts),
-                     volumes=[{"name": "data", "emptyDir": {}}]))
+    apply(
+        nsbox,
+        pod(
+            "subpath",
+            container("c", then_sleep("echo x > /part/file"), volumeMounts=mounts),
+            volumes=[{"name": "data", "emptyDir": {}}],
+        ),
+    )
     pid = nsbox.pid("subpath")
     wait_for(lambda: os.path.exists(in_container(pid, "/all/sub/dir/file")), what="the file through the volume")
     assert os.listdir(in_container(pid, "/part")) == ["file"]
@@ -399,9 +467,15 @@ def test_sub_path_through_a_symbolic_link_is_refused_and_nothing_is_made_through
     # test_native's bind-beneath tests.)
     (tmp_path / "inside").mkdir()
     os.symlink("inside", tmp_path / "link")
-    p = apply(nsbox, pod("sublink", container("c", SLEEP, volumeMounts=[
-        {"name": "host", "mountPath": "/h", "subPath": "link/x"}]),
-        volumes=[{"name": "host", "hostPath": {"path": str(tmp_path)}}], restartPolicy="Never"))
+    p = apply(
+        nsbox,
+        pod(
+            "sublink",
+            container("c", SLEEP, volumeMounts=[{"name": "host", "mountPath": "/h", "subPath": "link/x"}]),
+            volumes=[{"name": "host", "hostPath": {"path": str(tmp_path)}}],
+            restartPolicy="Never",
+        ),
+    )
     assert 'subPath "link/x": "link" is a symbolic link' in p.stderr
     state = wait_for(lambda: nsbox.container_state("sublink")["state"].get("terminated"), what="StartError")
     assert state["reason"] == "StartError"
@@ -409,57 +483,92 @@ def test_sub_path_through_a_symbolic_link_is_refused_and_nothing_is_made_through
 
 
 def test_memory_empty_dir_is_a_tmpfs_of_its_size_limit(nsbox):
-    apply(nsbox, pod("ram", container("c", SLEEP, volumeMounts=[{"name": "cache", "mountPath": "/cache"}]),
-                     volumes=[{"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]))
+    apply(
+        nsbox,
+        pod(
+            "ram",
+            container("c", SLEEP, volumeMounts=[{"name": "cache", "mountPath": "/cache"}]),
+            volumes=[{"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
+        ),
+    )
     pid = nsbox.pid("ram")
     assert mount_at(pid, "/cache")["fstype"] == "tmpfs"
-    df = subprocess.run(["nsenter", "-t", str(pid), "-m", "df", "-k", "--output=size,target", "/cache"],
-                        capture_output=True, text=True, check=True).stdout.splitlines()
+    df = subprocess.run(
+        ["nsenter", "-t", str(pid), "-m", "df", "-k", "--output=size,target", "/cache"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     assert df[1].split() == [str(16 * 1024), "/cache"]
 
 
 def test_host_path_volume_shares_files_with_the_host(nsbox, host_dir):
-    apply(nsbox, pod("hostpath", container("c", then_sleep("echo from-pod > /host/out"),
-                                           volumeMounts=[{"name": "h", "mountPath": "/host"}]),
-                     volumes=[{"name": "h", "hostPath": {"path": host_dir, "type": "Directory"}}]))
+    apply(
+        nsbox,
+        pod(
+            "hostpath",
+            container("c", then_sleep("echo from-pod > /host/out"), volumeMounts=[{"name": "h", "mountPath": "/host"}]),
+            volumes=[{"name": "h", "hostPath": {"path": host_dir, "type": "Directory"}}],
+        ),
+    )
     wait_for(lambda: os.path.exists(f"{host_dir}/out"), what="the file on the host")
     assert read(f"{host_dir}/out") == "from-pod\n"
 
 
 def test_file_or_create_host_path_is_an_empty_file_made_on_the_host(nsbox, host_dir):
     target = f"{host_dir}/app.log"
-    apply(nsbox, pod("hostfile", container("c", then_sleep("echo line >> /var/log/app.log"),
-                                           volumeMounts=[{"name": "log", "mountPath": "/var/log/app.log"}]),
-                     volumes=[{"name": "log", "hostPath": {"path": target, "type": "FileOrCreate"}}]))
+    apply(
+        nsbox,
+        pod(
+            "hostfile",
+            container(
+                "c",
+                then_sleep("echo line >> /var/log/app.log"),
+                volumeMounts=[{"name": "log", "mountPath": "/var/log/app.log"}],
+            ),
+            volumes=[{"name": "log", "hostPath": {"path": target, "type": "FileOrCreate"}}],
+        ),
+    )
     wait_for(lambda: os.path.isfile(target) and read(target) == "line\n", what="the line in the host file")
 
 
 def test_host_paths_that_are_missing_or_of_the_wrong_type_create_nothing(nsbox, host_dir):
-    missing = pod("missing", container("c", SLEEP),
-                  volumes=[{"name": "h", "hostPath": {"path": f"{host_dir}/absent", "type": "Directory"}}])
-    not_a_file = pod("not-a-file", container("c", SLEEP),
-                     volumes=[{"name": "h", "hostPath": {"path": host_dir, "type": "File"}}])
+    missing = pod(
+        "missing",
+        container("c", SLEEP),
+        volumes=[{"name": "h", "hostPath": {"path": f"{host_dir}/absent", "type": "Directory"}}],
+    )
+    not_a_file = pod(
+        "not-a-file", container("c", SLEEP), volumes=[{"name": "h", "hostPath": {"path": host_dir, "type": "File"}}]
+    )
     p = apply(nsbox, pod("fine", container("c", SLEEP)), missing, not_a_file, check=False)
     assert p.returncode == 1
-    assert f"error: pod/missing: volume \"h\": hostPath {host_dir}/absent does not exist" in p.stderr
-    assert f"error: pod/not-a-file: volume \"h\": hostPath {host_dir} is not a File" in p.stderr
+    assert f'error: pod/missing: volume "h": hostPath {host_dir}/absent does not exist' in p.stderr
+    assert f'error: pod/not-a-file: volume "h": hostPath {host_dir} is not a File' in p.stderr
     assert pods_in_root(nsbox) == [] and not os.path.exists(f"{host_dir}/absent")
 
 
 def test_disk_empty_dir_over_its_size_limit_evicts_the_pod(nsbox):
     fill = then_sleep("head -c 3000000 /dev/zero > /scratch/big")
-    apply(nsbox, pod("hog", container("c", fill, volumeMounts=[{"name": "s", "mountPath": "/scratch"}]),
-                     volumes=[{"name": "s", "emptyDir": {"sizeLimit": "1Mi"}}]))
+    apply(
+        nsbox,
+        pod(
+            "hog",
+            container("c", fill, volumeMounts=[{"name": "s", "mountPath": "/scratch"}]),
+            volumes=[{"name": "s", "emptyDir": {"sizeLimit": "1Mi"}}],
+        ),
+    )
     wait_for(lambda: pod_status(nsbox, "hog")["phase"] == "Failed", timeout=15, what="eviction")
     status = pod_status(nsbox, "hog")
     assert status["reason"] == "Evicted"
     assert 'Usage of EmptyDir volume "s" exceeds the limit' in status["message"]
-    assert terminated(nsbox, "hog")["exitCode"] == 0          # the shell obeyed SIGTERM
+    assert terminated(nsbox, "hog")["exitCode"] == 0  # the shell obeyed SIGTERM
     assert pod_processes(nsbox, "hog") == []
     assert status_column(nsbox, "hog") == "Evicted"
 
 
 # ---------------------------------------------------------------- security
+
 
 def test_run_as_user_and_group_drop_every_capability(nsbox):
     sc = {"runAsUser": 1000, "runAsGroup": 2000}
@@ -467,14 +576,20 @@ def test_run_as_user_and_group_drop_every_capability(nsbox):
     st = proc_status(nsbox.pid("user"))
     assert st["Uid"].split() == ["1000"] * 4
     assert st["Gid"].split() == ["2000"] * 4
-    assert "2000" in st["Groups"].split()        # the primary group is a supplementary one, as containerd gives it
+    assert "2000" in st["Groups"].split()  # the primary group is a supplementary one, as containerd gives it
     assert int(st["CapEff"], 16) == 0 and int(st["CapPrm"], 16) == 0
 
 
 def test_pod_security_context_supplies_defaults(nsbox):
-    apply(nsbox, pod("defaults", container("inherits", SLEEP),
-                     container("overrides", SLEEP, securityContext={"runAsUser": 1001}),
-                     securityContext={"runAsUser": 1234, "runAsGroup": 1235}))
+    apply(
+        nsbox,
+        pod(
+            "defaults",
+            container("inherits", SLEEP),
+            container("overrides", SLEEP, securityContext={"runAsUser": 1001}),
+            securityContext={"runAsUser": 1234, "runAsGroup": 1235},
+        ),
+    )
     inherits = proc_status(nsbox.pid("defaults", "inherits"))
     overrides = proc_status(nsbox.pid("defaults", "overrides"))
     assert inherits["Uid"].split()[0] == "1234" and inherits["Gid"].split()[0] == "1235"
@@ -494,17 +609,28 @@ def test_capabilities_add_and_drop_change_the_bounding_set(nsbox):
 
 
 def test_allow_privilege_escalation_false_sets_no_new_privs(nsbox):
-    apply(nsbox, pod("nnp", container("c", SLEEP, securityContext={"allowPrivilegeEscalation": False}),
-                     container("default", SLEEP)))
+    apply(
+        nsbox,
+        pod(
+            "nnp",
+            container("c", SLEEP, securityContext={"allowPrivilegeEscalation": False}),
+            container("default", SLEEP),
+        ),
+    )
     assert proc_status(nsbox.pid("nnp", "c"))["NoNewPrivs"] == "1"
     assert proc_status(nsbox.pid("nnp", "default"))["NoNewPrivs"] == "0"
 
 
 def test_read_only_root_filesystem_refuses_writes_to_etc(nsbox):
     write = "import errno\ntry: open('/etc/nsbox-test', 'w')\nexcept OSError as e: print(errno.errorcode[e.errno])"
-    apply(nsbox, pod("rootro", container("c", ["python3", "-c", write],
-                                         securityContext={"readOnlyRootFilesystem": True}),
-                     restartPolicy="Never"))
+    apply(
+        nsbox,
+        pod(
+            "rootro",
+            container("c", ["python3", "-c", write], securityContext={"readOnlyRootFilesystem": True}),
+            restartPolicy="Never",
+        ),
+    )
     assert terminated(nsbox, "rootro")["exitCode"] == 0
     assert logs(nsbox, "rootro").strip() == "EROFS"
     assert not os.path.exists("/etc/nsbox-test")
@@ -519,10 +645,16 @@ def test_privileged_container_has_every_capability(nsbox):
 
 # ---------------------------------------------------------------- resources
 
+
 def test_limits_reach_the_container_cgroups_and_the_pod_gets_the_sums(nsbox):
-    apply(nsbox, pod("limited",
-                     container("a", SLEEP, resources={"limits": {"cpu": "250m", "memory": "64Mi"}}),
-                     container("b", SLEEP, resources={"limits": {"cpu": "0.5", "memory": "128Mi"}})))
+    apply(
+        nsbox,
+        pod(
+            "limited",
+            container("a", SLEEP, resources={"limits": {"cpu": "250m", "memory": "64Mi"}}),
+            container("b", SLEEP, resources={"limits": {"cpu": "0.5", "memory": "128Mi"}}),
+        ),
+    )
     nsbox.pid("limited", "a"), nsbox.pid("limited", "b")
     uid = nsbox.uid("limited")
     assert cgroup_limits(uid, "a") == (25000, 64 << 20)
@@ -531,9 +663,14 @@ def test_limits_reach_the_container_cgroups_and_the_pod_gets_the_sums(nsbox):
 
 
 def test_the_pod_gets_no_limit_for_a_resource_one_container_leaves_unlimited(nsbox):
-    apply(nsbox, pod("partial",
-                     container("a", SLEEP, resources={"limits": {"cpu": "250m", "memory": "64Mi"}}),
-                     container("b", SLEEP, resources={"limits": {"memory": "32Mi"}})))
+    apply(
+        nsbox,
+        pod(
+            "partial",
+            container("a", SLEEP, resources={"limits": {"cpu": "250m", "memory": "64Mi"}}),
+            container("b", SLEEP, resources={"limits": {"memory": "32Mi"}}),
+        ),
+    )
     nsbox.pid("partial", "b")
     uid = nsbox.uid("partial")
     assert cgroup_limits(uid, "b") == (None, 32 << 20)
@@ -542,8 +679,14 @@ def test_the_pod_gets_no_limit_for_a_resource_one_container_leaves_unlimited(nsb
 
 def test_a_container_killed_by_the_oom_killer_reports_oom_killed(nsbox):
     hog = "b = b'x' * (200 * 1024 * 1024); print('survived')"
-    apply(nsbox, pod("oom", container("c", ["python3", "-c", hog], resources={"limits": {"memory": "32Mi"}}),
-                     restartPolicy="Never"))
+    apply(
+        nsbox,
+        pod(
+            "oom",
+            container("c", ["python3", "-c", hog], resources={"limits": {"memory": "32Mi"}}),
+            restartPolicy="Never",
+        ),
+    )
     state = terminated(nsbox, "oom", timeout=30)
     assert state["reason"] == "OOMKilled"
     assert state["exitCode"] == 137
@@ -552,28 +695,34 @@ def test_a_container_killed_by_the_oom_killer_reports_oom_killed(nsbox):
 
 # ---------------------------------------------------------------- lifecycle
 
+
 def test_post_start_hook_creates_a_file_the_container_sees(nsbox):
     hook = {"postStart": {"exec": {"command": ["sh", "-c", "echo started > /tmp/post-start"]}}}
     apply(nsbox, pod("poststart", container("c", SLEEP, lifecycle=hook)))
     pid = nsbox.pid("poststart")
     wait_for(lambda: os.path.exists(in_container(pid, "/tmp/post-start")), what="the postStart file")
     assert read(in_container(pid, "/tmp/post-start")) == "started\n"
-    assert not os.path.exists("/tmp/post-start")      # written in the container's own root
+    assert not os.path.exists("/tmp/post-start")  # written in the container's own root
 
 
 def test_pre_stop_hook_runs_inside_the_container_on_delete(nsbox, host_dir):
     hook = {"preStop": {"exec": {"command": ["sh", "-c", "cat /etc/hostname > /host/pre-stop"]}}}
-    apply(nsbox, pod("prestop", container("c", SLEEP, lifecycle=hook,
-                                          volumeMounts=[{"name": "h", "mountPath": "/host"}]),
-                     volumes=[{"name": "h", "hostPath": {"path": host_dir}}], terminationGracePeriodSeconds=10))
+    apply(
+        nsbox,
+        pod(
+            "prestop",
+            container("c", SLEEP, lifecycle=hook, volumeMounts=[{"name": "h", "mountPath": "/host"}]),
+            volumes=[{"name": "h", "hostPath": {"path": host_dir}}],
+            terminationGracePeriodSeconds=10,
+        ),
+    )
     nsbox.pid("prestop")
     assert nsbox("delete", "pod", "prestop").stdout.strip() == 'pod "prestop" deleted'
     assert read(f"{host_dir}/pre-stop") == "prestop\n"
 
 
 def test_on_failure_restarts_with_crash_loop_back_off(nsbox):
-    apply(nsbox, pod("crashy", container("c", ["sh", "-c", "exit 3"]), restartPolicy="OnFailure",
-                     annotations=FAST))
+    apply(nsbox, pod("crashy", container("c", ["sh", "-c", "exit 3"]), restartPolicy="OnFailure", annotations=FAST))
     wait_for(lambda: status_column(nsbox, "crashy") == "CrashLoopBackOff", timeout=20, what="CrashLoopBackOff")
     wait_for(lambda: nsbox.container_state("crashy")["restartCount"] >= 2, timeout=20, what="two restarts")
     last = nsbox.container_state("crashy")["lastState"]["terminated"]
@@ -589,10 +738,11 @@ def test_on_failure_does_not_restart_a_container_that_succeeded(nsbox):
 
 def test_active_deadline_fails_the_pod_and_stops_its_containers(nsbox):
     apply(nsbox, pod("deadline", container("c", ["sleep", "300"]), activeDeadlineSeconds=2, annotations=FAST))
-    wait_for(lambda: pod_status(nsbox, "deadline").get("reason") == "DeadlineExceeded", timeout=15,
-             what="DeadlineExceeded")
+    wait_for(
+        lambda: pod_status(nsbox, "deadline").get("reason") == "DeadlineExceeded", timeout=15, what="DeadlineExceeded"
+    )
     state = terminated(nsbox, "deadline")
-    assert state["exitCode"] == 137                 # PID 1 `sleep` ignores SIGTERM: killed after the grace period
+    assert state["exitCode"] == 137  # PID 1 `sleep` ignores SIGTERM: killed after the grace period
     assert pod_processes(nsbox, "deadline") == []
     status = pod_status(nsbox, "deadline")
     assert status["phase"] == "Failed"
@@ -604,6 +754,7 @@ def test_active_deadline_fails_the_pod_and_stops_its_containers(nsbox):
 
 
 # ---------------------------------------------------------------- termination
+
 
 def test_delete_uses_termination_grace_period_seconds(nsbox):
     # `sleep` as PID 1 ignores SIGTERM, so it lives until the SIGKILL at the end of the grace period.
@@ -629,6 +780,7 @@ def test_delete_f_deletes_the_pods_of_the_file(nsbox, tmp_path):
 
 
 # ---------------------------------------------------------------- namespaces
+
 
 def commands_seen_by(pid: int) -> dict[int, str]:
     """PID -> command line of every process in the PID namespace of `pid`, read from its own /proc."""
@@ -667,8 +819,10 @@ def test_default_pod_namespaces_are_not_the_hosts(nsbox):
 
 
 def test_share_process_namespace_shows_each_containers_processes_to_the_others(nsbox):
-    apply(nsbox, pod("shared", container("a", ["sleep", "301"]), container("b", ["sleep", "302"]),
-                     shareProcessNamespace=True))
+    apply(
+        nsbox,
+        pod("shared", container("a", ["sleep", "301"]), container("b", ["sleep", "302"]), shareProcessNamespace=True),
+    )
     a, b = nsbox.pid("shared", "a"), nsbox.pid("shared", "b")
     assert ns_inode(a, "pid") == ns_inode(b, "pid") != ns_inode(HOST, "pid")
 
@@ -695,8 +849,10 @@ def test_orphans_in_a_shared_pid_namespace_are_reaped(nsbox):
     pid = nsbox.pid("orphans")
     orphans = wait_for(lambda: children_of_pid_1(pid), what="the orphan")
     open(in_container(pid, "/tmp/go"), "w").close()
-    wait_for(lambda: not any(os.path.exists(in_container(pid, f"/proc/{o}")) for o in orphans),
-             what="the orphan to be reaped")
+    wait_for(
+        lambda: not any(os.path.exists(in_container(pid, f"/proc/{o}")) for o in orphans),
+        what="the orphan to be reaped",
+    )
 
 
 def children_of_pid_1(pid: int) -> list[int]:
@@ -712,8 +868,16 @@ def children_of_pid_1(pid: int) -> list[int]:
 
 
 def test_with_a_shared_pid_namespace_leftovers_of_an_ended_container_are_killed(nsbox):
-    apply(nsbox, pod("leftovers", container("quitter", ["sh", "-c", "sleep 303 & exit 0"]),
-                     container("stays", SLEEP), shareProcessNamespace=True, restartPolicy="Never"))
+    apply(
+        nsbox,
+        pod(
+            "leftovers",
+            container("quitter", ["sh", "-c", "sleep 303 & exit 0"]),
+            container("stays", SLEEP),
+            shareProcessNamespace=True,
+            restartPolicy="Never",
+        ),
+    )
     stays = nsbox.pid("leftovers", "stays")
     terminated(nsbox, "leftovers", "quitter")
     wait_for(lambda: "sleep 303" not in commands_seen_by(stays).values(), what="the leftover to be killed")
@@ -721,8 +885,9 @@ def test_with_a_shared_pid_namespace_leftovers_of_an_ended_container_are_killed(
 
 # ---------------------------------------------------------------- descriptors
 
+
 def test_a_post_start_hook_and_its_container_hold_only_stdio(nsbox):
-    hook = {"postStart": {"exec": {"command": ["sleep", "301"]}}}       # stays while we look
+    hook = {"postStart": {"exec": {"command": ["sleep", "301"]}}}  # stays while we look
     apply(nsbox, pod("hookfds", container("c", ["sleep", "300"], lifecycle=hook)))
     main, uid = nsbox.pid("hookfds"), nsbox.uid("hookfds")
 
@@ -731,9 +896,10 @@ def test_a_post_start_hook_and_its_container_hold_only_stdio(nsbox):
             try:
                 if read(f"/proc/{p}/cmdline").split("\0") == ["sleep", "301", ""]:
                     return p
-            except OSError:         # gone meanwhile
+            except OSError:  # gone meanwhile
                 pass
         return None
+
     assert sleeping_fds(main) == {0, 1, 2}
     assert sleeping_fds(wait_for(hook_pid, what="the postStart hook")) == {0, 1, 2}
 
@@ -745,12 +911,17 @@ def test_the_pid_1_of_a_shared_pid_namespace_holds_only_stdio(nsbox):
     def pause_pid() -> int | None:
         for entry in os.listdir("/proc"):
             try:
-                if entry.isdigit() and read(f"/proc/{entry}/comm") == "nsbox-pause\n" and \
-                        ns_inode(int(entry), "pid") == pid_ns:
+                if (
+                    entry.isdigit()
+                    and read(f"/proc/{entry}/comm") == "nsbox-pause\n"
+                    and ns_inode(int(entry), "pid") == pid_ns
+                ):
                     return int(entry)
-            except OSError:         # gone meanwhile
+            except OSError:  # gone meanwhile
                 pass
         return None
+
     # It waits for orphans, or for SIGCHLD while it has no child.
-    assert sleeping_fds(wait_for(pause_pid, what="nsbox-pause"),
-                        asleep_in=frozenset({"do_wait", "do_sigtimedwait"})) == {0, 1, 2}
+    assert sleeping_fds(
+        wait_for(pause_pid, what="nsbox-pause"), asleep_in=frozenset({"do_wait", "do_sigtimedwait"})
+    ) == {0, 1, 2}

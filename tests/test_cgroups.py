@@ -38,7 +38,7 @@ MOUNTS = cgroup_mounts()
 UNIFIED = MOUNTS.get(ROOT) == "cgroup2"
 HYBRID = not UNIFIED and "cgroup2" in MOUNTS.values() and os.path.isdir(ROOT + "/memory")
 
-pytestmark = pytest.mark.cgroupv2     # all of it runs in the cgroup-v2 VM too
+pytestmark = pytest.mark.cgroupv2  # all of it runs in the cgroup-v2 VM too
 
 only_v2 = pytest.mark.skipif(not UNIFIED, reason="pure cgroup v2 only")
 only_v1 = pytest.mark.skipif(UNIFIED, reason="cgroup v1 / hybrid only")
@@ -95,6 +95,7 @@ def alive(pid):
 
 def join_in_child(fd, paths):
     """What the spawn helper does between fork and exec, without clone3."""
+
     def join():
         if fd >= 0:
             procs = os.open("cgroup.procs", os.O_WRONLY, dir_fd=fd)
@@ -104,6 +105,7 @@ def join_in_child(fd, paths):
             procs = os.open(path, os.O_WRONLY)
             os.write(procs, b"0")
             os.close(procs)
+
     return join
 
 
@@ -121,8 +123,7 @@ class Pod:
         """`sh -c script`, born in the cgroup through join_targets()."""
         fd, paths = self.cg.join_targets(rel or self.ctr)
         try:
-            p = subprocess.Popen(["/bin/sh", "-c", script], preexec_fn=join_in_child(fd, paths),
-                                 **popen)
+            p = subprocess.Popen(["/bin/sh", "-c", script], preexec_fn=join_in_child(fd, paths), **popen)
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -192,11 +193,13 @@ def record_writes(monkeypatch):
     def spy(path, value):
         writes.append((path, str(value)))
         real(path, value)
+
     monkeypatch.setattr(cgroups, "_write", spy)
     return writes
 
 
 # --- detection --------------------------------------------------------------
+
 
 @only_v1
 def test_detect_sees_this_host_as_hybrid_v1_with_its_controller_mounts(cg):
@@ -218,8 +221,10 @@ def test_detect_is_cached_per_process():
 
 
 def mountinfo(*mounts):
-    return "".join(f"{30 + i} 23 0:{30 + i} / {point} rw,relatime - {fstype} {fstype} {opts}\n"
-                   for i, (point, fstype, opts) in enumerate(mounts))
+    return "".join(
+        f"{30 + i} 23 0:{30 + i} / {point} rw,relatime - {fstype} {fstype} {opts}\n"
+        for i, (point, fstype, opts) in enumerate(mounts)
+    )
 
 
 def test_cgroup2_at_sys_fs_cgroup_means_unified():
@@ -228,17 +233,22 @@ def test_cgroup2_at_sys_fs_cgroup_means_unified():
 
 
 def test_v1_controllers_plus_cgroup2_elsewhere_means_hybrid():
-    cg = cgroups.from_mountinfo(mountinfo(
-        ("/sys/fs/cgroup", "tmpfs", "rw"),
-        ("/sys/fs/cgroup/unified", "cgroup2", "rw"),
-        ("/sys/fs/cgroup/systemd", "cgroup", "rw,xattr,name=systemd"),
-        ("/sys/fs/cgroup/cpu,cpuacct", "cgroup", "rw,cpu,cpuacct"),
-        ("/sys/fs/cgroup/cpuset", "cgroup", "rw,cpuset"),
-        ("/sys/fs/cgroup/memory", "cgroup", "rw,memory")))
+    cg = cgroups.from_mountinfo(
+        mountinfo(
+            ("/sys/fs/cgroup", "tmpfs", "rw"),
+            ("/sys/fs/cgroup/unified", "cgroup2", "rw"),
+            ("/sys/fs/cgroup/systemd", "cgroup", "rw,xattr,name=systemd"),
+            ("/sys/fs/cgroup/cpu,cpuacct", "cgroup", "rw,cpu,cpuacct"),
+            ("/sys/fs/cgroup/cpuset", "cgroup", "rw,cpuset"),
+            ("/sys/fs/cgroup/memory", "cgroup", "rw,memory"),
+        )
+    )
     assert (cg.version, cg.hybrid, cg.unified) == (1, True, "/sys/fs/cgroup/unified")
-    assert cg.mounts == {"cpu": "/sys/fs/cgroup/cpu,cpuacct",
-                         "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
-                         "memory": "/sys/fs/cgroup/memory"}
+    assert cg.mounts == {
+        "cpu": "/sys/fs/cgroup/cpu,cpuacct",
+        "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
+        "memory": "/sys/fs/cgroup/memory",
+    }
     assert cg.missing_controllers() == ["pids", "freezer", "devices"]
 
 
@@ -255,15 +265,25 @@ def test_no_cgroup_filesystem_is_an_error():
 
 def test_importing_cgroups_loads_only_the_standard_library():
     out = subprocess.run(
-        [sys.executable, "-S", "-B", "-c",
-         "import sys, nsbox.cgroups; print(' '.join(sorted(m for m in sys.modules "
-         "if m.startswith('nsbox') or m in ('subprocess', 'threading'))))"],
-        cwd=REPO, capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-S",
+            "-B",
+            "-c",
+            "import sys, nsbox.cgroups; print(' '.join(sorted(m for m in sys.modules "
+            "if m.startswith('nsbox') or m in ('subprocess', 'threading'))))",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     # kube holds the shared Kubernetes rules (the CPU quota); it is standard library only too.
     assert out.stdout.split() == ["nsbox", "nsbox.cgroups", "nsbox.errors", "nsbox.kube"]
 
 
 # --- naming and creation ----------------------------------------------------
+
 
 def test_paths_are_named_after_the_pod_uid_and_container(cg):
     assert cg.pod_path("1234") == "nsbox/pod1234"
@@ -276,7 +296,7 @@ def test_paths_are_named_after_the_pod_uid_and_container(cg):
 
 def test_create_makes_the_path_in_every_hierarchy_used(cg, pod):
     cg.create(pod.ctr)
-    cg.create(pod.ctr)      # again: idempotent
+    cg.create(pod.ctr)  # again: idempotent
     if UNIFIED:
         assert os.path.isdir(f"{ROOT}/{pod.ctr}")
         assert cg.paths(pod.ctr) == {"unified": f"{ROOT}/{pod.ctr}"}
@@ -306,6 +326,7 @@ def test_list_pods_finds_the_pod_cgroup(cg, pod):
 
 
 # --- limits -----------------------------------------------------------------
+
 
 def test_limits_are_written_to_the_cgroup_files(cg, pod):
     cg.create(pod.ctr)
@@ -353,6 +374,7 @@ def test_a_tiny_cpu_limit_is_raised_to_the_kernel_minimum(cg, pod):
 
 # --- membership -------------------------------------------------------------
 
+
 def test_an_added_process_is_in_the_cgroup(cg, running):
     pod, p = running
     where = proc_cgroup(p.pid)
@@ -361,7 +383,7 @@ def test_an_added_process_is_in_the_cgroup(cg, running):
         assert where[""] == "/" + pod.ctr
         assert where["pids"] == where["cpu"] == "/" + pod.ctr
     assert cg.procs(pod.ctr) == [p.pid]
-    assert cg.procs(pod.rel) == [p.pid]      # recursive
+    assert cg.procs(pod.rel) == [p.pid]  # recursive
     assert cg.populated(pod.rel)
 
 
@@ -458,8 +480,10 @@ def test_kill_without_cgroup_kill_freezes_signals_and_thaws(cg, pod, monkeypatch
     cg.kill(pod.rel)
     assert_all_killed(sh, tracker)
     freezes = [(os.path.basename(p), v) for p, v in writes]
-    assert freezes in ([("cgroup.freeze", "1"), ("cgroup.freeze", "0")],
-                       [("freezer.state", "FROZEN"), ("freezer.state", "THAWED")])
+    assert freezes in (
+        [("cgroup.freeze", "1"), ("cgroup.freeze", "0")],
+        [("freezer.state", "FROZEN"), ("freezer.state", "THAWED")],
+    )
 
 
 @only_v1
@@ -470,14 +494,16 @@ def test_kill_through_the_v1_freezer(cg, pod, monkeypatch):
     writes = record_writes(monkeypatch)
     cg.kill(pod.rel)
     assert_all_killed(sh, tracker)
-    assert writes == [(f"{ROOT}/freezer/{pod.rel}/freezer.state", "FROZEN"),
-                      (f"{ROOT}/freezer/{pod.rel}/freezer.state", "THAWED")]
+    assert writes == [
+        (f"{ROOT}/freezer/{pod.rel}/freezer.state", "FROZEN"),
+        (f"{ROOT}/freezer/{pod.rel}/freezer.state", "THAWED"),
+    ]
     assert read(f"{ROOT}/freezer/{pod.ctr}/freezer.state") == "THAWED"
 
 
 @only_v1
 def test_pure_v1_tracks_and_kills_through_the_pids_and_freezer_hierarchies(cg, monkeypatch):
-    v1 = cgroups.CgroupV1(cg.hierarchies)       # this host, minus the unified mount
+    v1 = cgroups.CgroupV1(cg.hierarchies)  # this host, minus the unified mount
     pod = Pod(v1)
     try:
         sh, tracker = start_tree(pod)
@@ -499,7 +525,7 @@ def test_kill_with_sigterm_reaches_every_process_and_thaws(cg, pod):
     sh, tracker = start_tree(pod)
     sleepers = sleeping(tracker)
     cg.kill(pod.rel, signal.SIGTERM)
-    assert sh.stdout.readline() == b"got TERM\n"       # it runs, so it was thawed
+    assert sh.stdout.readline() == b"got TERM\n"  # it runs, so it was thawed
     wait_for(lambda: not any(alive(p) for p in sleepers), what="the sleeps to die")
     assert sh.poll() is None
 
@@ -511,6 +537,7 @@ def test_kill_of_a_missing_cgroup_does_nothing(cg, pod):
 
 # --- removal ----------------------------------------------------------------
 
+
 def test_remove_leaves_nothing_in_any_hierarchy(cg, running):
     pod, p = running
     cg.kill(pod.rel)
@@ -519,7 +546,7 @@ def test_remove_leaves_nothing_in_any_hierarchy(cg, running):
     for mount_point in MOUNTS:
         assert not os.path.exists(f"{mount_point}/{pod.rel}"), mount_point
     assert pod.uid not in cg.list_pods()
-    cg.remove(pod.rel)      # already gone: fine
+    cg.remove(pod.rel)  # already gone: fine
 
 
 def test_remove_names_the_cgroup_that_still_holds_a_process(cg, running):
@@ -529,6 +556,7 @@ def test_remove_names_the_cgroup_that_still_holds_a_process(cg, running):
 
 
 # --- the limits hold --------------------------------------------------------
+
 
 def test_a_process_over_its_memory_limit_is_oom_killed_and_counted(cg, pod):
     cg.create(pod.ctr)
@@ -542,8 +570,7 @@ def test_a_process_over_its_memory_limit_is_oom_killed_and_counted(cg, pod):
 def test_a_pids_limit_stops_a_fork_bomb(cg, pod):
     cg.create(pod.ctr)
     cg.set_limits(pod.ctr, pids_max=20)
-    sh = pod.spawn("i=0; while [ $i -lt 50 ]; do sleep 60 >/dev/null 2>&1 & i=$((i+1)); done",
-                   stderr=subprocess.PIPE)
+    sh = pod.spawn("i=0; while [ $i -lt 50 ]; do sleep 60 >/dev/null 2>&1 & i=$((i+1)); done", stderr=subprocess.PIPE)
     _, err = sh.communicate(timeout=60)
     assert err, "no fork failed"
     assert int(read(controller_dir("pids", pod.ctr) + "/pids.current")) <= 20
@@ -551,6 +578,7 @@ def test_a_pids_limit_stops_a_fork_bomb(cg, pod):
 
 
 # --- devices -----------------------------------------------------------------
+
 
 def openable_by_root(candidates=("loop0", "zram0", "kmsg", "kvm", "vda", "sda", "nvme0n1")):
     """A host device (other than the default list) that root may open here, or skip."""
@@ -563,8 +591,7 @@ def openable_by_root(candidates=("loop0", "zram0", "kmsg", "kvm", "vda", "sda", 
     pytest.skip("no device that root can open on this host")
 
 
-OPEN_EACH = ("for d in \"$@\"; do if (: <\"$d\") 2>/dev/null; then echo \"$d open\"; "
-             "else echo \"$d denied\"; fi; done")
+OPEN_EACH = 'for d in "$@"; do if (: <"$d") 2>/dev/null; then echo "$d open"; else echo "$d denied"; fi; done'
 
 
 def opens_in(pod, rel, *devices):
@@ -599,6 +626,7 @@ def test_v1_device_rules_are_the_devices_list(cg, pod):
 def test_the_v2_device_filter_allows_only_its_rules(pod):
     """The eBPF filter, on the cgroup2 hierarchy of this host (unified or hybrid) alone."""
     from nsbox import devicefilter
+
     unified = [mp for mp, fstype in MOUNTS.items() if fstype == "cgroup2"]
     if not unified:
         pytest.skip("no cgroup2 hierarchy")
@@ -606,16 +634,29 @@ def test_the_v2_device_filter_allows_only_its_rules(pod):
     d = os.path.join(unified[0], "nsbox", f"pod{pod.uid}")
     os.makedirs(d)
     devicefilter.attach(d, ["c 1:3 rwm", "c 1:5 r", "b *:* m"])
-    devicefilter.attach(d, ["c 1:3 rwm", "c 1:5 r", "b *:* m"])    # again: replaces, not stacks
-    script = ("(: >/dev/null) && echo null-w; (: </dev/zero) && echo zero-r; "
-              "(: >/dev/zero) 2>/dev/null || echo zero-w-denied; "
-              f"(: <{other}) 2>/dev/null || echo other-denied; "
-              "mknod /tmp/nsbx-b$$ b 7 0 && echo mknod-b; "
-              "(: </tmp/nsbx-b$$) 2>/dev/null || echo open-b-denied; rm -f /tmp/nsbx-b$$; "
-              "mknod /tmp/nsbx-c$$ c 1 7 2>/dev/null || echo mknod-c-denied; rm -f /tmp/nsbx-c$$")
-    p = subprocess.Popen(["/bin/sh", "-c", script], stdout=subprocess.PIPE, text=True,
-                         preexec_fn=join_in_child(-1, [os.path.join(d, "cgroup.procs")]))
+    devicefilter.attach(d, ["c 1:3 rwm", "c 1:5 r", "b *:* m"])  # again: replaces, not stacks
+    script = (
+        "(: >/dev/null) && echo null-w; (: </dev/zero) && echo zero-r; "
+        "(: >/dev/zero) 2>/dev/null || echo zero-w-denied; "
+        f"(: <{other}) 2>/dev/null || echo other-denied; "
+        "mknod /tmp/nsbx-b$$ b 7 0 && echo mknod-b; "
+        "(: </tmp/nsbx-b$$) 2>/dev/null || echo open-b-denied; rm -f /tmp/nsbx-b$$; "
+        "mknod /tmp/nsbx-c$$ c 1 7 2>/dev/null || echo mknod-c-denied; rm -f /tmp/nsbx-c$$"
+    )
+    p = subprocess.Popen(
+        ["/bin/sh", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=join_in_child(-1, [os.path.join(d, "cgroup.procs")]),
+    )
     pod.started.append(p)
     out, _ = p.communicate(timeout=30)
-    assert out.split() == ["null-w", "zero-r", "zero-w-denied", "other-denied", "mknod-b",
-                           "open-b-denied", "mknod-c-denied"]
+    assert out.split() == [
+        "null-w",
+        "zero-r",
+        "zero-w-denied",
+        "other-denied",
+        "mknod-b",
+        "open-b-denied",
+        "mknod-c-denied",
+    ]

@@ -14,19 +14,36 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import NSBOX
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "nsbox", "*.py"))
-                 if not p.endswith(("__main__.py", "_native_build.py")))
-COMMANDS = ["apply", "pod", "create", "run", "exec", "logs", "get", "describe", "inspect", "delete", "wait",
-            "top", "doctor", "gc", "demo", "version"]
+MODULES = sorted(
+    os.path.basename(p)[:-3]
+    for p in glob.glob(os.path.join(REPO, "nsbox", "*.py"))
+    if not p.endswith(("__main__.py", "_native_build.py"))
+)
+COMMANDS = [
+    "apply",
+    "pod",
+    "create",
+    "run",
+    "exec",
+    "logs",
+    "get",
+    "describe",
+    "inspect",
+    "delete",
+    "wait",
+    "top",
+    "doctor",
+    "gc",
+    "demo",
+    "version",
+]
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          cwd=REPO)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -44,13 +61,19 @@ def test_every_command_prints_its_help(command):
 
 def test_help_is_wrapped_to_the_terminal_width():
     def help_lines(columns: str) -> list[str]:
-        p = subprocess.run(NSBOX + ["run", "--help"], capture_output=True, text=True, timeout=60,
-                           env={**os.environ, "COLUMNS": columns})
+        p = subprocess.run(
+            NSBOX + ["run", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": columns},
+        )
         assert p.returncode == 0, p.stderr
         return p.stdout.splitlines()
+
     narrow, wide = help_lines("50"), help_lines("200")
     assert len(narrow) > len(wide)
-    assert sum(len(line) > 50 for line in narrow) <= 2      # only unbreakable words stick out
+    assert sum(len(line) > 50 for line in narrow) <= 2  # only unbreakable words stick out
     assert max(len(line) for line in wide) > 50
 
 
@@ -67,9 +90,9 @@ def test_reading_and_deleting_commands_import_neither_typing_nor_the_heavy_packa
         "from nsbox import cli\n"
         "codes = [cli.run(['--root', sys.argv[1], 'get', 'pods']),\n"
         "         cli.run(['--root', sys.argv[1], 'delete', 'pod', 'lean'])]\n"
-        "print(json.dumps({'codes': codes, 'modules': sorted(sys.modules)}))\n")
-    p = subprocess.run([sys.executable, "-c", code, nsbox.root], capture_output=True, text=True,
-                       timeout=60, cwd=REPO)
+        "print(json.dumps({'codes': codes, 'modules': sorted(sys.modules)}))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code, nsbox.root], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout.splitlines()[-1])
     assert out["codes"] == [0, 0]
@@ -81,8 +104,9 @@ def test_reading_and_deleting_commands_import_neither_typing_nor_the_heavy_packa
 def test_output_that_cannot_be_written_is_one_error_line_and_exit_1(nsbox):
     nsbox("pod", "create", "full")
     with open("/dev/full", "w") as full:
-        p = subprocess.run(NSBOX + ["--root", nsbox.root, "get", "pods"], stdout=full,
-                           stderr=subprocess.PIPE, text=True, timeout=60)
+        p = subprocess.run(
+            NSBOX + ["--root", nsbox.root, "get", "pods"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60
+        )
     assert p.returncode == 1
     assert p.stderr.startswith("error: ") and "Traceback" not in p.stderr, p.stderr
 
@@ -90,8 +114,13 @@ def test_output_that_cannot_be_written_is_one_error_line_and_exit_1(nsbox):
 def test_a_reader_that_goes_away_is_not_an_error(nsbox):
     for i in range(3):
         nsbox("pod", "create", f"pipe{i}")
-    p = subprocess.run(f"{' '.join(NSBOX)} --root {nsbox.root} get pods | true; "
-                       "echo ${PIPESTATUS[0]}", shell=True, executable="/bin/bash",
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        f"{' '.join(NSBOX)} --root {nsbox.root} get pods | true; echo ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.stdout.strip() == "0"
     assert "Traceback" not in p.stderr and "error" not in p.stderr, p.stderr

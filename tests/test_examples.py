@@ -18,13 +18,11 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-
 from conftest import NSBOX, leftovers, ns_inode, root_cgroups, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_NAMES = ("localhost", "ipc", "volume", "privileged", "lifecycle", "two-pods")
-CONNECT = ('import os, socket; '
-           'print(os.strerror(socket.socket().connect_ex(("127.0.0.1", 8080))))')
+CONNECT = 'import os, socket; print(os.strerror(socket.socket().connect_ex(("127.0.0.1", 8080))))'
 IDLE = ["sh", "-c", 'trap "exit 0" TERM; sleep infinity & wait']
 
 
@@ -42,6 +40,7 @@ def logs_with(nsbox, pod: str, container: str, text: str, timeout: float = 20) -
     def look() -> str | None:
         out = nsbox("logs", pod, "-c", container, check=False).stdout
         return out if text in out else None
+
     return wait_for(look, timeout=timeout, what=f'"{text}" in the log of {pod}/{container}')
 
 
@@ -56,9 +55,11 @@ def other_pod(nsbox) -> None:
 
 # ---------------------------------------------------------------- the files
 
+
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_example_is_a_valid_manifest_with_a_header_and_no_warnings(name):
     from nsbox import manifest
+
     text = Path(example(name)).read_text()
     assert text.startswith(f"# {name}.yaml - "), "a one-line summary first"
     header = text.split("\napiVersion:")[0]
@@ -78,6 +79,7 @@ def test_the_repository_examples_are_the_packaged_ones():
 
 
 # ---------------------------------------------------------------- each example does what it says
+
 
 def test_localhost_example_server_and_client_talk_over_loopback_unreachable_from_another_pod(nsbox):
     apply(nsbox, "localhost")
@@ -99,7 +101,7 @@ def test_ipc_example_passes_messages_through_sysv_ipc_and_dev_shm_invisible_else
     key = "0x6e736278"
     for c in ("producer", "consumer"):
         out = nsbox("exec", "ipc-demo", "-c", c, "--", "ipcs", "-m", "-s").stdout
-        assert out.count(key) == 2, out              # the segment and the semaphore set
+        assert out.count(key) == 2, out  # the segment and the semaphore set
     p, c = nsbox.pid("ipc-demo", "producer"), nsbox.pid("ipc-demo", "consumer")
     assert ns_inode(p, "ipc") == ns_inode(c, "ipc") != ns_inode(os.getpid(), "ipc")
     other_pod(nsbox)
@@ -111,8 +113,7 @@ def test_ipc_example_passes_messages_through_sysv_ipc_and_dev_shm_invisible_else
 def test_volume_example_serves_what_the_puller_wrote_over_localhost(nsbox):
     apply(nsbox, "volume")
     logs_with(nsbox, "volume-demo", "reader", "GET /now.txt -> 200: update")
-    get = ('import urllib.request as u; '
-           'print(u.urlopen("http://127.0.0.1:8080/os-release.txt").read().decode())')
+    get = 'import urllib.request as u; print(u.urlopen("http://127.0.0.1:8080/os-release.txt").read().decode())'
     served = nsbox("exec", "volume-demo", "-c", "reader", "--", "python3", "-c", get).stdout
     assert served.strip() == Path("/etc/os-release").read_text().strip()
     refused = nsbox("exec", "volume-demo", "-c", "server", "--", "touch", "/srv/www/x", check=False)
@@ -129,7 +130,7 @@ def test_privileged_example_allows_in_one_container_what_it_refuses_in_the_other
     assert "app: REFUSED: ip link add app-a type veth" in app and "Operation not permitted" in app
     assert "app: REFUSED: mount -t tmpfs demo /mnt" in app
     links = nsbox("exec", "privileged-demo", "-c", "app", "--", "ip", "-brief", "link").stdout
-    assert "admin-a" in links and "app-a" not in links      # one network namespace for the pod
+    assert "admin-a" in links and "app-a" not in links  # one network namespace for the pod
     assert "admin-a" not in subprocess.run(["ip", "-brief", "link"], capture_output=True, text=True).stdout
 
 
@@ -163,6 +164,7 @@ def test_two_pods_example_same_port_same_ipc_key_and_shm_name_in_both_pods(nsbox
 
 # ---------------------------------------------------------------- nsbox demo
 
+
 def demo_root(output: str) -> str:
     m = re.search(r"--root (/tmp/nsbox-demo-\S+?):", output)
     assert m, f"the demo names its private root:\n{output}"
@@ -181,23 +183,27 @@ def root_only():
 
 
 def test_demo_all_passes_every_demo_and_leaves_nothing_behind(root_only):
-    p = subprocess.run(NSBOX + ["demo", "all"], capture_output=True, text=True, timeout=600,
-                       stdin=subprocess.DEVNULL)
+    p = subprocess.run(NSBOX + ["demo", "all"], capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stdout + p.stderr
     for name in ("localhost", "ipc", "volume"):
         assert re.search(rf"^  PASS  {name}$", p.stdout, re.M), p.stdout
     assert "[FAIL]" not in p.stdout
-    assert "$ nsbox apply -f " in p.stdout                  # the commands a person would type
+    assert "$ nsbox apply -f " in p.stdout  # the commands a person would type
     assert "HTTP 200 OK" in p.stdout and "Connection refused" in p.stdout
     assert_nothing_left(demo_root(p.stdout))
 
 
 def test_demo_interrupted_by_ctrl_c_deletes_its_pods_and_its_root(root_only):
-    demo = subprocess.Popen(NSBOX + ["demo", "localhost"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
+    demo = subprocess.Popen(
+        NSBOX + ["demo", "localhost"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     seen = ""
     try:
-        for line in demo.stdout:                             # until both pods run
+        for line in demo.stdout:  # until both pods run
             seen += line
             if line.startswith("$ nsbox inspect"):
                 break
@@ -220,13 +226,25 @@ def test_demo_with_an_unknown_name_is_a_usage_error():
 
 # ---------------------------------------------------------------- the Vagrant box
 
+
 def test_vagrantfile_is_valid(tmp_path):
     if not shutil.which("vagrant"):
         pytest.skip("vagrant is not installed (apt-get install vagrant): Vagrantfile not validated")
-    env = dict(os.environ, VAGRANT_HOME=str(tmp_path / "home"), VAGRANT_DOTFILE_PATH=str(tmp_path / "dot"),
-               VAGRANT_CHECKPOINT_DISABLE="1")
-    p = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=REPO / "vagrant", env=env,
-                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    env = dict(
+        os.environ,
+        VAGRANT_HOME=str(tmp_path / "home"),
+        VAGRANT_DOTFILE_PATH=str(tmp_path / "dot"),
+        VAGRANT_CHECKPOINT_DISABLE="1",
+    )
+    p = subprocess.run(
+        ["vagrant", "validate", "--ignore-provider"],
+        cwd=REPO / "vagrant",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
 
 
@@ -260,7 +278,7 @@ def test_provision_script_runs_setup_demo_of_the_repository_it_is_in(tmp_path, r
 
 def test_provision_script_uploaded_elsewhere_takes_the_repository_as_argument(tmp_path, root_only):
     repo = fake_repo(tmp_path, 0)
-    copy = tmp_path / "vagrant-shell"                        # where Vagrant uploads it
+    copy = tmp_path / "vagrant-shell"  # where Vagrant uploads it
     shutil.copy(repo / "vagrant" / "provision.sh", copy)
     assert subprocess.run([str(copy)], capture_output=True, cwd="/").returncode == 1
     assert subprocess.run([str(copy), str(repo)], capture_output=True, cwd="/").returncode == 0

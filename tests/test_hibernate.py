@@ -15,11 +15,10 @@ import signal
 import time
 
 import pytest
-
 from conftest import alive, cgroup_dirs, ns_inode, wait_for
 
-pytestmark = pytest.mark.cgroupv2    # every watcher hibernates: worth running on pure v2 too
-IDLE = 20.0          # seconds to wait for a watcher to hibernate (it does after 0.5 s quiet)
+pytestmark = pytest.mark.cgroupv2  # every watcher hibernates: worth running on pure v2 too
+IDLE = 20.0  # seconds to wait for a watcher to hibernate (it does after 0.5 s quiet)
 
 
 def exe(pid: int) -> str:
@@ -41,10 +40,15 @@ def idle_watcher(nsbox, pod: str) -> int:
     return wpid
 
 
-def trigger_pod(nsbox, tmp_path, name: str, script: str, restart: str = "Never",
-                annotations: str = "", spec_extra: str = "") -> None:
+def trigger_pod(
+    nsbox, tmp_path, name: str, script: str, restart: str = "Never", annotations: str = "", spec_extra: str = ""
+) -> None:
     """A pod whose container runs `script`; the test's tmp_path is /t inside it."""
-    nsbox("apply", "-f", "-", input=f"""\
+    nsbox(
+        "apply",
+        "-f",
+        "-",
+        input=f"""\
 apiVersion: v1
 kind: Pod
 metadata:
@@ -60,18 +64,19 @@ spec:
   volumes:
   - name: t
     hostPath: {{path: {str(tmp_path)!r}}}
-""".replace("'", '"'))
+""".replace("'", '"'),
+    )
 
 
 def test_a_quiet_watcher_becomes_nsbox_idle_and_keeps_the_pod(nsbox):
     nsbox("run", "quiet", "--", "sleep", "300")
     wpid = idle_watcher(nsbox, "quiet")
     c = nsbox.pid("quiet")
-    assert ns_inode(wpid, "net") == ns_inode(c, "net")       # it still holds the pod's namespaces
+    assert ns_inode(wpid, "net") == ns_inode(c, "net")  # it still holds the pod's namespaces
     assert ns_inode(wpid, "ipc") == ns_inode(c, "ipc")
     assert rss_kib(wpid) < 2048, f"nsbox-idle RSS {rss_kib(wpid)} KiB"
     pod = nsbox.pod("quiet")
-    assert pod["status"]["phase"] == "Running"             # its flock is held across exec: alive
+    assert pod["status"]["phase"] == "Running"  # its flock is held across exec: alive
     assert pod["status"]["containerStatuses"][0]["ready"] is True
     start = time.monotonic()
     nsbox("delete", "pod", "quiet", "--grace-period", "0")
@@ -80,36 +85,50 @@ def test_a_quiet_watcher_becomes_nsbox_idle_and_keeps_the_pod(nsbox):
 
 
 def test_output_while_idle_is_logged_and_an_exit_wakes_the_watcher(nsbox, tmp_path):
-    trigger_pod(nsbox, tmp_path, "talk",
-                "echo before; while [ ! -e /t/go ]; do sleep 0.05; done; "
-                "echo after; printf partial; while [ ! -e /t/end ]; do sleep 0.05; done; exit 3")
+    trigger_pod(
+        nsbox,
+        tmp_path,
+        "talk",
+        "echo before; while [ ! -e /t/go ]; do sleep 0.05; done; "
+        "echo after; printf partial; while [ ! -e /t/end ]; do sleep 0.05; done; exit 3",
+    )
     wpid = idle_watcher(nsbox, "talk")
     (tmp_path / "go").touch()
     wait_for(lambda: "after" in nsbox("logs", "talk").stdout, what="output written while idle")
-    assert exe(wpid) == "nsbox-idle"                       # nsbox-idle copied it, nothing woke
+    assert exe(wpid) == "nsbox-idle"  # nsbox-idle copied it, nothing woke
     (tmp_path / "end").touch()
     wait_for(lambda: "terminated" in nsbox.container_state("talk")["state"], what="the exit to be recorded")
     assert nsbox.container_state("talk")["state"]["terminated"]["exitCode"] == 3
     # The line without a newline was flushed when the watcher woke; `logs` joins nothing to it.
     assert nsbox("logs", "talk").stdout == "before\nafter\npartial"
-    assert idle_watcher(nsbox, "talk") == wpid             # and it hibernates again
+    assert idle_watcher(nsbox, "talk") == wpid  # and it hibernates again
 
 
 def test_a_container_added_to_an_idle_pod_is_started_and_logged(nsbox, tmp_path):
     trigger_pod(nsbox, tmp_path, "host", "exec sleep 300")
     wpid = idle_watcher(nsbox, "host")
-    nsbox("run", "late", "--pod", "host", "--mount", "t:/t", "--",
-          "sh", "-c", "echo added; while [ ! -e /t/go ]; do sleep 0.05; done; echo again; exec sleep 300")
+    nsbox(
+        "run",
+        "late",
+        "--pod",
+        "host",
+        "--mount",
+        "t:/t",
+        "--",
+        "sh",
+        "-c",
+        "echo added; while [ ! -e /t/go ]; do sleep 0.05; done; echo again; exec sleep 300",
+    )
     assert "running" in nsbox.container_state("host", "late")["state"]
     assert idle_watcher(nsbox, "host") == wpid
     (tmp_path / "go").touch()
-    wait_for(lambda: nsbox("logs", "host", "-c", "late").stdout == "added\nagain\n",
-             what="the added container's output")
+    wait_for(
+        lambda: nsbox("logs", "host", "-c", "late").stdout == "added\nagain\n", what="the added container's output"
+    )
 
 
 def test_a_restart_back_off_runs_out_while_the_watcher_is_idle(nsbox, tmp_path):
-    trigger_pod(nsbox, tmp_path, "crash", "exit 1", restart="Always",
-                annotations='nsbox.io/backoff-base-seconds: "3"')
+    trigger_pod(nsbox, tmp_path, "crash", "exit 1", restart="Always", annotations='nsbox.io/backoff-base-seconds: "3"')
     wpid = nsbox.inspect("crash")["watcher"]["pid"]
     seen_idle_in_back_off = False
     deadline = time.monotonic() + 40
@@ -127,8 +146,9 @@ def test_a_restart_back_off_runs_out_while_the_watcher_is_idle(nsbox, tmp_path):
 def test_the_active_deadline_comes_while_the_watcher_is_idle(nsbox, tmp_path):
     trigger_pod(nsbox, tmp_path, "late", "exec sleep 300", spec_extra="  activeDeadlineSeconds: 3\n")
     idle_watcher(nsbox, "late")
-    status = wait_for(lambda: (s := nsbox.pod("late")["status"])["phase"] == "Failed" and s,
-                      timeout=30, what="DeadlineExceeded")
+    status = wait_for(
+        lambda: (s := nsbox.pod("late")["status"])["phase"] == "Failed" and s, timeout=30, what="DeadlineExceeded"
+    )
     assert status["reason"] == "DeadlineExceeded"
 
 
@@ -145,7 +165,7 @@ def test_an_idle_watcher_ends_its_pod_when_the_pod_state_is_wiped(nsbox):
     nsbox("run", "amnesia", "--", "sleep", "300")
     uid, pid = nsbox.uid("amnesia"), nsbox.pid("amnesia")
     wpid = idle_watcher(nsbox, "amnesia")
-    for sub in ("pods", "names", "logs"):                 # a reboot-like loss of the root's state
+    for sub in ("pods", "names", "logs"):  # a reboot-like loss of the root's state
         shutil.rmtree(os.path.join(nsbox.root, sub))
     # nsbox-idle checks every 2 s and wakes the watcher, which ends what nobody can manage any more.
     wait_for(lambda: not alive(pid), timeout=15, what="the container to be killed")

@@ -25,12 +25,12 @@ import threading
 import time
 
 import pytest
-
 from conftest import wait_for
+
 from nsbox import logs, native
 from nsbox.logs import MAX_LINE
 
-DEADLINE = 10.0                    # generous: the machine may be loaded
+DEADLINE = 10.0  # generous: the machine may be loaded
 TITLE = "nsbox-watch default/web"  # argv[0], the title the watcher chooses
 IDLE_EXE = os.path.realpath(native.IDLE_PROGRAM)
 SIGCHLD_BIT = 1 << (signal.SIGCHLD - 1)
@@ -99,15 +99,16 @@ os.execv(sys.argv[1], sys.argv[2:])
 
 # ---- helpers -------------------------------------------------------------
 
+
 def idle_argv(report, *options: str, reap: bool = False) -> list[str]:
-    return [TITLE, *options, "--", sys.executable, "-I", "-S", "-c", REPORTER, str(report),
-            "reap" if reap else "-"]
+    return [TITLE, *options, "--", sys.executable, "-I", "-S", "-c", REPORTER, str(report), "reap" if reap else "-"]
 
 
 @pytest.fixture(autouse=True)
 def idle_program_built():
-    assert os.access(native.IDLE_PROGRAM, os.X_OK), \
+    assert os.access(native.IDLE_PROGRAM, os.X_OK), (
         f"{native.IDLE_PROGRAM} is missing: python setup.py build_ext --inplace"
+    )
 
 
 @pytest.fixture
@@ -116,8 +117,14 @@ def spawn():
     procs: list[subprocess.Popen] = []
 
     def start(argv: list[str], executable: str = native.IDLE_PROGRAM, pass_fds=()) -> subprocess.Popen:
-        p = subprocess.Popen(argv, executable=executable, pass_fds=pass_fds, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p = subprocess.Popen(
+            argv,
+            executable=executable,
+            pass_fds=pass_fds,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         procs.append(p)
         return p
 
@@ -133,7 +140,7 @@ def spawn():
 def exe(pid: int) -> str | None:
     try:
         return os.readlink(f"/proc/{pid}/exe")
-    except OSError:                # exited
+    except OSError:  # exited
         return None
 
 
@@ -252,6 +259,7 @@ def expected_records(tmp_path, chunks: list[bytes]) -> list[tuple[bytes, bytes, 
 
 # ---- waking and exec'ing -------------------------------------------------
 
+
 def test_a_readable_wake_on_fd_execs_the_program_in_the_same_process_with_the_fds_kept(spawn, tmp_path):
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     kept_r, kept_w = os.pipe()
@@ -318,8 +326,21 @@ def start_with_child(spawn, tmp_path, mode: str):
     gate_r, gate_w = os.pipe()
     report = tmp_path / "report"
     try:
-        p = spawn([sys.executable, "-I", "-S", "-c", WITH_CHILD, mode, str(gate_r), native.IDLE_PROGRAM,
-                   *idle_argv(report, reap=True)], executable=sys.executable, pass_fds=(gate_r,))
+        p = spawn(
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                WITH_CHILD,
+                mode,
+                str(gate_r),
+                native.IDLE_PROGRAM,
+                *idle_argv(report, reap=True),
+            ],
+            executable=sys.executable,
+            pass_fds=(gate_r,),
+        )
     finally:
         os.close(gate_r)
     child = int(p.stdout.readline())
@@ -330,8 +351,8 @@ def test_a_child_exit_wakes_it_with_sigchld_still_pending_and_the_zombie_left_to
     p, child, gate_w, report = start_with_child(spawn, tmp_path, "later")
     try:
         wait_idling(p)
-        assert exe(child)                            # alive: nothing woke nsbox-idle yet
-        os.close(gate_w)                             # the child exits
+        assert exe(child)  # alive: nothing woke nsbox-idle yet
+        os.close(gate_w)  # the child exits
         gate_w = -1
         found = woken(p, report)
     finally:
@@ -339,20 +360,35 @@ def test_a_child_exit_wakes_it_with_sigchld_still_pending_and_the_zombie_left_to
             os.close(gate_w)
     assert found["mask"]["SigBlk"] & SIGCHLD_BIT
     assert (found["mask"]["SigPnd"] | found["mask"]["ShdPnd"]) & SIGCHLD_BIT
-    assert found["child"] == [child, 7]              # PROGRAM reaped it: nsbox-idle had not
+    assert found["child"] == [child, 7]  # PROGRAM reaped it: nsbox-idle had not
 
 
 def test_a_child_that_exited_before_it_started_wakes_it_at_once(spawn, tmp_path):
     p, child, gate_w, report = start_with_child(spawn, tmp_path, "before")
     os.close(gate_w)
-    found = woken(p, report)                         # no wake source given: only the child
+    found = woken(p, report)  # no wake source given: only the child
     assert not (found["mask"]["SigPnd"] | found["mask"]["ShdPnd"]) & SIGCHLD_BIT
     assert found["child"] == [child, 7]
 
 
 def test_signals_keep_their_dispositions_and_only_sigchld_is_added_to_the_mask(spawn, tmp_path):
-    p = spawn([sys.executable, "-I", "-S", "-c", WITH_SIGNALS, native.IDLE_PROGRAM,
-               TITLE, "--wake-at", "0", "--", "/bin/cat", "/proc/self/status"], executable=sys.executable)
+    p = spawn(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            WITH_SIGNALS,
+            native.IDLE_PROGRAM,
+            TITLE,
+            "--wake-at",
+            "0",
+            "--",
+            "/bin/cat",
+            "/proc/self/status",
+        ],
+        executable=sys.executable,
+    )
     out, _ = p.communicate(timeout=DEADLINE)
     assert p.returncode == 0
     before, after = {}, {}
@@ -371,26 +407,26 @@ def test_a_vanished_state_path_wakes_it(spawn, tmp_path):
     report = tmp_path / "report"
     p = spawn(idle_argv(report, "--check", str(state)))
     wait_idling(p)
-    stay_until = time.monotonic() + 2.5                # past one check: the file is there, it stays
+    stay_until = time.monotonic() + 2.5  # past one check: the file is there, it stays
     while time.monotonic() < stay_until:
         assert exe(p.pid) == IDLE_EXE
         time.sleep(0.05)
     state.unlink()
-    woken(p, report)                                   # checked every 2 s: well within DEADLINE
+    woken(p, report)  # checked every 2 s: well within DEADLINE
 
 
 # ---- copying logs ----------------------------------------------------------
 
 CHUNKS = [
     b"one\ntwo\n",
-    b"\n\n",                                           # empty lines
-    b"no newline yet",                                 # waits for the rest
+    b"\n\n",  # empty lines
+    b"no newline yet",  # waits for the rest
     b", now it ends\nand another starts",
-    b"x" * 20000 + b"\nafter a long line\nand one more\n",   # complete lines are not held back
-    b"y" * MAX_LINE + b"\n",                           # exactly MAX_LINE: one full record
-    b"z" * (MAX_LINE + 1) + b"\n",                     # one byte over: P, then F
-    b"\x00\xff\x1b[31mcolour\x1b[0m\r\n\x80\x81 ",     # any byte but the newline is content
-    b"w" * 50000,                                      # partial records; the rest waits
+    b"x" * 20000 + b"\nafter a long line\nand one more\n",  # complete lines are not held back
+    b"y" * MAX_LINE + b"\n",  # exactly MAX_LINE: one full record
+    b"z" * (MAX_LINE + 1) + b"\n",  # one byte over: P, then F
+    b"\x00\xff\x1b[31mcolour\x1b[0m\r\n\x80\x81 ",  # any byte but the newline is content
+    b"w" * 50000,  # partial records; the rest waits
     b"v" * 15000 + b"\nend",
 ]
 
@@ -420,18 +456,18 @@ def test_records_of_one_read_share_one_timestamp(spawn, tmp_path, container_logs
 
 def test_a_flood_on_two_streams_sharing_a_log_comes_out_intact(spawn, tmp_path):
     rnd = random.Random(1)
-    no_newline = bytes(b"ab \r\x00\xff"[i % 6] for i in range(256))    # random bytes, newlines apart
+    no_newline = bytes(b"ab \r\x00\xff"[i % 6] for i in range(256))  # random bytes, newlines apart
     data = {}
     for name in ("stdout", "stderr"):
-        lines = [rnd.randbytes(rnd.choice([0, 1, 80, 5000, MAX_LINE, 40000])).translate(no_newline)
-                 for _ in range(60)]
+        lines = [rnd.randbytes(rnd.choice([0, 1, 80, 5000, MAX_LINE, 40000])).translate(no_newline) for _ in range(60)]
         data[name] = b"\n".join(lines) + b"tail of " + name.encode()
     lg = Logs(tmp_path, streams=("stdout", "stderr"))
     try:
         report = tmp_path / "report"
         p = spawn(idle_argv(report, *lg.options()), pass_fds=lg.fds())
-        writers = [threading.Thread(target=os.write, args=(lg.pipes[name][1], data[name]), daemon=True)
-                   for name in data]
+        writers = [
+            threading.Thread(target=os.write, args=(lg.pipes[name][1], data[name]), daemon=True) for name in data
+        ]
         for t in writers:
             t.start()
         for t in writers:
@@ -457,7 +493,7 @@ def test_pending_output_is_written_as_one_partial_record_at_wake(spawn, tmp_path
         lg.feed(b"half a ", "stdout")
         lg.feed(b"line", "stdout")
         lg.feed(b"err", "stderr")
-        assert os.path.getsize(lg.path) == 0           # nothing complete yet
+        assert os.path.getsize(lg.path) == 0  # nothing complete yet
         lg.wake()
         woken(p, report)
         assert records(lg.path) == [(b"stdout", b"P", b"half a line"), (b"stderr", b"P", b"err")]
@@ -478,31 +514,45 @@ def test_the_end_of_a_log_pipe_wakes_it_and_the_pipe_stays_open_for_the_program(
 
 # ---- the command line and the process -----------------------------------------
 
-@pytest.mark.parametrize("options", [
-    ["--wake-at", "5"],                                # no --
-    ["--"],                                            # no PROGRAM
-    ["--bogus", "1", "--", "/bin/true"],
-    ["--wake-on", "--", "/bin/true"],                  # no value
-    ["--wake-on", "x", "--", "/bin/true"],
-    ["--wake-on", "999", "--", "/bin/true"],           # not open
-    ["--log", "0:1", "--", "/bin/true"],
-    ["--log", "0:1:stdin", "--", "/bin/true"],
-    ["--log", "0:999:stdout", "--", "/bin/true"],
-    ["--wake-at", "-5", "--", "/bin/true"],
-    ["--wake-at", "1", "--wake-at", "2", "--", "/bin/true"],
-    ["--", "true"],                                    # not an absolute path
-])
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--wake-at", "5"],  # no --
+        ["--"],  # no PROGRAM
+        ["--bogus", "1", "--", "/bin/true"],
+        ["--wake-on", "--", "/bin/true"],  # no value
+        ["--wake-on", "x", "--", "/bin/true"],
+        ["--wake-on", "999", "--", "/bin/true"],  # not open
+        ["--log", "0:1", "--", "/bin/true"],
+        ["--log", "0:1:stdin", "--", "/bin/true"],
+        ["--log", "0:999:stdout", "--", "/bin/true"],
+        ["--wake-at", "-5", "--", "/bin/true"],
+        ["--wake-at", "1", "--wake-at", "2", "--", "/bin/true"],
+        ["--", "true"],  # not an absolute path
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(options):
-    p = subprocess.run([TITLE, *options], executable=native.IDLE_PROGRAM, capture_output=True,
-                       timeout=DEADLINE, stdin=subprocess.DEVNULL)
+    p = subprocess.run(
+        [TITLE, *options],
+        executable=native.IDLE_PROGRAM,
+        capture_output=True,
+        timeout=DEADLINE,
+        stdin=subprocess.DEVNULL,
+    )
     assert p.returncode == 2
     assert p.stdout == b""
     assert p.stderr.startswith(b"nsbox-idle: ") and p.stderr.count(b"\n") == 1, p.stderr
 
 
 def test_a_program_that_cannot_be_executed_exits_127_with_the_reason():
-    p = subprocess.run([TITLE, "--wake-at", "0", "--", "/nonexistent/watcher"], executable=native.IDLE_PROGRAM,
-                       capture_output=True, timeout=DEADLINE, stdin=subprocess.DEVNULL)
+    p = subprocess.run(
+        [TITLE, "--wake-at", "0", "--", "/nonexistent/watcher"],
+        executable=native.IDLE_PROGRAM,
+        capture_output=True,
+        timeout=DEADLINE,
+        stdin=subprocess.DEVNULL,
+    )
     assert p.returncode == 127
     assert p.stderr == b"nsbox-idle: exec /nonexistent/watcher: No such file or directory\n"
 
@@ -516,7 +566,7 @@ def test_idling_it_is_small_and_titled_by_argv0(spawn, tmp_path, container_logs)
     report = tmp_path / "report"
     argv = idle_argv(report, *container_logs.options())
     p = spawn(argv, pass_fds=container_logs.fds())
-    for chunk in CHUNKS:                               # its buffers have been used
+    for chunk in CHUNKS:  # its buffers have been used
         container_logs.feed(chunk)
     wait_idling(p)
     assert rss_kib(p.pid) < 2048, f"nsbox-idle RSS {rss_kib(p.pid)} KiB"

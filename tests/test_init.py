@@ -11,7 +11,6 @@ import os
 import time
 
 import pytest
-
 from conftest import wait_for
 
 GRACE_LONG = "30"
@@ -64,6 +63,7 @@ def test_the_commands_exit_code_is_the_containers(nsbox):
 
     def terminated():
         return nsbox.container_state("x")["state"].get("terminated")
+
     assert wait_for(terminated, what="the container to exit")["exitCode"] == 7
 
 
@@ -85,6 +85,7 @@ def test_the_init_is_an_exec_d_program_not_a_copy_of_the_watcher(nsbox):
 
 def test_a_missing_init_program_is_a_clear_start_error(nsbox, monkeypatch):
     from nsbox import native
+
     monkeypatch.setattr(native, "INIT_PROGRAM", "/nonexistent/nsbox-init")
     req = native.SpawnRequest(argv=["true"], exec_paths=["/bin/true"], env=[], init=True)
     try:

@@ -26,8 +26,12 @@ def write(tmp_path, text, name="pod.yaml"):
 
 def pod(spec=None, name="web", **metadata):
     """A minimal valid Pod object, with `spec` merged in."""
-    obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **metadata},
-           "spec": {"containers": [{"name": "app", "command": ["sleep", "60"]}]}}
+    obj = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, **metadata},
+        "spec": {"containers": [{"name": "app", "command": ["sleep", "60"]}]},
+    }
     obj["spec"].update(spec or {})
     return obj
 
@@ -52,8 +56,11 @@ def container(**fields):
 
 # --- loading -------------------------------------------------------------------
 
+
 def test_multi_document_yaml_skips_empty_documents(tmp_path):
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
         ---
         apiVersion: v1
         kind: Pod
@@ -66,7 +73,8 @@ def test_multi_document_yaml_skips_empty_documents(tmp_path):
         kind: Pod
         metadata: {name: b}
         spec: {containers: [{name: c, command: [/bin/true]}]}
-        """)
+        """,
+    )
     docs = manifest.load_documents(path)
     assert [label for label, _ in docs] == [f"{path}#doc1", f"{path}#doc3"]
     pods, _ = manifest.pods_from_documents(docs)
@@ -74,8 +82,9 @@ def test_multi_document_yaml_skips_empty_documents(tmp_path):
 
 
 def test_kind_list_is_flattened(tmp_path):
-    path = write(tmp_path, json.dumps({"apiVersion": "v1", "kind": "List",
-                                       "items": [pod(name="a"), pod(name="b")]}), "pods.json")
+    path = write(
+        tmp_path, json.dumps({"apiVersion": "v1", "kind": "List", "items": [pod(name="a"), pod(name="b")]}), "pods.json"
+    )
     docs = manifest.load_documents(path)
     assert [label.rsplit("#", 1)[1] for label, _ in docs] == ["doc1.items[0]", "doc1.items[1]"]
     assert [p.name for p in manifest.pods_from_documents(docs)[0]] == ["a", "b"]
@@ -133,13 +142,16 @@ def test_missing_file_is_one_error_line():
 
 
 def test_timestamps_stay_strings_so_the_spec_is_json(tmp_path):
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
         apiVersion: v1
         kind: Pod
         metadata: {name: web, creationTimestamp: 2024-05-01T10:00:00Z}
         spec: {containers: [{name: c, command: [/bin/true]}]}
         status: {startTime: 2024-05-01T10:00:00Z}
-        """)
+        """,
+    )
     pods, warns = manifest.pods_from_documents(manifest.load_documents(path))
     assert warns == []
     json.dumps(pods[0].to_dict())
@@ -158,6 +170,7 @@ def test_yaml_is_imported_only_when_a_manifest_is_read():
 
 # --- conversion ------------------------------------------------------------------
 
+
 def test_a_minimal_pod_gets_the_defaults():
     (p,), warns = convert(pod())
     assert warns == []
@@ -174,37 +187,70 @@ def test_namespace_comes_from_the_document_or_the_default():
 def test_an_explicit_namespace_flag_must_match_the_document():
     assert problems(pod(namespace="team"), namespace="other", namespace_explicit=True) == [
         'the namespace from the provided object "team" does not match the namespace "other". '
-        "You must pass '--namespace=team' to perform this operation."]
+        "You must pass '--namespace=team' to perform this operation."
+    ]
 
 
 def test_rich_manifest_converts_and_round_trips(tmp_path):
     (tmp_path / "rootfs").mkdir()
-    obj = pod({
-        "restartPolicy": "OnFailure", "terminationGracePeriodSeconds": 5, "activeDeadlineSeconds": 600,
-        "hostname": "box", "shareProcessNamespace": True, "hostIPC": True,
-        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
-        "volumes": [{"name": "data", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
-                    {"name": "host", "hostPath": {"path": "/srv", "type": "DirectoryOrCreate"}},
-                    {"name": "scratch"}],
-        "initContainers": [{"name": "prep", "command": ["sh", "-c", "date > /data/x"],
-                            "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
-        "containers": [{
-            "name": "app", "image": str(tmp_path / "rootfs"), "command": ["python3", "-m", "http.server"],
-            "args": ["8080"], "workingDir": "/srv", "stdin": True, "tty": True,
-            "env": [{"name": "A", "value": "1"},
-                    {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                    {"name": "IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIPs"}}},
-                    {"name": "TIER", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['tier']"}}}],
-            "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": True},
-                             {"name": "host", "mountPath": "/host", "subPath": "sub/dir"}],
-            "securityContext": {"privileged": False, "capabilities": {"add": ["cap_net_admin"], "drop": ["ALL"]},
-                                "runAsUser": 0, "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True},
-            "resources": {"limits": {"cpu": "1.5", "memory": "1Gi"}},
-            "lifecycle": {"postStart": {"exec": {"command": ["touch", "/tmp/up"]}},
-                          "preStop": {"sleep": {"seconds": 3}}},
-        }],
-    }, labels={"tier": "front"}, annotations={"nsbox.io/init": "true", "nsbox.io/backoff-max-seconds": "2"})
+    obj = pod(
+        {
+            "restartPolicy": "OnFailure",
+            "terminationGracePeriodSeconds": 5,
+            "activeDeadlineSeconds": 600,
+            "hostname": "box",
+            "shareProcessNamespace": True,
+            "hostIPC": True,
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+            "volumes": [
+                {"name": "data", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                {"name": "host", "hostPath": {"path": "/srv", "type": "DirectoryOrCreate"}},
+                {"name": "scratch"},
+            ],
+            "initContainers": [
+                {
+                    "name": "prep",
+                    "command": ["sh", "-c", "date > /data/x"],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }
+            ],
+            "containers": [
+                {
+                    "name": "app",
+                    "image": str(tmp_path / "rootfs"),
+                    "command": ["python3", "-m", "http.server"],
+                    "args": ["8080"],
+                    "workingDir": "/srv",
+                    "stdin": True,
+                    "tty": True,
+                    "env": [
+                        {"name": "A", "value": "1"},
+                        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIPs"}}},
+                        {"name": "TIER", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['tier']"}}},
+                    ],
+                    "volumeMounts": [
+                        {"name": "data", "mountPath": "/data", "readOnly": True},
+                        {"name": "host", "mountPath": "/host", "subPath": "sub/dir"},
+                    ],
+                    "securityContext": {
+                        "privileged": False,
+                        "capabilities": {"add": ["cap_net_admin"], "drop": ["ALL"]},
+                        "runAsUser": 0,
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                    },
+                    "resources": {"limits": {"cpu": "1.5", "memory": "1Gi"}},
+                    "lifecycle": {
+                        "postStart": {"exec": {"command": ["touch", "/tmp/up"]}},
+                        "preStop": {"sleep": {"seconds": 3}},
+                    },
+                }
+            ],
+        },
+        labels={"tier": "front"},
+        annotations={"nsbox.io/init": "true", "nsbox.io/backoff-max-seconds": "2"},
+    )
     (p,), warns = convert(obj)
     assert warns == []
     assert (p.restart_policy, p.termination_grace_period, p.active_deadline_seconds) == ("OnFailure", 5, 600)
@@ -217,8 +263,12 @@ def test_rich_manifest_converts_and_round_trips(tmp_path):
     assert c.image == str(tmp_path / "rootfs")
     assert c.argv == ["python3", "-m", "http.server", "8080"] and c.working_dir == "/srv"
     assert (c.stdin, c.tty, c.init, p.init_containers[0].init) == (True, True, True, True)
-    assert c.env == [EnvVar("A", "1"), EnvVar("POD", field_ref="metadata.name"),
-                     EnvVar("IP", field_ref="status.podIP"), EnvVar("TIER", "front")]
+    assert c.env == [
+        EnvVar("A", "1"),
+        EnvVar("POD", field_ref="metadata.name"),
+        EnvVar("IP", field_ref="status.podIP"),
+        EnvVar("TIER", "front"),
+    ]
     assert c.volume_mounts[0].read_only and c.volume_mounts[1].sub_path == "sub/dir"
     assert c.security.cap_add == ["NET_ADMIN"] and c.security.cap_drop == ["ALL"]
     assert c.security.run_as_user == 0 and c.security.allow_privilege_escalation is False
@@ -234,21 +284,26 @@ def test_host_network_and_the_network_annotation():
     assert convert(pod({"hostNetwork": True}))[0][0].network == "host"
     assert convert(pod(annotations={"nsbox.io/network": "bridge"}))[0][0].network == "bridge"
     assert problems(pod({"hostNetwork": True}, annotations={"nsbox.io/network": "bridge"})) == [
-        'metadata.annotations[nsbox.io/network]: Invalid value: "bridge": conflicts with spec.hostNetwork: true']
+        'metadata.annotations[nsbox.io/network]: Invalid value: "bridge": conflicts with spec.hostNetwork: true'
+    ]
     assert problems(pod(annotations={"nsbox.io/network": "overlay"})) == [
-        'metadata.annotations[nsbox.io/network]: Unsupported value: "overlay": supported values: "bridge", "loopback"']
+        'metadata.annotations[nsbox.io/network]: Unsupported value: "overlay": supported values: "bridge", "loopback"'
+    ]
 
 
 def test_nsbox_annotation_values_are_checked():
     assert problems(pod(annotations={"nsbox.io/init": "yes", "nsbox.io/backoff-base-seconds": "soon"})) == [
         'metadata.annotations[nsbox.io/init]: Unsupported value: "yes": supported values: "true", "false"',
-        'metadata.annotations[nsbox.io/backoff-base-seconds]: Invalid value: "soon": must be a number of seconds > 0']
+        'metadata.annotations[nsbox.io/backoff-base-seconds]: Invalid value: "soon": must be a number of seconds > 0',
+    ]
     assert warnings(pod(annotations={"nsbox.io/netwrok": "bridge"}))[0].startswith(
-        "metadata.annotations[nsbox.io/netwrok]: ignored (unknown nsbox annotation")
+        "metadata.annotations[nsbox.io/netwrok]: ignored (unknown nsbox annotation"
+    )
     # the pod cgroup's limits: a bad value fails the apply, not the pod after it
     found = problems(pod(annotations={"nsbox.io/pids-limit": "lots", "nsbox.io/pod-memory": "1Qi"}))
-    assert found[0] == ('metadata.annotations[nsbox.io/pids-limit]: Invalid value: "lots": '
-                        "must be a whole number of processes > 0")
+    assert found[0] == (
+        'metadata.annotations[nsbox.io/pids-limit]: Invalid value: "lots": must be a whole number of processes > 0'
+    )
     assert found[1].startswith('metadata.annotations[nsbox.io/pod-memory]: Invalid value: "1Qi"')
     assert problems(pod(annotations={"nsbox.io/pids-limit": "0"}))
     (p,), _ = convert(pod(annotations={"nsbox.io/pids-limit": "64", "nsbox.io/pod-cpu": "500m"}))
@@ -263,12 +318,13 @@ def test_zero_limits_mean_no_limit():
 def test_service_account_name_field_ref_is_the_name_the_api_server_would_store():
     sa_env = [{"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}}]
     (p,), _ = convert(pod({"containers": [container(env=sa_env)]}))
-    assert p.containers[0].env == [EnvVar("SA", "default")]      # the admission plugin's default
+    assert p.containers[0].env == [EnvVar("SA", "default")]  # the admission plugin's default
     (p,), _ = convert(pod({"serviceAccountName": "robot", "containers": [container(env=sa_env)]}))
     assert p.containers[0].env == [EnvVar("SA", "robot")]
 
 
 # --- errors ---------------------------------------------------------------------------
+
 
 def test_container_name_required():
     assert problems(pod({"containers": [{"command": ["true"]}]})) == ["spec.containers[0].name: Required value"]
@@ -276,62 +332,74 @@ def test_container_name_required():
 
 def test_duplicate_container_names_also_across_init_containers():
     assert problems(pod({"containers": [container(), container()]})) == [
-        'spec.containers[1].name: Duplicate value: "app"']
+        'spec.containers[1].name: Duplicate value: "app"'
+    ]
     assert problems(pod({"initContainers": [container()]})) == ['spec.containers[0].name: Duplicate value: "app"']
 
 
 def test_pod_name_is_a_subdomain():
     assert problems(pod(name="Web_1")) == [
-        "metadata.name: Invalid value: \"Web_1\": a lowercase RFC 1123 subdomain must consist of lower case "
+        'metadata.name: Invalid value: "Web_1": a lowercase RFC 1123 subdomain must consist of lower case '
         "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character "
         "(e.g. 'example.com', regex used for validation is "
-        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"]
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+    ]
 
 
 def test_container_name_is_a_label():
     assert problems(pod({"containers": [container(name="Web_1")]})) == [
-        "spec.containers[0].name: Invalid value: \"Web_1\": a lowercase RFC 1123 label must consist of lower "
+        'spec.containers[0].name: Invalid value: "Web_1": a lowercase RFC 1123 label must consist of lower '
         "case alphanumeric characters or '-', and must start and end with an alphanumeric character "
-        "(e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"]
+        "(e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+    ]
 
 
 def test_pod_name_required():
     assert problems(pod(name=None)) == ["metadata.name: Required value: name or generateName is required"]
     assert problems({**pod(), "metadata": {"generateName": "web-"}}) == [
-        "metadata.generateName: Forbidden: nsbox needs metadata.name (kubectl apply cannot use generateName either)"]
+        "metadata.generateName: Forbidden: nsbox needs metadata.name (kubectl apply cannot use generateName either)"
+    ]
 
 
 def test_volume_mount_must_name_a_volume():
     assert problems(pod({"containers": [container(volumeMounts=[{"name": "data", "mountPath": "/data"}])]})) == [
-        'spec.containers[0].volumeMounts[0].name: Not found: "data"']
+        'spec.containers[0].volumeMounts[0].name: Not found: "data"'
+    ]
 
 
 @pytest.mark.parametrize("spec_fields", [{}, {"command": None}, {"command": []}, {"args": ["x"]}])
 def test_every_container_needs_a_command(spec_fields):
     c = {"name": "app", **spec_fields}
     assert problems(pod({"containers": [c]})) == [
-        "spec.containers[0].command: Required value: nsbox runs no images, so every container needs a command"]
+        "spec.containers[0].command: Required value: nsbox runs no images, so every container needs a command"
+    ]
 
 
 def test_wrong_types_name_the_field():
     assert problems(pod({"containers": [container(command="x")]})) == [
-        'spec.containers[0].command: Invalid value: "x": must be a list of strings']
+        'spec.containers[0].command: Invalid value: "x": must be a list of strings'
+    ]
     assert problems(pod({"containers": [container(args=["--port", 8080])]})) == [
-        "spec.containers[0].args[1]: Invalid value: 8080: must be a string"]
+        "spec.containers[0].args[1]: Invalid value: 8080: must be a string"
+    ]
     assert problems(pod({"terminationGracePeriodSeconds": "30"})) == [
-        'spec.terminationGracePeriodSeconds: Invalid value: "30": must be an integer']
+        'spec.terminationGracePeriodSeconds: Invalid value: "30": must be an integer'
+    ]
     assert problems(pod({"hostNetwork": "yes"})) == ['spec.hostNetwork: Invalid value: "yes": must be a boolean']
     assert problems(pod(labels={"version": 2})) == ["metadata.labels[version]: Invalid value: 2: must be a string"]
     assert problems(pod({"containers": [container(env=[{"name": "PORT", "value": 8080}])]})) == [
-        "spec.containers[0].env[0].value: Invalid value: 8080: must be a string"]
+        "spec.containers[0].env[0].value: Invalid value: 8080: must be a string"
+    ]
     assert problems(pod({"containers": "app"})) == ['spec.containers: Invalid value: "app": must be a list']
 
 
 def test_kind_and_api_version():
     assert problems({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}) == [
-        'unsupported kind "Deployment" (nsbox reads v1 Pods, ConfigMaps and Secrets)']
+        'unsupported kind "Deployment" (nsbox reads v1 Pods, ConfigMaps and Secrets)'
+    ]
     assert problems({**pod(), "apiVersion": "v2"}) == [
-        'unsupported apiVersion "v2" for kind Pod (nsbox reads v1 Pods, ConfigMaps and Secrets)']
+        'unsupported apiVersion "v2" for kind Pod (nsbox reads v1 Pods, ConfigMaps and Secrets)'
+    ]
     assert problems({"metadata": {"name": "x"}}) == ["error validating data: [apiVersion not set, kind not set]"]
     assert problems(["not", "an", "object"]) == ['a document must be an object, not ["not","an","object"]']
 
@@ -341,20 +409,29 @@ def test_unknown_fields_are_errors_as_in_strict_validation():
     obj["spec"]["containrs"] = []
     obj["spec"]["containers"][0]["comand"] = ["x"]
     obj["metdata"] = {}
-    assert problems(obj) == ['unknown field "metdata"', 'unknown field "spec.containrs"',
-                             'unknown field "spec.containers[0].comand"']
+    assert problems(obj) == [
+        'unknown field "metdata"',
+        'unknown field "spec.containrs"',
+        'unknown field "spec.containers[0].comand"',
+    ]
 
 
 def test_several_problems_are_reported_together():
-    obj = pod({"restartPolicy": "Sometimes",
-               "containers": [{"name": "app", "command": ["a"],
-                               "volumeMounts": [{"name": "data", "mountPath": "/d"}]},
-                              {"name": "app"}]})
+    obj = pod(
+        {
+            "restartPolicy": "Sometimes",
+            "containers": [
+                {"name": "app", "command": ["a"], "volumeMounts": [{"name": "data", "mountPath": "/d"}]},
+                {"name": "app"},
+            ],
+        }
+    )
     assert problems(obj) == [
         'spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"',
         'spec.containers[0].volumeMounts[0].name: Not found: "data"',
         'spec.containers[1].name: Duplicate value: "app"',
-        "spec.containers[1].command: Required value: nsbox runs no images, so every container needs a command"]
+        "spec.containers[1].command: Required value: nsbox runs no images, so every container needs a command",
+    ]
 
 
 def test_one_invalid_document_means_no_pods_at_all():
@@ -370,46 +447,59 @@ def test_the_same_pod_twice_in_one_apply_is_an_error():
 def test_unsupported_volume_types_are_errors():
     assert problems(pod({"volumes": [{"name": "pvc", "persistentVolumeClaim": {"claimName": "x"}}]})) == [
         "spec.volumes[0].persistentVolumeClaim: Unsupported value: nsbox provides emptyDir, hostPath, "
-        "configMap, secret, downwardAPI and projected volumes only"]
+        "configMap, secret, downwardAPI and projected volumes only"
+    ]
 
 
 def test_volume_checks():
-    assert problems(pod({"volumes": [
-        {"name": "a", "emptyDir": {}, "hostPath": {"path": "/x"}},
-        {"name": "b", "hostPath": {"path": "relative"}},
-        {"name": "c", "hostPath": {"path": "/x/../etc", "type": "Dir"}},
-        {"name": "d", "emptyDir": {"medium": "HugePages", "sizeLimit": "lots"}},
-        {"name": "d"},
-    ]})) == [
+    assert problems(
+        pod(
+            {
+                "volumes": [
+                    {"name": "a", "emptyDir": {}, "hostPath": {"path": "/x"}},
+                    {"name": "b", "hostPath": {"path": "relative"}},
+                    {"name": "c", "hostPath": {"path": "/x/../etc", "type": "Dir"}},
+                    {"name": "d", "emptyDir": {"medium": "HugePages", "sizeLimit": "lots"}},
+                    {"name": "d"},
+                ]
+            }
+        )
+    ) == [
         "spec.volumes[0].hostPath: Forbidden: may not specify more than 1 volume type",
         'spec.volumes[1].hostPath.path: Invalid value: "relative": must be an absolute path',
         "spec.volumes[2].hostPath.path: Invalid value: \"/x/../etc\": must not contain '..'",
         'spec.volumes[2].hostPath.type: Unsupported value: "Dir": supported values: "", "DirectoryOrCreate", '
         '"Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"',
         'spec.volumes[3].emptyDir.medium: Unsupported value: "HugePages": supported values: "", "Memory"',
-        "spec.volumes[3].emptyDir.sizeLimit: Invalid value: \"lots\": quantities must match the regular "
+        'spec.volumes[3].emptyDir.sizeLimit: Invalid value: "lots": quantities must match the regular '
         "expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
-        'spec.volumes[4].name: Duplicate value: "d"']
+        'spec.volumes[4].name: Duplicate value: "d"',
+    ]
 
 
 def test_sub_path_may_not_escape_the_volume():
-    mounts = [{"name": "v", "mountPath": "/a", "subPath": "/etc"},
-              {"name": "v", "mountPath": "/b", "subPath": "x/../../etc"},
-              {"name": "v", "mountPath": "c"},
-              {"name": "v", "mountPath": "/a"}]
-    assert problems(pod({"volumes": [{"name": "v", "emptyDir": {}}],
-                         "containers": [container(volumeMounts=mounts)]})) == [
+    mounts = [
+        {"name": "v", "mountPath": "/a", "subPath": "/etc"},
+        {"name": "v", "mountPath": "/b", "subPath": "x/../../etc"},
+        {"name": "v", "mountPath": "c"},
+        {"name": "v", "mountPath": "/a"},
+    ]
+    assert problems(
+        pod({"volumes": [{"name": "v", "emptyDir": {}}], "containers": [container(volumeMounts=mounts)]})
+    ) == [
         'spec.containers[0].volumeMounts[0].subPath: Invalid value: "/etc": must be a relative path',
         "spec.containers[0].volumeMounts[1].subPath: Invalid value: \"x/../../etc\": must not contain '..'",
         'spec.containers[0].volumeMounts[2].mountPath: Invalid value: "c": must be an absolute path',
-        'spec.containers[0].volumeMounts[3].mountPath: Invalid value: "/a": must be unique']
+        'spec.containers[0].volumeMounts[3].mountPath: Invalid value: "/a": must be unique',
+    ]
 
 
 def test_host_ports_are_errors_except_on_the_host_network():
     ports = [{"containerPort": 80, "hostPort": 8080}]
     assert problems(pod({"containers": [container(ports=ports)]})) == [
         "spec.containers[0].ports[0].hostPort: Forbidden: nsbox does not forward host ports; use hostNetwork, "
-        "or the annotation nsbox.io/network: bridge and the pod IP"]
+        "or the annotation nsbox.io/network: bridge and the pod IP"
+    ]
     # ports are kept (describe, get -o yaml): no warning
     assert warnings(pod({"containers": [container(ports=[{"containerPort": 80, "hostPort": 0}])]})) == []
     host = pod({"hostNetwork": True, "containers": [container(ports=[{"containerPort": 80, "hostPort": 80}])]})
@@ -419,51 +509,66 @@ def test_host_ports_are_errors_except_on_the_host_network():
 def test_lifecycle_handlers():
     def hook(handler):
         return pod({"containers": [container(lifecycle={"preStop": handler})]})
+
     assert problems(hook({"httpGet": {"path": "/quit", "port": 80}})) == [
-        "spec.containers[0].lifecycle.preStop.httpGet: Unsupported value: nsbox runs exec and sleep handlers only"]
+        "spec.containers[0].lifecycle.preStop.httpGet: Unsupported value: nsbox runs exec and sleep handlers only"
+    ]
     assert problems(hook({"tcpSocket": {"port": 80}})) == [
-        "spec.containers[0].lifecycle.preStop.tcpSocket: Unsupported value: nsbox runs exec and sleep handlers only"]
-    assert problems(hook({})) == [
-        "spec.containers[0].lifecycle.preStop: Required value: must specify a handler type"]
+        "spec.containers[0].lifecycle.preStop.tcpSocket: Unsupported value: nsbox runs exec and sleep handlers only"
+    ]
+    assert problems(hook({})) == ["spec.containers[0].lifecycle.preStop: Required value: must specify a handler type"]
     assert problems(hook({"exec": {"command": []}})) == [
-        "spec.containers[0].lifecycle.preStop.exec.command: Required value"]
+        "spec.containers[0].lifecycle.preStop.exec.command: Required value"
+    ]
     assert problems(hook({"exec": {"command": ["x"]}, "sleep": {"seconds": 1}})) == [
-        "spec.containers[0].lifecycle.preStop.sleep: Forbidden: may not specify more than 1 handler type"]
+        "spec.containers[0].lifecycle.preStop.sleep: Forbidden: may not specify more than 1 handler type"
+    ]
 
 
 def test_env_sources():
     def env(*entries):
         return pod({"containers": [container(env=list(entries))]})
+
     assert problems(env({"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}))[0].startswith(
         'spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: "status.hostIP": '
-        'supported values: "metadata.name", "metadata.namespace", "metadata.uid", "status.podIP"')
+        'supported values: "metadata.name", "metadata.namespace", "metadata.uid", "status.podIP"'
+    )
     assert problems(env({"name": "X", "value": "v", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})) == [
-        'spec.containers[0].env[0].valueFrom: Invalid value: "": may not be specified when `value` is not empty']
+        'spec.containers[0].env[0].valueFrom: Invalid value: "": may not be specified when `value` is not empty'
+    ]
     assert problems(env({"name": "A=B", "value": "v"}))[0].startswith(
-        'spec.containers[0].env[0].name: Invalid value: "A=B": a valid environment variable name')
+        'spec.containers[0].env[0].name: Invalid value: "A=B": a valid environment variable name'
+    )
     assert problems(env({"value": "v"})) == ["spec.containers[0].env[0].name: Required value"]
     assert warnings(env({"name": "X", "value": "1"}, {"name": "X", "value": "2"})) == [
-        'spec.containers[0].env[1]: hides previous definition of "X", which may be dropped when using apply']
+        'spec.containers[0].env[1]: hides previous definition of "X", which may be dropped when using apply'
+    ]
 
 
 def test_env_references_to_objects_and_resources():
-    c = container(env=[
-        {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "a.b", "optional": True}}},
-        {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
-        {"name": "C", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}}],
-        envFrom=[{"configMapRef": {"name": "cm"}, "prefix": "P_"}, {"secretRef": {"name": "s", "optional": True}}])
+    c = container(
+        env=[
+            {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "a.b", "optional": True}}},
+            {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            {"name": "C", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}},
+        ],
+        envFrom=[{"configMapRef": {"name": "cm"}, "prefix": "P_"}, {"secretRef": {"name": "s", "optional": True}}],
+    )
     [p], _ = convert(pod({"containers": [c]}))
     env, env_from = p.containers[0].env, p.containers[0].env_from
     assert (env[0].ref_kind, env[0].ref_name, env[0].ref_key, env[0].optional) == ("configMap", "cm", "a.b", True)
     assert (env[1].ref_kind, env[1].ref_name, env[1].ref_key, env[1].optional) == ("secret", "s", "k", False)
     assert (env[2].resource, env[2].resource_container, env[2].divisor) == ("requests.cpu", "", "1m")
     assert [(e.kind, e.name, e.prefix, e.optional) for e in env_from] == [
-        ("configMap", "cm", "P_", False), ("secret", "s", "", True)]
+        ("configMap", "cm", "P_", False),
+        ("secret", "s", "", True),
+    ]
 
 
 def test_env_reference_checks():
     def env(*entries, env_from=()):
         return pod({"containers": [container(env=list(entries), envFrom=list(env_from))]})
+
     assert problems(env({"name": "X", "valueFrom": {"configMapKeyRef": {"name": "Bad_Name", "key": "a/b"}}})) == [
         'spec.containers[0].env[0].valueFrom.configMapKeyRef.name: Invalid value: "Bad_Name": a lowercase RFC '
         "1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and "
@@ -471,71 +576,153 @@ def test_env_reference_checks():
         "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
         'spec.containers[0].env[0].valueFrom.configMapKeyRef.key: Invalid value: "a/b": a valid config key '
         "must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or "
-        "'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"]
+        "'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+    ]
     assert problems(env({"name": "X", "valueFrom": {"secretKeyRef": {"name": "s"}}})) == [
-        "spec.containers[0].env[0].valueFrom.secretKeyRef.key: Required value"]
-    assert problems(env({"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"},
-                                                    "fieldRef": {"fieldPath": "metadata.name"}}})) == [
-        'spec.containers[0].env[0].valueFrom: Invalid value: "": may not have more than one field specified '
-        "at a time"]
-    assert problems(env({"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu",
-                                                                         "divisor": "1Mi"}}})) == [
+        "spec.containers[0].env[0].valueFrom.secretKeyRef.key: Required value"
+    ]
+    assert problems(
+        env(
+            {
+                "name": "X",
+                "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}, "fieldRef": {"fieldPath": "metadata.name"}},
+            }
+        )
+    ) == [
+        'spec.containers[0].env[0].valueFrom: Invalid value: "": may not have more than one field specified at a time'
+    ]
+    assert problems(
+        env({"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1Mi"}}})
+    ) == [
         'spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: Invalid value: "limits.cpu": only '
-        "divisor's values 1m and 1 are supported with the cpu resource"]
+        "divisor's values 1m and 1 are supported with the cpu resource"
+    ]
     assert problems(env({"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.pids"}}}))[0] == (
         'spec.containers[0].env[0].valueFrom.resourceFieldRef.resource: Unsupported value: "limits.pids": '
         'supported values: "limits.cpu", "limits.ephemeral-storage", "limits.memory", "requests.cpu", '
-        '"requests.ephemeral-storage", "requests.memory"')
-    assert problems(env({"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu",
-                                                                         "containerName": "other"}}})) == [
-        'spec.containers[0].env[0].valueFrom.resourceFieldRef.containerName: Not found: "other"']
-    assert problems(env(env_from=[{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}},
-                                  {"prefix": "A=", "configMapRef": {}}, {"prefix": "P"}])) == [
+        '"requests.ephemeral-storage", "requests.memory"'
+    )
+    assert problems(
+        env({"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "containerName": "other"}}})
+    ) == ['spec.containers[0].env[0].valueFrom.resourceFieldRef.containerName: Not found: "other"']
+    assert problems(
+        env(
+            env_from=[
+                {"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}},
+                {"prefix": "A=", "configMapRef": {}},
+                {"prefix": "P"},
+            ]
+        )
+    ) == [
         'spec.containers[0].envFrom: Invalid value: "": may not have more than one field specified at a time',
         'spec.containers[0].envFrom[1].prefix: Invalid value: "A=": a valid environment variable name must '
         "consist only of printable ASCII characters other than '='",
         "spec.containers[0].envFrom[1].configMapRef.name: Required value",
-        'spec.containers[0].envFrom: Invalid value: "": must specify one of: `configMapRef` or `secretRef`']
+        'spec.containers[0].envFrom: Invalid value: "": must specify one of: `configMapRef` or `secretRef`',
+    ]
     assert problems(env({"name": "X", "valueFrom": {"configMapKeyRef": {"key": "k"}}}))[0].startswith(
-        'spec.containers[0].env[0].valueFrom.configMapKeyRef.name: Invalid value: "": a lowercase RFC 1123')
+        'spec.containers[0].env[0].valueFrom.configMapKeyRef.name: Invalid value: "": a lowercase RFC 1123'
+    )
 
 
 def test_config_volumes():
-    [p], _ = convert(pod({"volumes": [
-        {"name": "c", "configMap": {"name": "cm", "items": [{"key": "k", "path": "a/b", "mode": 0o600}],
-                                    "defaultMode": 0o640, "optional": True}},
-        {"name": "s", "secret": {"secretName": "sec"}},
-        {"name": "d", "downwardAPI": {"items": [{"path": "l", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
-        {"name": "p", "projected": {"defaultMode": 0o400, "sources": [{"configMap": {"name": "cm"}},
-                                                                        {"secret": {"name": "sec"}}]}}]}))
+    [p], _ = convert(
+        pod(
+            {
+                "volumes": [
+                    {
+                        "name": "c",
+                        "configMap": {
+                            "name": "cm",
+                            "items": [{"key": "k", "path": "a/b", "mode": 0o600}],
+                            "defaultMode": 0o640,
+                            "optional": True,
+                        },
+                    },
+                    {"name": "s", "secret": {"secretName": "sec"}},
+                    {
+                        "name": "d",
+                        "downwardAPI": {"items": [{"path": "l", "fieldRef": {"fieldPath": "metadata.labels"}}]},
+                    },
+                    {
+                        "name": "p",
+                        "projected": {
+                            "defaultMode": 0o400,
+                            "sources": [{"configMap": {"name": "cm"}}, {"secret": {"name": "sec"}}],
+                        },
+                    },
+                ]
+            }
+        )
+    )
     c, s, d, pr = p.volumes
     assert (c.kind, c.default_mode, c.sources[0].name, c.sources[0].optional) == ("configMap", 0o640, "cm", True)
     assert [(i.key, i.path, i.mode) for i in c.sources[0].items] == [("k", "a/b", 0o600)]
     assert (s.kind, s.sources[0].kind, s.sources[0].name, s.default_mode) == ("secret", "secret", "sec", None)
     assert (d.kind, d.sources[0].files[0].path, d.sources[0].files[0].field_ref) == (
-        "downwardAPI", "l", "metadata.labels")
+        "downwardAPI",
+        "l",
+        "metadata.labels",
+    )
     assert (pr.kind, pr.default_mode, [x.kind for x in pr.sources]) == ("projected", 0o400, ["configMap", "secret"])
 
 
 def test_config_volume_checks():
-    assert problems(pod({"volumes": [
-        {"name": "a", "configMap": {"name": "cm", "defaultMode": 0o1000,
-                                    "items": [{"key": "", "path": "/abs"}, {"key": "k", "path": "x/../y"},
-                                              {"key": "k", "path": "..z", "mode": -1}]}},
-        {"name": "b", "secret": {}},
-        {"name": "c", "downwardAPI": {"items": [
-            {"path": "n", "fieldRef": {"fieldPath": "spec.nodeName"}},
-            {"path": "r", "resourceFieldRef": {"resource": "limits.memory"}},
-            {"path": "both", "fieldRef": {"fieldPath": "metadata.name"},
-             "resourceFieldRef": {"containerName": "app", "resource": "limits.cpu"}},
-            {"path": "none"}]}},
-        {"name": "d", "projected": {"sources": [
-            {"configMap": {"name": "x", "items": [{"key": "k", "path": "same"}]}, "secret": {"name": "y"}},
-            {"secret": {"name": "y", "items": [{"key": "k", "path": "same"}]}},
-            {"downwardAPI": {"items": [{"path": "same", "fieldRef": {"fieldPath": "metadata.uid"}}]}},
-            {"clusterTrustBundle": {"path": "ca"}}]}},
-        {"name": "e", "configMap": {"name": "x"}, "secret": {"secretName": "y"}},
-    ]})) == [
+    assert problems(
+        pod(
+            {
+                "volumes": [
+                    {
+                        "name": "a",
+                        "configMap": {
+                            "name": "cm",
+                            "defaultMode": 0o1000,
+                            "items": [
+                                {"key": "", "path": "/abs"},
+                                {"key": "k", "path": "x/../y"},
+                                {"key": "k", "path": "..z", "mode": -1},
+                            ],
+                        },
+                    },
+                    {"name": "b", "secret": {}},
+                    {
+                        "name": "c",
+                        "downwardAPI": {
+                            "items": [
+                                {"path": "n", "fieldRef": {"fieldPath": "spec.nodeName"}},
+                                {"path": "r", "resourceFieldRef": {"resource": "limits.memory"}},
+                                {
+                                    "path": "both",
+                                    "fieldRef": {"fieldPath": "metadata.name"},
+                                    "resourceFieldRef": {"containerName": "app", "resource": "limits.cpu"},
+                                },
+                                {"path": "none"},
+                            ]
+                        },
+                    },
+                    {
+                        "name": "d",
+                        "projected": {
+                            "sources": [
+                                {
+                                    "configMap": {"name": "x", "items": [{"key": "k", "path": "same"}]},
+                                    "secret": {"name": "y"},
+                                },
+                                {"secret": {"name": "y", "items": [{"key": "k", "path": "same"}]}},
+                                {
+                                    "downwardAPI": {
+                                        "items": [{"path": "same", "fieldRef": {"fieldPath": "metadata.uid"}}]
+                                    }
+                                },
+                                {"clusterTrustBundle": {"path": "ca"}},
+                            ]
+                        },
+                    },
+                    {"name": "e", "configMap": {"name": "x"}, "secret": {"secretName": "y"}},
+                ]
+            }
+        )
+    ) == [
         "spec.volumes[0].configMap.defaultMode: Invalid value: 512: must be a number between 0 and 0777 (octal), "
         "both inclusive",
         "spec.volumes[0].configMap.items[0].key: Required value",
@@ -558,22 +745,28 @@ def test_config_volume_checks():
         'spec.volumes[3].projected: Invalid value: "same": conflicting duplicate paths',
         "spec.volumes[3].projected.sources[3].clusterTrustBundle: Forbidden: nsbox has no API server to issue "
         "service account tokens or trust bundles",
-        "spec.volumes[4].configMap: Forbidden: may not specify more than 1 volume type"]
+        "spec.volumes[4].configMap: Forbidden: may not specify more than 1 volume type",
+    ]
 
 
 def test_security_context_checks():
     def sc(**fields):
         return pod({"containers": [container(securityContext=fields)]})
+
     assert problems(sc(capabilities={"add": ["CAP_FLY"]})) == [
-        'spec.containers[0].securityContext.capabilities.add[0]: Invalid value: "CAP_FLY": unknown capability']
+        'spec.containers[0].securityContext.capabilities.add[0]: Invalid value: "CAP_FLY": unknown capability'
+    ]
     assert problems(sc(privileged=True, allowPrivilegeEscalation=False)) == [
         'spec.containers[0].securityContext: Invalid value: {"allowPrivilegeEscalation":false,"privileged":true}: '
-        "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"]
+        "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"
+    ]
     assert problems(sc(runAsUser=-1)) == [
-        "spec.containers[0].securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive"]
+        "spec.containers[0].securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive"
+    ]
     assert problems(sc(runAsNonRoot=True)) == [
         "spec.containers[0].securityContext.runAsNonRoot: Invalid value: true: the container would run as root: "
-        "set runAsUser to a non-zero UID"]
+        "set runAsUser to a non-zero UID"
+    ]
     assert convert(sc(runAsNonRoot=True, runAsUser=1000))[0][0].containers[0].security.run_as_user == 1000
     assert convert(pod({"securityContext": {"runAsNonRoot": True, "runAsUser": 1}}))[0]
 
@@ -581,69 +774,110 @@ def test_security_context_checks():
 def test_pod_security_context_sysctls_that_are_not_namespaced_are_refused():
     assert problems(pod({"securityContext": {"fsGroup": 2000, "sysctls": [{"name": "x", "value": "1"}]}})) == [
         'spec.securityContext.sysctls[0].name: Forbidden: sysctl "x" is not namespaced: '
-        "a pod may set only net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*"]
+        "a pod may set only net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*"
+    ]
 
 
 def test_resources():
     def res(**fields):
         return pod({"containers": [container(resources=fields)]})
+
     assert problems(res(limits={"cpu": "1", "nvidia.com/gpu": 1})) == [
-        "spec.containers[0].resources.limits[nvidia.com/gpu]: Unsupported value: nsbox limits cpu and memory only"]
+        "spec.containers[0].resources.limits[nvidia.com/gpu]: Unsupported value: nsbox limits cpu and memory only"
+    ]
     assert problems(res(limits={"cpu": "500m"}, requests={"cpu": "1"})) == [
         'spec.containers[0].resources.requests[cpu]: Invalid value: "1": must be less than or equal to cpu limit '
-        'of 500m']
+        "of 500m"
+    ]
     assert problems(res(limits={"memory": "-1Mi"})) == [
-        'spec.containers[0].resources.limits[memory]: Invalid value: "-1Mi": must be greater than or equal to 0']
+        'spec.containers[0].resources.limits[memory]: Invalid value: "-1Mi": must be greater than or equal to 0'
+    ]
     assert warnings(res(limits={"ephemeral-storage": "1Gi"}, requests={"cpu": "100m"})) == [
-        "spec.containers[0].resources.limits[ephemeral-storage]: ignored (local storage is not limited)"]
+        "spec.containers[0].resources.limits[ephemeral-storage]: ignored (local storage is not limited)"
+    ]
 
 
 def test_pod_level_checks():
     assert problems(pod({"activeDeadlineSeconds": 0})) == [
-        "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive"]
+        "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive"
+    ]
     assert problems(pod({"shareProcessNamespace": True, "hostPID": True})) == [
-        "spec.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled"]
+        "spec.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled"
+    ]
     assert problems(pod({"hostname": "My_Host"}))[0].startswith(
-        'spec.hostname: Invalid value: "My_Host": a lowercase RFC 1123 label')
+        'spec.hostname: Invalid value: "My_Host": a lowercase RFC 1123 label'
+    )
     assert problems(pod({"ephemeralContainers": [{"name": "dbg"}]})) == [
-        "spec.ephemeralContainers: Forbidden: cannot be set on create"]
-    assert problems(pod({"hostUsers": False})) == [
-        "spec.hostUsers: Forbidden: user namespaces are not supported"]
+        "spec.ephemeralContainers: Forbidden: cannot be set on create"
+    ]
+    assert problems(pod({"hostUsers": False})) == ["spec.hostUsers: Forbidden: user namespaces are not supported"]
     assert convert(pod({"hostUsers": True, "os": {"name": "linux"}}))[1] == []
     assert problems(pod({"os": {"name": "windows"}})) == ["spec.os: Unsupported value: nsbox runs Linux pods"]
     assert problems(pod({"containers": [container(restartPolicy="Always")]})) == [
-        "spec.containers[0].restartPolicy: Forbidden: sidecar containers are not supported"]
+        "spec.containers[0].restartPolicy: Forbidden: sidecar containers are not supported"
+    ]
 
 
 # --- warnings --------------------------------------------------------------------------
 
+
 def test_negative_grace_period_is_stored_as_one_with_the_api_server_warning():
     (p,), warns = convert(pod({"terminationGracePeriodSeconds": -5}))
     assert p.termination_grace_period == 1
-    assert warns == ["spec.terminationGracePeriodSeconds: must be >= 0; "
-                     "negative values are invalid and will be treated as 1"]
+    assert warns == [
+        "spec.terminationGracePeriodSeconds: must be >= 0; negative values are invalid and will be treated as 1"
+    ]
 
 
 def test_cluster_only_fields_get_one_warning_each_naming_the_field():
-    obj = pod({"nodeSelector": {"disk": "ssd"}, "affinity": {}, "tolerations": [],
-               "priorityClassName": "high", "serviceAccountName": "robot", "dnsPolicy": "ClusterFirst",
-               "schedulerName": "default-scheduler", "nodeName": "n1", "imagePullSecrets": [],
-               "topologySpreadConstraints": [],
-               "containers": [container(image="nginx:1.25", imagePullPolicy="Always",
-                                        readinessProbe={"httpGet": {"port": 80}}, livenessProbe={},
-                                        startupProbe={}, ports=[{"containerPort": 80}])]})
+    obj = pod(
+        {
+            "nodeSelector": {"disk": "ssd"},
+            "affinity": {},
+            "tolerations": [],
+            "priorityClassName": "high",
+            "serviceAccountName": "robot",
+            "dnsPolicy": "ClusterFirst",
+            "schedulerName": "default-scheduler",
+            "nodeName": "n1",
+            "imagePullSecrets": [],
+            "topologySpreadConstraints": [],
+            "containers": [
+                container(
+                    image="nginx:1.25",
+                    imagePullPolicy="Always",
+                    readinessProbe={"httpGet": {"port": 80}},
+                    livenessProbe={},
+                    startupProbe={},
+                    ports=[{"containerPort": 80}],
+                )
+            ],
+        }
+    )
     warns = warnings(obj)
     fields = [w.split(": ignored (")[0] for w in warns]
     assert fields == [
-        "spec.nodeSelector", "spec.affinity", "spec.tolerations", "spec.priorityClassName",
-        "spec.serviceAccountName", "spec.dnsPolicy", "spec.schedulerName", "spec.nodeName",
-        "spec.imagePullSecrets", "spec.topologySpreadConstraints",
-        "spec.containers[0].imagePullPolicy", "spec.containers[0].readinessProbe",
-        "spec.containers[0].livenessProbe", "spec.containers[0].startupProbe",
-        "spec.containers[0].image"]
+        "spec.nodeSelector",
+        "spec.affinity",
+        "spec.tolerations",
+        "spec.priorityClassName",
+        "spec.serviceAccountName",
+        "spec.dnsPolicy",
+        "spec.schedulerName",
+        "spec.nodeName",
+        "spec.imagePullSecrets",
+        "spec.topologySpreadConstraints",
+        "spec.containers[0].imagePullPolicy",
+        "spec.containers[0].readinessProbe",
+        "spec.containers[0].livenessProbe",
+        "spec.containers[0].startupProbe",
+        "spec.containers[0].image",
+    ]
     assert warns[0] == "spec.nodeSelector: ignored (scheduling: there is one machine)"
-    assert warns[-1] == ('spec.containers[0].image: ignored ("nginx:1.25" is not a local directory: '
-                         "nsbox runs no images, and the container sees the host's files)")
+    assert warns[-1] == (
+        'spec.containers[0].image: ignored ("nginx:1.25" is not a local directory: '
+        "nsbox runs no images, and the container sees the host's files)"
+    )
 
 
 def test_null_fields_are_absent():
@@ -652,7 +886,8 @@ def test_null_fields_are_absent():
 
 def test_hostname_is_ignored_on_the_host_network():
     assert warnings(pod({"hostNetwork": True, "hostname": "box"})) == [
-        "spec.hostname: ignored (a hostNetwork pod has the host's hostname)"]
+        "spec.hostname: ignored (a hostNetwork pod has the host's hostname)"
+    ]
 
 
 def test_errors_carry_the_warnings_seen_so_far():
@@ -669,33 +904,63 @@ def test_policy_tables_do_not_overlap():
 
 # --- back to a manifest --------------------------------------------------------------------
 
+
 def cli_pod():
     return PodSpec(
-        name="web", namespace="team", uid="1234", labels={"app": "web"}, creation_timestamp="2024-01-01T00:00:00Z",
-        volumes=[Volume("data"), Volume("mem", medium="Memory", size_limit=2**26),
-                 Volume("host", kind="hostPath", host_path="/srv", host_path_type="Directory")],
-        containers=[ContainerSpec(
-            name="app", command=["sh", "-c"], args=["echo hi"], working_dir="/tmp",
-            env=[EnvVar("A", "1"), EnvVar("IP", field_ref="status.podIP")],
-            volume_mounts=[VolumeMount("data", "/data", read_only=True, sub_path="x")],
-            security=SecurityContext(privileged=True, cap_add=["NET_ADMIN"], run_as_user=5, run_as_group=6),
-            resources=Resources(cpu_millis=250, memory_bytes=2**27, cpu_request_millis=250,
-                                memory_request_bytes=2**27), pre_stop=["sh", "-c", "sleep 1"],
-            init=True, stdin=True, tty=True)],
-        restart_policy="Never", termination_grace_period=7, active_deadline_seconds=60, network="bridge",
-        host_pid=True, run_as_user=1, annotations={"nsbox.io/backoff-base-seconds": "0.5"})
+        name="web",
+        namespace="team",
+        uid="1234",
+        labels={"app": "web"},
+        creation_timestamp="2024-01-01T00:00:00Z",
+        volumes=[
+            Volume("data"),
+            Volume("mem", medium="Memory", size_limit=2**26),
+            Volume("host", kind="hostPath", host_path="/srv", host_path_type="Directory"),
+        ],
+        containers=[
+            ContainerSpec(
+                name="app",
+                command=["sh", "-c"],
+                args=["echo hi"],
+                working_dir="/tmp",
+                env=[EnvVar("A", "1"), EnvVar("IP", field_ref="status.podIP")],
+                volume_mounts=[VolumeMount("data", "/data", read_only=True, sub_path="x")],
+                security=SecurityContext(privileged=True, cap_add=["NET_ADMIN"], run_as_user=5, run_as_group=6),
+                resources=Resources(
+                    cpu_millis=250, memory_bytes=2**27, cpu_request_millis=250, memory_request_bytes=2**27
+                ),
+                pre_stop=["sh", "-c", "sleep 1"],
+                init=True,
+                stdin=True,
+                tty=True,
+            )
+        ],
+        restart_policy="Never",
+        termination_grace_period=7,
+        active_deadline_seconds=60,
+        network="bridge",
+        host_pid=True,
+        run_as_user=1,
+        annotations={"nsbox.io/backoff-base-seconds": "0.5"},
+    )
 
 
 def test_cli_pod_becomes_a_manifest_that_applies_back_to_the_same_pod():
     original = cli_pod()
     obj = manifest.pod_to_manifest(original)
-    assert obj["metadata"] == {"name": "web", "namespace": "team", "uid": "1234",
-                               "creationTimestamp": "2024-01-01T00:00:00Z", "labels": {"app": "web"},
-                               "annotations": {"nsbox.io/backoff-base-seconds": "0.5",
-                                               "nsbox.io/network": "bridge", "nsbox.io/init": "true"}}
+    assert obj["metadata"] == {
+        "name": "web",
+        "namespace": "team",
+        "uid": "1234",
+        "creationTimestamp": "2024-01-01T00:00:00Z",
+        "labels": {"app": "web"},
+        "annotations": {"nsbox.io/backoff-base-seconds": "0.5", "nsbox.io/network": "bridge", "nsbox.io/init": "true"},
+    }
     c = obj["spec"]["containers"][0]
-    assert c["resources"] == {"limits": {"cpu": "250m", "memory": "128Mi"},
-                              "requests": {"cpu": "250m", "memory": "128Mi"}}   # the CLI defaults them
+    assert c["resources"] == {
+        "limits": {"cpu": "250m", "memory": "128Mi"},
+        "requests": {"cpu": "250m", "memory": "128Mi"},
+    }  # the CLI defaults them
     assert c["lifecycle"] == {"preStop": {"exec": {"command": ["sh", "-c", "sleep 1"]}}}
     assert obj["spec"]["volumes"][1] == {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}
 
@@ -710,8 +975,14 @@ def test_cli_pod_becomes_a_manifest_that_applies_back_to_the_same_pod():
 
 
 def test_manifest_pod_shows_its_spec_normalised():
-    obj = pod({"terminationGracePeriodSeconds": -1, "nodeSelector": None, "volumes": [{"name": "v"}],
-               "containers": [container(image="nginx", volumeMounts=[{"name": "v", "mountPath": "/v"}])]})
+    obj = pod(
+        {
+            "terminationGracePeriodSeconds": -1,
+            "nodeSelector": None,
+            "volumes": [{"name": "v"}],
+            "containers": [container(image="nginx", volumeMounts=[{"name": "v", "mountPath": "/v"}])],
+        }
+    )
     (p,), _ = convert(obj)
     p.uid = "u-1"
     p.containers.append(ContainerSpec(name="added", command=["true"]))
@@ -743,13 +1014,20 @@ def test_pod_names_for_delete():
 
 # --- ConfigMaps and Secrets beside pods (read by nsbox.objects)
 
+
 def test_config_documents_are_routed_only_when_asked_for():
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a": "b"}}
     configs = []
     pods, warnings = convert(pod(), cm, configs=configs)
     assert [p.name for p in pods] == ["web"]
-    assert configs == [{"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "b"},
-                        "metadata": {"name": "cfg", "namespace": "default"}}]
+    assert configs == [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "data": {"a": "b"},
+            "metadata": {"name": "cfg", "namespace": "default"},
+        }
+    ]
     assert any('unsupported kind "ConfigMap"' in p for p in problems(pod(), cm))
 
 
@@ -768,21 +1046,40 @@ def test_delete_names_of_config_documents():
 
 # --- groups, sysctls, host aliases ------------------------------------------------
 
+
 def test_groups_sysctls_and_host_aliases_are_read_into_the_pod_spec():
-    (p,), _ = convert(pod({
-        "securityContext": {"fsGroup": 2000, "fsGroupChangePolicy": "OnRootMismatch",
-                            "supplementalGroups": [4000, 5000], "supplementalGroupsPolicy": "Strict",
-                            "sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": "20000 30000"},
-                                        {"name": "kernel.shm_rmid_forced", "value": "1"},
-                                        {"name": "net/ipv4/conf/eth0.100/forwarding", "value": "1"}]},
-        "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["foo.local", "bar"]},
-                        {"ip": "2001:db8::1", "hostnames": ["six"]}]}))
+    (p,), _ = convert(
+        pod(
+            {
+                "securityContext": {
+                    "fsGroup": 2000,
+                    "fsGroupChangePolicy": "OnRootMismatch",
+                    "supplementalGroups": [4000, 5000],
+                    "supplementalGroupsPolicy": "Strict",
+                    "sysctls": [
+                        {"name": "net.ipv4.ip_local_port_range", "value": "20000 30000"},
+                        {"name": "kernel.shm_rmid_forced", "value": "1"},
+                        {"name": "net/ipv4/conf/eth0.100/forwarding", "value": "1"},
+                    ],
+                },
+                "hostAliases": [
+                    {"ip": "10.1.2.3", "hostnames": ["foo.local", "bar"]},
+                    {"ip": "2001:db8::1", "hostnames": ["six"]},
+                ],
+            }
+        )
+    )
     assert (p.fs_group, p.fs_group_change_policy) == (2000, "OnRootMismatch")
     assert (p.supplemental_groups, p.supplemental_groups_policy) == ([4000, 5000], "Strict")
-    assert p.sysctls == {"net.ipv4.ip_local_port_range": "20000 30000", "kernel.shm_rmid_forced": "1",
-                         "net/ipv4/conf/eth0.100/forwarding": "1"}
-    assert [(a.ip, a.hostnames) for a in p.host_aliases] == [("10.1.2.3", ["foo.local", "bar"]),
-                                                             ("2001:db8::1", ["six"])]
+    assert p.sysctls == {
+        "net.ipv4.ip_local_port_range": "20000 30000",
+        "kernel.shm_rmid_forced": "1",
+        "net/ipv4/conf/eth0.100/forwarding": "1",
+    }
+    assert [(a.ip, a.hostnames) for a in p.host_aliases] == [
+        ("10.1.2.3", ["foo.local", "bar"]),
+        ("2001:db8::1", ["six"]),
+    ]
     # get -o yaml keeps the object as written
     spec = manifest.pod_to_manifest(p)["spec"]
     assert spec["securityContext"]["sysctls"][0] == {"name": "net.ipv4.ip_local_port_range", "value": "20000 30000"}
@@ -790,9 +1087,18 @@ def test_groups_sysctls_and_host_aliases_are_read_into_the_pod_spec():
 
 
 def test_group_fields_are_checked_as_the_api_server_does():
-    assert problems(pod({"securityContext": {
-        "fsGroup": -1, "fsGroupChangePolicy": "Sometimes", "supplementalGroups": [5, "x", 2**31],
-        "supplementalGroupsPolicy": "Loose"}})) == [
+    assert problems(
+        pod(
+            {
+                "securityContext": {
+                    "fsGroup": -1,
+                    "fsGroupChangePolicy": "Sometimes",
+                    "supplementalGroups": [5, "x", 2**31],
+                    "supplementalGroupsPolicy": "Loose",
+                }
+            }
+        )
+    ) == [
         "spec.securityContext.fsGroup: Invalid value: -1: must be between 0 and 2147483647, inclusive",
         'spec.securityContext.fsGroupChangePolicy: Unsupported value: "Sometimes": '
         'supported values: "Always", "OnRootMismatch"',
@@ -800,42 +1106,62 @@ def test_group_fields_are_checked_as_the_api_server_does():
         "spec.securityContext.supplementalGroups[2]: Invalid value: 2147483648: "
         "must be between 0 and 2147483647, inclusive",
         'spec.securityContext.supplementalGroupsPolicy: Unsupported value: "Loose": '
-        'supported values: "Merge", "Strict"']
+        'supported values: "Merge", "Strict"',
+    ]
 
 
 def test_sysctl_names_are_checked_as_the_api_server_does():
     def sysctls(*names, **spec):
         return pod({"securityContext": {"sysctls": [{"name": n, "value": "1"} for n in names]}, **spec})
+
     assert problems(sysctls("Net.ipv4.x", "net..x")) == [
         f'spec.securityContext.sysctls[{i}].name: Invalid value: "{n}": must have at most 253 characters and '
         r"match regex ^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$"
-        for i, n in enumerate(("Net.ipv4.x", "net..x"))]
+        for i, n in enumerate(("Net.ipv4.x", "net..x"))
+    ]
     assert problems(sysctls("net.ipv4.ip_forward", "net.ipv4.ip_forward")) == [
-        'spec.securityContext.sysctls[1].name: Duplicate value: "net.ipv4.ip_forward"']
+        'spec.securityContext.sysctls[1].name: Duplicate value: "net.ipv4.ip_forward"'
+    ]
     assert problems(pod({"securityContext": {"sysctls": [{"value": "1"}]}})) == [
-        "spec.securityContext.sysctls[0].name: Required value"]
+        "spec.securityContext.sysctls[0].name: Required value"
+    ]
     assert problems(sysctls("vm.swappiness", "kernel.pid_max")) == [
         f'spec.securityContext.sysctls[{i}].name: Forbidden: sysctl "{n}" is not namespaced: '
         "a pod may set only net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*"
-        for i, n in enumerate(("vm.swappiness", "kernel.pid_max"))]
+        for i, n in enumerate(("vm.swappiness", "kernel.pid_max"))
+    ]
 
 
 def test_sysctls_of_a_namespace_shared_with_the_host_are_refused():
     def sysctls(*names, **spec):
         return pod({"securityContext": {"sysctls": [{"name": n, "value": "1"} for n in names]}, **spec})
+
     assert problems(sysctls("net.ipv4.ip_forward", "kernel.sem", hostNetwork=True)) == [
         'spec.securityContext.sysctls[0].name: Invalid value: "net.ipv4.ip_forward": '
-        "may not be specified when 'hostNetwork' is true"]
-    assert problems(sysctls("net.core.somaxconn", "kernel.shmmax", "kernel.msgmax", "kernel.sem",
-                            "fs.mqueue.msg_max", hostIPC=True)) == [
+        "may not be specified when 'hostNetwork' is true"
+    ]
+    assert problems(
+        sysctls("net.core.somaxconn", "kernel.shmmax", "kernel.msgmax", "kernel.sem", "fs.mqueue.msg_max", hostIPC=True)
+    ) == [
         f"spec.securityContext.sysctls[{i}].name: Invalid value: \"{n}\": may not be specified when 'hostIPC' is true"
-        for i, n in enumerate(("kernel.shmmax", "kernel.msgmax", "kernel.sem", "fs.mqueue.msg_max"), 1)]
+        for i, n in enumerate(("kernel.shmmax", "kernel.msgmax", "kernel.sem", "fs.mqueue.msg_max"), 1)
+    ]
 
 
 def test_host_aliases_need_an_ip_and_hostnames():
-    assert problems(pod({"hostAliases": [{"ip": "10.0.0", "hostnames": ["a"]}, {"hostnames": ["b"]},
-                                         {"ip": "10.0.0.1"}, {"ip": "fe80::1%eth0", "hostnames": ["Bad_Name"]},
-                                         {"ip": "10.0.0.2", "hostnames": ["c"], "x": 1}]})) == [
+    assert problems(
+        pod(
+            {
+                "hostAliases": [
+                    {"ip": "10.0.0", "hostnames": ["a"]},
+                    {"hostnames": ["b"]},
+                    {"ip": "10.0.0.1"},
+                    {"ip": "fe80::1%eth0", "hostnames": ["Bad_Name"]},
+                    {"ip": "10.0.0.2", "hostnames": ["c"], "x": 1},
+                ]
+            }
+        )
+    ) == [
         'spec.hostAliases[0].ip: Invalid value: "10.0.0": must be a valid IP address, '
         "(e.g. 10.9.8.7 or 2001:db8::ffff)",
         "spec.hostAliases[1].ip: Required value",
@@ -846,47 +1172,79 @@ def test_host_aliases_need_an_ip_and_hostnames():
         "of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character "
         "(e.g. 'example.com', regex used for validation is "
         "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-        'unknown field "spec.hostAliases[4].x"']
+        'unknown field "spec.hostAliases[4].x"',
+    ]
 
 
 def test_a_pod_spec_with_groups_sysctls_and_aliases_round_trips_through_a_built_manifest():
     from nsbox.model import HostAlias
-    spec = PodSpec(name="web", containers=[ContainerSpec(name="app", command=["sleep", "60"])],
-                   fs_group=2000, fs_group_change_policy="Always", supplemental_groups=[3, 4],
-                   supplemental_groups_policy="Merge", sysctls={"kernel.shm_rmid_forced": "1"},
-                   host_aliases=[HostAlias("10.0.0.9", ["nine"])])
+
+    spec = PodSpec(
+        name="web",
+        containers=[ContainerSpec(name="app", command=["sleep", "60"])],
+        fs_group=2000,
+        fs_group_change_policy="Always",
+        supplemental_groups=[3, 4],
+        supplemental_groups_policy="Merge",
+        sysctls={"kernel.shm_rmid_forced": "1"},
+        host_aliases=[HostAlias("10.0.0.9", ["nine"])],
+    )
     (back,), _ = convert(manifest.pod_to_manifest(spec))
-    assert (back.fs_group, back.fs_group_change_policy, back.supplemental_groups,
-            back.supplemental_groups_policy, back.sysctls, back.host_aliases) == (
-        2000, "Always", [3, 4], "Merge", {"kernel.shm_rmid_forced": "1"}, [HostAlias("10.0.0.9", ["nine"])])
+    assert (
+        back.fs_group,
+        back.fs_group_change_policy,
+        back.supplemental_groups,
+        back.supplemental_groups_policy,
+        back.sysctls,
+        back.host_aliases,
+    ) == (2000, "Always", [3, 4], "Merge", {"kernel.shm_rmid_forced": "1"}, [HostAlias("10.0.0.9", ["nine"])])
 
 
 def test_requests_are_read_and_default_to_the_limits():
     def res(**fields):
         (p,), _ = convert(pod({"containers": [container(resources=fields)]}))
         return p.containers[0].resources
+
     assert res(limits={"cpu": "500m", "memory": "64Mi"}) == Resources(500, 2**26, 500, 2**26)
     assert res(limits={"cpu": "1"}, requests={"cpu": "250m", "memory": "1Gi"}) == Resources(1000, None, 250, 2**30)
     assert res(requests={"memory": "1Mi"}) == Resources(None, None, None, 2**20)
-    assert problems(pod({"containers": [container(resources={"limits": {"memory": "1Mi"},
-                                                             "requests": {"memory": "2Mi"}})]})) == [
+    assert problems(
+        pod({"containers": [container(resources={"limits": {"memory": "1Mi"}, "requests": {"memory": "2Mi"}})]})
+    ) == [
         'spec.containers[0].resources.requests[memory]: Invalid value: "2Mi": must be less than or equal to '
-        'memory limit of 1Mi']
+        "memory limit of 1Mi"
+    ]
     assert problems(pod({"containers": [container(resources={"requests": {"nvidia.com/gpu": 1}})]})) == [
-        "spec.containers[0].resources.requests[nvidia.com/gpu]: Unsupported value: nsbox limits cpu and memory only"]
+        "spec.containers[0].resources.requests[nvidia.com/gpu]: Unsupported value: nsbox limits cpu and memory only"
+    ]
 
 
 def test_ports_are_read_and_shown_again():
     from nsbox.model import ContainerPort
-    (p,), _ = convert(pod({"containers": [container(ports=[{"containerPort": 80}, {"containerPort": 53, "name": "dns",
-                                                                                   "protocol": "UDP"}])]}))
+
+    (p,), _ = convert(
+        pod(
+            {
+                "containers": [
+                    container(ports=[{"containerPort": 80}, {"containerPort": 53, "name": "dns", "protocol": "UDP"}])
+                ]
+            }
+        )
+    )
     assert p.containers[0].ports == [ContainerPort(80), ContainerPort(53, name="dns", protocol="UDP")]
     (p,), _ = convert(pod({"hostNetwork": True, "containers": [container(ports=[{"containerPort": 8080}])]}))
     assert p.containers[0].ports == [ContainerPort(8080, host_port=8080)]
     assert problems(pod({"containers": [container(ports=[{"containerPort": 80, "protocol": "tcp"}])]})) == [
-        'spec.containers[0].ports[0].protocol: Unsupported value: "tcp": supported values: "SCTP", "TCP", "UDP"']
-    cli = PodSpec(name="web", containers=[ContainerSpec("c", ["true"], ports=[ContainerPort(8080, name="http")],
-                                                        resources=Resources(cpu_request_millis=100))])
+        'spec.containers[0].ports[0].protocol: Unsupported value: "tcp": supported values: "SCTP", "TCP", "UDP"'
+    ]
+    cli = PodSpec(
+        name="web",
+        containers=[
+            ContainerSpec(
+                "c", ["true"], ports=[ContainerPort(8080, name="http")], resources=Resources(cpu_request_millis=100)
+            )
+        ],
+    )
     c = manifest.pod_to_manifest(cli)["spec"]["containers"][0]
     assert c["ports"] == [{"containerPort": 8080, "protocol": "TCP", "name": "http"}]
     assert c["resources"] == {"requests": {"cpu": "100m"}}

@@ -37,8 +37,9 @@ def test_records_take_positional_and_keyword_arguments_and_refuse_unknown_or_mis
 
 
 def test_to_dict_copies_nested_records_and_round_trips():
-    p = PodSpec(name="p", labels={"a": "b"},
-                containers=[ContainerSpec(name="c", command=["sh"], env=[EnvVar("K", "V")])])
+    p = PodSpec(
+        name="p", labels={"a": "b"}, containers=[ContainerSpec(name="c", command=["sh"], env=[EnvVar("K", "V")])]
+    )
     d = p.to_dict()
     [env] = d["containers"][0]["env"]
     assert type(env) is dict and (env["name"], env["value"], env["field_ref"]) == ("K", "V", "")

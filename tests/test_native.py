@@ -26,7 +26,7 @@ from nsbox.native import CapSets, MountOp, SpawnError, SpawnRequest
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
-DEADLINE = 20.0     # generous: the machine may be loaded
+DEADLINE = 20.0  # generous: the machine may be loaded
 
 CAP_CHOWN = 0
 CAP_KILL = 5
@@ -36,17 +36,17 @@ SMALL_MASK = (1 << CAP_CHOWN) | (1 << CAP_KILL) | (1 << CAP_NET_BIND_SERVICE)
 
 # ---- helpers -------------------------------------------------------------
 
+
 def request(argv, **kw) -> SpawnRequest:
     path = shutil.which(argv[0]) or argv[0]
-    return SpawnRequest(argv=list(argv), exec_paths=[path],
-                        env=["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], **kw)
+    return SpawnRequest(argv=list(argv), exec_paths=[path], env=["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], **kw)
 
 
 class Children:
     """Spawns through nsbox.native and guarantees every child is reaped."""
 
     def __init__(self):
-        self.live: dict[int, int] = {}      # pid -> pidfd
+        self.live: dict[int, int] = {}  # pid -> pidfd
 
     def spawn(self, req: SpawnRequest) -> int:
         pid, pidfd = native.spawn(req)
@@ -168,8 +168,7 @@ def ns_inode(pid, name) -> int:
 
 def status(pid) -> dict[str, str]:
     with open(f"/proc/{pid}/status") as f:
-        return {k: v.strip() for k, _, v in
-                (line.partition(":") for line in f.read().splitlines())}
+        return {k: v.strip() for k, _, v in (line.partition(":") for line in f.read().splitlines())}
 
 
 def our_children() -> set[int]:
@@ -198,10 +197,10 @@ def cgroup2_mount() -> str | None:
 
 # ---- namespaces ----------------------------------------------------------
 
+
 def test_child_in_new_mnt_pid_ns_is_pid_1_with_its_own_namespaces(children, output):
     flags = native.CLONE_NEWNS | native.CLONE_NEWPID | native.CLONE_NEWCGROUP
-    pid = children.spawn(request(["sh", "-c", "echo $$; exec sleep 30"],
-                                 clone_flags=flags, stdout=output.child_end()))
+    pid = children.spawn(request(["sh", "-c", "echo $$; exec sleep 30"], clone_flags=flags, stdout=output.child_end()))
     output.started()
 
     assert output.read_until(b"\n").strip() == "1"
@@ -212,16 +211,19 @@ def test_child_in_new_mnt_pid_ns_is_pid_1_with_its_own_namespaces(children, outp
 
 
 def test_joining_net_and_uts_shares_the_holders_namespaces_and_hostname(children, output):
-    holder = children.spawn(request(
-        ["sleep", "30"], clone_flags=native.CLONE_NEWNET | native.CLONE_NEWUTS,
-        hostname="hx"))
+    holder = children.spawn(
+        request(["sleep", "30"], clone_flags=native.CLONE_NEWNET | native.CLONE_NEWUTS, hostname="hx")
+    )
     net = os.open(f"/proc/{holder}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     uts = os.open(f"/proc/{holder}/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        joiner = children.spawn(request(
-            ["sh", "-c", "hostname; exec sleep 30"],
-            join=[(net, native.CLONE_NEWNET), (uts, native.CLONE_NEWUTS)],
-            stdout=output.child_end()))
+        joiner = children.spawn(
+            request(
+                ["sh", "-c", "hostname; exec sleep 30"],
+                join=[(net, native.CLONE_NEWNET), (uts, native.CLONE_NEWUTS)],
+                stdout=output.child_end(),
+            )
+        )
         output.started()
     finally:
         os.close(net)
@@ -237,29 +239,29 @@ def test_joining_a_pid_ns_goes_through_the_parent_which_then_restores_its_own(ch
     holder = children.spawn(request(["sleep", "30"], clone_flags=native.CLONE_NEWPID))
     pidns = os.open(f"/proc/{holder}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        joiner = children.spawn(request(
-            ["sh", "-c", "echo $$; exec sleep 30"],
-            join=[(pidns, native.CLONE_NEWPID)], stdout=output.child_end()))
+        joiner = children.spawn(
+            request(
+                ["sh", "-c", "echo $$; exec sleep 30"], join=[(pidns, native.CLONE_NEWPID)], stdout=output.child_end()
+            )
+        )
         output.started()
     finally:
         os.close(pidns)
 
     assert ns_inode(joiner, "pid") == ns_inode(holder, "pid") != ns_inode("self", "pid")
-    assert int(output.read_until(b"\n")) > 1        # the holder is PID 1 there
-    assert (os.stat("/proc/thread-self/ns/pid_for_children").st_ino
-            == ns_inode("self", "pid"))
+    assert int(output.read_until(b"\n")) > 1  # the holder is PID 1 there
+    assert os.stat("/proc/thread-self/ns/pid_for_children").st_ino == ns_inode("self", "pid")
 
 
 # ---- errors --------------------------------------------------------------
 
+
 def test_missing_executable_is_an_exec_error_and_leaves_nothing_running():
     before = our_children()
     with pytest.raises(SpawnError) as info:
-        native.spawn(request(["/nonexistent/nsbox-nope"],
-                             clone_flags=native.CLONE_NEWPID))
+        native.spawn(request(["/nonexistent/nsbox-nope"], clone_flags=native.CLONE_NEWPID))
     err = info.value
-    assert (err.step, err.errno, err.detail) == ("exec", errno.ENOENT,
-                                                 "/nonexistent/nsbox-nope")
+    assert (err.step, err.errno, err.detail) == ("exec", errno.ENOENT, "/nonexistent/nsbox-nope")
     assert str(err) == 'exec "/nonexistent/nsbox-nope": No such file or directory'
     assert our_children() == before
 
@@ -268,10 +270,16 @@ def test_mount_onto_missing_target_names_the_step_and_the_target():
     target = "/nonexistent-nsbox-test/mnt"
     before = our_children()
     with pytest.raises(SpawnError) as info:
-        native.spawn(request(["true"], clone_flags=native.CLONE_NEWNS, ops=[
-            MountOp("mount", "/", flags=native.MS_REC | native.MS_PRIVATE),
-            MountOp("mount", target, source="tmpfs", fstype="tmpfs"),
-        ]))
+        native.spawn(
+            request(
+                ["true"],
+                clone_flags=native.CLONE_NEWNS,
+                ops=[
+                    MountOp("mount", "/", flags=native.MS_REC | native.MS_PRIVATE),
+                    MountOp("mount", target, source="tmpfs", fstype="tmpfs"),
+                ],
+            )
+        )
     err = info.value
     assert (err.step, err.errno, err.detail) == ("mount", errno.ENOENT, target)
     assert str(err) == f"mount of {target} failed: No such file or directory"
@@ -279,17 +287,24 @@ def test_mount_onto_missing_target_names_the_step_and_the_target():
 
 
 def test_optional_mount_step_tolerates_a_missing_target(children):
-    pid = children.spawn(request(["true"], clone_flags=native.CLONE_NEWNS, ops=[
-        MountOp("mount", "/", flags=native.MS_REC | native.MS_PRIVATE),
-        MountOp("mount", "/proc/nsbox-no-such-file", source="/dev/null",
-                flags=native.MS_BIND, optional=True),
-    ]))
+    pid = children.spawn(
+        request(
+            ["true"],
+            clone_flags=native.CLONE_NEWNS,
+            ops=[
+                MountOp("mount", "/", flags=native.MS_REC | native.MS_PRIVATE),
+                MountOp("mount", "/proc/nsbox-no-such-file", source="/dev/null", flags=native.MS_BIND, optional=True),
+            ],
+        )
+    )
     assert children.wait(pid) == 0
 
 
 def _bind_beneath_ops(volume: str, sub: str, target: str) -> list[MountOp]:
-    return [MountOp("mount", "/", flags=native.MS_REC | native.MS_PRIVATE),
-            MountOp("bind-beneath", target, source=volume, data=sub, flags=native.MS_BIND)]
+    return [
+        MountOp("mount", "/", flags=native.MS_REC | native.MS_PRIVATE),
+        MountOp("bind-beneath", target, source=volume, data=sub, flags=native.MS_BIND),
+    ]
 
 
 def test_bind_beneath_mounts_the_directory_it_resolved(children, output, tmpdir_clean):
@@ -297,8 +312,11 @@ def test_bind_beneath_mounts_the_directory_it_resolved(children, output, tmpdir_
     with open(f"{tmpdir_clean}/vol/sub/marker", "w") as f:
         f.write("inside")
     os.mkdir(f"{tmpdir_clean}/mnt")
-    req = request(["cat", f"{tmpdir_clean}/mnt/marker"], clone_flags=native.CLONE_NEWNS,
-                  ops=_bind_beneath_ops(f"{tmpdir_clean}/vol", "sub", f"{tmpdir_clean}/mnt"))
+    req = request(
+        ["cat", f"{tmpdir_clean}/mnt/marker"],
+        clone_flags=native.CLONE_NEWNS,
+        ops=_bind_beneath_ops(f"{tmpdir_clean}/vol", "sub", f"{tmpdir_clean}/mnt"),
+    )
     req.stdout = output.child_end()
     pid = children.spawn(req)
     output.started()
@@ -315,8 +333,13 @@ def test_bind_beneath_refuses_a_symbolic_link_wherever_it_points(tmpdir_clean, l
     os.mkdir(f"{tmpdir_clean}/mnt")
     before = our_children()
     with pytest.raises(SpawnError) as info:
-        native.spawn(request(["true"], clone_flags=native.CLONE_NEWNS,
-                             ops=_bind_beneath_ops(f"{tmpdir_clean}/vol", "sub", f"{tmpdir_clean}/mnt")))
+        native.spawn(
+            request(
+                ["true"],
+                clone_flags=native.CLONE_NEWNS,
+                ops=_bind_beneath_ops(f"{tmpdir_clean}/vol", "sub", f"{tmpdir_clean}/mnt"),
+            )
+        )
     assert (info.value.step, info.value.errno) == ("mount", errno.ELOOP)
     assert our_children() == before
 
@@ -325,8 +348,13 @@ def test_bind_beneath_refuses_a_path_out_of_the_directory(tmpdir_clean):
     os.makedirs(f"{tmpdir_clean}/vol")
     os.mkdir(f"{tmpdir_clean}/mnt")
     with pytest.raises(SpawnError) as info:
-        native.spawn(request(["true"], clone_flags=native.CLONE_NEWNS,
-                             ops=_bind_beneath_ops(f"{tmpdir_clean}/vol", "../vol/../..", f"{tmpdir_clean}/mnt")))
+        native.spawn(
+            request(
+                ["true"],
+                clone_flags=native.CLONE_NEWNS,
+                ops=_bind_beneath_ops(f"{tmpdir_clean}/vol", "../vol/../..", f"{tmpdir_clean}/mnt"),
+            )
+        )
     assert (info.value.step, info.value.errno) == ("mount", errno.EXDEV)
 
 
@@ -339,9 +367,11 @@ def test_later_exec_candidate_runs_when_earlier_ones_are_missing(children):
 
 # ---- privileges ----------------------------------------------------------
 
+
 def test_root_child_has_exactly_the_bounding_mask(children):
-    pid = children.spawn(request(["sleep", "30"], caps=CapSets(
-        bounding=SMALL_MASK, effective=SMALL_MASK, permitted=SMALL_MASK)))
+    pid = children.spawn(
+        request(["sleep", "30"], caps=CapSets(bounding=SMALL_MASK, effective=SMALL_MASK, permitted=SMALL_MASK))
+    )
     st = status(pid)
     expected = f"{SMALL_MASK:016x}"
     assert (st["CapBnd"], st["CapEff"], st["CapPrm"]) == (expected,) * 3
@@ -349,9 +379,15 @@ def test_root_child_has_exactly_the_bounding_mask(children):
 
 
 def test_switch_to_nobody_clears_groups_and_capabilities(children):
-    pid = children.spawn(request(
-        ["sleep", "30"], uid=65534, gid=65534, groups=[],
-        caps=CapSets(bounding=SMALL_MASK, effective=0, permitted=0)))
+    pid = children.spawn(
+        request(
+            ["sleep", "30"],
+            uid=65534,
+            gid=65534,
+            groups=[],
+            caps=CapSets(bounding=SMALL_MASK, effective=0, permitted=0),
+        )
+    )
     st = status(pid)
     assert st["Uid"].split() == ["65534"] * 4
     assert st["Gid"].split() == ["65534"] * 4
@@ -362,10 +398,15 @@ def test_switch_to_nobody_clears_groups_and_capabilities(children):
 
 def test_ambient_capability_survives_the_switch_to_a_non_root_uid(children):
     bind = 1 << CAP_NET_BIND_SERVICE
-    pid = children.spawn(request(
-        ["sleep", "30"], uid=65534, gid=65534, groups=[],
-        caps=CapSets(bounding=SMALL_MASK, effective=bind, permitted=bind,
-                     inheritable=bind, ambient=bind)))
+    pid = children.spawn(
+        request(
+            ["sleep", "30"],
+            uid=65534,
+            gid=65534,
+            groups=[],
+            caps=CapSets(bounding=SMALL_MASK, effective=bind, permitted=bind, inheritable=bind, ambient=bind),
+        )
+    )
     st = status(pid)
     assert st["Uid"].split() == ["65534"] * 4
     expected = f"{bind:016x}"
@@ -381,9 +422,10 @@ def test_identity_switch_works_from_a_threaded_parent_and_spares_its_threads(chi
         t.start()
     pids = []
     try:
+
         def spawn_one():
-            pids.append(children.spawn(request(["sleep", "30"], uid=65534,
-                                               gid=65534, groups=[])))
+            pids.append(children.spawn(request(["sleep", "30"], uid=65534, gid=65534, groups=[])))
+
         spawners = [threading.Thread(target=spawn_one) for _ in range(4)]
         for t in spawners:
             t.start()
@@ -403,9 +445,11 @@ def test_identity_switch_works_from_a_threaded_parent_and_spares_its_threads(chi
 def test_pdeathsig_survives_the_identity_switch(children):
     # The signal fires when the spawning *thread* exits; spawn from one.
     pids = []
-    spawner = threading.Thread(target=lambda: pids.append(children.spawn(
-        request(["sleep", "30"], uid=65534, gid=65534, groups=[],
-                pdeathsig=signal.SIGKILL))))
+    spawner = threading.Thread(
+        target=lambda: pids.append(
+            children.spawn(request(["sleep", "30"], uid=65534, gid=65534, groups=[], pdeathsig=signal.SIGKILL))
+        )
+    )
     spawner.start()
     spawner.join(DEADLINE)
     status_ = children.wait(pids[0])
@@ -426,8 +470,8 @@ def test_child_starts_with_default_signals_unblocked(children):
 
 # ---- mounts --------------------------------------------------------------
 
-def test_mount_plan_pivots_into_a_tmpfs_root_and_leaves_no_host_mount(
-        children, output, tmpdir_clean):
+
+def test_mount_plan_pivots_into_a_tmpfs_root_and_leaves_no_host_mount(children, output, tmpdir_clean):
     root = tmpdir_clean
     ro_bind = native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY
     ops = [
@@ -435,24 +479,34 @@ def test_mount_plan_pivots_into_a_tmpfs_root_and_leaves_no_host_mount(
         MountOp("mount", root, source="tmpfs", fstype="tmpfs", data="mode=0755"),
     ]
     for d in ("/bin", "/lib", "/lib64", "/usr"):
-        if os.path.islink(d):           # merged /usr: /bin -> usr/bin
+        if os.path.islink(d):  # merged /usr: /bin -> usr/bin
             ops.append(MountOp("symlink", root + d, source=os.readlink(d)))
         elif os.path.isdir(d):
-            ops += [MountOp("mkdir", root + d),
-                    MountOp("mount", root + d, source=d,
-                            flags=native.MS_BIND | native.MS_REC),
-                    MountOp("mount", root + d, flags=ro_bind)]
-    ops += [MountOp("mkdir", root + "/var/empty", mode=0o700),
-            MountOp("touch", root + "/etc/marker", mode=0o644),
-            MountOp("pivot", root)]
-    script = ("ls /; test -d /var/empty && echo dir-ok; "
-              "test -f /etc/marker && echo file-ok; "
-              "(echo x > /usr/nsbox-probe) 2>/dev/null && echo writable || echo readonly")
+            ops += [
+                MountOp("mkdir", root + d),
+                MountOp("mount", root + d, source=d, flags=native.MS_BIND | native.MS_REC),
+                MountOp("mount", root + d, flags=ro_bind),
+            ]
+    ops += [
+        MountOp("mkdir", root + "/var/empty", mode=0o700),
+        MountOp("touch", root + "/etc/marker", mode=0o644),
+        MountOp("pivot", root),
+    ]
+    script = (
+        "ls /; test -d /var/empty && echo dir-ok; "
+        "test -f /etc/marker && echo file-ok; "
+        "(echo x > /usr/nsbox-probe) 2>/dev/null && echo writable || echo readonly"
+    )
     assert mountpoints_under(root) == []
 
-    pid = children.spawn(request(["/bin/sh", "-c", script],
-                                 clone_flags=native.CLONE_NEWNS | native.CLONE_NEWPID,
-                                 ops=ops, stdout=output.child_end()))
+    pid = children.spawn(
+        request(
+            ["/bin/sh", "-c", script],
+            clone_flags=native.CLONE_NEWNS | native.CLONE_NEWPID,
+            ops=ops,
+            stdout=output.child_end(),
+        )
+    )
     output.started()
     lines = output.read_until(None).split()
     assert children.wait(pid) == 0
@@ -467,29 +521,35 @@ def test_pivot_failure_names_pivot_root_and_the_new_root(tmpdir_clean):
     # Not a mount point: pivot_root refuses it (EINVAL, or EBUSY when the
     # directory is on the current root's own mount).
     with pytest.raises(SpawnError) as info:
-        native.spawn(request(["true"], clone_flags=native.CLONE_NEWNS, ops=[
-            MountOp("mount", "/", flags=native.MS_REC | native.MS_PRIVATE),
-            MountOp("pivot", tmpdir_clean)]))
+        native.spawn(
+            request(
+                ["true"],
+                clone_flags=native.CLONE_NEWNS,
+                ops=[MountOp("mount", "/", flags=native.MS_REC | native.MS_PRIVATE), MountOp("pivot", tmpdir_clean)],
+            )
+        )
     assert (info.value.step, info.value.detail) == ("pivot_root", tmpdir_clean)
     assert info.value.errno in (errno.EINVAL, errno.EBUSY)
 
 
 # ---- stdio and fds -------------------------------------------------------
 
+
 def test_stdio_sources_on_0_1_2_are_not_clobbered_and_only_kept_fds_survive(children):
     r, w = os.pipe()
     stray_r, stray_w = os.pipe()
-    os.set_inheritable(stray_w, True)   # inheritable, but not asked for
+    os.set_inheritable(stray_w, True)  # inheritable, but not asked for
     try:
-        pid = children.spawn(request(["sleep", "30"], stdout=2, stderr=1,
-                                     keep_fds=[r]))
+        pid = children.spawn(request(["sleep", "30"], stdout=2, stderr=1, keep_fds=[r]))
     finally:
         for fd in (w, stray_r, stray_w):
             os.close(fd)
     try:
+
         def same(child_fd, ours):
             a, b = os.stat(f"/proc/{pid}/fd/{child_fd}"), os.fstat(ours)
             return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
         assert same(1, 2) and same(2, 1)
         assert sorted(sleeping_fds(pid)) == [0, 1, 2, r]
         assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
@@ -500,15 +560,14 @@ def test_stdio_sources_on_0_1_2_are_not_clobbered_and_only_kept_fds_survive(chil
 @pytest.mark.parametrize("keep", [False, True], ids=["nothing-kept", "one-kept-between"])
 def test_fds_the_caller_left_open_without_cloexec_are_closed_in_the_child(children, tmpdir_clean, keep):
     path = os.path.join(tmpdir_clean, "caller-only")
-    stray = [os.open(path, os.O_RDWR | os.O_CREAT, 0o600), *os.pipe(),
-             *(s.detach() for s in socket.socketpair())]
+    stray = [os.open(path, os.O_RDWR | os.O_CREAT, 0o600), *os.pipe(), *(s.detach() for s in socket.socketpair())]
     stray.append(os.dup(stray[0]))
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    stray.append(os.dup2(stray[0], min(1000, limit - 1)))      # far above the others
+    stray.append(os.dup2(stray[0], min(1000, limit - 1)))  # far above the others
     for fd in stray:
-        os.set_inheritable(fd, True)                # no FD_CLOEXEC: an exec would keep it
+        os.set_inheritable(fd, True)  # no FD_CLOEXEC: an exec would keep it
         assert not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
-    kept = stray[2:3] if keep else []               # a pipe end, with strays on both sides
+    kept = stray[2:3] if keep else []  # a pipe end, with strays on both sides
     try:
         pid = children.spawn(request(["sleep", "30"], keep_fds=kept))
         assert sleeping_fds(pid) == {0, 1, 2, *kept}
@@ -521,11 +580,10 @@ def test_fds_the_caller_left_open_without_cloexec_are_closed_in_the_child(childr
 def test_ctty_makes_the_pty_the_controlling_terminal(children):
     master, slave = os.openpty()
     try:
-        pid = children.spawn(request(["sleep", "30"], stdin=slave, stdout=slave,
-                                     stderr=slave, ctty=True))
+        pid = children.spawn(request(["sleep", "30"], stdin=slave, stdout=slave, stderr=slave, ctty=True))
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
-        assert int(fields[3]) == pid              # session leader (field 6)
+        assert int(fields[3]) == pid  # session leader (field 6)
         assert int(fields[4]) == os.fstat(slave).st_rdev  # tty_nr (field 7)
     finally:
         os.close(master)
@@ -533,6 +591,7 @@ def test_ctty_makes_the_pty_the_controlling_terminal(children):
 
 
 # ---- cgroups -------------------------------------------------------------
+
 
 @pytest.fixture
 def cgroup_dir():
@@ -551,7 +610,7 @@ def cgroup_dir():
     finally:
         for path in made:
             deadline = time.monotonic() + DEADLINE
-            while True:     # the killed child may take a moment to leave
+            while True:  # the killed child may take a moment to leave
                 try:
                     os.rmdir(path)
                     break
@@ -579,13 +638,13 @@ def test_cgroup_procs_puts_the_child_in_a_v1_cgroup(cgroup_dir, children):
     if not os.path.isdir("/sys/fs/cgroup/pids/") or cgroup2_mount() == "/sys/fs/cgroup":
         pytest.skip("no cgroup v1 pids hierarchy")
     path = cgroup_dir("/sys/fs/cgroup/pids")
-    pid = children.spawn(request(["sleep", "30"],
-                                 cgroup_procs=[path + "/cgroup.procs"]))
+    pid = children.spawn(request(["sleep", "30"], cgroup_procs=[path + "/cgroup.procs"]))
     with open(f"/proc/{pid}/cgroup") as f:
         assert f":pids:/{os.path.basename(path)}\n" in f.read()
 
 
 # ---- signalling ----------------------------------------------------------
+
 
 def test_pidfd_open_and_send_signal_kill_a_sleeping_child(children):
     pid = children.spawn(request(["sleep", "30"]))
@@ -637,6 +696,7 @@ def test_send_signal_refuses_a_recycled_pid(children):
 
 # ---- the tiny init -------------------------------------------------------
 
+
 def children_of(pid) -> list[int]:
     kids = []
     for tid in os.listdir(f"/proc/{pid}/task"):
@@ -681,8 +741,9 @@ def test_pid_1_without_init_ignores_sigterm(children):
 
 
 def test_init_is_pid_1_named_nsbox_init_and_runs_the_command_as_its_child(children, output):
-    pid = children.spawn(in_new_pid_ns(["sh", "-c", "echo $$ $PPID; exec sleep 100"],
-                                       init=True, stdout=output.child_end()))
+    pid = children.spawn(
+        in_new_pid_ns(["sh", "-c", "echo $$ $PPID; exec sleep 100"], init=True, stdout=output.child_end())
+    )
     output.started()
     assert output.read_until(b"\n").split() == ["2", "1"]
     assert comm(pid) == "nsbox-init"
@@ -701,8 +762,7 @@ def test_sigterm_to_the_init_stops_the_command(children):
 
 def test_init_forwards_other_signals_to_the_command(children, output):
     script = 'trap "echo got-usr1; exit 0" USR1; echo ready; while :; do sleep 0.05; done'
-    pid = children.spawn(in_new_pid_ns(["sh", "-c", script], init=True,
-                                       stdout=output.child_end()))
+    pid = children.spawn(in_new_pid_ns(["sh", "-c", script], init=True, stdout=output.child_end()))
     output.started()
     output.read_until(b"ready")
     os.kill(pid, signal.SIGUSR1)
@@ -721,13 +781,12 @@ def test_command_killed_by_a_signal_makes_the_init_exit_128_plus_n(children):
     assert os.waitstatus_to_exitcode(children.wait(pid)) == 128 + signal.SIGKILL
 
 
-ORPHAN_TREE = "(sleep 1 &); exec sleep 100"       # the subshell leaves `sleep 1` orphaned
+ORPHAN_TREE = "(sleep 1 &); exec sleep 100"  # the subshell leaves `sleep 1` orphaned
 
 
 def test_orphans_stay_zombies_under_a_pid_1_that_does_not_reap(children):
     pid = children.spawn(in_new_pid_ns(["sh", "-c", ORPHAN_TREE]))
-    wait_until(lambda: any(proc_state(k) == "Z" for k in children_of(pid)),
-               "a zombie under PID 1")
+    wait_until(lambda: any(proc_state(k) == "Z" for k in children_of(pid)), "a zombie under PID 1")
 
 
 def test_init_reaps_orphaned_grandchildren(children):
@@ -742,16 +801,16 @@ def test_exec_failure_under_init_is_reported_and_leaves_nothing_running():
     before = our_children()
     with pytest.raises(SpawnError) as info:
         native.spawn(in_new_pid_ns(["/nonexistent/nsbox-nope"], init=True))
-    assert (info.value.step, info.value.errno, info.value.detail) == (
-        "exec", errno.ENOENT, "/nonexistent/nsbox-nope")
+    assert (info.value.step, info.value.errno, info.value.detail) == ("exec", errno.ENOENT, "/nonexistent/nsbox-nope")
     assert our_children() == before
 
 
 def test_with_a_terminal_the_command_is_in_the_foreground(children):
     master, slave = os.openpty()
     try:
-        pid = children.spawn(in_new_pid_ns(["sleep", "100"], init=True, stdin=slave,
-                                           stdout=slave, stderr=slave, ctty=True))
+        pid = children.spawn(
+            in_new_pid_ns(["sleep", "100"], init=True, stdin=slave, stdout=slave, stderr=slave, ctty=True)
+        )
         main = main_process(pid)
         wait_until(lambda: os.tcgetpgrp(master) == main, "the command in the foreground")
     finally:
@@ -760,6 +819,7 @@ def test_with_a_terminal_the_command_is_in_the_foreground(children):
 
 
 # ---- wrappers ------------------------------------------------------------
+
 
 def test_wrappers_raise_oserror_with_errno():
     with pytest.raises(FileNotFoundError):

@@ -20,23 +20,29 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import NSBOX, alive, cleanup_root, wait_for
 
 STATE_DIR = "/run/nsbox-net"
 
-TCP_SERVER = ("import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-              "s.bind(('0.0.0.0', 8080)); s.listen(); print('listening', flush=True)\n"
-              "while True:\n c, _ = s.accept(); c.sendall(b'tcp hello from ' + socket.gethostname().encode()); c.close()")
-UDP_SERVER = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9090)); "
-              "print('listening', flush=True)\n"
-              "while True:\n d, a = s.recvfrom(100); s.sendto(b'udp ' + d + b' from ' + socket.gethostname().encode(), a)")
+TCP_SERVER = (
+    "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+    "s.bind(('0.0.0.0', 8080)); s.listen(); print('listening', flush=True)\n"
+    "while True:\n c, _ = s.accept(); c.sendall(b'tcp hello from ' + socket.gethostname().encode()); c.close()"
+)
+UDP_SERVER = (
+    "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9090)); "
+    "print('listening', flush=True)\n"
+    "while True:\n d, a = s.recvfrom(100); s.sendto(b'udp ' + d + b' from ' + socket.gethostname().encode(), a)"
+)
 TCP_CLIENT = "import socket, sys; print(socket.create_connection((sys.argv[1], 8080), timeout=3).recv(100).decode())"
-UDP_CLIENT = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); "
-              "s.sendto(b'ping', (sys.argv[1], 9090)); print(s.recv(100).decode())")
+UDP_CLIENT = (
+    "import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); "
+    "s.sendto(b'ping', (sys.argv[1], 9090)); print(s.recv(100).decode())"
+)
 
 
 # ---------------------------------------------------------------- a private bridge per test
+
 
 def host_routes() -> list[ipaddress.IPv4Network]:
     out = subprocess.run(["ip", "-4", "-o", "route", "show", "table", "all"], capture_output=True, text=True).stdout
@@ -90,7 +96,7 @@ def bridge(nsbox, monkeypatch):
     monkeypatch.setenv("NSBOX_BRIDGE", b.name)
     monkeypatch.setenv("NSBOX_BRIDGE_SUBNET", b.subnet)
     yield b
-    cleanup_root(nsbox)                # the pods go first (the nsbox fixture then checks for leftovers)
+    cleanup_root(nsbox)  # the pods go first (the nsbox fixture then checks for leftovers)
     left = b.allocations()
     subprocess.run(["ip", "link", "del", b.name], capture_output=True)
     shutil.rmtree(b.state, ignore_errors=True)
@@ -98,6 +104,7 @@ def bridge(nsbox, monkeypatch):
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def pod_ip(nsbox, name: str) -> str:
     return wait_for(lambda: nsbox.pod(name)["status"].get("podIP"), what=f"the IP of pod {name}")
@@ -124,6 +131,7 @@ def run_bridge_pod(nsbox, name: str, *cmd: str) -> subprocess.CompletedProcess:
 
 # ---------------------------------------------------------------- the pod's interface
 
+
 def named_netns() -> list[str]:
     return sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else []
 
@@ -147,7 +155,11 @@ def test_a_bridge_pod_has_eth0_with_its_ip_and_a_default_route_via_the_bridge(ns
 
 
 def test_the_pod_ip_is_in_get_wide_status_downward_api_and_etc_hosts(nsbox, bridge):
-    nsbox("apply", "-f", "-", input="""
+    nsbox(
+        "apply",
+        "-f",
+        "-",
+        input="""
 apiVersion: v1
 kind: Pod
 metadata:
@@ -160,7 +172,8 @@ spec:
     env:
     - name: POD_IP
       valueFrom: {fieldRef: {fieldPath: status.podIP}}
-""")
+""",
+    )
     ip = pod_ip(nsbox, "hello")
     status = nsbox.pod("hello")["status"]
     assert status["podIPs"] == [{"ip": ip}]
@@ -181,6 +194,7 @@ def test_a_loopback_pod_has_no_ip(nsbox, bridge):
 
 
 # ---------------------------------------------------------------- reachability
+
 
 def test_pods_reach_each_other_by_ip_over_tcp_and_udp(nsbox, bridge):
     start_servers(nsbox, "server")
@@ -211,6 +225,7 @@ def test_a_loopback_pod_reaches_no_pod_ip(nsbox, bridge):
 
 
 # ---------------------------------------------------------------- address management
+
 
 def test_twenty_pods_created_in_parallel_get_twenty_distinct_addresses(nsbox, bridge):
     procs = [nsbox.popen("run", f"p{i}", "--network", "bridge", "--init", "--", "sleep", "300") for i in range(20)]
@@ -285,11 +300,12 @@ def test_gc_releases_the_address_of_a_pod_that_no_longer_exists(nsbox, bridge):
 
 def test_collect_releases_exactly_the_allocations_whose_pod_file_is_gone(tmp_path, monkeypatch):
     from nsbox import network
+
     monkeypatch.setattr(network, "STATE_DIR", str(tmp_path / "net"))
     root = tmp_path / "root"
     (root / "pods" / "live").mkdir(parents=True)
     (root / "pods" / "live" / "pod.json").write_text("{}")
-    (root / "pods" / "half").mkdir()                         # a pod directory without pod.json: gone
+    (root / "pods" / "half").mkdir()  # a pod directory without pod.json: gone
     pool = network.Pool("nsbtunit")
     cfg = network.BridgeConfig("nsbtunit", "10.213.0.0/29")
     with pool.locked():
@@ -297,9 +313,10 @@ def test_collect_releases_exactly_the_allocations_whose_pod_file_is_gone(tmp_pat
             pool.allocate(cfg, {"root": str(root), "uid": uid, "veth": "nsbtunitnone"})
     assert network.collect() == [
         "address 10.213.0.3 on nsbtunit (pod half): released",
-        "address 10.213.0.4 on nsbtunit (pod lost): released"]
+        "address 10.213.0.4 on nsbtunit (pod lost): released",
+    ]
     assert [a["uid"] for a in _allocations(pool)] == ["live"]
-    assert network.collect(remove_idle_bridges=True) == []   # still in use: kept
+    assert network.collect(remove_idle_bridges=True) == []  # still in use: kept
     assert os.path.isdir(pool.dir)
 
 
@@ -320,6 +337,7 @@ def test_gc_all_removes_the_bridge_once_no_pod_uses_it(nsbox, bridge):
 
 # ---------------------------------------------------------------- errors: one line, nothing made
 
+
 def test_a_subnet_overlapping_a_host_route_is_refused_and_nothing_is_made(nsbox, bridge, monkeypatch):
     # Any route of the host will do; 127.0.0.0/8 (the local table) exists everywhere.
     connected = [n for n in host_routes() if n.prefixlen < 32 and not n.is_loopback]
@@ -334,7 +352,7 @@ def test_a_subnet_overlapping_a_host_route_is_refused_and_nothing_is_made(nsbox,
 
 
 def test_an_exhausted_range_is_refused_and_nothing_is_made(nsbox, bridge, monkeypatch):
-    monkeypatch.setenv("NSBOX_BRIDGE_SUBNET", free_test_subnet(30))    # the gateway and one pod
+    monkeypatch.setenv("NSBOX_BRIDGE_SUBNET", free_test_subnet(30))  # the gateway and one pod
     bridge.subnet = os.environ["NSBOX_BRIDGE_SUBNET"]
     run_bridge_pod(nsbox, "one")
     before, allocated = links(), bridge.allocations()
@@ -352,8 +370,10 @@ def test_a_bridge_keeps_the_subnet_it_was_made_with(nsbox, bridge, monkeypatch):
     monkeypatch.setenv("NSBOX_BRIDGE_SUBNET", other)
     p = nsbox("run", "two", "--network", "bridge", "--", "sleep", "300", check=False)
     assert p.returncode == 1
-    assert p.stderr == f"error: bridge {bridge.name} already serves {bridge.subnet}, not {other} " \
-                       f"(unset NSBOX_BRIDGE_SUBNET, or choose another NSBOX_BRIDGE)\n"
+    assert (
+        p.stderr == f"error: bridge {bridge.name} already serves {bridge.subnet}, not {other} "
+        f"(unset NSBOX_BRIDGE_SUBNET, or choose another NSBOX_BRIDGE)\n"
+    )
     assert len(bridge.allocations()) == 1 and len(bridge.ports()) == 1
 
 
@@ -373,11 +393,16 @@ def test_an_existing_interface_that_is_not_a_bridge_is_refused(nsbox, bridge, mo
 
 def test_a_missing_bridge_module_is_named_in_the_error():
     from pyroute2 import NetlinkError
+
     from nsbox import plumbing
     from nsbox.errors import NsboxError
+
     for refusal in (OSError(95, "Operation not supported"), NetlinkError(95, "Operation not supported")):
-        with pytest.raises(NsboxError, match=r"^cannot create bridge nsbox0: the kernel has no bridge support "
-                                             r"\(try: modprobe bridge\)$"):
+        with pytest.raises(
+            NsboxError,
+            match=r"^cannot create bridge nsbox0: the kernel has no bridge support "
+            r"\(try: modprobe bridge\)$",
+        ):
             with plumbing.netlink_step("cannot create bridge nsbox0", "bridge"):
                 raise refusal
     for refusal in (OSError(17, "File exists"), NetlinkError(17, "File exists")):
@@ -440,36 +465,53 @@ print(json.dumps(out))
 
 @pytest.mark.cgroupv2
 def test_plumbing_makes_the_bridge_veth_pair_address_and_route_that_ip_sees(tmp_path):
-    holder = subprocess.Popen(["unshare", "-n", "sleep", "60"])     # the pod's netns, held by a sleep
+    holder = subprocess.Popen(["unshare", "-n", "sleep", "60"])  # the pod's netns, held by a sleep
     try:
         other = f"/proc/{holder.pid}/ns/net"
         wait_for(lambda: os.readlink(other) != os.readlink("/proc/self/ns/net"), what="the holder's netns")
-        p = subprocess.run(["unshare", "-n", sys.executable, "-c", PLUMBING_SCRIPT, other, str(tmp_path)],
-                           capture_output=True, text=True, timeout=60,
-                           cwd=os.path.dirname(os.path.dirname(__file__)))
+        p = subprocess.run(
+            ["unshare", "-n", sys.executable, "-c", PLUMBING_SCRIPT, other, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=os.path.dirname(os.path.dirname(__file__)),
+        )
     finally:
         holder.kill()
         holder.wait()
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    assert out["attached"] == {"ip": "10.213.250.2", "prefix_len": 24, "gateway": "10.213.250.1",
-                               "bridge": "tbr0", "veth": "tv0"}
+    assert out["attached"] == {
+        "ip": "10.213.250.2",
+        "prefix_len": 24,
+        "gateway": "10.213.250.1",
+        "bridge": "tbr0",
+        "veth": "tv0",
+    }
     assert "bridge" in out["bridge"].split() and ",UP" in out["bridge"]
     assert "inet 10.213.250.1/24" in out["bridge_addr"]
     assert out["port"].count("\n") == 1 and "tv0@" in out["port"] and " veth " in out["port"]
     assert "inet 10.213.250.2/24" in out["eth0"]
     assert out["route"].startswith("default via 10.213.250.1 dev eth0")
-    assert out["again"] == "cannot create the veth pair tv0/eth0: File exists"    # nothing is replaced
-    assert out["allocations"] == [["10.213.250.2", "u1"]]                         # the refused one freed
-    assert out["overlap"] == ("subnet 10.213.250.128/25 for bridge tbr1 overlaps the host route "
-                              "10.213.250.0/24 dev tbr0 (choose another NSBOX_BRIDGE_SUBNET)")
+    assert out["again"] == "cannot create the veth pair tv0/eth0: File exists"  # nothing is replaced
+    assert out["allocations"] == [["10.213.250.2", "u1"]]  # the refused one freed
+    assert out["overlap"] == (
+        "subnet 10.213.250.128/25 for bridge tbr1 overlaps the host route "
+        "10.213.250.0/24 dev tbr0 (choose another NSBOX_BRIDGE_SUBNET)"
+    )
     assert out["not_a_bridge"] == "tv0 exists and is not a bridge (choose another NSBOX_BRIDGE)"
-    assert out["foreign_bridge"] == ("bridge tbr2 exists without the address 10.213.252.1/24: nsbox did not "
-                                     "make it (remove it, or choose another NSBOX_BRIDGE)")
+    assert out["foreign_bridge"] == (
+        "bridge tbr2 exists without the address 10.213.252.1/24: nsbox did not "
+        "make it (remove it, or choose another NSBOX_BRIDGE)"
+    )
     # A bridge made for a pod whose veth then fails goes again, with its state: one clean error.
     assert out["first_use_fails"] == "cannot create the veth pair tv0/eth0: File exists"
-    assert {line.split(":")[1].strip().split("@")[0] for line in out["links"].splitlines()} == \
-        {"lo", "tbr0", "tv0", "tbr2"}                                              # nothing half-made
+    assert {line.split(":")[1].strip().split("@")[0] for line in out["links"].splitlines()} == {
+        "lo",
+        "tbr0",
+        "tv0",
+        "tbr2",
+    }  # nothing half-made
     assert out["state"] == ["tbr0"]
     assert out["deleted"] is True and out["deleted_again"] is False
-    assert "eth0" not in out["pod_links"]                        # both ends went
+    assert "eth0" not in out["pod_links"]  # both ends went

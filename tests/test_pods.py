@@ -10,11 +10,12 @@ import time
 import pytest
 from conftest import NSBOX, alive, cgroup_dirs, leftovers, mounts_under, ns_inode, sleeping_fds, wait_for
 
-SERVER = ("import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-          "s.bind(('127.0.0.1', 8080)); s.listen(); print('listening', flush=True)\n"
-          "while True:\n c, _ = s.accept(); c.sendall(b'hello from ' + socket.gethostname().encode()); c.close()")
-CLIENT = ("import socket, sys; s = socket.create_connection(('127.0.0.1', 8080), timeout=2); "
-          "print(s.recv(100).decode())")
+SERVER = (
+    "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+    "s.bind(('127.0.0.1', 8080)); s.listen(); print('listening', flush=True)\n"
+    "while True:\n c, _ = s.accept(); c.sendall(b'hello from ' + socket.gethostname().encode()); c.close()"
+)
+CLIENT = "import socket, sys; s = socket.create_connection(('127.0.0.1', 8080), timeout=2); print(s.recv(100).decode())"
 
 
 def shared(pid_a: int, pid_b: int, ns: str) -> bool:
@@ -80,10 +81,20 @@ def test_sysv_shared_memory_is_seen_by_the_sibling_only(nsbox):
     nsbox("run", "user", "--pod", "ipc", "--", "sleep", "300")
     nsbox("run", "stranger", "--", "sleep", "300")
     key = "0x6e736278"
-    nsbox("exec", "ipc", "-c", "maker", "--", "python3", "-c",
-          f"import ctypes; assert ctypes.CDLL(None).shmget({int(key, 16)}, 4096, 0o1666) >= 0")
+    nsbox(
+        "exec",
+        "ipc",
+        "-c",
+        "maker",
+        "--",
+        "python3",
+        "-c",
+        f"import ctypes; assert ctypes.CDLL(None).shmget({int(key, 16)}, 4096, 0o1666) >= 0",
+    )
+
     def keys(pid: int) -> str:
         return subprocess.run(["nsenter", "-t", str(pid), "-i", "ipcs", "-m"], capture_output=True, text=True).stdout
+
     assert key in keys(nsbox.pid("ipc", "maker"))
     assert key in keys(nsbox.pid("ipc", "user"))
     assert key in nsbox("exec", "ipc", "-c", "user", "--", "ipcs", "-m").stdout
@@ -100,14 +111,16 @@ def test_dev_shm_is_one_tmpfs_per_pod(nsbox):
     assert nsbox("exec", "shm", "-c", "b", "--", "cat", "/dev/shm/seg").stdout.strip() == "shared"
     assert nsbox("exec", "c", "--", "ls", "/dev/shm").stdout.strip() == ""
     assert not os.path.exists("/dev/shm/seg")
+
     # The kernel's own view of the container's mounts: /dev/shm is a tmpfs, the same one in a and b.
     def shm_mount(pid: int) -> tuple[str, str]:
         with open(f"/proc/{pid}/mountinfo") as f:
             for line in f:
                 fields = line.split()
                 if fields[4] == "/dev/shm":
-                    return fields[2], fields[fields.index("-") + 1]     # (device, fstype)
+                    return fields[2], fields[fields.index("-") + 1]  # (device, fstype)
         raise AssertionError("no /dev/shm mount")
+
     a, b, c = shm_mount(nsbox.pid("shm", "a")), shm_mount(nsbox.pid("shm", "b")), shm_mount(nsbox.pid("c"))
     assert a == b and a[1] == "tmpfs"
     assert c[1] == "tmpfs" and c[0] != a[0]
@@ -115,10 +128,12 @@ def test_dev_shm_is_one_tmpfs_per_pod(nsbox):
 
 def test_each_container_has_its_own_pid_namespace_and_proc(nsbox):
     nsbox("run", "solo", "--", "sleep", "300")
-    out = nsbox("exec", "solo", "--", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc | grep -c '^[0-9]'")
+    out = nsbox(
+        "exec", "solo", "--", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc | grep -c '^[0-9]'"
+    )
     cmdline, count = out.stdout.splitlines()
     assert cmdline.strip() == "sleep 300"
-    assert int(count) <= 4          # sleep, sh, and the ls and grep of this very command
+    assert int(count) <= 4  # sleep, sh, and the ls and grep of this very command
 
 
 def test_writes_go_to_a_private_copy_of_the_host_files(nsbox, tmp_path):
@@ -193,8 +208,9 @@ def test_sigterm_ignoring_process_is_killed_after_the_grace_period_and_not_befor
     pid = nsbox.pid("stubborn")
     t0 = time.monotonic()
     d = nsbox.popen("delete", "pod", "stubborn", "--grace-period", "4")
-    wait_for(lambda: "Terminating" in nsbox("get", "pods", "stubborn", check=False).stdout, timeout=3,
-             what="Terminating")
+    wait_for(
+        lambda: "Terminating" in nsbox("get", "pods", "stubborn", check=False).stdout, timeout=3, what="Terminating"
+    )
     # Well inside the grace period the process must still be there...
     while time.monotonic() - t0 < 2.0:
         assert alive(pid), "killed before the grace period ended"
@@ -240,12 +256,15 @@ def test_logs_are_cri_files_with_tail_timestamps_and_follow(nsbox):
     wait_for(lambda: nsbox.container_state("talker")["state"].get("terminated"), what="exit")
     log = nsbox.inspect("talker")["containers"][0]["logPath"]
     lines = open(log).read().splitlines()
-    assert [l.split(" ", 1)[1] for l in lines] == ["stdout F one", "stderr F two", "stdout F threefour"] or \
-        [l.split(" ", 1)[1] for l in lines] == ["stdout F one", "stderr F two", "stdout P three", "stdout F four"]
-    for l in lines:
-        assert l.split(" ")[0].endswith("Z") and "T" in l.split(" ")[0]
+    records = [line.split(" ", 1)[1] for line in lines]
+    assert records in (
+        ["stdout F one", "stderr F two", "stdout F threefour"],
+        ["stdout F one", "stderr F two", "stdout P three", "stdout F four"],
+    )
+    for line in lines:
+        assert line.split(" ")[0].endswith("Z") and "T" in line.split(" ")[0]
     p = nsbox("logs", "talker")
-    assert p.stdout == "one\ntwo\nthreefour\n" and p.stderr == ""   # both streams on stdout, as kubectl
+    assert p.stdout == "one\ntwo\nthreefour\n" and p.stderr == ""  # both streams on stdout, as kubectl
     assert nsbox("logs", "talker", "--tail", "1").stdout.strip() in ("four", "threefour")
     assert nsbox("logs", "talker", "--timestamps").stdout.split()[0].endswith("Z")
 
@@ -268,8 +287,8 @@ def test_container_cgroups_and_limits(nsbox):
     uid, pid = nsbox.uid("lim"), nsbox.pid("lim")
     with open(f"/proc/{pid}/cgroup") as f:
         lines = f.read().splitlines()
-    assert any(l.endswith(f"/nsbox/pod{uid}/lim") for l in lines), lines
-    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):          # pure v2
+    assert any(line.endswith(f"/nsbox/pod{uid}/lim") for line in lines), lines
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):  # pure v2
         base = f"/sys/fs/cgroup/nsbox/pod{uid}/lim"
         assert open(f"{base}/memory.max").read().strip() == str(64 << 20)
         assert open(f"{base}/cpu.max").read().split() == ["25000", "100000"]
@@ -296,12 +315,16 @@ def test_errors_are_one_line_and_create_nothing(nsbox):
     assert err("run", "dup", "--", "sleep", "1") == 'error: pod "dup" already exists'
     assert "not found" in err("exec", "dup", "-c", "ghost", "--", "true")
     assert "not found" in err("logs", "dup", "-c", "ghost")
-    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *NSBOX,
-                        "--root", nsbox.root, "get", "pods"], capture_output=True, text=True)
+    p = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *NSBOX, "--root", nsbox.root, "get", "pods"],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 1 and p.stderr.strip() == "error: nsbox must run as root"
 
 
 # ---------------------------------------------------------------- descriptors
+
 
 def joined(container_pid: int, argv: list[str]) -> int | None:
     """Host PID of a process running `argv` in the mount namespace of `container_pid`, read from /proc."""
@@ -322,12 +345,17 @@ def joined(container_pid: int, argv: list[str]) -> int | None:
 def test_main_and_exec_processes_hold_only_stdio_even_when_the_cli_inherited_more(nsbox, tmp_path):
     marker = str(tmp_path / "the-cli-only")
     extra = os.open(marker, os.O_RDWR | os.O_CREAT, 0o600)
-    os.set_inheritable(extra, True)          # no FD_CLOEXEC: every exec on the way keeps it
+    os.set_inheritable(extra, True)  # no FD_CLOEXEC: every exec on the way keeps it
     try:
         for name, flags in (("plain", []), ("with-init", ["--init"])):
-            p = subprocess.run([*NSBOX, "--root", nsbox.root, "run", name, *flags, "--", "sleep", "300"],
-                               pass_fds=(extra,), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                               timeout=120)
+            p = subprocess.run(
+                [*NSBOX, "--root", nsbox.root, "run", name, *flags, "--", "sleep", "300"],
+                pass_fds=(extra,),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert p.returncode == 0, p.stderr
         main = nsbox.pid("plain")
         assert sleeping_fds(main) == {0, 1, 2}
@@ -339,9 +367,9 @@ def test_main_and_exec_processes_hold_only_stdio_even_when_the_cli_inherited_mor
 
         cli = nsbox.popen("exec", "plain", "--", "sleep", "301", pass_fds=(extra,))
         try:
-            assert os.readlink(f"/proc/{cli.pid}/fd/{extra}") == marker      # the CLI has it ...
+            assert os.readlink(f"/proc/{cli.pid}/fd/{extra}") == marker  # the CLI has it ...
             exec_pid = wait_for(lambda: joined(main, ["sleep", "301"]), what="the exec'd sleep")
-            assert sleeping_fds(exec_pid) == {0, 1, 2}                       # ... what it started does not
+            assert sleeping_fds(exec_pid) == {0, 1, 2}  # ... what it started does not
             os.kill(exec_pid, signal.SIGKILL)
             assert cli.wait(timeout=30) == 137
         finally:

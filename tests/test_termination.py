@@ -29,8 +29,7 @@ def test_deletion_is_recorded_at_once_and_shown_as_terminating(nsbox):
     assert meta["deletionGracePeriodSeconds"] == 5
     assert meta["deletionTimestamp"].endswith("Z")
     assert "Terminating" in nsbox("get", "pods").stdout
-    wait_for(lambda: nsbox("get", "pods", "slow", check=False).returncode == 1, timeout=20,
-             what="the pod to disappear")
+    wait_for(lambda: nsbox("get", "pods", "slow", check=False).returncode == 1, timeout=20, what="the pod to disappear")
 
 
 def test_grace_period_zero_without_force_means_one_second(nsbox):
@@ -45,16 +44,27 @@ def test_grace_period_comes_from_the_pod_unless_given(nsbox):
     nsbox.pid("podgrace")
     nsbox("delete", "pod", "podgrace", "--wait=false")
     assert nsbox.pod("podgrace")["metadata"]["deletionGracePeriodSeconds"] == 7
-    nsbox("delete", "pod", "podgrace", "--grace-period", "1")      # a second delete may shorten it
+    nsbox("delete", "pod", "podgrace", "--grace-period", "1")  # a second delete may shorten it
 
 
 def test_prestop_hooks_run_in_parallel_before_sigterm(nsbox, tmp_path):
     out = str(tmp_path)
     nsbox("pod", "create", "hooks", "--volume", f"out={out}")
     for c in ("a", "b"):
-        nsbox("run", c, "--pod", "hooks", "--mount", "out:/out",
-              "--pre-stop", f"sleep 1; date +%s.%N > /out/{c}-hook",
-              "--", "sh", "-c", f"trap 'date +%s.%N > /out/{c}-term; exit 0' TERM; while :; do sleep 0.05; done")
+        nsbox(
+            "run",
+            c,
+            "--pod",
+            "hooks",
+            "--mount",
+            "out:/out",
+            "--pre-stop",
+            f"sleep 1; date +%s.%N > /out/{c}-hook",
+            "--",
+            "sh",
+            "-c",
+            f"trap 'date +%s.%N > /out/{c}-term; exit 0' TERM; while :; do sleep 0.05; done",
+        )
     nsbox.pid("hooks", "a"), nsbox.pid("hooks", "b")
     t0 = time.time()
     nsbox("delete", "pod", "hooks", "--grace-period", "10")
@@ -84,7 +94,11 @@ def test_prestop_that_uses_up_the_grace_period_gets_two_more_seconds(nsbox):
 def test_sigkill_reaches_every_process_of_the_container(nsbox):
     # With the host's PID namespace, the main process's death does not take its children
     # with it: only the cgroup kill can find them.
-    nsbox("apply", "-f", "-", input="""
+    nsbox(
+        "apply",
+        "-f",
+        "-",
+        input="""
 apiVersion: v1
 kind: Pod
 metadata: {name: forky}
@@ -94,7 +108,8 @@ spec:
   containers:
   - name: main
     command: ["sh", "-c", "trap '' TERM; (trap '' TERM; exec setsid sleep 1000) & exec sleep 1000"]
-""")
+""",
+    )
     uid = nsbox.uid("forky")
     cg = [d for d in cgroup_dirs(uid)][0]
     pids = wait_for(lambda: len(cgroup_pids(cg)) >= 2 and cgroup_pids(cg), what="two processes in the cgroup")
@@ -149,7 +164,7 @@ def test_killed_watcher_mid_grace_is_replaced_and_restarts_the_full_grace_period
     os.kill(watcher, signal.SIGKILL)
     wait_for(lambda: not alive(watcher), what="the watcher to die")
     t_restart = time.monotonic()
-    nsbox("get", "pods")                       # any command notices and starts a new watcher
+    nsbox("get", "pods")  # any command notices and starts a new watcher
     while time.monotonic() - t_restart < 3.0:
         assert alive(pid), "killed before a full grace period after the restart"
         time.sleep(0.1)
@@ -163,6 +178,7 @@ def test_reading_a_pod_whose_watcher_died_mid_termination_changes_nothing_until_
     from nsbox.model import PodSpec
     from nsbox.pods import Runtime
     from nsbox.state import write_json
+
     launched = []
     monkeypatch.setattr(watcher, "launch", lambda root, uid, **kw: launched.append((uid, kw)) or {})
     rt = Runtime(str(tmp_path))
@@ -185,8 +201,13 @@ def test_a_waiting_delete_whose_watcher_dies_carries_on_until_the_pod_is_gone(ns
     nsbox("run", "stubborn", "--", "sh", "-c", IGNORE_TERM)
     pid = nsbox.pid("stubborn")
     watcher = nsbox.inspect("stubborn")["watcher"]["pid"]
-    delete = subprocess.Popen(NSBOX + ["--root", nsbox.root, "delete", "pod", "stubborn", "--grace-period", "3"],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    delete = subprocess.Popen(
+        NSBOX + ["--root", nsbox.root, "delete", "pod", "stubborn", "--grace-period", "3"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: "Terminating" in nsbox("get", "pods", "stubborn").stdout, what="Terminating")
         os.kill(watcher, signal.SIGKILL)
@@ -221,7 +242,7 @@ def test_gc_reclaims_a_pod_whose_state_was_lost(nsbox):
     nsbox("run", "amnesia", "--", "sleep", "300")
     uid, pid = nsbox.uid("amnesia"), nsbox.pid("amnesia")
     watcher = nsbox.inspect("amnesia")["watcher"]["pid"]
-    for sub in ("pods", "names", "logs"):                 # a reboot-like loss of the root's state
+    for sub in ("pods", "names", "logs"):  # a reboot-like loss of the root's state
         shutil.rmtree(os.path.join(nsbox.root, sub))
     nsbox("gc")
     wait_for(lambda: not alive(pid), timeout=10, what="the container to be killed")
@@ -246,12 +267,12 @@ def test_parallel_runs_and_deletes_on_the_same_pod(nsbox):
     with ThreadPoolExecutor(5) as pool:
         runs = list(pool.map(lambda _: nsbox("run", "same", "--", "sh", "-c", EXIT_ON_TERM, check=False), range(5)))
     assert sorted(r.returncode for r in runs) == [0, 1, 1, 1, 1]
-    assert all('already exists' in r.stderr for r in runs if r.returncode)
+    assert all("already exists" in r.stderr for r in runs if r.returncode)
     with ThreadPoolExecutor(5) as pool:
         deletes = list(pool.map(lambda _: nsbox("delete", "pod", "same", check=False), range(5)))
     assert sorted(d.returncode for d in deletes)[0] == 0
     for d in deletes:
-        assert d.returncode == 0 or 'not found' in d.stderr, d.stderr
+        assert d.returncode == 0 or "not found" in d.stderr, d.stderr
     assert leftovers(nsbox.root) == []
 
 

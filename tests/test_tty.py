@@ -13,8 +13,9 @@ from conftest import NSBOX
 def drive(nsbox, args: list[str], typed: bytes, timeout: float = 30) -> tuple[int, bytes]:
     """Run the CLI on a pty, type `typed`, collect the screen until it exits."""
     master, slave = os.openpty()
-    p = subprocess.Popen(NSBOX + ["--root", nsbox.root, *args], stdin=slave, stdout=slave, stderr=slave,
-                         start_new_session=True)
+    p = subprocess.Popen(
+        NSBOX + ["--root", nsbox.root, *args], stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+    )
     os.close(slave)
     screen = b""
     sent = False
@@ -44,11 +45,12 @@ def drive(nsbox, args: list[str], typed: bytes, timeout: float = 30) -> tuple[in
 
 
 def test_run_it_gives_an_interactive_shell_with_a_terminal(nsbox):
-    code, screen = drive(nsbox, ["run", "shell", "-it", "--rm", "--", "sh", "-i"],
-                         b"tty; echo typed-$((6*7)); exit 9\n")
+    code, screen = drive(
+        nsbox, ["run", "shell", "-it", "--rm", "--", "sh", "-i"], b"tty; echo typed-$((6*7)); exit 9\n"
+    )
     assert code == 9, screen
     assert b"typed-42" in screen
-    assert b"/dev/console" in screen        # isatty, and a name the container can resolve
+    assert b"/dev/console" in screen  # isatty, and a name the container can resolve
     assert nsbox("get", "pods", "shell", check=False).returncode == 1
 
 

@@ -11,18 +11,45 @@ from nsbox.watcher.podstate import ContainerState, PodState
 
 def a_pod_state() -> PodState:
     """Every field away from its default."""
-    return PodState(phase="Failed", reason="DeadlineExceeded", message="too long",
-                    start_time="2026-12-05T17:00:00Z", pod_ip="10.88.0.7", pause_pid=4242, pause_start=987654,
-                    events=[{"time": "2026-12-05T17:00:01Z", "type": "Normal", "reason": "Started",
-                             "message": "Started container web", "object": "web"}],
-                    exit_codes={"job": 3}, etc_files={"hosts": "/run/x/hosts"},
-                    mount_errors={"cfg": 'configmap "cfg" not found'}, pid_ns_fd=7, host_netns_fd=8)
+    return PodState(
+        phase="Failed",
+        reason="DeadlineExceeded",
+        message="too long",
+        start_time="2026-12-05T17:00:00Z",
+        pod_ip="10.88.0.7",
+        pause_pid=4242,
+        pause_start=987654,
+        events=[
+            {
+                "time": "2026-12-05T17:00:01Z",
+                "type": "Normal",
+                "reason": "Started",
+                "message": "Started container web",
+                "object": "web",
+            }
+        ],
+        exit_codes={"job": 3},
+        etc_files={"hosts": "/run/x/hosts"},
+        mount_errors={"cfg": 'configmap "cfg" not found'},
+        pid_ns_fd=7,
+        host_netns_fd=8,
+    )
 
 
 def a_container_state() -> ContainerState:
-    return ContainerState(pid=4300, proc_start=123456, child=True, pidfd=9, restart_count=2, backoff_index=1,
-                          started_mono=12345.5, state={"running": {"startedAt": "2026-12-05T17:00:02Z"}},
-                          last_state={"terminated": {"exitCode": 1, "reason": "Error"}}, log_fd=10, oom_before=1)
+    return ContainerState(
+        pid=4300,
+        proc_start=123456,
+        child=True,
+        pidfd=9,
+        restart_count=2,
+        backoff_index=1,
+        started_mono=12345.5,
+        state={"running": {"startedAt": "2026-12-05T17:00:02Z"}},
+        last_state={"terminated": {"exitCode": 1, "reason": "Error"}},
+        log_fd=10,
+        oom_before=1,
+    )
 
 
 def test_every_field_is_set_away_from_its_default_in_these_tests():
@@ -44,13 +71,34 @@ def test_a_container_state_survives_hibernation_through_json():
 def test_the_handoff_keeps_the_keys_of_earlier_versions():
     # A watcher that hibernated before an upgrade is woken by the new code.
     assert set(a_pod_state().to_dict()) == {
-        "phase", "reason", "message", "startTime", "podIP", "pause", "events", "exitCodes", "etcFiles",
-        "mountErrors", "pidNsFd", "hostNetnsFd"}
+        "phase",
+        "reason",
+        "message",
+        "startTime",
+        "podIP",
+        "pause",
+        "events",
+        "exitCodes",
+        "etcFiles",
+        "mountErrors",
+        "pidNsFd",
+        "hostNetnsFd",
+    }
     assert set(a_container_state().to_dict()) == {
-        "pid", "procStart", "child", "pidfd", "restartCount", "backoffIndex", "startedMono", "state",
-        "lastState", "logFd", "oomBefore"}
+        "pid",
+        "procStart",
+        "child",
+        "pidfd",
+        "restartCount",
+        "backoffIndex",
+        "startedMono",
+        "state",
+        "lastState",
+        "logFd",
+        "oomBefore",
+    }
     old = a_pod_state().to_dict()
-    del old["mountErrors"]                 # added later than the rest
+    del old["mountErrors"]  # added later than the rest
     assert PodState.from_dict(old).mount_errors == {}
 
 
@@ -58,8 +106,13 @@ def test_an_adopting_watcher_takes_over_what_status_json_holds():
     state = a_pod_state()
     status = json.loads(json.dumps(state.to_status({"pid": 1, "procStart": 2}, [])))
     back = PodState.from_status(status)
-    assert (back.phase, back.reason, back.message, back.start_time, back.pod_ip) == \
-           (state.phase, state.reason, state.message, state.start_time, state.pod_ip)
+    assert (back.phase, back.reason, back.message, back.start_time, back.pod_ip) == (
+        state.phase,
+        state.reason,
+        state.message,
+        state.start_time,
+        state.pod_ip,
+    )
     assert (back.pause_pid, back.pause_start, back.events) == (state.pause_pid, state.pause_start, state.events)
 
 
@@ -73,7 +126,17 @@ def test_status_json_keeps_only_a_final_failure_for_an_adopting_watcher():
 
 def test_a_container_takes_over_its_counts_and_states_from_status_json():
     c = ContainerState()
-    c.load_status({"name": "web", "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                   "lastState": {"terminated": {"exitCode": 2}}, "pid": 0})
+    c.load_status(
+        {
+            "name": "web",
+            "restartCount": 4,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 2}},
+            "pid": 0,
+        }
+    )
     assert (c.restart_count, c.state, c.last_state) == (
-        4, {"waiting": {"reason": "CrashLoopBackOff"}}, {"terminated": {"exitCode": 2}})
+        4,
+        {"waiting": {"reason": "CrashLoopBackOff"}},
+        {"terminated": {"exitCode": 2}},
+    )

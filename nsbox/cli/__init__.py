@@ -18,47 +18,76 @@ import sys
 from nsbox.errors import NsboxError
 from nsbox.state import DEFAULT_ROOT
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from typing import Any, Callable, NoReturn
+    from collections.abc import Callable
+    from typing import Any, NoReturn
 
 # Each command word and the module of nsbox.cli that declares it, in the order `nsbox --help` lists them.
 MODULES = {
-    "apply": "create", "pod": "create", "run": "create", "create": "create",
-    "get": "pods", "inspect": "pods", "describe": "pods", "logs": "pods", "exec": "pods",
-    "delete": "delete", "wait": "pods", "top": "pods",
-    "doctor": "system", "gc": "system", "demo": "system", "version": "system",
+    "apply": "create",
+    "pod": "create",
+    "run": "create",
+    "create": "create",
+    "get": "pods",
+    "inspect": "pods",
+    "describe": "pods",
+    "logs": "pods",
+    "exec": "pods",
+    "delete": "delete",
+    "wait": "pods",
+    "top": "pods",
+    "doctor": "system",
+    "gc": "system",
+    "demo": "system",
+    "version": "system",
 }
 
 
 # What `get`, `describe`, `top` and `delete` accept as a kind.
 POD_KINDS = ["pods", "pod", "po"]
-CONFIG_KINDS = {"configmaps": "ConfigMap", "configmap": "ConfigMap", "cm": "ConfigMap",
-                "secrets": "Secret", "secret": "Secret"}
+CONFIG_KINDS = {
+    "configmaps": "ConfigMap",
+    "configmap": "ConfigMap",
+    "cm": "ConfigMap",
+    "secrets": "Secret",
+    "secret": "Secret",
+}
 
 
 class Command:
     """One command word: its help line, its options and its handler."""
 
-    def __init__(self, name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] | None,
-                 run: Callable[[argparse.Namespace], int]):
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        arguments: Callable[[argparse.ArgumentParser], None] | None,
+        run: Callable[[argparse.Namespace], int],
+    ):
         self.name, self.help, self.arguments, self.run = name, help, arguments, run
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None,
-            ) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+def command(
+    name: str,
+    help: str,
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
     """Register the decorated function as the handler of `name`, whose options `arguments` declares."""
+
     def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
         COMMANDS[name] = Command(name, help, arguments, fn)
         return fn
+
     return register
 
 
 def runtime(args: argparse.Namespace) -> Any:
     from nsbox.pods import Runtime
+
     return Runtime(args.root)
 
 
@@ -74,13 +103,16 @@ def print_object(doc: dict[str, Any], output: str, *, sort_keys: bool = True) ->
     """One object (or a List) as JSON or YAML."""
     if output == "json":
         import json
+
         print(json.dumps(doc, indent=4, sort_keys=sort_keys))
     else:
         import yaml
+
         sys.stdout.write(yaml.safe_dump(doc, sort_keys=sort_keys, default_flow_style=False))
 
 
 # ---------------------------------------------------------------- the parser
+
 
 def _command_word(argv: list[str]) -> str | None:
     """The command `argv` runs ("get", "pod", ...), or None when it names none or asks for help."""
@@ -123,8 +155,9 @@ def common() -> argparse.ArgumentParser:
     """The global options, which every command and sub-command accepts too."""
     if not _common:
         p = _Parser(add_help=False)
-        p.add_argument("--root", default=argparse.SUPPRESS,
-                       help=f"state directory (default $NSBOX_ROOT or {DEFAULT_ROOT})")
+        p.add_argument(
+            "--root", default=argparse.SUPPRESS, help=f"state directory (default $NSBOX_ROOT or {DEFAULT_ROOT})"
+        )
         p.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="Kubernetes namespace (default: default)")
         _common.append(p)
     return _common[0]
@@ -140,7 +173,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with `only` (a command word), that command's part of it."""
     words = [only] if only in MODULES else list(MODULES)
     for word in words:
-        __import__(f"nsbox.cli.{MODULES[word]}")     # registers its commands (importlib costs a module more)
+        __import__(f"nsbox.cli.{MODULES[word]}")  # registers its commands (importlib costs a module more)
     p = _Parser(prog="nsbox", parents=[common()], description="Kubernetes-style pods on one Linux machine.")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.required = True
@@ -157,7 +190,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     command: list[str] | None = None
     if "--" in argv:
         cut = argv.index("--")
-        argv, command = argv[:cut], argv[cut + 1:]
+        argv, command = argv[:cut], argv[cut + 1 :]
     parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
     if command is not None:
@@ -173,6 +206,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------- running one command
+
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """The console entry point: run one command and leave without the interpreter's clean-up.
@@ -198,9 +232,9 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:
-        code = 0                        # the reader went away: `nsbox get pods | head -1`
+        code = 0  # the reader went away: `nsbox get pods | head -1`
     except OSError as e:
-        print_error(str(e))             # a full disk under stdout, say
+        print_error(str(e))  # a full disk under stdout, say
         code = 1
     return _flush(code)
 

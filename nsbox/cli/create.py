@@ -13,13 +13,14 @@ from nsbox.cli import command, print_error, print_object, print_warning, runtime
 from nsbox.errors import NsboxError
 from nsbox.model import ContainerSpec, EnvVar, PodSpec, Resources, SecurityContext, Volume, VolumeMount
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     import argparse
     from typing import Any
 
 
 # ---------------------------------------------------------------- apply
+
 
 def apply_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--filename", required=True, help="YAML or JSON file, or - for stdin")
@@ -28,12 +29,13 @@ def apply_arguments(p: argparse.ArgumentParser) -> None:
 @command("apply", "create the Pods of a manifest", apply_arguments)
 def cmd_apply(args: argparse.Namespace) -> int:
     from nsbox import apply, manifest
+
     docs = manifest.load_documents(args.filename)
     configs: list[dict[str, Any]] = []
     try:
-        pods, warnings = manifest.pods_from_documents(docs, namespace=args.namespace,
-                                                      namespace_explicit=args.namespace_given,
-                                                      configs=configs)
+        pods, warnings = manifest.pods_from_documents(
+            docs, namespace=args.namespace, namespace_explicit=args.namespace_given, configs=configs
+        )
     except NsboxError as e:
         for w in getattr(e, "warnings", []):
             print_warning(w)
@@ -55,6 +57,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- pod create
+
 
 def pod_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", "-l", action="append", metavar="K=V")
@@ -79,6 +82,7 @@ def pod_arguments(p: argparse.ArgumentParser) -> None:
 @command("pod", "pod commands (create)", pod_arguments)
 def cmd_pod_create(args: argparse.Namespace) -> int:
     from nsbox import kube
+
     pod = pod_from_flags(args, args.name, "Always")
     for k, v, parse in (("cpu", args.cpu, kube.parse_cpu), ("memory", args.memory, kube.parse_memory)):
         if v:
@@ -111,6 +115,7 @@ def _int_arg(value: str, what: str) -> int:
 
 def pod_from_flags(args: argparse.Namespace, name: str, restart_default: str) -> PodSpec:
     from nsbox import kube
+
     problem = kube.validate_pod_name(name)
     if problem:
         raise NsboxError(f'invalid pod name "{name}": {problem}')
@@ -142,6 +147,7 @@ def pod_from_flags(args: argparse.Namespace, name: str, restart_default: str) ->
 
 
 # ---------------------------------------------------------------- run
+
 
 def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--privileged", action="store_true")
@@ -176,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     master = -1
     if args.tty:
         from nsbox import tty
+
         master, slave = tty.open_pty()
         stdio = (slave, slave, slave)
     try:
@@ -210,13 +217,14 @@ def _run(args: argparse.Namespace, rt: Any, stdio: tuple[int, int, int] | None, 
         print(f"pod/{pod_name} created" if not args.pod else f"container/{args.name} started in pod/{pod_name}")
         return 0
     if master >= 0 and stdio is not None:
-        _close_quietly(stdio[0])         # the container has the terminal's slave side now
+        _close_quietly(stdio[0])  # the container has the terminal's slave side now
         return attach_terminal(rt, view, args.name, master)
     return attach(rt, view, args.name)
 
 
 def container_from_flags(args: argparse.Namespace, name: str, command: list[str]) -> ContainerSpec:
     from nsbox import kube
+
     problem = kube.validate_dns1123_label(name)
     if problem:
         raise NsboxError(f'invalid container name "{name}": {problem}')
@@ -241,7 +249,7 @@ def container_from_flags(args: argparse.Namespace, name: str, command: list[str]
             res.memory_bytes = kube.parse_memory(args.memory)
     except ValueError as e:
         raise NsboxError(str(e)) from None
-    res.cpu_request_millis, res.memory_request_bytes = kube.container_requests(res)   # requests = limits, as defaulted
+    res.cpu_request_millis, res.memory_request_bytes = kube.container_requests(res)  # requests = limits, as defaulted
     mounts = []
     for m in args.mount or []:
         parts = m.split(":")
@@ -250,15 +258,23 @@ def container_from_flags(args: argparse.Namespace, name: str, command: list[str]
         mounts.append(VolumeMount(name=parts[0], mount_path=parts[1], read_only=len(parts) == 3))
     env = [EnvVar(name=k, value=v) for k, v in _kv_list(args.env, "environment variable").items()]
     return ContainerSpec(
-        name=name, command=command, env=env, working_dir=args.workdir or "",
-        volume_mounts=mounts, security=sc, resources=res,
+        name=name,
+        command=command,
+        env=env,
+        working_dir=args.workdir or "",
+        volume_mounts=mounts,
+        security=sc,
+        resources=res,
         pre_stop=["/bin/sh", "-c", args.pre_stop] if args.pre_stop else [],
-        init=args.init, stdin=args.interactive, tty=args.tty,
+        init=args.init,
+        stdin=args.interactive,
+        tty=args.tty,
     )
 
 
 def _waiter(rt: Any, view: Any, container: str) -> tuple[Any, dict[str, Any]]:
     import threading
+
     result: dict[str, Any] = {}
     t = threading.Thread(target=lambda: result.setdefault("code", rt.wait_exit(view, container)), daemon=True)
     t.start()
@@ -268,6 +284,7 @@ def _waiter(rt: Any, view: Any, container: str) -> tuple[Any, dict[str, Any]]:
 def attach_terminal(rt: Any, view: Any, container: str, master: int) -> int:
     """`run -t`: relay the container's terminal until it ends; its exit code becomes ours."""
     from nsbox import tty
+
     waiter, result = _waiter(rt, view, container)
     tty.relay(master, finished=lambda: not waiter.is_alive())
     waiter.join()
@@ -278,10 +295,11 @@ def attach_terminal(rt: Any, view: Any, container: str, master: int) -> int:
 def attach(rt: Any, view: Any, container: str) -> int:
     """Stream a container's log until it ends for good; its exit code becomes ours."""
     from nsbox import logs
+
     st = view.container_status(container) or {}
     path = view.paths.log_file(view.spec.namespace, view.spec.name, container, st.get("restartCount", 0))
     follower = logs.Follower(path, file=view.logs.get(container))
-    records = follower.poll()            # open it now: with --rm it is removed when the pod ends
+    records = follower.poll()  # open it now: with --rm it is removed when the pod ends
     waiter, result = _waiter(rt, view, container)
     while True:
         finished = not waiter.is_alive()
@@ -304,14 +322,22 @@ def _write_records(items: Any) -> None:
 
 # ---------------------------------------------------------------- create configmap|secret generic
 
+
 def config_source_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("name")
     p.add_argument("--from-literal", action="append", metavar="KEY=VALUE")
-    p.add_argument("--from-file", action="append", metavar="[KEY=]PATH", help="a file, or each regular file of a directory")
+    p.add_argument(
+        "--from-file", action="append", metavar="[KEY=]PATH", help="a file, or each regular file of a directory"
+    )
     p.add_argument("--from-env-file", action="append", metavar="PATH", help="KEY=VALUE lines")
     p.add_argument("-o", "--output", help="json, yaml or name: print the object")
-    p.add_argument("--dry-run", nargs="?", const="client", choices=["none", "client", "server"],
-                   help="client: show the object, store nothing")
+    p.add_argument(
+        "--dry-run",
+        nargs="?",
+        const="client",
+        choices=["none", "client", "server"],
+        help="client: show the object, store nothing",
+    )
 
 
 def create_arguments(p: argparse.ArgumentParser) -> None:
@@ -330,12 +356,19 @@ def create_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_create(args: argparse.Namespace) -> int:
     """`create configmap NAME` / `create secret generic NAME`: an object from kubectl's sources."""
     from nsbox import objects, sources
+
     kind = "Secret" if args.create_kind == "secret" else "ConfigMap"
     if args.output not in (None, "json", "yaml", "name"):
         raise NsboxError(f'unknown output format "{args.output}": use json, yaml or name')
-    obj = sources.build(kind, args.name, args.namespace, files=args.from_file or [],
-                               literals=args.from_literal or [], env_files=args.from_env_file or [],
-                               secret_type=getattr(args, "type", None) or "")
+    obj = sources.build(
+        kind,
+        args.name,
+        args.namespace,
+        files=args.from_file or [],
+        literals=args.from_literal or [],
+        env_files=args.from_env_file or [],
+        secret_type=getattr(args, "type", None) or "",
+    )
     rt = runtime(args)
     if args.dry_run == "server":
         objects.check_absent(rt.root.path, kind, args.namespace, args.name)

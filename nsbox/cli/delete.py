@@ -9,11 +9,11 @@ import sys
 from nsbox.cli import CONFIG_KINDS, POD_KINDS, command, print_error, runtime
 from nsbox.errors import NsboxError
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from nsbox.pods import PendingDelete
 
-DELETE_WINDOW = 64             # pods one `delete` ends at the same time (a socket each)
+DELETE_WINDOW = 64  # pods one `delete` ends at the same time (a socket each)
 
 
 def _bool(text: str) -> bool:
@@ -37,12 +37,14 @@ def delete_arguments(p: argparse.ArgumentParser) -> None:
 @command("delete", "delete pods gracefully (or configmaps, secrets)", delete_arguments)
 def cmd_delete(args: argparse.Namespace) -> int:
     from nsbox.cli import objects
+
     rt = runtime(args)
     targets: list[tuple[str, str]] = []
     if args.kind in CONFIG_KINDS:
         kind = CONFIG_KINDS[args.kind]
         if args.all:
             from nsbox import objects as stored
+
             names = [n for _, n in stored.names(rt.root.path, kind, args.namespace)]
         elif not args.names:
             raise NsboxError("resource(s) were provided, but no name was specified")
@@ -52,9 +54,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
     config_status = 0
     if args.filename:
         from nsbox import manifest
+
         configs: list[tuple[str, str, str]] = []
-        targets = manifest.pod_names_from_documents(manifest.load_documents(args.filename), args.namespace,
-                                                    configs=configs)
+        targets = manifest.pod_names_from_documents(
+            manifest.load_documents(args.filename), args.namespace, configs=configs
+        )
         config_status = objects.delete(rt, configs)
         if configs and not targets:
             return config_status
@@ -65,9 +69,12 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if not targets and not args.all:
         raise NsboxError("resource(s) were provided, but no name was specified")
     if args.force:
-        print("warning: Immediate deletion does not wait for confirmation that the running "
-              "resource has been terminated. The resource may continue to run on the cluster "
-              "indefinitely.", file=sys.stderr)
+        print(
+            "warning: Immediate deletion does not wait for confirmation that the running "
+            "resource has been terminated. The resource may continue to run on the cluster "
+            "indefinitely.",
+            file=sys.stderr,
+        )
     # As kubectl does: every pod is asked first, then waited for, so that their grace
     # periods run at the same time (a window keeps the open sockets few).
     status = 0

@@ -11,7 +11,7 @@ import sys
 from nsbox.cli import print_error, print_object
 from nsbox.errors import NsboxError
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     import argparse
 
@@ -21,8 +21,15 @@ if TYPE_CHECKING:
 def get(args: argparse.Namespace, kind: str) -> int:
     """`get configmaps|secrets [NAME...]`."""
     from nsbox import objects
-    found, missing = objects.find(os.path.abspath(args.root), kind, args.namespace, args.names,
-                                  all_namespaces=args.all_namespaces, selector=args.selector)
+
+    found, missing = objects.find(
+        os.path.abspath(args.root),
+        kind,
+        args.namespace,
+        args.names,
+        all_namespaces=args.all_namespaces,
+        selector=args.selector,
+    )
     for name in missing:
         print_error(f'{objects.KINDS[kind]} "{name}" not found')
     out = args.output or ""
@@ -31,8 +38,7 @@ def get(args: argparse.Namespace, kind: str) -> int:
             if found:
                 print_object(found[0], out)
         else:
-            print_object({"apiVersion": "v1", "kind": "List", "items": found,
-                          "metadata": {"resourceVersion": ""}}, out)
+            print_object({"apiVersion": "v1", "kind": "List", "items": found, "metadata": {"resourceVersion": ""}}, out)
     elif out == "name":
         for obj in found:
             print(objects.ref(obj))
@@ -50,6 +56,7 @@ def get(args: argparse.Namespace, kind: str) -> int:
 def delete(rt: Runtime, targets: list[tuple[str, str, str]]) -> int:
     """Delete ConfigMaps and Secrets by (kind, namespace, name): `configmap "NAME" deleted`."""
     from nsbox import apply, objects
+
     code = 0
     for kind, ns, name in targets:
         if apply.delete_config(rt, kind, ns, name):

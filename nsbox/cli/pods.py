@@ -14,12 +14,13 @@ import time
 from nsbox.cli import CONFIG_KINDS, POD_KINDS, command, print_error, print_object, runtime
 from nsbox.errors import NsboxError
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     import argparse
     from typing import Any
 
     from nsbox.pods import PodView, Runtime
+
 
 def looked_at(rt: Runtime, namespace: str, name: str) -> PodView:
     """The pod `name`, repaired (NotFound if there is none)."""
@@ -38,8 +39,10 @@ def get_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_get(args: argparse.Namespace) -> int:
     if args.kind in CONFIG_KINDS:
         from nsbox.cli import objects
+
         return objects.get(args, CONFIG_KINDS[args.kind])
     from nsbox import status
+
     rt = runtime(args)
     names = args.names
     if names:
@@ -51,8 +54,11 @@ def cmd_get(args: argparse.Namespace) -> int:
     out = args.output or ""
     if out in ("json", "yaml"):
         objs = [status.pod_object(v) for v in views]
-        doc = objs[0] if len(names) == 1 else {"apiVersion": "v1", "kind": "List", "items": objs,
-                                               "metadata": {"resourceVersion": ""}}
+        doc = (
+            objs[0]
+            if len(names) == 1
+            else {"apiVersion": "v1", "kind": "List", "items": objs, "metadata": {"resourceVersion": ""}}
+        )
         print_object(doc, out, sort_keys=False)
     elif out == "name":
         for v in views:
@@ -78,6 +84,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
     from nsbox import cgroups, status
+
     v = looked_at(runtime(args), args.namespace, args.pod)
     if args.container and v.spec.container(args.container) is None:
         raise NsboxError(f'container "{args.container}" not found in pod "{args.pod}"')
@@ -93,6 +100,7 @@ def describe_arguments(p: argparse.ArgumentParser) -> None:
 @command("describe", "show everything about a pod", describe_arguments)
 def cmd_describe(args: argparse.Namespace) -> int:
     from nsbox import cgroups, status
+
     rt = runtime(args)
     for i, name in enumerate(args.names):
         if i:
@@ -116,6 +124,7 @@ def logs_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_logs(args: argparse.Namespace) -> int:
     from nsbox import logs
     from nsbox.pods import pick_container
+
     since_ns = _logs_since(args)
     if args.tail is not None and args.tail < -1:
         raise NsboxError("--tail must be greater than or equal to -1")
@@ -129,7 +138,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             raise NsboxError(f'previous terminated container "{c.name}" in pod "{args.pod}" not found')
         rc -= 1
     path = v.paths.log_file(v.spec.namespace, v.spec.name, c.name, rc)
-    records = logs.read_records(path, None if args.tail == -1 else args.tail)   # -1: all, as kubectl
+    records = logs.read_records(path, None if args.tail == -1 else args.tail)  # -1: all, as kubectl
     if since_ns is not None:
         records = logs.since(records, since_ns)
     _write_log(logs.render(iter(records), args.timestamps))
@@ -153,25 +162,27 @@ def _logs_since(args: argparse.Namespace) -> int | None:
     """--since / --since-time as kubectl checks them: the time (ns since the epoch) from
     which records are shown, or None for all of them."""
     from nsbox import logs
+
     if args.since is not None and args.since_time is not None:
         raise NsboxError("at most one of `sinceTime` or `sinceSeconds` may be specified")
     if args.since_time is not None:
         t = logs.stamp_ns(args.since_time)
         if t is None:
-            raise NsboxError(f'invalid argument "{args.since_time}" for "--since-time" flag: '
-                             "must be an RFC3339 time, e.g. 2006-01-02T15:04:05Z")
+            raise NsboxError(
+                f'invalid argument "{args.since_time}" for "--since-time" flag: '
+                "must be an RFC3339 time, e.g. 2006-01-02T15:04:05Z"
+            )
         return t
     if args.since is None:
         return None
     ns = logs.parse_go_duration(args.since)
     if ns is None:
-        raise NsboxError(f'invalid argument "{args.since}" for "--since" flag: '
-                         f'time: invalid duration "{args.since}"')
-    seconds = (ns + 500_000_000) // 1_000_000_000      # kubectl rounds it to whole seconds
+        raise NsboxError(f'invalid argument "{args.since}" for "--since" flag: time: invalid duration "{args.since}"')
+    seconds = (ns + 500_000_000) // 1_000_000_000  # kubectl rounds it to whole seconds
     if seconds < 0:
         raise NsboxError("--since must be greater than 0")
     if seconds == 0:
-        return None                                    # kubectl sends no sinceSeconds for 0
+        return None  # kubectl sends no sinceSeconds for 0
     return time.time_ns() - seconds * 1_000_000_000
 
 
@@ -196,8 +207,9 @@ def exec_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_exec(args: argparse.Namespace) -> int:
     if not args.command:
         raise NsboxError("a command is required: nsbox exec POD [-c CONTAINER] -- COMMAND [ARG...]")
-    return runtime(args).exec(args.namespace, args.pod, args.container, args.command,
-                              stdin=args.interactive, tty=args.tty)
+    return runtime(args).exec(
+        args.namespace, args.pod, args.container, args.command, stdin=args.interactive, tty=args.tty
+    )
 
 
 def wait_arguments(p: argparse.ArgumentParser) -> None:
@@ -210,6 +222,7 @@ def wait_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_wait(args: argparse.Namespace) -> int:
     from nsbox import status
     from nsbox.errors import NotFound
+
     rt = runtime(args)
     target = args.target.split("/", 1)[-1]
     deadline = time.monotonic() + parse_duration(args.timeout)
@@ -252,19 +265,25 @@ def top_arguments(p: argparse.ArgumentParser) -> None:
 @command("top", "CPU and memory per pod", top_arguments)
 def cmd_top(args: argparse.Namespace) -> int:
     from nsbox import cgroups, kube
+
     cg = cgroups.detect()
     rt = runtime(args)
-    views = [looked_at(rt, args.namespace, args.name)] if args.name \
-        else [rt.repair(v) for v in rt.pods(args.namespace)]
-    rows = [["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"] if args.containers else ["NAME", "CPU(cores)", "MEMORY(bytes)"]]
+    views = [looked_at(rt, args.namespace, args.name)] if args.name else [rt.repair(v) for v in rt.pods(args.namespace)]
+    rows = [
+        ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"] if args.containers else ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    ]
     for v in views:
-        targets = [(c.name, cg.container_path(v.spec.uid, c.name)) for c in v.spec.containers] \
-            if args.containers else [("", cg.pod_path(v.spec.uid))]
+        targets = (
+            [(c.name, cg.container_path(v.spec.uid, c.name)) for c in v.spec.containers]
+            if args.containers
+            else [("", cg.pod_path(v.spec.uid))]
+        )
         for cname, rel in targets:
             cpu, memory = cg.usage(rel)
             row = [v.spec.name, cname] if args.containers else [v.spec.name]
-            rows.append(row + ["-" if cpu is None else f"{cpu}m",
-                               "-" if memory is None else kube.format_quantity_bytes(memory)])
+            rows.append(
+                row + ["-" if cpu is None else f"{cpu}m", "-" if memory is None else kube.format_quantity_bytes(memory)]
+            )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

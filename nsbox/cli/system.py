@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nsbox.cli import command, runtime
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     import argparse
 
@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 @command("doctor", "check that this machine can run nsbox")
 def cmd_doctor(args: argparse.Namespace) -> int:
     from nsbox import doctor
+
     return doctor.run(args.root)
 
 
@@ -33,6 +34,7 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
 @command("demo", "show what a pod is, with real tools", demo_arguments)
 def cmd_demo(args: argparse.Namespace) -> int:
     from nsbox import demo
+
     return demo.run(args.which)
 
 
@@ -41,6 +43,7 @@ def cmd_version(args: argparse.Namespace) -> int:
     import platform
 
     from nsbox import __version__
+
     print(f"nsbox {__version__}")
     print(f"python {platform.python_version()}")
     print(f"kernel {platform.release()}")

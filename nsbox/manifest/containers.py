@@ -33,8 +33,10 @@ class ContainerReader(Reader):
                 container.image = os.path.abspath(image)
             else:
                 container.image = image
-                self.warn(f"{where}.image: ignored ({show(image)} is not a local directory: "
-                          "nsbox runs no images, and the container sees the host's files)")
+                self.warn(
+                    f"{where}.image: ignored ({show(image)} is not a local directory: "
+                    "nsbox runs no images, and the container sees the host's files)"
+                )
 
         working_dir = self.get(item, "workingDir", where, "string")
         if working_dir:
@@ -70,12 +72,16 @@ class ContainerReader(Reader):
                 self.unsupported(f"{port_where}.protocol", protocol, PROTOCOLS)
             host_port = self.get(port, "hostPort", port_where, "integer")
             if not host_port and network == "host":
-                host_port = number      # API server defaulting: on the host's network, hostPort = containerPort
+                host_port = number  # API server defaulting: on the host's network, hostPort = containerPort
             if isinstance(number, int):
-                out.append(ContainerPort(
-                    container_port=number, name=port_name if isinstance(port_name, str) else "",
-                    protocol=protocol if protocol in PROTOCOLS else "TCP",
-                    host_port=host_port if isinstance(host_port, int) and host_port else None))
+                out.append(
+                    ContainerPort(
+                        container_port=number,
+                        name=port_name if isinstance(port_name, str) else "",
+                        protocol=protocol if protocol in PROTOCOLS else "TCP",
+                        host_port=host_port if isinstance(host_port, int) and host_port else None,
+                    )
+                )
         return out
 
     def security_context(self, item: dict, where: str, ctx: PodContext) -> SecurityContext:
@@ -101,11 +107,17 @@ class ContainerReader(Reader):
                 out.cap_drop = self.capabilities(caps, "drop", caps_where)
             # apimachinery ValidateSecurityContext (AllowPrivilegeEscalation checks).
             if out.allow_privilege_escalation is False and out.privileged:
-                self.invalid(sc_where, {"allowPrivilegeEscalation": False, "privileged": True},
-                             "cannot set `allowPrivilegeEscalation` to false and `privileged` to true")
+                self.invalid(
+                    sc_where,
+                    {"allowPrivilegeEscalation": False, "privileged": True},
+                    "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+                )
             if out.allow_privilege_escalation is False and "SYS_ADMIN" in out.cap_add:
-                self.invalid(sc_where, {"allowPrivilegeEscalation": False, "capabilities": {"add": ["SYS_ADMIN"]}},
-                             "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN")
+                self.invalid(
+                    sc_where,
+                    {"allowPrivilegeEscalation": False, "capabilities": {"add": ["SYS_ADMIN"]}},
+                    "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+                )
         # The kubelet refuses to start such a container; nsbox has no image user, so it says so now.
         user = out.run_as_user if out.run_as_user is not None else ctx.run_as_user
         if run_as_non_root and not user:
@@ -150,9 +162,12 @@ class ContainerReader(Reader):
             taken[key] = request
             limit = parsed.get(key)
             if request is not None and limit is not None and request > limit:
-                self.invalid(f"{res_where}.requests[{key}]", requests[key],
-                             f"must be less than or equal to {key} limit of {limits[key]}")
-        out.cpu_request_millis = taken["cpu"] or None       # zero, like a zero limit, is none
+                self.invalid(
+                    f"{res_where}.requests[{key}]",
+                    requests[key],
+                    f"must be less than or equal to {key} limit of {limits[key]}",
+                )
+        out.cpu_request_millis = taken["cpu"] or None  # zero, like a zero limit, is none
         out.memory_request_bytes = taken["memory"] or None
         return out
 

@@ -42,11 +42,13 @@ def pod_to_manifest(spec: PodSpec) -> dict[str, Any]:
 def same_pod(existing: PodSpec, new: PodSpec) -> bool:
     """Whether `new` describes the pod `existing` already is (`apply` prints
     "unchanged"): the same v1 object apart from uid and creationTimestamp."""
+
     def comparable(spec: PodSpec) -> dict:
         obj = pod_to_manifest(spec)
         obj["metadata"].pop("uid", None)
         obj["metadata"].pop("creationTimestamp", None)
         return obj
+
     return comparable(existing) == comparable(new)
 
 
@@ -105,8 +107,7 @@ def _built_spec(spec: PodSpec) -> dict[str, Any]:
         out["hostPID"] = True
     if spec.share_process_namespace:
         out["shareProcessNamespace"] = True
-    security = {k: v for k, v in (("runAsUser", spec.run_as_user), ("runAsGroup", spec.run_as_group))
-                if v is not None}
+    security = {k: v for k, v in (("runAsUser", spec.run_as_user), ("runAsGroup", spec.run_as_group)) if v is not None}
     security.update(_groups_and_sysctls_manifest(spec))
     if security:
         out["securityContext"] = security
@@ -155,8 +156,12 @@ def _container_manifest(c: ContainerSpec) -> dict[str, Any]:
     if c.working_dir:
         out["workingDir"] = c.working_dir
     if c.env:
-        out["env"] = [{"name": e.name, "valueFrom": {"fieldRef": {"fieldPath": e.field_ref}}} if e.field_ref
-                      else {"name": e.name, "value": e.value} for e in c.env]
+        out["env"] = [
+            {"name": e.name, "valueFrom": {"fieldRef": {"fieldPath": e.field_ref}}}
+            if e.field_ref
+            else {"name": e.name, "value": e.value}
+            for e in c.env
+        ]
     if c.volume_mounts:
         mounts = []
         for m in c.volume_mounts:
@@ -186,8 +191,11 @@ def _container_manifest(c: ContainerSpec) -> dict[str, Any]:
         out["resources"] = resources
     if c.ports:
         out["ports"] = [_port_manifest(p) for p in c.ports]
-    lifecycle = {hook: {"exec": {"command": list(command)}}
-                 for hook, command in (("postStart", c.post_start), ("preStop", c.pre_stop)) if command}
+    lifecycle = {
+        hook: {"exec": {"command": list(command)}}
+        for hook, command in (("postStart", c.post_start), ("preStop", c.pre_stop))
+        if command
+    }
     if lifecycle:
         out["lifecycle"] = lifecycle
     if c.stdin:

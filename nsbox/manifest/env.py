@@ -37,8 +37,11 @@ class EnvReader(Reader):
                 if var.value:
                     self.invalid(source_where, "", "may not be specified when `value` is not empty")
                 self.fields(source, "EnvVarSource", source_where)
-                given = [k for k in ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef")
-                         if source.get(k) is not None]
+                given = [
+                    k
+                    for k in ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef")
+                    if source.get(k) is not None
+                ]
                 if len(given) > 1:
                     self.invalid(source_where, "", "may not have more than one field specified at a time")
                 ref = self.get(source, "fieldRef", source_where, "object")
@@ -47,14 +50,18 @@ class EnvReader(Reader):
                     self.field_ref(ref, f"{source_where}.fieldRef", var, ctx)
                 if resource is not None:
                     var.resource, var.resource_container, var.divisor = self.resource_field_ref(
-                        resource, f"{source_where}.resourceFieldRef", in_volume=False)
+                        resource, f"{source_where}.resourceFieldRef", in_volume=False
+                    )
                 for kind in ("configMap", "secret"):
                     key_ref = self.get(source, f"{kind}KeyRef", source_where, "object")
                     if key_ref is not None:
                         self.key_ref(key_ref, f"{source_where}.{kind}KeyRef", kind, var)
                 if not any(v is not None for v in source.values()):
-                    self.invalid(source_where, "", "must specify one of: `fieldRef`, `resourceFieldRef`, "
-                                 "`configMapKeyRef` or `secretKeyRef`")
+                    self.invalid(
+                        source_where,
+                        "",
+                        "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+                    )
             out.append(var)
         return out
 
@@ -62,7 +69,7 @@ class EnvReader(Reader):
         """configMapKeyRef / secretKeyRef (validateConfigMapKeySelector, validateSecretKeySelector)."""
         self.fields(ref, "ConfigMapKeySelector" if kind == "configMap" else "SecretKeySelector", where)
         name = self.get(ref, "name", where, "string") or ""
-        for e in kube.dns1123_subdomain_errors(name):        # ValidateSecretName, also for ""
+        for e in kube.dns1123_subdomain_errors(name):  # ValidateSecretName, also for ""
             self.invalid(f"{where}.name", name, e)
         key = self.get(ref, "key", where, "string") or ""
         if not key:
@@ -94,8 +101,14 @@ class EnvReader(Reader):
                     self.required(f"{ref_where}.name")
                 for e in kube.dns1123_subdomain_errors(name) if name else ():
                     self.invalid(f"{ref_where}.name", name, e)
-                out.append(EnvFrom(kind="configMap" if key == "configMapRef" else "secret", name=name,
-                                   prefix=prefix, optional=self.get(ref, "optional", ref_where, "boolean") is True))
+                out.append(
+                    EnvFrom(
+                        kind="configMap" if key == "configMapRef" else "secret",
+                        name=name,
+                        prefix=prefix,
+                        optional=self.get(ref, "optional", ref_where, "boolean") is True,
+                    )
+                )
             env_from_where = join(where, "envFrom")
             if not given:
                 self.invalid(env_from_where, "", "must specify one of: `configMapRef` or `secretRef`")
@@ -121,8 +134,16 @@ class EnvReader(Reader):
             source = ctx.labels if meta.group(1) == "labels" else ctx.annotations
             var.value = source.get(meta.group(2), "")
         elif field == "spec.serviceAccountName":
-            var.value = ctx.service_account          # fixed for the pod's life, as labels are
+            var.value = ctx.service_account  # fixed for the pod's life, as labels are
         else:
-            self.unsupported(f"{where}.fieldPath", field, ENV_FIELD_PATHS + (
-                "metadata.labels['<KEY>']", "metadata.annotations['<KEY>']", "status.podIPs",
-                "spec.serviceAccountName"))
+            self.unsupported(
+                f"{where}.fieldPath",
+                field,
+                ENV_FIELD_PATHS
+                + (
+                    "metadata.labels['<KEY>']",
+                    "metadata.annotations['<KEY>']",
+                    "status.podIPs",
+                    "spec.serviceAccountName",
+                ),
+            )

@@ -98,6 +98,7 @@ def _parse_json(text: str) -> list[Any]:
 
 def _parse_yaml(text: str, name: str) -> list[Any]:
     import yaml  # here, not at the top: only manifests pay for it
+
     try:
         return [_json_compatible(doc) for doc in yaml.load_all(text, Loader=_yaml_loader(yaml))]
     except yaml.MarkedYAMLError as e:
@@ -133,10 +134,10 @@ def _yaml_loader(yaml):
                 duplicate = key in out
             except TypeError:
                 raise yaml.constructor.ConstructorError(
-                    None, None, "a mapping key must be a string", key_node.start_mark) from None
+                    None, None, "a mapping key must be a string", key_node.start_mark
+                ) from None
             if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f'duplicate field "{key}"', key_node.start_mark)
+                raise yaml.constructor.ConstructorError(None, None, f'duplicate field "{key}"', key_node.start_mark)
             out[key] = loader.construct_object(value_node, deep=True)
         return out
 
@@ -160,10 +161,13 @@ def _json_compatible(value: Any) -> Any:
 def _flatten(label: str, obj: Any, out: list[tuple[str, Any]]) -> None:
     if obj is None:
         return
-    if isinstance(obj, dict) and isinstance(obj.get("kind"), str) and obj["kind"].endswith("List") \
-            and isinstance(obj.get("items"), list):
+    if (
+        isinstance(obj, dict)
+        and isinstance(obj.get("kind"), str)
+        and obj["kind"].endswith("List")
+        and isinstance(obj.get("items"), list)
+    ):
         for i, item in enumerate(obj["items"]):
             _flatten(f"{label}.items[{i}]", item, out)
         return
     out.append((label, obj))
-

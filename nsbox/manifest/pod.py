@@ -11,15 +11,28 @@ from .. import kube, objects
 from ..errors import NsboxError
 from ..model import HostAlias, PodSpec
 from .containers import ContainerReader
-from .policy import ANNOTATION_BACKOFF_BASE, ANNOTATION_BACKOFF_MAX, ANNOTATION_INIT, ANNOTATION_NETWORK, \
-    ANNOTATION_PIDS_LIMIT, ANNOTATION_POD_CPU, ANNOTATION_POD_MEMORY, INT32_MAX, NSBOX_ANNOTATIONS
+from .policy import (
+    ANNOTATION_BACKOFF_BASE,
+    ANNOTATION_BACKOFF_MAX,
+    ANNOTATION_INIT,
+    ANNOTATION_NETWORK,
+    ANNOTATION_PIDS_LIMIT,
+    ANNOTATION_POD_CPU,
+    ANNOTATION_POD_MEMORY,
+    INT32_MAX,
+    NSBOX_ANNOTATIONS,
+)
 from .reader import PodContext, Reader, show
 from .volumes import VolumeReader
 
 
-def pods_from_documents(docs: list[tuple[str, Any]], namespace: str = "default", *,
-                        namespace_explicit: bool = False,
-                        configs: list[dict] | None = None) -> tuple[list[PodSpec], list[str]]:
+def pods_from_documents(
+    docs: list[tuple[str, Any]],
+    namespace: str = "default",
+    *,
+    namespace_explicit: bool = False,
+    configs: list[dict] | None = None,
+) -> tuple[list[PodSpec], list[str]]:
     """Validate every document, then convert them: (pods, warnings).
 
     `namespace` is used where metadata.namespace is absent; when the CLI's
@@ -43,7 +56,8 @@ def pods_from_documents(docs: list[tuple[str, Any]], namespace: str = "default",
         prefix = f"{label}: " if several else ""
         if configs is not None and objects.is_document(obj):
             found, found_problems, found_warnings = objects.read_document(
-                obj, label, namespace, namespace_explicit, seen)
+                obj, label, namespace, namespace_explicit, seen
+            )
             problems += [prefix + p for p in found_problems]
             warnings += [prefix + w for w in found_warnings]
             if found is not None:
@@ -54,7 +68,7 @@ def pods_from_documents(docs: list[tuple[str, Any]], namespace: str = "default",
         if pod is not None and pod.name:
             key = (pod.namespace, pod.name)
             if key in seen:
-                reader.problems.append(f'metadata.name: Duplicate value: {show(pod.name)} (also in {seen[key]})')
+                reader.problems.append(f"metadata.name: Duplicate value: {show(pod.name)} (also in {seen[key]})")
             seen.setdefault(key, label)
         problems += [prefix + p for p in reader.problems]
         warnings += [prefix + w for w in reader.warnings]
@@ -67,8 +81,9 @@ def pods_from_documents(docs: list[tuple[str, Any]], namespace: str = "default",
     return pods, warnings
 
 
-def pod_names_from_documents(docs: list[tuple[str, Any]], namespace: str = "default", *,
-                             configs: list[tuple[str, str, str]] | None = None) -> list[tuple[str, str]]:
+def pod_names_from_documents(
+    docs: list[tuple[str, Any]], namespace: str = "default", *, configs: list[tuple[str, str, str]] | None = None
+) -> list[tuple[str, str]]:
     """(namespace, name) of every Pod in the documents, for `delete -f`.
 
     Only what identifies a pod is checked (kind, apiVersion, metadata.name);
@@ -114,16 +129,19 @@ class PodReader(Reader):
             return False
         api, kind = obj.get("apiVersion"), obj.get("kind")
         if api is None or kind is None:
-            self.problem("error validating data: ["
-                         + ", ".join(f"{k} not set" for k, v in (("apiVersion", api), ("kind", kind)) if v is None)
-                         + "]")
+            self.problem(
+                "error validating data: ["
+                + ", ".join(f"{k} not set" for k, v in (("apiVersion", api), ("kind", kind)) if v is None)
+                + "]"
+            )
             return False
         if kind != "Pod":
             self.problem(f"unsupported kind {show(kind)} (nsbox reads v1 Pods, ConfigMaps and Secrets)")
             return False
         if api != "v1":
-            self.problem(f"unsupported apiVersion {show(api)} for kind Pod "
-                         "(nsbox reads v1 Pods, ConfigMaps and Secrets)")
+            self.problem(
+                f"unsupported apiVersion {show(api)} for kind Pod (nsbox reads v1 Pods, ConfigMaps and Secrets)"
+            )
             return False
         return True
 
@@ -132,8 +150,7 @@ class PodReader(Reader):
         if not self.identify(obj):
             return None
         self.fields(obj, "Pod", "")
-        pod = PodSpec(name="", namespace=namespace, source="manifest",
-                      manifest=copy.deepcopy(obj))
+        pod = PodSpec(name="", namespace=namespace, source="manifest", manifest=copy.deepcopy(obj))
         meta = self.get(obj, "metadata", "", "object")
         if obj.get("metadata") is None:
             self.required("metadata.name", "name or generateName is required")
@@ -192,8 +209,10 @@ class PodReader(Reader):
         if grace is not None:
             if grace < 0:
                 # API server (pkg/api/pod/warnings.go): stored as 1, with this warning.
-                self.warn("spec.terminationGracePeriodSeconds: must be >= 0; "
-                          "negative values are invalid and will be treated as 1")
+                self.warn(
+                    "spec.terminationGracePeriodSeconds: must be >= 0; "
+                    "negative values are invalid and will be treated as 1"
+                )
                 grace = 1
             pod.termination_grace_period = grace
 
@@ -244,10 +263,15 @@ class PodReader(Reader):
         # What an env fieldRef to spec.serviceAccountName reads: the ServiceAccount admission
         # plugin sets an unset one to "default".
         account = spec.get("serviceAccountName") or spec.get("serviceAccount")
-        ctx = PodContext(network=pod.network, labels=pod.labels, annotations=pod.annotations,
-                         volume_names=frozenset(volume_names), run_as_user=pod.run_as_user,
-                         run_as_non_root=run_as_non_root,
-                         service_account=account if isinstance(account, str) and account else "default")
+        ctx = PodContext(
+            network=pod.network,
+            labels=pod.labels,
+            annotations=pod.annotations,
+            volume_names=frozenset(volume_names),
+            run_as_user=pod.run_as_user,
+            run_as_non_root=run_as_non_root,
+            service_account=account if isinstance(account, str) and account else "default",
+        )
 
         if spec.get("containers") in (None, []):
             self.required("spec.containers")
@@ -314,8 +338,10 @@ class PodReader(Reader):
                 continue
             namespace = kube.sysctl_namespace(name)
             if not namespace:
-                self.problem(f"{where}.name: Forbidden: sysctl {show(name)} is not namespaced: a pod may set "
-                             f"only {kube.NAMESPACED_SYSCTLS_TEXT}")
+                self.problem(
+                    f"{where}.name: Forbidden: sysctl {show(name)} is not namespaced: a pod may set "
+                    f"only {kube.NAMESPACED_SYSCTLS_TEXT}"
+                )
                 continue
             if namespace == "net" and pod.network == "host":
                 self.invalid(f"{where}.name", name, "may not be specified when 'hostNetwork' is true")
@@ -347,7 +373,8 @@ class PodReader(Reader):
 
 def _is_ip(text: str) -> bool:
     """An IPv4 address in dotted decimal or an IPv6 address, without a zone (netutils.ParseIPSloppy)."""
-    import ipaddress                      # here: only manifests with hostAliases pay for it
+    import ipaddress  # here: only manifests with hostAliases pay for it
+
     if "%" in text:
         return False
     try:

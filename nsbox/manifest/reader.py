@@ -9,14 +9,24 @@ for ConfigMaps and Secrets (nsbox.objects).
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping, NamedTuple, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, TypeVar
 
 from .. import kube
 from ..model import PodSpec
-from .policy import DIVISORS, HANDLED, IGNORED_SILENTLY, INT32_MAX, REJECTED, REJECTED_ONLY_IF, \
-    RESOURCE_FIELD_PATHS, WARNED
+from .policy import (
+    DIVISORS,
+    HANDLED,
+    IGNORED_SILENTLY,
+    INT32_MAX,
+    REJECTED,
+    REJECTED_ONLY_IF,
+    RESOURCE_FIELD_PATHS,
+    WARNED,
+)
 
 # Kubernetes field-error wording (apimachinery field.Error).
+
 
 def show(value: Any) -> str:
     if isinstance(value, str):
@@ -35,7 +45,8 @@ def join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-_Q = TypeVar("_Q")          # what a quantity parser returns: an int, or a Fraction
+_Q = TypeVar("_Q")  # what a quantity parser returns: an int, or a Fraction
+
 
 class Findings:
     """What reading one object found. `container_refs` holds the
@@ -52,13 +63,14 @@ class PodContext(NamedTuple):
     """What the pod level decided that its containers read: the network
     ("loopback", "bridge" or "host"), the labels and annotations (resolved into
     env at apply), the volumes' names, the pod securityContext's user rules."""
+
     network: str
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
     volume_names: frozenset[str]
     run_as_user: int | None
     run_as_non_root: bool | None
-    service_account: str = "default"   # spec.serviceAccountName as the API server stores it
+    service_account: str = "default"  # spec.serviceAccountName as the API server stores it
 
 
 class Reader:
@@ -81,8 +93,9 @@ class Reader:
         self.problem(f"{path}: Invalid value: {show(value)}: {detail}")
 
     def unsupported(self, path: str, value: Any, supported: tuple[str, ...]) -> None:
-        self.problem(f"{path}: Unsupported value: {show(value)}: supported values: "
-                     + ", ".join(show(s) for s in supported))
+        self.problem(
+            f"{path}: Unsupported value: {show(value)}: supported values: " + ", ".join(show(s) for s in supported)
+        )
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -186,8 +199,10 @@ class Reader:
             for e in kube.dns1123_label_errors(ns):
                 self.invalid("metadata.namespace", ns, e)
             if namespace_explicit and ns != default_namespace:
-                self.problem(f'the namespace from the provided object "{ns}" does not match the namespace '
-                             f'"{default_namespace}". You must pass \'--namespace={ns}\' to perform this operation.')
+                self.problem(
+                    f'the namespace from the provided object "{ns}" does not match the namespace '
+                    f"\"{default_namespace}\". You must pass '--namespace={ns}' to perform this operation."
+                )
             pod.namespace = ns
 
         labels = self.get(meta, "labels", "metadata", "string map") or {}
@@ -227,8 +242,11 @@ class Reader:
             if value is not None and value not in [kube.quantity_value(d) for d in allowed]:
                 shown = " and ".join(allowed) if unit == "cpu" else ", ".join(allowed)
                 what = "local ephemeral storage" if unit == "ephemeral-storage" else unit
-                self.invalid(f"{where}.divisor", resource,
-                             f"only divisor's values {shown} are supported with the {what} resource")
+                self.invalid(
+                    f"{where}.divisor",
+                    resource,
+                    f"only divisor's values {shown} are supported with the {what} resource",
+                )
             text = str(divisor)
         return resource, container, text
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from .. import kube
 from ..model import DownwardFile, KeyToPath, Projection, Volume, VolumeMount
-from .policy import CONFIG_VOLUME_KINDS, EMPTY_DIR_MEDIA, ENV_META_FIELD, HOST_PATH_TYPES, PROJECTION_TYPES, \
-    REJECTED, VOLUME_FIELD_PATHS, VOLUME_SOURCE_TYPES
+from .policy import (
+    CONFIG_VOLUME_KINDS,
+    EMPTY_DIR_MEDIA,
+    ENV_META_FIELD,
+    HOST_PATH_TYPES,
+    PROJECTION_TYPES,
+    REJECTED,
+    VOLUME_FIELD_PATHS,
+    VOLUME_SOURCE_TYPES,
+)
 from .reader import Reader, show
 
 
@@ -19,8 +27,11 @@ class VolumeReader(Reader):
         name = self.name(item, where, seen)
         rejected = any(f"Volume.{k}" in REJECTED and v is not None for k, v in item.items())
         # In the API server's order (validateVolumeSource): the second one found is reported.
-        sources = [k for k in ("emptyDir", "hostPath", "secret", "downwardAPI", "configMap", "projected")
-                   if item.get(k) is not None]
+        sources = [
+            k
+            for k in ("emptyDir", "hostPath", "secret", "downwardAPI", "configMap", "projected")
+            if item.get(k) is not None
+        ]
         if len(sources) > 1:
             self.problem(f"{where}.{sources[1]}: Forbidden: may not specify more than 1 volume type")
             return None
@@ -83,8 +94,9 @@ class VolumeReader(Reader):
                         continue
                     for entry in p.items or p.files:
                         if entry.path and entry.path in paths:
-                            self.invalid(path, entry.path if k == "downwardAPI" else p.name,
-                                         "conflicting duplicate paths")
+                            self.invalid(
+                                path, entry.path if k == "downwardAPI" else p.name, "conflicting duplicate paths"
+                            )
                         paths.add(entry.path)
                     volume.sources.append(p)
                 if len(given) > 1:
@@ -105,7 +117,7 @@ class VolumeReader(Reader):
         if kind == "downwardAPI":
             files = []
             for _file_where, entry in self.objects(source, "items", path):
-                f = self.downward_file(entry, path)      # validateDownwardAPIVolumeFile names no index
+                f = self.downward_file(entry, path)  # validateDownwardAPIVolumeFile names no index
                 if f is not None:
                     files.append(f)
             return Projection(kind="downwardAPI", files=files)
@@ -146,7 +158,8 @@ class VolumeReader(Reader):
                 self.invalid(where, "resource", "fieldRef and resourceFieldRef can not be specified simultaneously")
         elif resource_ref is not None:
             out.resource, out.container, out.divisor = self.resource_field_ref(
-                resource_ref, f"{where}.resourceFieldRef", in_volume=True)
+                resource_ref, f"{where}.resourceFieldRef", in_volume=True
+            )
         else:
             self.required(where, "one of fieldRef and resourceFieldRef is required")
         return out
@@ -176,6 +189,7 @@ class VolumeReader(Reader):
             elif ".." in sub_path.split("/"):
                 self.invalid(f"{mount_where}.subPath", sub_path, "must not contain '..'")
             read_only = self.get(entry, "readOnly", mount_where, "boolean") is True
-            out.append(VolumeMount(name=name or "", mount_path=mount_path or "", read_only=read_only,
-                                   sub_path=sub_path))
+            out.append(
+                VolumeMount(name=name or "", mount_path=mount_path or "", read_only=read_only, sub_path=sub_path)
+            )
         return out

@@ -46,19 +46,27 @@ from nsbox.watcher.termination import STATE_CHECK_PERIOD, VOLUME_CHECK_PERIOD, T
 
 # `container` and `sandbox` (making things) are imported where they are used: a watcher
 # exec'd back from nsbox-idle to end its pod needs neither.
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from typing import Any
 
 
 MAX_EVENTS = 100
-SHED_DELAY = 0.5                  # after the ready report: the CLI does not wait for it, a quick `run --rm` never pays it
+SHED_DELAY = 0.5  # after the ready report: the CLI does not wait for it, a quick `run --rm` never pays it
 
 
 # ---------------------------------------------------------------- launching
 
-def launch(root: Root, uid: str, *, adopt: bool = False, stdio: tuple[int, int, int] | None = None,
-           follow: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+
+def launch(
+    root: Root,
+    uid: str,
+    *,
+    adopt: bool = False,
+    stdio: tuple[int, int, int] | None = None,
+    follow: bool = False,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
     """Fork the watcher of pod `uid` and wait until it reports that the pod is set up.
 
     Returns the watcher's report ({"ok": True, "errors": [...]}). The watcher
@@ -87,8 +95,9 @@ def launch(root: Root, uid: str, *, adopt: bool = False, stdio: tuple[int, int, 
         line = read_line(r, timeout)
     except TimeoutError:
         os.close(r)
-        raise NsboxError("the pod's watcher did not report within "
-                         f"{timeout:.0f} s (see {root.pod(uid).watcher_log})") from None
+        raise NsboxError(
+            f"the pod's watcher did not report within {timeout:.0f} s (see {root.pod(uid).watcher_log})"
+        ) from None
     if line is None:
         os.close(r)
         raise NsboxError(f"the pod's watcher died while setting up (see {root.pod(uid).watcher_log})")
@@ -120,8 +129,9 @@ def read_line(fd: int, timeout: float | None = None) -> bytes | None:
             buf += b
 
 
-def _watcher_main(root: Root, uid: str, ready_fd: int, adopt: bool,
-                  stdio: tuple[int, int, int] | None, follow: bool) -> None:
+def _watcher_main(
+    root: Root, uid: str, ready_fd: int, adopt: bool, stdio: tuple[int, int, int] | None, follow: bool
+) -> None:
     paths = root.pod(uid)
     keep = {ready_fd}
     attach = None
@@ -145,14 +155,17 @@ def _watcher_main(root: Root, uid: str, ready_fd: int, adopt: bool,
     watcher = Watcher(root, uid, adopt=adopt, attach=attach, follow=follow)
     try:
         watcher.start(ready_fd)
+
         # Forked from the CLI: give back what only the CLI needed, unless nsbox-idle replaces it all.
         def shed() -> None:
             if not watcher.hibernation.can_hibernate():
                 _shed_cli_memory()
+
         watcher.loop.at(SHED_DELAY, shed, keeps_awake=False)
         watcher.run()
     except BaseException as e:
-        import traceback               # here: the CLIs that import this module only to talk to a watcher skip it
+        import traceback  # here: the CLIs that import this module only to talk to a watcher skip it
+
         traceback.print_exc()
         msg = str(e) if isinstance(e, (NsboxError, OSError)) else f"internal error: {e!r}"
         watcher.report_ready({"error": msg})
@@ -163,15 +176,29 @@ def _shed_cli_memory() -> None:
     """The watcher is forked from the CLI and lives as long as the pod: give back what only the
     CLI needed (argument parsing, YAML, rendering) so that each pod costs less."""
     import gc
+
     for name in list(sys.modules):
-        if any(name == m or name.startswith(m + ".") for m in _CLI_ONLY_MODULES):   # and their submodules
+        if any(name == m or name.startswith(m + ".") for m in _CLI_ONLY_MODULES):  # and their submodules
             del sys.modules[name]
     gc.collect()
-    native.malloc_trim()            # hand the freed heap back: the watcher lives as long as the pod
+    native.malloc_trim()  # hand the freed heap back: the watcher lives as long as the pod
 
 
-_CLI_ONLY_MODULES = {"argparse", "yaml", "_yaml", "nsbox.cli", "nsbox.apply", "nsbox.manifest", "nsbox.status",
-                     "nsbox.pods", "nsbox.doctor", "gettext", "uuid", "threading", "concurrent"}
+_CLI_ONLY_MODULES = {
+    "argparse",
+    "yaml",
+    "_yaml",
+    "nsbox.cli",
+    "nsbox.apply",
+    "nsbox.manifest",
+    "nsbox.status",
+    "nsbox.pods",
+    "nsbox.doctor",
+    "gettext",
+    "uuid",
+    "threading",
+    "concurrent",
+}
 
 
 def _open_fds() -> list[int]:
@@ -193,29 +220,40 @@ def resume(state_fd: int) -> None:
         watcher.run()
     except BaseException:
         import traceback
-        traceback.print_exc()      # to the watcher's log; the next CLI adopts the pod
+
+        traceback.print_exc()  # to the watcher's log; the next CLI adopts the pod
         code = 1
     os._exit(code)
 
 
 # ---------------------------------------------------------------- the watcher
 
+
 class Watcher:
-    def __init__(self, root: Root, uid: str, *, adopt: bool = False, attach: tuple[int, ...] | None = None,
-                 follow: bool = False, pod: PodSpec | None = None, state: PodState | None = None):
+    def __init__(
+        self,
+        root: Root,
+        uid: str,
+        *,
+        adopt: bool = False,
+        attach: tuple[int, ...] | None = None,
+        follow: bool = False,
+        pod: PodSpec | None = None,
+        state: PodState | None = None,
+    ):
         self.root = root
         self.uid = uid
         self.paths: PodPaths = root.pod(uid)
         self.adopt = adopt
-        self.attach = attach               # the CLI's stdio for -i/-t, until the container has it
-        self.follow = follow               # keep the report pipe for the final exit codes
+        self.attach = attach  # the CLI's stdio for -i/-t, until the container has it
+        self.follow = follow  # keep the report pipe for the final exit codes
         self.pod: PodSpec = pod or PodSpec.from_dict(read_json(self.paths.pod_json))
         self.state = state or PodState()
         self.cg = cgroups.detect()
         self.lock = FileLock(self.paths.watcher_lock)
-        self.ready_fd = -1                 # the report pipe to the CLI that forked us
-        self.dirty = True                  # status.json is behind
-        self.done = False                  # the pod is gone: the loop ends
+        self.ready_fd = -1  # the report pipe to the CLI that forked us
+        self.dirty = True  # status.json is behind
+        self.done = False  # the pod is gone: the loop ends
         self.loop = EventLoop()
         self.containers = Containers(self)
         self.config = ConfigVolumes(self)
@@ -226,8 +264,13 @@ class Watcher:
     @classmethod
     def from_handoff(cls, state: dict[str, Any]) -> Watcher:
         """The watcher that hibernation.handoff() described, before it resumes."""
-        return cls(Root(state["root"]), state["uid"], adopt=state["adopt"],
-                   pod=PodSpec.from_dict(state["pod"]), state=PodState.from_dict(state))
+        return cls(
+            Root(state["root"]),
+            state["uid"],
+            adopt=state["adopt"],
+            pod=PodSpec.from_dict(state["pod"]),
+            state=PodState.from_dict(state),
+        )
 
     @property
     def title(self) -> str:
@@ -294,7 +337,7 @@ class Watcher:
         try:
             os.write(self.ready_fd, json.dumps(report).encode() + b"\n")
         except OSError:
-            final = True                   # the CLI is gone: nobody to tell
+            final = True  # the CLI is gone: nobody to tell
         if final or not self.follow or "error" in report:
             os.close(self.ready_fd)
             self.ready_fd = -1
@@ -303,23 +346,21 @@ class Watcher:
 
     def event(self, kind: str, reason: str, message: str, obj: str = "") -> None:
         events = self.state.events
-        events.append({"time": kube.rfc3339(), "type": kind, "reason": reason,
-                       "message": message, "object": obj})
+        events.append({"time": kube.rfc3339(), "type": kind, "reason": reason, "message": message, "object": obj})
         del events[:-MAX_EVENTS]
         self.dirty = True
 
     def save(self) -> None:
         if self.done:
-            return                         # torn down: there is no state left to write
+            return  # torn down: there is no state left to write
         self.update_phase()
         watcher = {"pid": os.getpid(), "procStart": native.process_start_time(os.getpid())}
-        write_json(self.paths.status_json,
-                   self.state.to_status(watcher, [r.to_status() for r in self.containers]))
+        write_json(self.paths.status_json, self.state.to_status(watcher, [r.to_status() for r in self.containers]))
         self.dirty = False
 
     def update_phase(self) -> None:
         if self.state.ended:
-            return                         # DeadlineExceeded, Evicted: final
+            return  # DeadlineExceeded, Evicted: final
         inits = [r.to_status() for r in self.containers if r.is_init]
         mains = [r.to_status() for r in self.containers if not r.is_init]
         self.state.phase = kube.pod_phase(mains, inits, self.pod.restart_policy)

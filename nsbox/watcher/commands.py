@@ -13,7 +13,7 @@ from nsbox.model import PodSpec
 from nsbox.state import read_json
 from nsbox.watcher.containers import Running
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from typing import Any
 
@@ -24,7 +24,7 @@ class ControlServer:
     def __init__(self, w: Watcher):
         self.w = w
         self.listener: socket.socket | None = None
-        self.clients: dict[socket.socket, str] = {}             # socket -> what it waits for
+        self.clients: dict[socket.socket, str] = {}  # socket -> what it waits for
 
     def listen(self) -> None:
         self.listener = control.listen(self.w.paths.ctl)

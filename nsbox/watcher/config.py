@@ -7,7 +7,7 @@ import os
 from functools import partial
 
 # `nsbox.projection` is imported where it is used: a pod that uses no object never loads it.
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from typing import Any
 
@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from nsbox.watcher import Watcher
     from nsbox.watcher.containers import Running
 
-CONFIG_RETRY = 10.0               # a container waiting for a ConfigMap or Secret tries again (also hibernated)
-CONFIG_RESYNC_PERIOD = 60.0       # config volumes are refreshed while awake even if no change was announced
+CONFIG_RETRY = 10.0  # a container waiting for a ConfigMap or Secret tries again (also hibernated)
+CONFIG_RESYNC_PERIOD = 60.0  # config volumes are refreshed while awake even if no change was announced
 
 
 class ConfigVolumes:
@@ -34,6 +34,7 @@ class ConfigVolumes:
         if not self.volumes:
             return
         from nsbox import projection
+
         for v in self.volumes:
             projection.mount_tmpfs(v, self.w.paths.volume(v.name))
         self.sync()
@@ -44,9 +45,10 @@ class ConfigVolumes:
         if w.done or not self.volumes:
             return
         from nsbox import projection
+
         errors = projection.sync_volumes(w.root.path, w.pod, w.paths.volume)
         for name, detail in errors.items():
-            if w.state.mount_errors.get(name) != detail:   # one event per cause, as the kubelet's are aggregated
+            if w.state.mount_errors.get(name) != detail:  # one event per cause, as the kubelet's are aggregated
                 w.event("Warning", "FailedMount", str(projection.MountNotReady(name, detail)))
         w.state.mount_errors = errors
 
@@ -61,11 +63,13 @@ class ConfigVolumes:
         for m in c.volume_mounts:
             if m.name in w.state.mount_errors:
                 from nsbox import projection
+
                 # A volume set up once keeps its files when its object goes: only a first set-up waits.
                 if not os.path.lexists(os.path.join(w.paths.volume(m.name), projection.DATA_DIR)):
                     raise projection.MountNotReady(m.name, w.state.mount_errors[m.name])
         if c.env_from or any(e.ref_kind for e in c.env):
             from nsbox import projection
+
             return projection.env_config(w.root.path, w.pod, c)
         return None
 
@@ -74,7 +78,7 @@ class ConfigVolumes:
         CreateContainerConfigError with a Failed event (a variable); tried again in
         CONFIG_RETRY seconds, or at once when an object changes (sync-config)."""
         if e.reason == "ContainerCreating":
-            state = {"waiting": {"reason": e.reason}}     # the FailedMount event is sync()'s
+            state = {"waiting": {"reason": e.reason}}  # the FailedMount event is sync()'s
         else:
             state = {"waiting": {"reason": e.reason, "message": str(e)}}
             if r.state != state:

@@ -14,9 +14,10 @@ from nsbox.watcher.podstate import ContainerState
 
 # `nsbox.container` (making things) is imported where it is used: a watcher exec'd back
 # from nsbox-idle to end its pod does not need it.
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from collections.abc import Iterator
+    from typing import Any
 
     from nsbox.model import ContainerSpec
     from nsbox.watcher import Watcher
@@ -26,23 +27,29 @@ if TYPE_CHECKING:
 class Running(ContainerState):
     """The watcher's view of one container: its saved state and what only this process holds."""
 
-    __eq__ = object.__eq__                 # a live view, not a value: compared and hashed by identity
+    __eq__ = object.__eq__  # a live view, not a value: compared and hashed by identity
     __hash__ = object.__hash__
 
     def __init__(self, spec: ContainerSpec, is_init: bool):
         super().__init__()
         self.spec = spec
         self.is_init = is_init
-        self.streams: dict[int, logs.StreamWriter] = {}     # pipe read end -> its log writer
-        self.term_at = 0.0                  # when SIGTERM was sent (monotonic), 0 = not yet
+        self.streams: dict[int, logs.StreamWriter] = {}  # pipe read end -> its log writer
+        self.term_at = 0.0  # when SIGTERM was sent (monotonic), 0 = not yet
         self.restart_timer: Timer | None = None
-        self.config_timer: Timer | None = None   # waiting for a ConfigMap, Secret or config volume
+        self.config_timer: Timer | None = None  # waiting for a ConfigMap, Secret or config volume
 
     def to_status(self) -> dict[str, Any]:
-        return {"name": self.spec.name, "init": self.is_init, "pid": self.pid,
-                "procStart": self.proc_start, "restartCount": self.restart_count,
-                "state": self.state, "lastState": self.last_state,
-                "ready": self.running and not self.is_init}
+        return {
+            "name": self.spec.name,
+            "init": self.is_init,
+            "pid": self.pid,
+            "procStart": self.proc_start,
+            "restartCount": self.restart_count,
+            "state": self.state,
+            "lastState": self.last_state,
+            "ready": self.running and not self.is_init,
+        }
 
 
 class Containers:
@@ -82,8 +89,9 @@ class Containers:
             if not r.running and r.restart_timer is None and not term:
                 return self.start_all([r])
             return []
-        waiting = [r for r in self
-                   if not r.is_init and not r.running and "waiting" in r.state and r.restart_timer is None]
+        waiting = [
+            r for r in self if not r.is_init and not r.running and "waiting" in r.state and r.restart_timer is None
+        ]
         return self.start_all(waiting)
 
     def start_all(self, rs: list[Running]) -> list[str]:
@@ -113,6 +121,7 @@ class Containers:
 
     def start(self, r: Running) -> None:
         from nsbox import container
+
         w, c = self.w, r.spec
         config = w.config.container_config(c)
         cg_path = w.cg.container_path(w.uid, c.name)
@@ -123,8 +132,16 @@ class Containers:
         os.makedirs(w.paths.container_dir(c.name), 0o700, exist_ok=True)
         attach = w.attach if w.attach is not None and (c.stdin or c.tty) and r.restart_count == 0 else None
         console = os.ttyname(attach[1]) if attach and c.tty and os.isatty(attach[1]) else ""
-        req = container.start_request(w.pod, c, w.paths, w.state.etc_files, pid_ns_fd=w.state.pid_ns_fd,
-                                      pod_ip=w.state.pod_ip, console=console, config=config)
+        req = container.start_request(
+            w.pod,
+            c,
+            w.paths,
+            w.state.etc_files,
+            pid_ns_fd=w.state.pid_ns_fd,
+            pod_ip=w.state.pod_ip,
+            console=console,
+            config=config,
+        )
         log_path = w.paths.log_file(w.pod.namespace, w.pod.name, c.name, r.restart_count)
         os.makedirs(os.path.dirname(log_path), 0o700, exist_ok=True)
         r.log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -163,7 +180,7 @@ class Containers:
         self.reap_as_child(r)
         if config is not None:
             for message in config.skipped:
-                w.event("Warning", "InvalidEnvironmentVariableNames", message)   # the pod's, as the kubelet's
+                w.event("Warning", "InvalidEnvironmentVariableNames", message)  # the pod's, as the kubelet's
         w.event("Normal", "Started", f"Started container {c.name}", c.name)
         if c.post_start:
             hooks.run(w, r, c.post_start, "PostStart")
@@ -177,8 +194,15 @@ class Containers:
 
     def _record_start_failure(self, r: Running, e: Exception) -> None:
         self.close_log(r)
-        r.state = {"terminated": {"exitCode": 128, "reason": "StartError", "message": str(e),
-                                  "startedAt": kube.rfc3339(), "finishedAt": kube.rfc3339()}}
+        r.state = {
+            "terminated": {
+                "exitCode": 128,
+                "reason": "StartError",
+                "message": str(e),
+                "startedAt": kube.rfc3339(),
+                "finishedAt": kube.rfc3339(),
+            }
+        }
         self.w.event("Warning", "Failed", f"Error: {e}", r.spec.name)
         self._after_exit(r, 128)
 
@@ -199,9 +223,14 @@ class Containers:
                 else:
                     self.w.loop.every(0.1, partial(self._poll_adopted, r))
             elif "running" in r.state:
-                r.state = {"terminated": {"exitCode": 137, "reason": "Unknown",
-                                          "message": "exited while the pod had no watcher",
-                                          "finishedAt": kube.rfc3339()}}
+                r.state = {
+                    "terminated": {
+                        "exitCode": 137,
+                        "reason": "Unknown",
+                        "message": "exited while the pod had no watcher",
+                        "finishedAt": kube.rfc3339(),
+                    }
+                }
 
     # ------------------------------------------------------------ output
 
@@ -220,7 +249,7 @@ class Containers:
         if data:
             r.streams[fd].feed(data)
             return
-        r.streams.pop(fd).flush()          # end of stream
+        r.streams.pop(fd).flush()  # end of stream
         self.w.loop.unwatch(fd)
         os.close(fd)
         if not r.streams and not r.running:
@@ -260,15 +289,27 @@ class Containers:
         else:
             reason = kube.terminated_reason(code)
         started = r.state.get("running", {}).get("startedAt", "")
-        r.state = {"terminated": {"exitCode": code, "reason": reason, "startedAt": started,
-                                  "finishedAt": kube.rfc3339(), **extra}}
+        r.state = {
+            "terminated": {
+                "exitCode": code,
+                "reason": reason,
+                "startedAt": started,
+                "finishedAt": kube.rfc3339(),
+                **extra,
+            }
+        }
         self._process_gone(r)
         self._after_exit(r, code)
 
     def adopted_exit(self, r: Running) -> None:
-        r.state = {"terminated": {"exitCode": 137 if r.term_at else 0, "reason": "Unknown",
-                                  "message": "exit status unknown (the process was adopted)",
-                                  "finishedAt": kube.rfc3339()}}
+        r.state = {
+            "terminated": {
+                "exitCode": 137 if r.term_at else 0,
+                "reason": "Unknown",
+                "message": "exit status unknown (the process was adopted)",
+                "finishedAt": kube.rfc3339(),
+            }
+        }
         self._process_gone(r)
         self._after_exit(r, -1)
 
@@ -307,8 +348,12 @@ class Containers:
             r.backoff_index += 1
             r.last_state = r.state
             if delay > 0:
-                r.state = {"waiting": {"reason": "CrashLoopBackOff",
-                                       "message": f"back-off {delay:g}s restarting failed container={r.spec.name}"}}
+                r.state = {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off {delay:g}s restarting failed container={r.spec.name}",
+                    }
+                }
                 w.event("Warning", "BackOff", f"Back-off {delay:g}s restarting failed container", r.spec.name)
             else:
                 r.state = {"waiting": {"reason": "ContainerCreating"}}

@@ -22,14 +22,14 @@ from nsbox import native
 from nsbox.watcher import holder
 from nsbox.watcher.termination import STATE_CHECK_PERIOD
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from typing import Any
 
     from nsbox.watcher import Watcher
     from nsbox.watcher.loop import Timer
 
-HIBERNATE_AFTER = 0.5             # seconds without events before the watcher becomes nsbox-idle
+HIBERNATE_AFTER = 0.5  # seconds without events before the watcher becomes nsbox-idle
 
 
 class Hibernation:
@@ -44,14 +44,14 @@ class Hibernation:
         if not self.idle_program_ok or w.done or w.termination.deletion is not None:
             return False
         if w.ready_fd >= 0 or w.server.clients or w.attach is not None or w.termination.checks_volumes:
-            return False               # `run -a` waits on us; the disk usage check is Python's
+            return False  # `run -a` waits on us; the disk usage check is Python's
         known = {r.pid for r in w.containers if r.running and r.child}
         if w.state.pause_pid:
             known.add(w.state.pause_pid)
         if not set(w.loop.children) <= known:
-            return False               # a hook is running
+            return False  # a hook is running
         if w.loop.keeps_awake:
-            return False               # e.g. a SIGKILL due at the end of a grace period
+            return False  # e.g. a SIGKILL due at the end of a grace period
         # Adopted processes are watched through their pidfds; without one they are polled.
         return all(r.child or r.pidfd >= 0 for r in w.containers if r.running)
 
@@ -66,7 +66,7 @@ class Hibernation:
             self.quiet_timer = self.w.loop.at(HIBERNATE_AFTER - quiet, self._quiet_spell_over, keeps_awake=False)
 
     def _quiet_spell_over(self) -> None:
-        self.quiet_timer = None            # the loop decides: hibernate, or wait from the last event
+        self.quiet_timer = None  # the loop decides: hibernate, or wait from the last event
 
     def hibernate(self) -> None:
         """Exec nsbox-idle with what it needs to copy logs and to exec us back; returns if it cannot."""
@@ -92,17 +92,24 @@ class Hibernation:
         # sys.path (with what .pth files added) instead.
         package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         path = [package_parent] + [p for p in sys.path if p]
-        resume = "import sys; sys.path[:] = %r; from nsbox.watcher import resume; resume(%d)" % (path, state_fd)
+        resume = f"import sys; sys.path[:] = {path!r}; from nsbox.watcher import resume; resume({state_fd:d})"
         argv = [w.title, "--check", w.paths.pod_json]
         adopted = [r.pidfd for r in w.containers if r.running and not r.child]
-        assert w.server.listener is not None      # listening since start()
+        assert w.server.listener is not None  # listening since start()
         for fd in [w.server.listener.fileno(), *adopted]:
             argv += ["--wake-on", str(fd)]
         for r in w.containers:
             for fd, sw in r.streams.items():
                 argv += ["--log", f"{fd}:{sw.fd}:{sw.stream.decode()}"]
-        due = [t.when for t in (w.termination.deadline_timer, *(r.restart_timer for r in w.containers),
-                                *(r.config_timer for r in w.containers)) if t]
+        due = [
+            t.when
+            for t in (
+                w.termination.deadline_timer,
+                *(r.restart_timer for r in w.containers),
+                *(r.config_timer for r in w.containers),
+            )
+            if t
+        ]
         if due:
             argv += ["--wake-at", str(int(min(due) * 1e9))]
         argv += ["--", sys.executable, "-I", "-S", "-u", "-c", resume]
@@ -121,14 +128,15 @@ class Hibernation:
     def handoff(self) -> tuple[dict[str, Any], list[int]]:
         """What resume() needs that status.json does not hold, and the descriptors that must survive."""
         w = self.w
-        assert w.server.listener is not None      # listening since start()
+        assert w.server.listener is not None  # listening since start()
         listener = w.server.listener.fileno()
         fds = [listener, w.lock.fd]
         fds += [fd for fd in (w.state.pid_ns_fd, w.state.host_netns_fd) if fd >= 0]
         containers = {}
         for name, r in w.containers.by_name.items():
             containers[name] = {
-                **r.to_status(), **r.to_dict(),
+                **r.to_status(),
+                **r.to_dict(),
                 "streams": {str(fd): sw.stream.decode() for fd, sw in r.streams.items()},
                 "restartAt": r.restart_timer.when if r.restart_timer else None,
                 "configRetryAt": r.config_timer.when if r.config_timer else None,
@@ -136,9 +144,13 @@ class Hibernation:
             fds += [fd for fd in (r.pidfd, r.log_fd, *r.streams) if fd >= 0]
         deadline = w.termination.deadline_timer
         return {
-            "root": w.root.path, "uid": w.uid, "adopt": w.adopt, "pod": w.pod.to_dict(),
+            "root": w.root.path,
+            "uid": w.uid,
+            "adopt": w.adopt,
+            "pod": w.pod.to_dict(),
             **w.state.to_dict(),
-            "listener": listener, "lock": w.lock.fd,
+            "listener": listener,
+            "lock": w.lock.fd,
             "pauseChild": w.state.pause_pid in w.loop.children,
             "deadlineAt": deadline.when if deadline else None,
             "containers": containers,
@@ -181,6 +193,6 @@ class Hibernation:
         w.dirty = False
         w.loop.active_at = now
         w.loop.catch_signals()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})   # nsbox-idle left it blocked
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})  # nsbox-idle left it blocked
         w.loop.reap()
         w.termination.check_state()

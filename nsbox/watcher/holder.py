@@ -9,18 +9,19 @@ from nsbox import kube, native
 
 # `nsbox.sandbox` and `nsbox.network` (making things) are imported where they are used: a
 # watcher exec'd back from nsbox-idle needs neither.
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from nsbox.model import PodSpec
     from nsbox.watcher import Watcher
 
-DEFAULT_POD_PIDS_LIMIT = 4096     # per pod: a fork bomb stays inside its pod
-CGROUP_ROOT_XATTR = "trusted.nsbox.root"   # which root a pod cgroup belongs to (for gc)
-PAUSE_CGROUP = ".pause"           # below the pod cgroup: PID 1 of a shared PID namespace (no container name starts with ".")
+DEFAULT_POD_PIDS_LIMIT = 4096  # per pod: a fork bomb stays inside its pod
+CGROUP_ROOT_XATTR = "trusted.nsbox.root"  # which root a pod cgroup belongs to (for gc)
+PAUSE_CGROUP = ".pause"  # below the pod cgroup: PID 1 of a shared PID namespace (no container name starts with ".")
 
 
 def create_sandbox(w: Watcher) -> None:
     from nsbox import sandbox
+
     pod = w.pod
     pod_cg = w.cg.pod_path(w.uid)
     w.cg.create(pod_cg)
@@ -37,8 +38,9 @@ def create_sandbox(w: Watcher) -> None:
     if pod.network == "bridge":
         # Before any container starts: they find eth0 configured (network.py).
         from nsbox import network
+
         w.state.pod_ip = network.attach(pod, w.root.path, w.state.host_netns_fd).ip
-    sandbox.set_sysctls(pod)           # after the network: net.ipv4.conf.eth0.* needs eth0
+    sandbox.set_sysctls(pod)  # after the network: net.ipv4.conf.eth0.* needs eth0
     w.state.etc_files = sandbox.write_etc_files(pod, w.paths, w.state.pod_ip)
     w.config.mount()
     if pod.share_process_namespace:
@@ -49,6 +51,7 @@ def create_sandbox(w: Watcher) -> None:
 def _start_pause(w: Watcher) -> None:
     """PID 1 of the pod-wide PID namespace, in a cgroup of the pod's (so teardown and gc kill it)."""
     from nsbox import sandbox
+
     pid = sandbox.start_shared_pid_namespace()
     reap_pause(w, pid)
     cg_path = w.cg.container_path(w.uid, PAUSE_CGROUP)
@@ -79,21 +82,29 @@ def _pause_exited(w: Watcher, status: int) -> None:
     w.state.pause_pid = 0
     if w.termination.deletion is None:
         # The kernel has killed every process of the namespace with it.
-        w.event("Warning", "PauseExited", "PID 1 of the shared PID namespace exited "
-                f"(status {os.waitstatus_to_exitcode(status)}): the pod's processes were killed")
+        w.event(
+            "Warning",
+            "PauseExited",
+            "PID 1 of the shared PID namespace exited "
+            f"(status {os.waitstatus_to_exitcode(status)}): the pod's processes were killed",
+        )
 
 
 def _pod_limits(pod: PodSpec) -> dict[str, int | None]:
     """`pod create --cpu/--memory` set the pod's own limits; otherwise the kubelet's sum rule."""
     cpu, mem = pod.annotations.get("nsbox.io/pod-cpu"), pod.annotations.get("nsbox.io/pod-memory")
     if cpu or mem:
-        return {"cpu_millis": kube.parse_cpu(cpu) if cpu else None,
-                "memory_bytes": kube.parse_memory(mem) if mem else None}
+        return {
+            "cpu_millis": kube.parse_cpu(cpu) if cpu else None,
+            "memory_bytes": kube.parse_memory(mem) if mem else None,
+        }
     return {
-        "cpu_millis": kube.pod_resource_limit([c.resources.cpu_millis for c in pod.containers],
-                                              [c.resources.cpu_millis for c in pod.init_containers]),
-        "memory_bytes": kube.pod_resource_limit([c.resources.memory_bytes for c in pod.containers],
-                                                [c.resources.memory_bytes for c in pod.init_containers]),
+        "cpu_millis": kube.pod_resource_limit(
+            [c.resources.cpu_millis for c in pod.containers], [c.resources.cpu_millis for c in pod.init_containers]
+        ),
+        "memory_bytes": kube.pod_resource_limit(
+            [c.resources.memory_bytes for c in pod.containers], [c.resources.memory_bytes for c in pod.init_containers]
+        ),
     }
 
 
@@ -101,6 +112,7 @@ def set_process_name(name: str) -> None:
     """`ps` and `top` show the watcher as `name` (its comm is cut to 15 bytes)."""
     try:
         import prctl
+
         prctl.set_name(name[:15])
         prctl.set_proctitle(name)
     except (ImportError, OSError):
@@ -111,6 +123,7 @@ def become_subreaper() -> None:
     """Orphans of the pod's processes are reparented to the watcher, which reaps them."""
     try:
         import prctl
+
         prctl.set_child_subreaper(1)
     except ImportError:
         pass

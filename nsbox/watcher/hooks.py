@@ -9,19 +9,19 @@ import signal
 from nsbox import native
 from nsbox.errors import NsboxError
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
     from nsbox.watcher import Watcher
     from nsbox.watcher.containers import Running
 
 
-def run(w: Watcher, r: Running, command: list[str], kind: str,
-        on_done: Callable[[bool], None] | None = None) -> None:
+def run(w: Watcher, r: Running, command: list[str], kind: str, on_done: Callable[[bool], None] | None = None) -> None:
     """Run hook `kind` ("PostStart", "PreStop") of container `r`; `on_done(ok)` when it has ended.
     A failure is a Failed<kind>Hook event; a failed postStart kills the container (as the kubelet does)."""
     from nsbox import container
+
     try:
         req, fds = container.exec_request(w.pod, r.spec, r.pid, command, pod_ip=w.state.pod_ip)
     except NsboxError as e:
@@ -49,11 +49,15 @@ def run(w: Watcher, r: Running, command: list[str], kind: str,
     def exited(status: int) -> None:
         ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         if not ok:
-            w.event("Warning", f"Failed{kind}Hook",
-                    f"{kind} hook {command!r} exited with status {os.waitstatus_to_exitcode(status)}",
-                    r.spec.name)
+            w.event(
+                "Warning",
+                f"Failed{kind}Hook",
+                f"{kind} hook {command!r} exited with status {os.waitstatus_to_exitcode(status)}",
+                r.spec.name,
+            )
             if kind == "PostStart" and r.running and w.termination.deletion is None:
                 w.containers.signal(r, signal.SIGKILL)
         if on_done:
             on_done(ok)
+
     w.loop.children[pid] = exited

@@ -12,9 +12,10 @@ import selectors
 import signal
 import time
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
 
 def _nothing() -> None:
@@ -29,7 +30,7 @@ class Timer:
 
     def __init__(self, when: float, seq: int, fn: Callable[[], None], keeps_awake: bool):
         self.when = when
-        self.seq = seq                     # equal times run in the order they were set
+        self.seq = seq  # equal times run in the order they were set
         self.fn = fn
         self.keeps_awake = keeps_awake
 
@@ -46,8 +47,8 @@ class EventLoop:
         self.sel = selectors.DefaultSelector()
         self.timers: list[Timer] = []
         self._seq = itertools.count()
-        self.children: dict[int, Callable[[int], None]] = {}   # pid -> on_exit(wait status)
-        self.active_at = 0.0               # the last event (monotonic): the watcher hibernates after a quiet spell
+        self.children: dict[int, Callable[[int], None]] = {}  # pid -> on_exit(wait status)
+        self.active_at = 0.0  # the last event (monotonic): the watcher hibernates after a quiet spell
 
     def watch(self, fileobj: Any, on_ready: Callable[[Any], None]) -> None:
         """Call `on_ready(fileobj)` whenever `fileobj` is readable."""
@@ -65,9 +66,11 @@ class EventLoop:
 
     def every(self, period: float, fn: Callable[[], None]) -> None:
         """Periodic checks: a resumed watcher sets them up again, so they never keep it awake."""
+
         def tick() -> None:
             fn()
             self.at(period, tick, keeps_awake=False)
+
         self.at(period, tick, keeps_awake=False)
 
     @staticmethod

@@ -15,7 +15,7 @@ from __future__ import annotations
 from nsbox import kube
 from nsbox.record import field, record
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from typing import Any
 
@@ -23,18 +23,18 @@ if TYPE_CHECKING:
 @record
 class PodState:
     phase: str = "Pending"
-    reason: str = ""                       # with phase Failed: DeadlineExceeded, Evicted (final)
+    reason: str = ""  # with phase Failed: DeadlineExceeded, Evicted (final)
     message: str = ""
     start_time: str = field(factory=kube.rfc3339)
-    pod_ip: str = ""                       # --network bridge: this pod's address (network.py)
-    pause_pid: int = 0                     # PID 1 of the shared PID namespace (shareProcessNamespace)
+    pod_ip: str = ""  # --network bridge: this pod's address (network.py)
+    pause_pid: int = 0  # PID 1 of the shared PID namespace (shareProcessNamespace)
     pause_start: int = 0
     events: list[dict[str, Any]] = field(factory=list)
-    exit_codes: dict[str, int] = field(factory=dict)         # containers that ended for good
-    etc_files: dict[str, str] = field(factory=dict)          # /etc/hosts & co. written for the pod (sandbox.py)
-    mount_errors: dict[str, str] = field(factory=dict)       # config volume -> why it cannot be set up (FailedMount)
-    pid_ns_fd: int = -1                    # containers join this PID namespace
-    host_netns_fd: int = -1                # --network bridge: the host's netns, to plumb and unplug the veth
+    exit_codes: dict[str, int] = field(factory=dict)  # containers that ended for good
+    etc_files: dict[str, str] = field(factory=dict)  # /etc/hosts & co. written for the pod (sandbox.py)
+    mount_errors: dict[str, str] = field(factory=dict)  # config volume -> why it cannot be set up (FailedMount)
+    pid_ns_fd: int = -1  # containers join this PID namespace
+    host_netns_fd: int = -1  # --network bridge: the host's netns, to plumb and unplug the veth
 
     @property
     def ended(self) -> bool:
@@ -43,7 +43,9 @@ class PodState:
 
     def to_status(self, watcher: dict[str, Any], containers: list[dict[str, Any]]) -> dict[str, Any]:
         return {
-            "phase": self.phase, "reason": self.reason, "message": self.message,
+            "phase": self.phase,
+            "reason": self.reason,
+            "message": self.message,
             "startTime": self.start_time,
             **({"podIP": self.pod_ip} if self.pod_ip else {}),
             "pause": {"pid": self.pause_pid, "procStart": self.pause_start} if self.pause_pid else None,
@@ -66,19 +68,38 @@ class PodState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "phase": self.phase, "reason": self.reason, "message": self.message,
-            "startTime": self.start_time, "podIP": self.pod_ip, "pause": [self.pause_pid, self.pause_start],
-            "events": self.events, "exitCodes": self.exit_codes, "etcFiles": self.etc_files,
-            "mountErrors": self.mount_errors, "pidNsFd": self.pid_ns_fd, "hostNetnsFd": self.host_netns_fd,
+            "phase": self.phase,
+            "reason": self.reason,
+            "message": self.message,
+            "startTime": self.start_time,
+            "podIP": self.pod_ip,
+            "pause": [self.pause_pid, self.pause_start],
+            "events": self.events,
+            "exitCodes": self.exit_codes,
+            "etcFiles": self.etc_files,
+            "mountErrors": self.mount_errors,
+            "pidNsFd": self.pid_ns_fd,
+            "hostNetnsFd": self.host_netns_fd,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PodState:
         pause_pid, pause_start = d["pause"]
-        return cls(phase=d["phase"], reason=d["reason"], message=d["message"], start_time=d["startTime"],
-                   pod_ip=d["podIP"], pause_pid=pause_pid, pause_start=pause_start, events=d["events"],
-                   exit_codes=d["exitCodes"], etc_files=d["etcFiles"], mount_errors=d.get("mountErrors", {}),
-                   pid_ns_fd=d["pidNsFd"], host_netns_fd=d["hostNetnsFd"])
+        return cls(
+            phase=d["phase"],
+            reason=d["reason"],
+            message=d["message"],
+            start_time=d["startTime"],
+            pod_ip=d["podIP"],
+            pause_pid=pause_pid,
+            pause_start=pause_start,
+            events=d["events"],
+            exit_codes=d["exitCodes"],
+            etc_files=d["etcFiles"],
+            mount_errors=d.get("mountErrors", {}),
+            pid_ns_fd=d["pidNsFd"],
+            host_netns_fd=d["hostNetnsFd"],
+        )
 
 
 def _creating() -> dict[str, Any]:
@@ -88,9 +109,10 @@ def _creating() -> dict[str, Any]:
 @record
 class ContainerState:
     """The part of a container's view (containers.Running) that outlives the watcher's process."""
+
     pid: int = 0
-    proc_start: int = 0                    # /proc/PID/stat start time, to re-adopt safely
-    child: bool = False                    # our child (we reap it) or adopted (we only watch it)
+    proc_start: int = 0  # /proc/PID/stat start time, to re-adopt safely
+    child: bool = False  # our child (we reap it) or adopted (we only watch it)
     pidfd: int = -1
     restart_count: int = 0
     backoff_index: int = 0
@@ -110,10 +132,19 @@ class ContainerState:
         self.state, self.last_state = st.get("state", self.state), st.get("lastState", {})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pid": self.pid, "procStart": self.proc_start, "child": self.child, "pidfd": self.pidfd,
-                "restartCount": self.restart_count, "backoffIndex": self.backoff_index,
-                "startedMono": self.started_mono, "state": self.state, "lastState": self.last_state,
-                "logFd": self.log_fd, "oomBefore": self.oom_before}
+        return {
+            "pid": self.pid,
+            "procStart": self.proc_start,
+            "child": self.child,
+            "pidfd": self.pidfd,
+            "restartCount": self.restart_count,
+            "backoffIndex": self.backoff_index,
+            "startedMono": self.started_mono,
+            "state": self.state,
+            "lastState": self.last_state,
+            "logFd": self.log_fd,
+            "oomBefore": self.oom_before,
+        }
 
     def load(self, d: dict[str, Any]) -> None:
         """The reverse of to_dict, into this container's view (made from its spec)."""

@@ -15,7 +15,7 @@ from nsbox.errors import NsboxError
 from nsbox.state import remove_tree
 from nsbox.watcher import hooks
 
-TYPE_CHECKING = False          # typing costs milliseconds of start-up: only type checkers import it
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from typing import Any
 
@@ -23,17 +23,17 @@ if TYPE_CHECKING:
     from nsbox.watcher.containers import Running
     from nsbox.watcher.loop import Timer
 
-STATE_CHECK_PERIOD = 2.0          # how often the watcher checks that its pod's state still exists
-VOLUME_CHECK_PERIOD = 2.0         # disk-backed emptyDir sizeLimit: an overrun is noticed within a few seconds
+STATE_CHECK_PERIOD = 2.0  # how often the watcher checks that its pod's state still exists
+VOLUME_CHECK_PERIOD = 2.0  # disk-backed emptyDir sizeLimit: an overrun is noticed within a few seconds
 
 
 class Termination:
     def __init__(self, w: Watcher):
         self.w = w
-        self.deletion: dict[str, Any] | None = None     # deletion.json once the pod is being deleted
+        self.deletion: dict[str, Any] | None = None  # deletion.json once the pod is being deleted
         self.terminating = False
-        self.kill_deadline = 0.0           # monotonic: the end of the grace period
-        self.deadline_timer: Timer | None = None        # activeDeadlineSeconds
+        self.kill_deadline = 0.0  # monotonic: the end of the grace period
+        self.deadline_timer: Timer | None = None  # activeDeadlineSeconds
 
     # ------------------------------------------------------------ deletion
 
@@ -69,8 +69,7 @@ class Termination:
             w.event("Normal", "Killing", f"Stopping container {r.spec.name}", r.spec.name)
             if r.spec.pre_stop and not force and grace > 0 and r.child:
                 hook_timer = w.loop.at(grace, partial(self._term, r))
-                hooks.run(w, r, r.spec.pre_stop, "PreStop",
-                          on_done=partial(self._pre_stop_done, r, hook_timer))
+                hooks.run(w, r, r.spec.pre_stop, "PreStop", on_done=partial(self._pre_stop_done, r, hook_timer))
             else:
                 self._term(r)
 
@@ -176,8 +175,11 @@ class Termination:
             if v.kind == "emptyDir" and v.medium != "Memory" and v.size_limit:
                 used = disk_usage(w.paths.volume(v.name))
                 if used > v.size_limit:
-                    self.fail_pod("Evicted", f'Usage of EmptyDir volume "{v.name}" exceeds the limit '
-                                             f'"{v.size_limit}" bytes (uses {used} bytes).')
+                    self.fail_pod(
+                        "Evicted",
+                        f'Usage of EmptyDir volume "{v.name}" exceeds the limit '
+                        f'"{v.size_limit}" bytes (uses {used} bytes).',
+                    )
                     return
 
     # ------------------------------------------------------------ the end
@@ -203,12 +205,13 @@ class Termination:
             w.containers.close_log(r)
         config_volumes = w.config.volumes
         for v in w.pod.volumes:
-            if (v.kind, v.medium) == ("emptyDir", "Memory") or v in config_volumes:   # tmpfs each
+            if (v.kind, v.medium) == ("emptyDir", "Memory") or v in config_volumes:  # tmpfs each
                 _umount(w.paths.volume(v.name))
         _umount(w.paths.shm)
         if w.pod.network == "bridge":
             from nsbox import network
-            network.detach(w.root.path, w.uid, w.state.host_netns_fd)   # before the state goes (gc's rule)
+
+            network.detach(w.root.path, w.uid, w.state.host_netns_fd)  # before the state goes (gc's rule)
         if w.state.pid_ns_fd >= 0:
             os.close(w.state.pid_ns_fd)
             w.state.pid_ns_fd = -1
@@ -227,6 +230,7 @@ class Termination:
         self.kill_all()
         if w.pod.network == "bridge":
             from nsbox import network
+
             network.detach(w.root.path, w.uid, w.state.host_netns_fd)
         try:
             w.cg.remove(w.cg.pod_path(w.uid))
@@ -248,7 +252,7 @@ def disk_usage(path: str) -> int:
         try:
             entries = os.scandir(stack.pop())
         except OSError:
-            continue                       # vanished or unreadable: count what can be counted
+            continue  # vanished or unreadable: count what can be counted
         with entries:
             for e in entries:
                 try:

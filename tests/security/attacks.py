@@ -26,7 +26,8 @@ def check(result):
 def run(*argv):
     p = subprocess.run(argv, capture_output=True, text=True)
     if p.returncode != 0:
-        raise OSError(0, (p.stderr or p.stdout).strip().splitlines()[-1] if (p.stderr or p.stdout).strip() else f"exit {p.returncode}")
+        said = (p.stderr or p.stdout).strip()
+        raise OSError(0, said.splitlines()[-1] if said else f"exit {p.returncode}")
 args = sys.argv[1:]
 try:
 """
@@ -205,7 +206,8 @@ libc = ctypes.CDLL(None, use_errno=True)
 assert libc.shmget(int(key, 0), 4096, 0o1666) >= 0
 open(f"/dev/shm/{shm}", "w").write("secret")
 u = socket.socket(socket.AF_UNIX); u.bind("\0" + abstract); u.listen()
-t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(("127.0.0.1", int(port))); t.listen()
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("127.0.0.1", int(port))); t.listen()
 print("ready", flush=True)
 while True:
     for s in select.select([u, t], [], [])[0]:
@@ -236,6 +238,7 @@ def host_block_and_char_devices() -> list[str]:
     """NAME:TYPE:MAJOR:MINOR of every block device, and the char devices outside the default list
     that the host's root can open (what an escape would want)."""
     import os
+
     found = []
     for name in sorted(os.listdir("/sys/class/block")):
         with open(f"/sys/class/block/{name}/dev") as f:
@@ -252,6 +255,7 @@ def host_block_and_char_devices() -> list[str]:
 def openable_on_host(devices: list[str]) -> list[str]:
     """Those of `devices` the host's root can open here (some hosts fence even root off a few)."""
     import os
+
     ok = []
     for spec in devices:
         name = spec.split(":")[0]

@@ -16,9 +16,8 @@ import tempfile
 import time
 import uuid
 
-import pytest
-
 import attacks
+import pytest
 from attacks import attempt
 from conftest import alive, ns_inode, private_root, wait_for
 
@@ -126,11 +125,34 @@ def test_no_host_device_can_be_opened_by_path_or_by_mknod(box, attacker):
 
 @pytest.mark.cgroupv2
 def test_the_minimal_dev_still_works(box, attacker):
-    out = box("exec", attacker, "--", "sh", "-c",
-                "ls /dev; head -c 4 /dev/zero | wc -c; head -c 4 /dev/urandom | wc -c; echo x > /dev/null && echo null-ok; "
-                "python3 -c 'import os; m, s = os.openpty(); print(\"pty\", os.ttyname(s))'").stdout.split()
-    assert set(out) >= {"null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "mqueue",
-                        "fd", "stdin", "stdout", "stderr", "null-ok", "pty", "/dev/pts/0"}
+    out = box(
+        "exec",
+        attacker,
+        "--",
+        "sh",
+        "-c",
+        "ls /dev; head -c 4 /dev/zero | wc -c; head -c 4 /dev/urandom | wc -c; echo x > /dev/null && echo null-ok; "
+        "python3 -c 'import os; m, s = os.openpty(); print(\"pty\", os.ttyname(s))'",
+    ).stdout.split()
+    assert set(out) >= {
+        "null",
+        "zero",
+        "full",
+        "random",
+        "urandom",
+        "tty",
+        "ptmx",
+        "pts",
+        "shm",
+        "mqueue",
+        "fd",
+        "stdin",
+        "stdout",
+        "stderr",
+        "null-ok",
+        "pty",
+        "/dev/pts/0",
+    }
     assert not {"vda", "sda", "loop0", "kmsg", "mem", "kvm"} & set(out)
 
 
@@ -216,12 +238,16 @@ def test_setns_into_the_hosts_namespaces_fails(box, attacker, host_sleep):
 def test_another_pods_ipc_sockets_and_ports_are_out_of_reach(box, attacker):
     key, shm, name, port = "0x6e736263", f"nsbx-{uuid.uuid4().hex[:8]}", f"nsbx-{uuid.uuid4().hex[:8]}", "8181"
     with other_pod(box, "victim-ipc", "python3", "-c", attacks.VICTIM, key, shm, name, port):
+
         def log() -> str:
             return box("logs", "victim-ipc").stdout
+
         wait_for(lambda: "ready" in log(), what="victim ready")
         # The victim's own pod can reach all four (the test would prove nothing otherwise).
-        assert attempt(box, "victim-ipc", attacks.REACH_OTHER_POD, key, shm, name, port) == \
-            "SUCCEEDED reached sysv-shm posix-shm abstract-socket tcp"
+        assert (
+            attempt(box, "victim-ipc", attacks.REACH_OTHER_POD, key, shm, name, port)
+            == "SUCCEEDED reached sysv-shm posix-shm abstract-socket tcp"
+        )
         wait_for(lambda: log().count("connection") == 2, what="victim to see its own pod")
 
         verdict = attempt(box, attacker, attacks.REACH_OTHER_POD, key, shm, name, port)
@@ -250,12 +276,14 @@ spec:
 """
     nsbox("apply", "-f", "-", input=manifest)
     uid = nsbox.uid("bomb")
-    pids_dir = next(d for d in (f"/sys/fs/cgroup/pids/nsbox/pod{uid}", f"/sys/fs/cgroup/nsbox/pod{uid}")
-                    if os.path.isdir(d))
+    pids_dir = next(
+        d for d in (f"/sys/fs/cgroup/pids/nsbox/pod{uid}", f"/sys/fs/cgroup/nsbox/pod{uid}") if os.path.isdir(d)
+    )
     assert open(f"{pids_dir}/pids.max").read().strip() == "64"
 
     def current() -> int:
         return int(open(f"{pids_dir}/pids.current").read())
+
     wait_for(lambda: current() >= 60, timeout=20, what="the bomb to fill its pod")
     # The host stays responsive: it can start processes, and nsbox answers.
     t0 = time.monotonic()
@@ -300,10 +328,14 @@ spec:
     nsbox("apply", "-f", "-", input=manifest)
     wait_for(lambda: nsbox.container_state("escape", "inside")["state"].get("terminated"), what="inside")
     for name in ("absolute", "relative"):
-        st = wait_for(lambda: nsbox.container_state("escape", name)["state"].get("terminated")
-                      or nsbox.container_state("escape", name)["state"].get("waiting", {}).get("message"),
-                      what=f"{name} to be refused")
-        assert "is a symbolic link" in str(st), st           # no link in a subPath, as the kubelet
+        st = wait_for(
+            lambda: (
+                nsbox.container_state("escape", name)["state"].get("terminated")
+                or nsbox.container_state("escape", name)["state"].get("waiting", {}).get("message")
+            ),
+            what=f"{name} to be refused",
+        )
+        assert "is a symbolic link" in str(st), st  # no link in a subPath, as the kubelet
         assert st.get("reason") == "StartError", st
         assert os.uname().nodename not in nsbox("logs", "escape", "-c", name, check=False).stdout
     assert nsbox.container_state("escape", "inside")["state"]["terminated"]["exitCode"] == 0

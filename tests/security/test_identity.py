@@ -12,8 +12,8 @@ import os
 import pwd
 
 import pytest
-
 from conftest import private_root
+
 from nsbox import kube, native
 
 MANIFEST = """
@@ -94,7 +94,7 @@ def test_root_has_the_default_set_bounding_effective_and_permitted(who):
     assert len(kube.DEFAULT_CAPABILITIES) == 14
     assert st["NoNewPrivs"] == "0"
     assert st["Uid"].split() == ["0"] * 4
-    assert set(st["Groups"].split()) == {"0"} | listed_groups(0)     # the primary group, as containerd gives it
+    assert set(st["Groups"].split()) == {"0"} | listed_groups(0)  # the primary group, as containerd gives it
 
 
 def test_a_non_root_user_has_the_bounding_set_only_and_no_new_privs(who):

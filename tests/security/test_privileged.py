@@ -13,11 +13,10 @@ import os
 import subprocess
 import tempfile
 
-import pytest
-
 import attacks
-from conftest import private_root
+import pytest
 from attacks import attempt
+from conftest import private_root
 
 
 def host_has(path: str) -> bool:
@@ -31,16 +30,30 @@ TABLE = [
     ("set-hostname", attacks.SET_HOSTNAME, lambda ctx: [], True, "the pod's UTS namespace, not the host's"),
     ("read-host-devices", attacks.READ_DEVICES, lambda ctx: ctx["devices"], True, "the host's /dev, no device rules"),
     ("open-kcore", attacks.OPEN_KCORE, lambda ctx: [], host_has("/proc/kcore"), "not masked (if the kernel has it)"),
-    ("write-sysrq", attacks.WRITE_SYSRQ, lambda ctx: [], host_has("/proc/sysrq-trigger"),
-     "not read-only (if the kernel has it)"),
-    ("write-netns-sysctl", attacks.REWRITE_FILE, lambda ctx: ["/proc/sys/net/ipv4/ip_default_ttl"], True,
-     "/proc/sys is writable"),
-    ("load-module", attacks.LOAD_MODULE, lambda ctx: [], False,
-     "CAP_SYS_MODULE, but the test offers no valid module"),
+    (
+        "write-sysrq",
+        attacks.WRITE_SYSRQ,
+        lambda ctx: [],
+        host_has("/proc/sysrq-trigger"),
+        "not read-only (if the kernel has it)",
+    ),
+    (
+        "write-netns-sysctl",
+        attacks.REWRITE_FILE,
+        lambda ctx: ["/proc/sys/net/ipv4/ip_default_ttl"],
+        True,
+        "/proc/sys is writable",
+    ),
+    ("load-module", attacks.LOAD_MODULE, lambda ctx: [], False, "CAP_SYS_MODULE, but the test offers no valid module"),
     ("kill-host-process", attacks.KILL, lambda ctx: [str(ctx["host_sleep"])], False, "its own PID namespace"),
     ("setns-pid-1", attacks.SETNS, lambda ctx: ["1"], True, "CAP_SYS_ADMIN, but /proc/1 is its own init"),
-    ("setns-host-process", attacks.SETNS, lambda ctx: [str(ctx["host_sleep"])], False,
-     "host processes are not in its /proc"),
+    (
+        "setns-host-process",
+        attacks.SETNS,
+        lambda ctx: [str(ctx["host_sleep"])],
+        False,
+        "host processes are not in its /proc",
+    ),
 ]
 
 
@@ -53,8 +66,13 @@ def ctx():
         with private_root() as n:
             n("run", "plain", "--", "sleep", "600")
             n("run", "priv", "--privileged", "--", "sleep", "600")
-            yield {"nsbox": n, "host_sleep": sleeper.pid, "devices": attacks.host_block_and_char_devices(),
-                   "plain": n.pid("plain"), "priv": n.pid("priv")}
+            yield {
+                "nsbox": n,
+                "host_sleep": sleeper.pid,
+                "devices": attacks.host_block_and_char_devices(),
+                "plain": n.pid("plain"),
+                "priv": n.pid("priv"),
+            }
     finally:
         sleeper.kill()
         sleeper.wait()
