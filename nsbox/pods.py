@@ -407,7 +407,6 @@ class Runtime:
         return garbage.collect(self, idle_bridges)
 
 
-# What a hostPath `type` requires of the path (the kubelet's hostPath type checks).
 class PendingDelete:
     """A pod whose watcher has taken its deletion on (or that was already gone: no socket)."""
 
