@@ -186,7 +186,7 @@ def running(pod, cg):
 
 
 def record_writes(monkeypatch):
-    """Spy on the module's writes: a list of (path, value)."""
+    """Spy on the package's writes (the front's and the backends'): a list of (path, value)."""
     writes = []
     real = cgroups._write
 
@@ -194,7 +194,8 @@ def record_writes(monkeypatch):
         writes.append((path, str(value)))
         real(path, value)
 
-    monkeypatch.setattr(cgroups, "_write", spy)
+    for module in (cgroups, cgroups.v1, cgroups.v2):
+        monkeypatch.setattr(module, "_write", spy)
     return writes
 
 
@@ -279,7 +280,14 @@ def test_importing_cgroups_loads_only_the_standard_library():
         check=True,
     )
     # kube holds the shared Kubernetes rules (the CPU quota); it is standard library only too.
-    assert out.stdout.split() == ["nsbox", "nsbox.cgroups", "nsbox.errors", "nsbox.kube"]
+    assert out.stdout.split() == [
+        "nsbox",
+        "nsbox.cgroups",
+        "nsbox.cgroups.v1",
+        "nsbox.cgroups.v2",
+        "nsbox.errors",
+        "nsbox.kube",
+    ]
 
 
 # --- naming and creation ----------------------------------------------------

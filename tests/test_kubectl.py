@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import validate_document, validate_object, wait_for
 
-from nsbox import status
+from nsbox import describe
 from nsbox.model import (
     ContainerPort,
     ContainerSpec,
@@ -238,7 +238,7 @@ CGROUPS = types.SimpleNamespace(
 
 
 def test_describe_shows_what_kubectl_describe_shows_in_its_layout():
-    text = status.describe(_view(_pod_with_everything()), CGROUPS)
+    text = describe.describe(_view(_pod_with_everything()), CGROUPS)
     lines = text.splitlines()
     assert lines[:6] == [
         "Name:         web",
@@ -251,7 +251,7 @@ def test_describe_shows_what_kubectl_describe_shows_in_its_layout():
     assert re.fullmatch(r"Start Time:   \w{3}, 01 Jan 2026 \d\d:00:01 [+-]\d{4}", lines[3])
     on_a_node = _pod_with_everything()
     on_a_node.node_name = "vagrant"  # the machine's name, recorded at create
-    assert status.describe(_view(on_a_node), CGROUPS).splitlines()[2] == "Node:         vagrant"
+    assert describe.describe(_view(on_a_node), CGROUPS).splitlines()[2] == "Node:         vagrant"
     assert lines[6:9] == ["Annotations:  note:", "                " + "x" * 138 + "...", "              team: shop"]
     assert "Status:       Running" in lines and "IP:           10.0.0.7" in lines
     assert lines[lines.index("IPs:") + 1] == "  IP:  10.0.0.7"

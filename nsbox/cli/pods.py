@@ -99,13 +99,13 @@ def describe_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("describe", "show everything about a pod", describe_arguments)
 def cmd_describe(args: argparse.Namespace) -> int:
-    from nsbox import cgroups, status
+    from nsbox import cgroups, describe
 
     rt = runtime(args)
     for i, name in enumerate(args.names):
         if i:
             print()
-        print(status.describe(looked_at(rt, args.namespace, name), cgroups.detect()))
+        print(describe.describe(looked_at(rt, args.namespace, name), cgroups.detect()))
     return 0
 
 
