@@ -280,14 +280,11 @@ def test_importing_cgroups_loads_only_the_standard_library():
         check=True,
     )
     # kube holds the shared Kubernetes rules (the CPU quota); it is standard library only too.
-    assert out.stdout.split() == [
-        "nsbox",
-        "nsbox.cgroups",
-        "nsbox.cgroups.v1",
-        "nsbox.cgroups.v2",
-        "nsbox.errors",
-        "nsbox.kube",
+    kube = ["nsbox.kube"] + [
+        f"nsbox.kube.{m}" for m in ("hosts", "lifecycle", "names", "podstatus", "quantities", "securitycontext")
     ]
+    expected = ["nsbox", "nsbox.cgroups", "nsbox.cgroups.v1", "nsbox.cgroups.v2", "nsbox.errors", *kube]
+    assert out.stdout.split() == expected
 
 
 # --- naming and creation ----------------------------------------------------

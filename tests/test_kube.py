@@ -1,4 +1,4 @@
-"""The Kubernetes rules of nsbox/kube.py: pure functions, no root needed."""
+"""The Kubernetes rules of nsbox/kube/: pure functions, no root needed."""
 
 import pytest
 
