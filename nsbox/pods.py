@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
 
 from nsbox import kube
 from nsbox.errors import AlreadyExists, NotFound, NsboxError
@@ -22,11 +21,11 @@ from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_
 # `socket` are imported where they are used: `get pods` and the other reading commands need none.
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Iterator
     from typing import Any
 
-MAX_WATCHER_REPLACEMENTS = 5  # a delete gives up on a pod whose watchers keep dying
+    from nsbox.deletion import PendingDelete
+
 CONFIG_SYNC_TIMEOUT = 5.0  # config_changed: how long one pod's watcher may take to resync
 
 
@@ -232,64 +231,11 @@ class Runtime:
     def request_delete(
         self, namespace: str, name: str, *, grace: int | None = None, force: bool = False
     ) -> PendingDelete:
-        """Hand the deletion to the pod's watcher; the caller waits on the result when it likes,
-        so that several pods end in parallel (as `kubectl delete` does)."""
-        paths = self.root.require(namespace, name)
-        with FileLock(paths.lock):
-            spec_raw = read_json(paths.pod_json)
-            if spec_raw is None or self.root.lookup(namespace, name) != paths.uid:
-                raise NotFound(f'pod "{name}" not found')
-            spec = PodSpec.from_dict(spec_raw)
-            g = kube.effective_grace_period(grace, force, spec.termination_grace_period)
-            deletion = read_json(paths.deletion_json)
-            if deletion is None or g < deletion["gracePeriodSeconds"]:
-                deletion = {"deletionTimestamp": kube.rfc3339(g), "gracePeriodSeconds": g, "force": force}
-                write_json(paths.deletion_json, deletion)
-            if force:
-                # The name is free at once; the pod is torn down behind it (docs/lifecycle.md, Termination 7).
-                self.root.release(namespace, name, paths.uid)
-            sock = self._ask_to_delete(paths, g, force)
-        return PendingDelete(self, paths, name, g, force, sock)
+        """Hand the deletion to the pod's watcher (nsbox/deletion.py); the caller waits on the
+        result when it likes, so that several pods end in parallel (as `kubectl delete` does)."""
+        from nsbox import deletion
 
-    def _ask_to_delete(self, paths: PodPaths, grace: int, force: bool) -> socket.socket | None:
-        """A connection to the pod's watcher once it has taken the deletion on; None if the pod is gone."""
-        from nsbox import control
-
-        for _ in range(MAX_WATCHER_REPLACEMENTS):
-            sock = self._connect_or_adopt(paths)
-            if sock is None:
-                return None
-            try:
-                sock.send(json.dumps({"op": "delete", "grace": grace, "force": force}).encode())
-                if control.recv(sock) is not None:
-                    return sock
-            except OSError:
-                pass  # it died, or does not answer: look again
-            sock.close()
-        raise NsboxError(f"the watcher of pod {paths.uid} does not answer (see {paths.watcher_log})")
-
-    def _connect_or_adopt(self, paths: PodPaths) -> socket.socket | None:
-        """A connection to the pod's watcher, starting a new one if it died. None if the pod is gone."""
-        from nsbox import control
-
-        for _ in range(3):
-            if not paths.exists():
-                return None
-            if paths.watcher_alive():
-                try:
-                    return control.connect(paths.ctl)
-                except (FileNotFoundError, ConnectionRefusedError):
-                    time.sleep(0.05)
-                    continue
-            from nsbox import watcher
-
-            try:
-                watcher.launch(self.root, paths.uid, adopt=True)
-            except NsboxError:
-                if paths.watcher_alive():
-                    continue
-                raise
-        raise NsboxError(f"cannot reach the watcher of pod {paths.uid}")
+        return deletion.request(self, namespace, name, grace=grace, force=force)
 
     def _destroy_without_watcher(self, paths: PodPaths, spec: PodSpec) -> None:
         """Undo a create whose watcher never came up."""
@@ -405,50 +351,6 @@ class Runtime:
         from nsbox import garbage
 
         return garbage.collect(self, idle_bridges)
-
-
-class PendingDelete:
-    """A pod whose watcher has taken its deletion on (or that was already gone: no socket)."""
-
-    def __init__(self, rt: Runtime, paths: PodPaths, name: str, grace: int, force: bool, sock: socket.socket | None):
-        self.rt, self.paths, self.name, self.grace, self.force = rt, paths, name, grace, force
-        self.sock = sock
-
-    def finish(self, wait: bool) -> None:
-        """Wait until the pod is gone, or (`--wait=false`) only hang up."""
-        if wait:
-            self.wait()
-        else:
-            self.close()
-
-    def wait(self) -> None:
-        """Until the pod is gone. A watcher that dies on the way (killed, OOM) says nothing:
-        its pod is still there, so a new watcher takes the termination over (docs/lifecycle.md, Termination 6)."""
-        from nsbox import control
-
-        for _ in range(MAX_WATCHER_REPLACEMENTS):
-            if self.sock is None:
-                return
-            try:
-                self.sock.settimeout(None)
-                while (msg := control.recv(self.sock)) is not None:
-                    if msg.get("gone"):
-                        return
-            except OSError:
-                pass
-            finally:
-                self.close()
-            try:
-                with FileLock(self.paths.lock):
-                    self.sock = self.rt._ask_to_delete(self.paths, self.grace, self.force)
-            except FileNotFoundError:
-                return  # it went with its last words unsaid: the pod is gone
-        raise NsboxError(f'pod "{self.name}": its watcher keeps going away (see {self.paths.watcher_log})')
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
 
 
 _HOST_PATH_KINDS = {

@@ -11,7 +11,7 @@ from nsbox.errors import NsboxError
 
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from nsbox.pods import PendingDelete
+    from nsbox.deletion import PendingDelete
 
 DELETE_WINDOW = 64  # pods one `delete` ends at the same time (a socket each)
 

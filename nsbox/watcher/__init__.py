@@ -318,7 +318,9 @@ class Watcher:
         """Take over the pod a dead watcher left, as its status.json (`old`) describes it."""
         self.state = PodState.from_status(old)
         holder.adopt_pause(self)
-        self.containers.adopt(old)
+        from nsbox.watcher import adoption
+
+        adoption.adopt(self.containers, old)
         self.event("Warning", "WatcherRestarted", "a new watcher adopted the pod's processes")
 
     def run(self) -> None:

@@ -188,10 +188,6 @@ class Containers:
     def reap_as_child(self, r: Running) -> None:
         self.w.loop.children[r.pid] = partial(self.exited, r)
 
-    def watch_adopted(self, r: Running) -> None:
-        """An adopted process is not our child: its pidfd tells when it ends."""
-        self.w.loop.watch(r.pidfd, lambda _fd: self.adopted_exit(r))
-
     def _record_start_failure(self, r: Running, e: Exception) -> None:
         self.close_log(r)
         r.state = {
@@ -204,33 +200,7 @@ class Containers:
             }
         }
         self.w.event("Warning", "Failed", f"Error: {e}", r.spec.name)
-        self._after_exit(r, 128)
-
-    def adopt(self, old: dict[str, Any]) -> None:
-        """Take over the processes a dead watcher left running (its status.json is `old`)."""
-        for st in old.get("containers", []):
-            r = self.by_name.get(st["name"])
-            if r is None:
-                continue
-            r.load_status(st)
-            pid, start = st.get("pid", 0), st.get("procStart", 0)
-            if pid and start and native.process_start_time(pid) == start:
-                pidfd = native.pidfd_open(pid)
-                r.pid, r.proc_start, r.child = pid, start, False
-                if pidfd is not None:
-                    r.pidfd = pidfd
-                    self.watch_adopted(r)
-                else:
-                    self.w.loop.every(0.1, partial(self._poll_adopted, r))
-            elif "running" in r.state:
-                r.state = {
-                    "terminated": {
-                        "exitCode": 137,
-                        "reason": "Unknown",
-                        "message": "exited while the pod had no watcher",
-                        "finishedAt": kube.rfc3339(),
-                    }
-                }
+        self.after_exit(r, 128)
 
     # ------------------------------------------------------------ output
 
@@ -298,26 +268,10 @@ class Containers:
                 **extra,
             }
         }
-        self._process_gone(r)
-        self._after_exit(r, code)
+        self.process_gone(r)
+        self.after_exit(r, code)
 
-    def adopted_exit(self, r: Running) -> None:
-        r.state = {
-            "terminated": {
-                "exitCode": 137 if r.term_at else 0,
-                "reason": "Unknown",
-                "message": "exit status unknown (the process was adopted)",
-                "finishedAt": kube.rfc3339(),
-            }
-        }
-        self._process_gone(r)
-        self._after_exit(r, -1)
-
-    def _poll_adopted(self, r: Running) -> None:
-        if r.running and native.process_start_time(r.pid) != r.proc_start:
-            self.adopted_exit(r)
-
-    def _process_gone(self, r: Running) -> None:
+    def process_gone(self, r: Running) -> None:
         w = self.w
         if r.pidfd >= 0:
             if not r.child:
@@ -334,7 +288,7 @@ class Containers:
             self.close_log(r)
         w.dirty = True
 
-    def _after_exit(self, r: Running, code: int) -> None:
+    def after_exit(self, r: Running, code: int) -> None:
         w = self.w
         if w.termination.deletion is not None:
             w.termination.check_terminated()

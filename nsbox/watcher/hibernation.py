@@ -180,7 +180,9 @@ class Hibernation:
             if r.running and r.child:
                 w.containers.reap_as_child(r)
             elif r.running:
-                w.containers.watch_adopted(r)
+                from nsbox.watcher import adoption
+
+                adoption.watch(w.containers, r)
             if st["restartAt"] is not None:
                 w.containers.restart_in(r, max(0.0, st["restartAt"] - now))
             if st.get("configRetryAt") is not None:
