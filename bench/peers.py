@@ -36,22 +36,20 @@ def ensure_packages(install: bool) -> dict[str, str]:
     if missing and install:
         log(f"installing from Debian's packages: {' '.join(missing)}")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        p = subprocess.run(
-            ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", *missing],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        if p.returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            p = subprocess.run(
+
+        def apt_install() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
                 ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", *missing],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
             )
+
+        p = apt_install()
+        if p.returncode != 0:  # stale package lists: update once and try again
+            subprocess.run(["apt-get", "update", "-qq"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            p = apt_install()
             if p.returncode != 0:
                 log(f"apt-get install failed: {p.stderr.strip()[-300:]}")
     return {tool: shutil.which(tool) for tool in PEER_PACKAGES if shutil.which(tool)}

@@ -293,15 +293,20 @@ class PodReader(Reader):
 
     # -- groups, sysctls, host aliases (API server: validatePodSpecSecurityContext, ValidateHostAliases)
 
+    def choice(self, obj: dict, key: str, where: str, allowed: tuple[str, ...]) -> str:
+        """A string field that must be one of `allowed`; "" when absent or refused."""
+        value = self.get(obj, key, where, "string")
+        if value is None:
+            return ""
+        if value not in allowed:
+            self.unsupported(f"{where}.{key}", value, allowed)
+            return ""
+        return value
+
     def groups(self, security: dict, pod: PodSpec) -> None:
         where = "spec.securityContext"
         pod.fs_group = self.id_field(security, "fsGroup", where)
-        policy = self.get(security, "fsGroupChangePolicy", where, "string")
-        if policy is not None:
-            if policy not in kube.FS_GROUP_CHANGE_POLICIES:
-                self.unsupported(f"{where}.fsGroupChangePolicy", policy, kube.FS_GROUP_CHANGE_POLICIES)
-            else:
-                pod.fs_group_change_policy = policy
+        pod.fs_group_change_policy = self.choice(security, "fsGroupChangePolicy", where, kube.FS_GROUP_CHANGE_POLICIES)
         groups = self.get(security, "supplementalGroups", where, "list") or []
         for i, gid in enumerate(groups):
             gid_where = f"{where}.supplementalGroups[{i}]"
@@ -311,12 +316,9 @@ class PodReader(Reader):
                 self.invalid(gid_where, gid, f"must be between 0 and {INT32_MAX}, inclusive")
             else:
                 pod.supplemental_groups.append(gid)
-        policy = self.get(security, "supplementalGroupsPolicy", where, "string")
-        if policy is not None:
-            if policy not in kube.SUPPLEMENTAL_GROUPS_POLICIES:
-                self.unsupported(f"{where}.supplementalGroupsPolicy", policy, kube.SUPPLEMENTAL_GROUPS_POLICIES)
-            else:
-                pod.supplemental_groups_policy = policy
+        pod.supplemental_groups_policy = self.choice(
+            security, "supplementalGroupsPolicy", where, kube.SUPPLEMENTAL_GROUPS_POLICIES
+        )
 
     def sysctls(self, security: dict, pod: PodSpec) -> None:
         """Only sysctls the kernel keeps per namespace, and never one of a namespace shared with the host."""
