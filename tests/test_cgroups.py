@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+from conftest import alive, wait_for
 
 from nsbox import cgroups
 from nsbox.errors import NsboxError
@@ -75,22 +76,6 @@ def proc_cgroup(pid):
         for c in controllers.split(",") if controllers else [""]:
             where[c] = path
     return where
-
-
-def wait_for(condition, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def alive(pid):
-    """Running, not a zombie."""
-    try:
-        return read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def join_in_child(fd, paths):
@@ -458,7 +443,7 @@ def sleeping(tracker):
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if f.read() == b"sleep\x0060\x00":
                     found.add(pid)
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone before open, or between open and read
             pass
     return found
 
