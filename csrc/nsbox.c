@@ -311,6 +311,11 @@ static int run_op(const struct nsbox_mount_op *op, int *step)
         if (umount2(op->target, (int)op->flags) < 0)
             return errno;
         return 0;
+    case NSBOX_OP_CHDIR:
+        *step = NSBOX_STEP_CHDIR;
+        if (chdir(op->target) < 0)
+            return errno;
+        return 0;
     default:
         *step = NSBOX_STEP_MOUNT;
         return EINVAL;

@@ -21,7 +21,8 @@ enum nsbox_op_kind {
     NSBOX_OP_SYMLINK = 4,
     NSBOX_OP_PIVOT = 5,
     NSBOX_OP_UMOUNT = 6,
-    NSBOX_OP_BIND_BENEATH = 7   /* bind data (a relative path) of directory source */
+    NSBOX_OP_BIND_BENEATH = 7,  /* bind data (a relative path) of directory source */
+    NSBOX_OP_CHDIR = 8          /* chdir(target): later relative paths start there */
 };
 
 struct nsbox_mount_op {

@@ -18,7 +18,7 @@ from nsbox.state import PodPaths
 # `projection` (ConfigMaps, Secrets, resources) is imported where a container uses it.
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from nsbox import projection
+    from nsbox import imageroot, projection
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -34,11 +34,18 @@ JOIN_ORDER = (
 
 
 def environment(
-    pod: PodSpec, c: ContainerSpec, pod_ip: str = "", config: projection.EnvConfig | None = None
+    pod: PodSpec,
+    c: ContainerSpec,
+    pod_ip: str = "",
+    config: projection.EnvConfig | None = None,
+    base: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """The container's variables: `config` holds what came from ConfigMaps and Secrets
-    (resolved at start: projection.env_config); without it those variables are left out."""
-    env = {"PATH": DEFAULT_PATH, "HOSTNAME": pod.effective_hostname, "HOME": "/root"}
+    """The container's variables over `base` (an image's Env and defaults; without an image,
+    PATH, HOSTNAME and HOME): `config` holds what came from ConfigMaps and Secrets (resolved
+    at start: projection.env_config); without it those variables are left out."""
+    if base is None:
+        base = {"PATH": DEFAULT_PATH, "HOSTNAME": pod.effective_hostname, "HOME": "/root"}
+    env = dict(base)
     if c.tty:
         env["TERM"] = "xterm"
     if config is not None:
@@ -65,8 +72,17 @@ def environment(
     return env
 
 
-def argv(c: ContainerSpec, env: dict[str, str]) -> list[str]:
-    return [kube.expand_env_references(a, env) for a in c.argv]
+def argv(c: ContainerSpec, env: dict[str, str], start: imageroot.Start | None = None) -> list[str]:
+    """The command line, $(VAR) references expanded; with an image, combined with its
+    Entrypoint and Cmd (which are not expanded, as the kubelet does)."""
+    command = [kube.expand_env_references(a, env) for a in c.command]
+    args = [kube.expand_env_references(a, env) for a in c.args]
+    if start is None:
+        return command + args
+    line = kube.command_line(command, args, start.entrypoint, start.cmd)
+    if not line:
+        raise NsboxError(f'image "{c.image}" has no Entrypoint or Cmd, and the container gives no command')
+    return line
 
 
 def executable_candidates(name: str, env: dict[str, str], root: str = "/", cwd: str = "/") -> list[str]:
@@ -87,7 +103,10 @@ def find_executable(name: str, env: dict[str, str], root: str = "/", cwd: str = 
 
 
 def check_command(pod: PodSpec, c: ContainerSpec) -> None:
-    """Fail early, before anything is created, when a container's executable does not exist."""
+    """Fail early, before anything is created, when a container's executable does not exist.
+    A container that runs its image is checked when it starts: the image may not be here yet."""
+    if c.runs_image:
+        return
     env = environment(pod, c)
     args = argv(c, env)
     root = c.image if c.image and os.path.isdir(c.image) else "/"
@@ -153,22 +172,32 @@ def start_request(
     pid_ns_fd: int = -1,
     console: str = "",
     config: projection.EnvConfig | None = None,
+    image: tuple[imageroot.Start, str, str] | None = None,
 ) -> native.SpawnRequest:
-    """The request that starts container `c` as a child of the pod's watcher."""
-    ident = security.identity(pod, c)
-    env = environment(pod, c, pod_ip, config)
-    args = argv(c, env)
-    image = c.image if c.image and os.path.isdir(c.image) else ""
-    cwd = c.working_dir or "/"
+    """The request that starts container `c` as a child of the pod's watcher. A container
+    that runs its image gives `image`: what it starts as (imageroot.start), and the
+    directory its layers' overlay is mounted from with the `lowerdir=` value relative
+    to it (images.Store.lowerdirs)."""
+    start = image[0] if image is not None else None
+    ident = security.identity(pod, c, start.user if start is not None else None)
+    env = environment(pod, c, pod_ip, config, start.env if start is not None else None)
+    args = argv(c, env, start)
+    cwd = start.cwd if start is not None else (c.working_dir or "/")
+    if image is not None:
+        lower_cwd, lower, hide = image[1], image[2], []
+    else:
+        local = c.image if c.image and os.path.isdir(c.image) else ""
+        lower_cwd, lower, hide = "", os.path.abspath(local) if local else "/", [paths.root.path]
     plan = mounts.container_root_plan(
         scratch=paths.container_dir(c.name),
-        lower=os.path.abspath(image) if image else "/",
+        lower=lower,
+        lower_cwd=lower_cwd,
         privileged=ident.privileged,
         read_only_root=c.security.read_only_root_filesystem,
         shm=paths.shm,
         etc_files=etc_files,
         volumes=volume_mounts(pod, c, paths),
-        hide=[paths.root.path],
+        hide=hide,
         console=console,
     )
     if cwd != "/":
@@ -197,9 +226,12 @@ def start_request(
 
 
 def exec_request(
-    pod: PodSpec, c: ContainerSpec, pid: int, command: list[str], *, pod_ip: str = ""
+    pod: PodSpec, c: ContainerSpec, pid: int, command: list[str], *, pod_ip: str = "", started: dict | None = None
 ) -> tuple[native.SpawnRequest, list[int]]:
     """A request for `command` inside the running container whose main process is `pid`.
+    A container that runs its image gives `started`, its recorded status: the user and the
+    working directory it was started with (from its image); its variables are those of its
+    main process, the image's included.
 
     Returns the request and the namespace fds it holds, which the caller
     closes once the process is spawned.
@@ -213,15 +245,22 @@ def exec_request(
             os.close(fd)
         raise NsboxError(f'container "{c.name}" is not running') from None
     join = [(fd, nstype) for fd, (_, nstype) in zip(fds, JOIN_ORDER)]
-    ident = security.identity(pod, c)
-    config = None
-    if c.env_from or any(e.ref_kind for e in c.env):
-        # The values the container started with (objects may have changed since): its environ.
-        from nsbox import projection
+    if c.runs_image and started and started.get("user"):
+        user = started["user"]
+        who = security.User(user["uid"], user["gid"], list(user.get("supplementalGroups", [])))
+        ident = security.identity(pod, c, who)
+        env = _environ(pid)
+        cwd = started.get("cwd") or "/"
+    else:
+        ident = security.identity(pod, c)
+        config = None
+        if c.env_from or any(e.ref_kind for e in c.env):
+            # The values the container started with (objects may have changed since): its environ.
+            from nsbox import projection
 
-        config = projection.config_from_environ(c, _environ(pid))
-    env = environment(pod, c, pod_ip, config)
-    cwd = c.working_dir or "/"
+            config = projection.config_from_environ(c, _environ(pid))
+        env = environment(pod, c, pod_ip, config)
+        cwd = c.working_dir or "/"
     exe = find_executable(command[0], env, f"/proc/{pid}/root", cwd)
     if exe is None:
         for fd in fds:

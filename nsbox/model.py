@@ -83,6 +83,7 @@ class SecurityContext:
     run_as_group: int | None = None
     allow_privilege_escalation: bool | None = None
     read_only_root_filesystem: bool = False
+    run_as_non_root: bool = False  # the effective runAsNonRoot (container's, else pod's); checked at start
 
 
 @record
@@ -136,7 +137,8 @@ class ContainerSpec:
     env_from: list[EnvFrom] = field(factory=list)
     ports: list[ContainerPort] = field(factory=list)
     working_dir: str = ""
-    image: str = ""  # a local directory is used as the root; anything else is only shown
+    image: str = ""  # as written: an image reference, or a local directory used as the root
+    image_pull_policy: str = ""  # Always | IfNotPresent | Never when the container runs its image, else ""
     volume_mounts: list[VolumeMount] = field(factory=list)
     security: SecurityContext = field(factory=SecurityContext)
     resources: Resources = field(factory=Resources)
@@ -149,6 +151,11 @@ class ContainerSpec:
     @property
     def argv(self) -> list[str]:
         return self.command + self.args
+
+    @property
+    def runs_image(self) -> bool:
+        """Its root is its image's layers (not the host's view or a local directory)."""
+        return bool(self.image_pull_policy)
 
 
 @record
@@ -182,6 +189,7 @@ class PodSpec:
     source: str = "cli"  # "cli" or "manifest"; a manifest pod keeps its original object
     manifest: dict[str, Any] | None = None
     node_name: str = ""  # spec.nodeName: this machine's name, read when the pod is created
+    image_store: str = ""  # the image store its containers' images come from (docs/images.md)
 
     def to_dict(self) -> dict[str, Any]:
         return as_dict(self)

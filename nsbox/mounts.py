@@ -108,6 +108,7 @@ def container_root_plan(
     *,
     scratch: str,
     lower: str,
+    lower_cwd: str = "",
     privileged: bool,
     read_only_root: bool,
     shm: str,
@@ -119,7 +120,10 @@ def container_root_plan(
     """The mounts that build a container's root at `scratch`/root and pivot into it.
 
     scratch:    an empty host directory where the container's tmpfs goes
-    lower:      "/" (the host's view) or a local directory used as the image
+    lower:      "/" (the host's view), a local directory used as the image, or an image's
+                layers (overlay lowerdirs, top first, relative to `lower_cwd`)
+    lower_cwd:  where the overlay is mounted from, so that many layers fit in the one page
+                of mount options (docs/images.md, "Store")
     shm:        the pod's /dev/shm tmpfs (mounted in the watcher's namespace)
     etc_files:  path in the container -> host file to bind over it (hostname, hosts, ...)
     hide:       host directories to cover with an empty read-only tmpfs (nsbox's own state)
@@ -135,6 +139,7 @@ def container_root_plan(
         MountOp("mkdir", f"{scratch}/upper"),
         MountOp("mkdir", f"{scratch}/work"),
         MountOp("mkdir", root),
+        *([MountOp("chdir", lower_cwd)] if lower_cwd else []),
         MountOp(
             "mount",
             root,

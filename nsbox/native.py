@@ -58,6 +58,7 @@ _OP_KINDS = {
     "pivot": lib.NSBOX_OP_PIVOT,
     "umount": lib.NSBOX_OP_UMOUNT,
     "bind-beneath": lib.NSBOX_OP_BIND_BENEATH,
+    "chdir": lib.NSBOX_OP_CHDIR,
 }
 
 
@@ -70,7 +71,8 @@ class MountOp:
     "pivot" (pivot_root into target, old root detached); "umount"
     (umount2(target, flags)); "bind-beneath" (bind `data`, a path resolved
     beneath the directory `source` without following symbolic links, at
-    target, with flags: a subPath).
+    target, with flags: a subPath); "chdir" (to target, so that a later op's
+    relative paths start there: an overlay's many lowerdirs in one page).
     """
 
     kind: str

@@ -36,7 +36,7 @@ def run(
         raise NsboxError(f'container "{c.name}" is not running')
     from nsbox import container
 
-    req, fds = container.exec_request(v.spec, c, pid, command, pod_ip=v.status.get("podIP", ""))
+    req, fds = container.exec_request(v.spec, c, pid, command, pod_ip=v.status.get("podIP", ""), started=st)
     from nsbox import cgroups
 
     cg = cgroups.detect()

@@ -59,8 +59,16 @@ class PodView:
 
 
 class Runtime:
-    def __init__(self, root: str):
+    def __init__(self, root: str, image_store: str | None = None):
         self.root = Root(root)
+        self.image_store_option = image_store  # --image-store; None: $NSBOX_IMAGE_STORE or the default
+
+    @property
+    def image_store(self) -> str:
+        """Where the images of the pods this runtime creates come from (docs/images.md, "Store")."""
+        from nsbox import images
+
+        return images.store_path(self.image_store_option)
 
     # ------------------------------------------------------------ reading
 
@@ -134,6 +142,8 @@ class Runtime:
         # Read here, in the host's UTS namespace: the watcher, which starts the containers, lives
         # in the pod's, where uname() names the pod.
         spec.node_name = os.uname().nodename
+        if any(c.runs_image for c in spec.all_containers()):
+            spec.image_store = self.image_store
         paths = self.root.pod(spec.uid)
         os.mkdir(paths.dir, 0o700)
         try:
@@ -212,6 +222,8 @@ class Runtime:
             from nsbox import container
 
             container.check_command(v.spec, c)
+            if c.runs_image and not v.spec.image_store:
+                v.spec.image_store = self.image_store
             v.spec.containers.append(c)
             write_json(paths.pod_json, v.spec.to_dict())
             reply = self.request(paths, {"op": "start", "container": c.name}, fds=list(stdio or ()))

@@ -113,9 +113,10 @@ def _colon_file(path: str) -> list[list[str]]:
         return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
 
 
-def identity(pod: PodSpec, c: ContainerSpec) -> Identity:
+def identity(pod: PodSpec, c: ContainerSpec, who: User | None = None) -> Identity:
+    """Container `c`'s identity; `who` when its user was decided elsewhere (from its image)."""
     sc = c.security
-    who = user(pod, c)
+    who = who if who is not None else user(pod, c)
     uid, gid = who.uid, who.gid
     if sc.privileged:
         full = ((1 << (native.cap_last_cap() + 1)) - 1) & held_capabilities()

@@ -70,13 +70,13 @@ def container_statuses(v: PodView, init: bool) -> list[dict[str, Any]]:
             "lastState": st.get("lastState") or {},
             "ready": bool(st.get("ready")) and v.watcher_alive and v.deletion is None,
             "restartCount": st.get("restartCount", 0),
-            "image": c.image or "nsbox/host",
-            "imageID": "",
+            "image": st.get("image") or c.image or "nsbox/host",
+            "imageID": st.get("imageID", ""),
             "started": "running" in state,
         }
         if st.get("pid"):
             entry["containerID"] = f"nsbox://{v.spec.uid}/{c.name}"
-            entry["user"] = _container_user(v, c)
+            entry["user"] = {"linux": st["user"]} if "user" in st else _container_user(v, c)
         out.append(entry)
     return out
 

@@ -233,7 +233,7 @@ def test_an_invalid_document_reports_every_problem_and_creates_nothing(nsbox):
     bad = pod(
         "bad",
         container("Web_1", SLEEP),
-        {"name": "nocmd", "image": "x"},
+        {"name": "nocmd"},
         volumes=[{"name": "pv", "persistentVolumeClaim": {"claimName": "data"}}],
     )
     p = apply(nsbox, good, bad, check=False)
@@ -257,7 +257,11 @@ def test_a_missing_executable_in_one_document_creates_nothing(nsbox):
 
 def test_cluster_only_fields_get_a_warning_and_are_ignored(nsbox):
     manifest = pod(
-        "scheduled", container("c", SLEEP, image="busybox"), nodeSelector={"disk": "ssd"}, priorityClassName="high"
+        "scheduled",
+        container("c", SLEEP, image="busybox"),
+        annotations={"nsbox.io/host-root": "true"},  # offline: the image is recorded, not pulled
+        nodeSelector={"disk": "ssd"},
+        priorityClassName="high",
     )
     p = apply(nsbox, manifest)
     warnings = p.stderr.splitlines()

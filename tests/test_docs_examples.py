@@ -6,10 +6,12 @@ the example file of the kubernetes/website repository, content/en/examples/...):
 the same object names, labels, keys, items, modes, env references and commands,
 written here as Python data. They change only what the host view needs:
 
-- `image:` stays as the docs have it; nsbox warns that it is not a local directory
-  and the container runs the host's files (so `sh` is Debian's dash, not busybox).
+- `image:` stays as the docs have it, and every pod gets the annotation
+  `nsbox.io/host-root: "true"` (added by `apply` here): the images are recorded, not
+  pulled — these tests run offline — and the container runs the host's files (so
+  `sh` is Debian's dash, not busybox). test_images.py runs real images.
 - A container the docs leave to its image's entrypoint (nginx, an `args`-only
-  busybox) gets a `command`, since nsbox runs no images.
+  busybox) gets a `command`, since it runs on the host's files.
 
 What the page says the user sees is checked through the nsbox CLI (`create`,
 `apply -f -`, `get`, `exec`, `logs`) and, where the docs' own command cannot show it
@@ -63,8 +65,14 @@ def env_from_secret(name: str, secret_name: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
 
 
+HOST_ROOT = {"nsbox.io/host-root": "true"}
+
+
 def apply(nsbox, *docs: dict[str, Any]) -> list[str]:
-    """`kubectl apply -f FILE` (or `create -f`): the lines printed on stdout."""
+    """`kubectl apply -f FILE` (or `create -f`): the lines printed on stdout. Pods get HOST_ROOT."""
+    for doc in docs:
+        if doc.get("kind") == "Pod":
+            doc["metadata"]["annotations"] = {**doc["metadata"].get("annotations", {}), **HOST_ROOT}
     return nsbox("apply", "-f", "-", input=yaml.safe_dump_all(docs, sort_keys=False)).stdout.splitlines()
 
 
@@ -636,7 +644,7 @@ def test_downward_api_volume_of_labels_and_annotations(nsbox):
     name = "kubernetes-downwardapi-volume-example"
     pid = nsbox.pid(name)
     labels = 'cluster="test-cluster1"\nrack="rack-22"\nzone="us-est-coast"'
-    annotations = 'build="two"\nbuilder="john-doe"'
+    annotations = 'build="two"\nbuilder="john-doe"\nnsbox.io/host-root="true"'  # the docs' two, and HOST_ROOT
     assert exec_(nsbox, name, "cat", "/etc/podinfo/labels") == labels
     assert exec_(nsbox, name, "cat", "/etc/podinfo/annotations") == annotations
     assert "[[: not found" in logs_once_printed(nsbox, name, "[[")

@@ -368,11 +368,68 @@ def test_volume_mount_must_name_a_volume():
 
 
 @pytest.mark.parametrize("spec_fields", [{}, {"command": None}, {"command": []}, {"args": ["x"]}])
-def test_every_container_needs_a_command(spec_fields):
+def test_a_container_without_an_image_needs_a_command(spec_fields):
     c = {"name": "app", **spec_fields}
     assert problems(pod({"containers": [c]})) == [
-        "spec.containers[0].command: Required value: nsbox runs no images, so every container needs a command"
+        "spec.containers[0].command: Required value: a container without an image "
+        "(or in a pod annotated nsbox.io/host-root) runs on the host's files"
     ]
+
+
+def test_a_container_with_an_image_runs_it_without_a_command():
+    (p,), warns = convert(pod({"containers": [{"name": "app", "image": "busybox"}]}))
+    c = p.containers[0]
+    assert (c.image, c.command, c.image_pull_policy, c.runs_image) == ("busybox", [], "Always", True)
+    assert warns == []
+
+
+@pytest.mark.parametrize(
+    ("image", "policy", "expected"),
+    [
+        ("busybox", None, "Always"),
+        ("busybox:latest", None, "Always"),
+        ("localhost:5000/app", None, "Always"),
+        ("busybox:1.36", None, "IfNotPresent"),
+        ("localhost:5000/app:1", None, "IfNotPresent"),
+        ("busybox@sha256:" + "a" * 64, None, "IfNotPresent"),
+        ("busybox", "Never", "Never"),
+        ("busybox:1", "Always", "Always"),
+    ],
+)
+def test_image_pull_policy_has_the_api_servers_default(image, policy, expected):
+    fields = {"imagePullPolicy": policy} if policy else {}
+    (p,), _ = convert(pod({"containers": [{"name": "app", "image": image, **fields}]}))
+    assert p.containers[0].image_pull_policy == expected
+
+
+def test_an_unknown_pull_policy_is_refused():
+    assert problems(pod({"containers": [container(image="busybox", imagePullPolicy="Sometimes")]})) == [
+        'spec.containers[0].imagePullPolicy: Unsupported value: "Sometimes": '
+        'supported values: "Always", "IfNotPresent", "Never"'
+    ]
+
+
+def test_the_host_root_annotation_keeps_the_host_view_with_a_warning():
+    obj = pod({"containers": [{"name": "app", "image": "nginx:1.25"}]}, annotations={"nsbox.io/host-root": "true"})
+    assert problems(obj) == [
+        "spec.containers[0].command: Required value: a container without an image "
+        "(or in a pod annotated nsbox.io/host-root) runs on the host's files"
+    ]
+    (p,), warns = convert(
+        pod({"containers": [container(image="nginx:1.25")]}, annotations={"nsbox.io/host-root": "true"})
+    )
+    assert (p.containers[0].image, p.containers[0].runs_image) == ("nginx:1.25", False)
+    assert warns == [
+        "spec.containers[0].image: not used: the pod is annotated nsbox.io/host-root, "
+        "so the container sees the host's files"
+    ]
+
+
+def test_run_as_non_root_without_a_user_waits_for_the_image_user():
+    sc = {"runAsNonRoot": True}
+    (p,), _ = convert(pod({"securityContext": sc, "containers": [{"name": "app", "image": "busybox"}]}))
+    assert p.containers[0].security.run_as_non_root is True
+    assert problems(pod({"securityContext": sc, "containers": [container()]})) != []
 
 
 def test_wrong_types_name_the_field():
@@ -430,7 +487,8 @@ def test_several_problems_are_reported_together():
         'spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"',
         'spec.containers[0].volumeMounts[0].name: Not found: "data"',
         'spec.containers[1].name: Duplicate value: "app"',
-        "spec.containers[1].command: Required value: nsbox runs no images, so every container needs a command",
+        "spec.containers[1].command: Required value: a container without an image "
+        "(or in a pod annotated nsbox.io/host-root) runs on the host's files",
     ]
 
 
@@ -867,17 +925,11 @@ def test_cluster_only_fields_get_one_warning_each_naming_the_field():
         "spec.nodeName",
         "spec.imagePullSecrets",
         "spec.topologySpreadConstraints",
-        "spec.containers[0].imagePullPolicy",
         "spec.containers[0].readinessProbe",
         "spec.containers[0].livenessProbe",
         "spec.containers[0].startupProbe",
-        "spec.containers[0].image",
     ]
     assert warns[0] == "spec.nodeSelector: ignored (scheduling: there is one machine)"
-    assert warns[-1] == (
-        'spec.containers[0].image: ignored ("nginx:1.25" is not a local directory: '
-        "nsbox runs no images, and the container sees the host's files)"
-    )
 
 
 def test_null_fields_are_absent():

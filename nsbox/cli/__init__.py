@@ -88,7 +88,7 @@ def command(
 def runtime(args: argparse.Namespace) -> Any:
     from nsbox.pods import Runtime
 
-    return Runtime(args.root)
+    return Runtime(args.root, getattr(args, "image_store", None))
 
 
 def print_error(message: str) -> None:

@@ -168,6 +168,12 @@ def container_flags(p: argparse.ArgumentParser) -> None:
 def run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name")
     p.add_argument("command", nargs="*")
+    p.add_argument("--image", metavar="REF", help="run this image (CMD, if given, replaces its entrypoint)")
+    p.add_argument(
+        "--image-pull-policy",
+        choices=["Always", "IfNotPresent", "Never"],
+        help="as in a manifest (default: Always for :latest or no tag, else IfNotPresent)",
+    )
     p.add_argument("--pod", help="add the container to this existing pod")
     pod_flags(p)
     container_flags(p)
@@ -202,6 +208,8 @@ def _close_quietly(fd: int) -> None:
 
 
 def _run(args: argparse.Namespace, rt: Any, stdio: tuple[int, int, int] | None, master: int) -> int:
+    if args.image and not os.path.isdir(args.image):
+        _have_image(rt, args.image, args.image_pull_policy)
     if args.pod:
         c = container_from_flags(args, args.name, args.command)
         view = rt.add_container(args.namespace, args.pod, c, stdio=stdio)
@@ -222,14 +230,29 @@ def _run(args: argparse.Namespace, rt: Any, stdio: tuple[int, int, int] | None, 
     return attach(rt, view, args.name)
 
 
+def _have_image(rt: Any, ref: str, policy: str | None) -> None:
+    """`run --image`: the image is here before the pod is made, or the command fails as
+    `podman run` does, with nothing created. With policy Always the pod's own start pulls
+    again, as the kubelet does (cheap when the registry has nothing new)."""
+    from nsbox import images
+
+    store = images.Store(rt.image_store)
+    store.ensure(images.normalize(ref), "Never" if policy == "Never" else "IfNotPresent")
+
+
 def container_from_flags(args: argparse.Namespace, name: str, command: list[str]) -> ContainerSpec:
     from nsbox import kube
 
     problem = kube.validate_dns1123_label(name)
     if problem:
         raise NsboxError(f'invalid container name "{name}": {problem}')
-    if not command:
-        raise NsboxError("a command is required: nsbox run NAME [options] -- COMMAND [ARG...]")
+    image, policy = getattr(args, "image", None) or "", ""
+    if os.path.isdir(image):
+        image = os.path.abspath(image)  # a local directory is the root, as in a manifest
+    elif image:
+        policy = getattr(args, "image_pull_policy", None) or kube.default_pull_policy(image)
+    if not command and not policy:
+        raise NsboxError("a command is required: nsbox run NAME [options] -- COMMAND [ARG...] (or --image REF)")
     sc = SecurityContext(privileged=args.privileged)
     try:
         sc.cap_add = [kube.normalize_capability(c) for c in args.cap_add or []]
@@ -260,6 +283,10 @@ def container_from_flags(args: argparse.Namespace, name: str, command: list[str]
     return ContainerSpec(
         name=name,
         command=command,
+        image=image,
+        image_pull_policy=(getattr(args, "image_pull_policy", None) or kube.default_pull_policy(image))
+        if image
+        else "",
         env=env,
         working_dir=args.workdir or "",
         volume_mounts=mounts,

@@ -20,6 +20,18 @@ from .hosts import (
     managed_hosts_file,
     truncate_pod_hostname,
 )
+from .images import (
+    IMAGE_BACKOFF_BASE,
+    IMAGE_BACKOFF_MAX,
+    PULL_POLICIES,
+    UnknownUser,
+    command_line,
+    default_pull_policy,
+    image_environment,
+    pulled_message,
+    resolve_user,
+    run_as_non_root_problem,
+)
 from .lifecycle import (
     BACKOFF_BASE,
     BACKOFF_MAX,
@@ -171,4 +183,14 @@ __all__ = [
     "SUPPLEMENTAL_GROUPS_POLICIES",
     "FS_GROUP_CHANGE_POLICIES",
     "supplementary_groups",
+    "IMAGE_BACKOFF_BASE",
+    "IMAGE_BACKOFF_MAX",
+    "PULL_POLICIES",
+    "UnknownUser",
+    "command_line",
+    "default_pull_policy",
+    "image_environment",
+    "pulled_message",
+    "resolve_user",
+    "run_as_non_root_problem",
 ]

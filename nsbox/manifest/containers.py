@@ -9,8 +9,8 @@ import os
 from .. import kube
 from ..model import ContainerPort, ContainerSpec, Resources, SecurityContext
 from .env import EnvReader
-from .policy import NO_COMMAND, PROTOCOLS
-from .reader import PodContext, Reader, show
+from .policy import ANNOTATION_HOST_ROOT, NO_COMMAND, PROTOCOLS
+from .reader import PodContext, Reader
 from .volumes import VolumeReader
 
 
@@ -23,20 +23,10 @@ class ContainerReader(Reader):
         name = self.name(item, where, seen)
         command = self.get(item, "command", where, "strings")
         args = self.get(item, "args", where, "strings")
-        if item.get("command") in (None, []):
-            self.required(f"{where}.command", NO_COMMAND)
         container = ContainerSpec(name=name or "", command=list(command or []), args=list(args or []))
-
-        image = self.get(item, "image", where, "string")
-        if image:
-            if os.path.isdir(image):
-                container.image = os.path.abspath(image)
-            else:
-                container.image = image
-                self.warn(
-                    f"{where}.image: ignored ({show(image)} is not a local directory: "
-                    "nsbox runs no images, and the container sees the host's files)"
-                )
+        self.image(item, where, ctx, container)
+        if item.get("command") in (None, []) and not container.runs_image:
+            self.required(f"{where}.command", NO_COMMAND)
 
         working_dir = self.get(item, "workingDir", where, "string")
         if working_dir:
@@ -48,13 +38,36 @@ class ContainerReader(Reader):
         container.env = env.env(item, where, ctx)
         container.env_from = env.env_from(item, where)
         container.volume_mounts = VolumeReader(self.findings).volume_mounts(item, where, ctx.volume_names)
-        container.security = self.security_context(item, where, ctx)
+        container.security = self.security_context(item, where, ctx, container.runs_image)
         container.resources = self.resources(item, where)
         container.post_start, container.pre_stop = self.lifecycle(item, where)
         container.stdin = self.get(item, "stdin", where, "boolean") is True
         container.tty = self.get(item, "tty", where, "boolean") is True
         container.ports = self.ports(item, where, ctx.network)
         return container if name else None
+
+    def image(self, item: dict, where: str, ctx: PodContext, container: ContainerSpec) -> None:
+        """`image` and `imagePullPolicy`: the container runs its image, or sees the host's files
+        (no image, the pod annotated nsbox.io/host-root) or a local directory (docs/images.md)."""
+        image = self.get(item, "image", where, "string")
+        policy = self.get(item, "imagePullPolicy", where, "string")
+        if policy is not None and policy not in kube.PULL_POLICIES:
+            self.unsupported(f"{where}.imagePullPolicy", policy, kube.PULL_POLICIES)
+        if not image:
+            return
+        if image != image.strip():
+            self.invalid(f"{where}.image", image, "must not have leading or trailing whitespace")
+        elif os.path.isdir(image):
+            container.image = os.path.abspath(image)
+        elif ctx.annotations.get(ANNOTATION_HOST_ROOT) == "true":
+            container.image = image
+            self.warn(
+                f"{where}.image: not used: the pod is annotated {ANNOTATION_HOST_ROOT}, "
+                "so the container sees the host's files"
+            )
+        else:
+            container.image = image
+            container.image_pull_policy = policy if policy in kube.PULL_POLICIES else kube.default_pull_policy(image)
 
     def ports(self, item: dict, where: str, network: str) -> list[ContainerPort]:
         """containers[*].ports; a host port only on the host's network (docs/manifests.md)."""
@@ -84,7 +97,7 @@ class ContainerReader(Reader):
                 )
         return out
 
-    def security_context(self, item: dict, where: str, ctx: PodContext) -> SecurityContext:
+    def security_context(self, item: dict, where: str, ctx: PodContext, runs_image: bool) -> SecurityContext:
         out = SecurityContext()
         sc = self.get(item, "securityContext", where, "object")
         sc_where = f"{where}.securityContext"
@@ -118,9 +131,11 @@ class ContainerReader(Reader):
                     {"allowPrivilegeEscalation": False, "capabilities": {"add": ["SYS_ADMIN"]}},
                     "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
                 )
-        # The kubelet refuses to start such a container; nsbox has no image user, so it says so now.
+        # The kubelet refuses to start such a container. Without an image there is no image user
+        # to wait for, so it is said now; an image's user is checked when the container starts.
         user = out.run_as_user if out.run_as_user is not None else ctx.run_as_user
-        if run_as_non_root and not user:
+        out.run_as_non_root = run_as_non_root is True
+        if run_as_non_root and not user and (user == 0 or not runs_image):
             self.invalid(non_root_where, True, "the container would run as root: set runAsUser to a non-zero UID")
         return out
 

@@ -69,6 +69,9 @@ def _normalised_spec(spec: PodSpec, written: dict[str, Any]) -> dict[str, Any]:
         if isinstance(volume, dict) and not any(k != "name" for k in volume):
             volume["emptyDir"] = {}
     for key, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
+        for c in out.get(key) or []:
+            if isinstance(c, dict) and isinstance(c.get("image"), str) and c["image"]:
+                c.setdefault("imagePullPolicy", kube.default_pull_policy(c["image"]))  # the API server's default
         listed = {c.get("name") for c in out.get(key) or [] if isinstance(c, dict)}
         added = [_container_manifest(c) for c in containers if c.name not in listed]
         if added:
@@ -150,7 +153,10 @@ def _container_manifest(c: ContainerSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"name": c.name}
     if c.image:
         out["image"] = c.image
-    out["command"] = list(c.command)
+    if c.image_pull_policy:
+        out["imagePullPolicy"] = c.image_pull_policy
+    if c.command:
+        out["command"] = list(c.command)
     if c.args:
         out["args"] = list(c.args)
     if c.working_dir:

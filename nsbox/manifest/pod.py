@@ -14,6 +14,7 @@ from .containers import ContainerReader
 from .policy import (
     ANNOTATION_BACKOFF_BASE,
     ANNOTATION_BACKOFF_MAX,
+    ANNOTATION_HOST_ROOT,
     ANNOTATION_INIT,
     ANNOTATION_NETWORK,
     ANNOTATION_PIDS_LIMIT,
@@ -179,9 +180,10 @@ class PodReader(Reader):
                 self.invalid(f"{where}[{ANNOTATION_NETWORK}]", network, "conflicts with spec.hostNetwork: true")
             elif not host_network:
                 pod_network = network
-        init = annotations.get(ANNOTATION_INIT)
-        if init is not None and init not in ("true", "false"):
-            self.unsupported(f"{where}[{ANNOTATION_INIT}]", init, ("true", "false"))
+        for key in (ANNOTATION_INIT, ANNOTATION_HOST_ROOT):
+            flag = annotations.get(key)
+            if flag is not None and flag not in ("true", "false"):
+                self.unsupported(f"{where}[{key}]", flag, ("true", "false"))
         # The watcher reads the back-off annotations; they must be numbers it can use.
         for key in (ANNOTATION_BACKOFF_BASE, ANNOTATION_BACKOFF_MAX):
             if key in annotations and _positive_number(annotations[key]) is None:

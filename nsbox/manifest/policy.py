@@ -28,7 +28,7 @@ HANDLED: dict[str, frozenset[str]] = {
         "supplementalGroupsPolicy sysctls",
         "Sysctl": "name value",
         "HostAlias": "ip hostnames",
-        "Container": "name image command args workingDir env volumeMounts securityContext resources "
+        "Container": "name image imagePullPolicy command args workingDir env volumeMounts securityContext resources "
         "lifecycle stdin tty envFrom ports",
         "EnvVar": "name value valueFrom",
         "EnvVarSource": "fieldRef configMapKeyRef secretKeyRef resourceFieldRef",
@@ -77,7 +77,7 @@ IGNORED_SILENTLY: dict[str, frozenset[str]] = {
 }
 
 _SCHEDULING = "scheduling: there is one machine"
-_IMAGES = "nsbox runs no images"
+_PULL_SECRETS = "pulls use the host's registry credentials (skopeo's auth files), not Secrets"
 _DNS = "no cluster DNS: containers use the host's resolver configuration"
 _PROBES = "probes are not implemented yet; a running container counts as ready"
 _SA = "no API server: no service account token is mounted"
@@ -101,7 +101,7 @@ WARNED: dict[str, str] = {
     "PodSpec.serviceAccountName": _SA,
     "PodSpec.serviceAccount": _SA,
     "PodSpec.automountServiceAccountToken": _SA,
-    "PodSpec.imagePullSecrets": _IMAGES,
+    "PodSpec.imagePullSecrets": _PULL_SECRETS,
     "PodSpec.dnsPolicy": _DNS,
     "PodSpec.dnsConfig": _DNS,
     "PodSpec.subdomain": _DNS,
@@ -113,7 +113,6 @@ WARNED: dict[str, str] = {
     "PodSecurityContext.seccompProfile": "seccomp profiles are not applied",
     "PodSecurityContext.appArmorProfile": "AppArmor profiles are not applied",
     "PodSecurityContext.windowsOptions": "nsbox runs Linux pods",
-    "Container.imagePullPolicy": _IMAGES,
     "Container.livenessProbe": _PROBES,
     "Container.readinessProbe": _PROBES,
     "Container.startupProbe": _PROBES,
@@ -198,6 +197,8 @@ ANNOTATION_BACKOFF_MAX = "nsbox.io/backoff-max-seconds"
 ANNOTATION_PIDS_LIMIT = "nsbox.io/pids-limit"  # the pod cgroup's pids.max (default 4096)
 ANNOTATION_POD_CPU = "nsbox.io/pod-cpu"  # `pod create --cpu`: the pod cgroup's own limits
 ANNOTATION_POD_MEMORY = "nsbox.io/pod-memory"
+# "true": the containers see the host's files, their images recorded and not used (docs/images.md, "Host view").
+ANNOTATION_HOST_ROOT = "nsbox.io/host-root"
 NSBOX_ANNOTATIONS = (
     ANNOTATION_NETWORK,
     ANNOTATION_INIT,
@@ -206,6 +207,7 @@ NSBOX_ANNOTATIONS = (
     ANNOTATION_PIDS_LIMIT,
     ANNOTATION_POD_CPU,
     ANNOTATION_POD_MEMORY,
+    ANNOTATION_HOST_ROOT,
 )
 
 # Downward API paths nsbox fills in at start; labels and annotations are resolved at apply.
@@ -239,4 +241,4 @@ DIVISORS = {"cpu": ("1m", "1"), "memory": _BYTE_DIVISORS, "ephemeral-storage": _
 HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice")
 EMPTY_DIR_MEDIA = ("", "Memory")
 INT32_MAX = 2**31 - 1
-NO_COMMAND = "nsbox runs no images, so every container needs a command"
+NO_COMMAND = "a container without an image (or in a pod annotated nsbox.io/host-root) runs on the host's files"

@@ -40,6 +40,7 @@ from nsbox.watcher.commands import ControlServer
 from nsbox.watcher.config import ConfigVolumes
 from nsbox.watcher.containers import Containers
 from nsbox.watcher.hibernation import Hibernation
+from nsbox.watcher.images import ImagePulls
 from nsbox.watcher.loop import EventLoop
 from nsbox.watcher.podstate import PodState
 from nsbox.watcher.termination import STATE_CHECK_PERIOD, VOLUME_CHECK_PERIOD, Termination
@@ -257,6 +258,7 @@ class Watcher:
         self.loop = EventLoop()
         self.containers = Containers(self)
         self.config = ConfigVolumes(self)
+        self.images = ImagePulls(self)
         self.termination = Termination(self)
         self.hibernation = Hibernation(self)
         self.server = ControlServer(self)

@@ -10,6 +10,7 @@ from functools import partial
 from nsbox import cgroups, kube, logs, native
 from nsbox.errors import NsboxError, WaitingForConfig
 from nsbox.watcher import hooks
+from nsbox.watcher.images import WaitingForImage
 from nsbox.watcher.podstate import ContainerState
 
 # `nsbox.container` (making things) is imported where it is used: a watcher exec'd back
@@ -49,6 +50,8 @@ class Running(ContainerState):
             "state": self.state,
             "lastState": self.last_state,
             "ready": self.running and not self.is_init,
+            **({"imageID": self.image_id} if self.image_id else {}),
+            **self.started_as,
         }
 
 
@@ -111,6 +114,8 @@ class Containers:
         try:
             self.start(r)
             return None
+        except WaitingForImage:
+            return None  # its state says why; the pull or its back-off tries again
         except WaitingForConfig as e:
             self.w.config.wait(r, e)
             return None
@@ -123,7 +128,14 @@ class Containers:
         from nsbox import container
 
         w, c = self.w, r.spec
+        image = w.images.image_for(r)
         config = w.config.container_config(c)
+        run = None
+        if image is not None:
+            from nsbox import imageroot
+
+            start = imageroot.start(w.pod, c, image)
+            run = (start, *w.images.store.lowerdirs(image))
         cg_path = w.cg.container_path(w.uid, c.name)
         w.cg.create(cg_path)
         w.cg.set_limits(cg_path, cpu_millis=c.resources.cpu_millis, memory_bytes=c.resources.memory_bytes)
@@ -141,6 +153,7 @@ class Containers:
             pod_ip=w.state.pod_ip,
             console=console,
             config=config,
+            image=run,
         )
         log_path = w.paths.log_file(w.pod.namespace, w.pod.name, c.name, r.restart_count)
         os.makedirs(os.path.dirname(log_path), 0o700, exist_ok=True)
@@ -177,6 +190,14 @@ class Containers:
         r.started_mono = time.monotonic()
         r.term_at = 0.0
         r.state = {"running": {"startedAt": kube.rfc3339()}}
+        if image is not None and run is not None:
+            who = run[0].user
+            r.image_id = image.image_id
+            r.started_as = {
+                "image": image.name,
+                "user": {"uid": who.uid, "gid": who.gid, "supplementalGroups": list(who.groups)},
+                "cwd": run[0].cwd,
+            }
         self.reap_as_child(r)
         if config is not None:
             for message in config.skipped:

@@ -23,7 +23,7 @@ def run(w: Watcher, r: Running, command: list[str], kind: str, on_done: Callable
     from nsbox import container
 
     try:
-        req, fds = container.exec_request(w.pod, r.spec, r.pid, command, pod_ip=w.state.pod_ip)
+        req, fds = container.exec_request(w.pod, r.spec, r.pid, command, pod_ip=w.state.pod_ip, started=r.to_status())
     except NsboxError as e:
         w.event("Warning", f"Failed{kind}Hook", str(e), r.spec.name)
         if on_done:

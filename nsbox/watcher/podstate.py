@@ -121,6 +121,8 @@ class ContainerState:
     last_state: dict[str, Any] = field(factory=dict)
     log_fd: int = -1
     oom_before: int = 0
+    image_id: str = ""  # the image it runs (status imageID), once resolved
+    started_as: dict[str, Any] = field(factory=dict)  # an image container's "image" (normalised), "user", "cwd"
 
     @property
     def running(self) -> bool:
@@ -130,6 +132,8 @@ class ContainerState:
         """From a dead watcher's status.json: the process is the caller's to check."""
         self.restart_count = st.get("restartCount", 0)
         self.state, self.last_state = st.get("state", self.state), st.get("lastState", {})
+        self.image_id = st.get("imageID", "")
+        self.started_as = {k: st[k] for k in ("image", "user", "cwd") if k in st}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +148,8 @@ class ContainerState:
             "lastState": self.last_state,
             "logFd": self.log_fd,
             "oomBefore": self.oom_before,
+            "imageID": self.image_id,
+            "startedAs": self.started_as,
         }
 
     def load(self, d: dict[str, Any]) -> None:
@@ -152,3 +158,4 @@ class ContainerState:
         self.restart_count, self.backoff_index = d["restartCount"], d["backoffIndex"]
         self.started_mono, self.state, self.last_state = d["startedMono"], d["state"], d["lastState"]
         self.log_fd, self.oom_before = d["logFd"], d["oomBefore"]
+        self.image_id, self.started_as = d.get("imageID", ""), d.get("startedAs", {})

@@ -187,6 +187,7 @@ class Termination:
     def kill_all(self) -> None:
         """SIGKILL to every process of the pod (its whole cgroup), then reap our children."""
         w = self.w
+        w.images.cancel()  # a pull is no process of the pod's cgroup, and ends with it
         pod_cg = w.cg.pod_path(w.uid)
         if w.cg.populated(pod_cg):
             w.cg.kill(pod_cg)
@@ -216,6 +217,7 @@ class Termination:
             os.close(w.state.pid_ns_fd)
             w.state.pid_ns_fd = -1
         w.cg.remove(pod_cg)
+        w.images.release()
         remove_tree(w.paths.log_dir(w.pod.namespace, w.pod.name))
         w.root.release(w.pod.namespace, w.pod.name, w.uid)
         remove_tree(w.paths.dir)
