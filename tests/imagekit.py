@@ -16,12 +16,14 @@ must report.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -32,7 +34,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 SKOPEO = "skopeo"
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
@@ -50,6 +52,9 @@ MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 REF_NAME = "org.opencontainers.image.ref.name"
+# Whiteout names, from the OCI image-spec's layer changesets.
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
 
 # Layer media types by compression, OCI and Docker schema 2 (Docker has no zstd type).
 OCI_LAYER_MEDIA = {
@@ -119,70 +124,90 @@ class Dir:
     gid: int = 0
 
 
+Entry = tuple[tarfile.TarInfo, bytes | None]  # a tar member and its content (None: no content)
+
+
 @dataclass
 class Layer:
-    """What one layer's tar holds, declared; `entries()` turns it into tar entries.
+    """What one layer's tar holds, declared; `entries()` turns it into tar members.
 
-    Paths are relative to the image root (a leading `/` is dropped). Parent
-    directories not declared are added as 0755 root:root, as `docker build`
-    writes them; declare them in `dirs` to give another mode (`/tmp` 1777).
+    Paths are inside the image (a leading `/` is dropped). Parent directories
+    not declared are added as 0755 root:root, as `docker build` writes them;
+    declare one in `dirs` to give it another mode (`/tmp` 1777) or owner.
     `whiteouts` delete a path of the layers below (`DIR/.wh.NAME`), `opaque`
-    hides everything below a directory (`DIR/.wh..wh..opq`), as the OCI
-    image-spec's layer changesets say. `raw` entries are written as given,
-    after the others and unchecked: hostile tars (`../` names, absolute
-    links, devices) for the tests of the unpacker.
+    hides everything the layers below have in a directory
+    (`DIR/.wh..wh..opq`), as the OCI image-spec's layer changesets say.
+    `raw` members are written as given, after the others and unchecked:
+    hostile tars (`../` names, absolute links, devices) for the unpacker's tests.
     """
 
     files: Mapping[str, bytes | File] = field(default_factory=dict)
-    dirs: Mapping[str, Dir] | Sequence[str] = ()
-    symlinks: Mapping[str, str] = field(default_factory=dict)  # path -> target, as written
-    hardlinks: Mapping[str, str] = field(default_factory=dict)  # path -> an earlier path of this layer
+    dirs: Mapping[str, Dir] | Sequence[str] = ()  # paths alone are 0755 root:root
+    symlinks: Mapping[str, str] = field(default_factory=dict)  # path -> target, written as given
+    hardlinks: Mapping[str, str] = field(default_factory=dict)  # path -> a file of this layer
     whiteouts: Sequence[str] = ()
     opaque: Sequence[str] = ()
-    raw: Sequence[tuple[tarfile.TarInfo, bytes | None]] = ()
-    created_by: str = "nsbox tests imagekit"  # the image config's history line for this layer
+    raw: Sequence[Entry] = ()
+    created_by: str = "tests/imagekit.py"  # this layer's line in the image config's history
 
-    def entries(self) -> list[tuple[tarfile.TarInfo, bytes | None]]:
-        """The tar entries, parents before children, hard links after their targets, raw last."""
-        dirs = dict(self.dirs) if isinstance(self.dirs, Mapping) else {d: Dir() for d in self.dirs}
-        plain: dict[str, tuple[tarfile.TarInfo, bytes | None]] = {}
-        for path, d in dirs.items():
-            plain[_rel(path)] = (_info(path, tarfile.DIRTYPE, d.mode, d.uid, d.gid), None)
+    def entries(self) -> list[Entry]:
+        """The tar members: parents before children, hard links after their targets, raw last."""
+        declared = self._dirs() + self._files() + self._symlinks() + self._whiteouts()
+        links = self._hardlinks()
+        by_path: dict[str, Entry] = {}
+        for info, data in declared:
+            if info.name in by_path:
+                raise ValueError(f"{info.name} is declared twice in one layer")
+            by_path[info.name] = (info, data)
+        for info, _ in declared + links:
+            for parent in _parents(info.name):
+                by_path.setdefault(parent, (_member(parent, tarfile.DIRTYPE, Dir()), None))
+        return [by_path[p] for p in sorted(by_path)] + links + list(self.raw)
+
+    def _dirs(self) -> list[Entry]:
+        if isinstance(self.dirs, str):
+            raise TypeError("Layer.dirs is a list of paths or a {path: Dir} mapping, not one string")
+        dirs = self.dirs if isinstance(self.dirs, Mapping) else {path: Dir() for path in self.dirs}
+        return [(_member(path, tarfile.DIRTYPE, d), None) for path, d in dirs.items()]
+
+    def _files(self) -> list[Entry]:
+        entries: list[Entry] = []
         for path, f in self.files.items():
             f = f if isinstance(f, File) else File(f)
-            info = _info(path, tarfile.REGTYPE, f.mode, f.uid, f.gid)
+            info = _member(path, tarfile.REGTYPE, f)
             info.size = len(f.data)
-            plain[_rel(path)] = (info, f.data)
+            entries.append((info, f.data))
+        return entries
+
+    def _symlinks(self) -> list[Entry]:
+        entries: list[Entry] = []
         for path, target in self.symlinks.items():
-            info = _info(path, tarfile.SYMTYPE, 0o777)
+            info = _member(path, tarfile.SYMTYPE, File(b"", mode=0o777))
             info.linkname = target
-            plain[_rel(path)] = (info, None)
-        for path in self.whiteouts:
-            parent, name = os.path.split(_rel(path))
-            wh = os.path.join(parent, ".wh." + name)
-            plain[wh] = (_info(wh, tarfile.REGTYPE, 0o644), b"")
-        for path in self.opaque:
-            opq = os.path.join(_rel(path), ".wh..wh..opq")
-            plain[opq] = (_info(opq, tarfile.REGTYPE, 0o644), b"")
-        for path in list(plain):
-            for parent in _parents(path):
-                plain.setdefault(parent, (_info(parent, tarfile.DIRTYPE, 0o755), None))
-        links = []
+            entries.append((info, None))
+        return entries
+
+    def _whiteouts(self) -> list[Entry]:
+        markers = [
+            os.path.join(os.path.dirname(_rel(p)), WHITEOUT_PREFIX + os.path.basename(_rel(p))) for p in self.whiteouts
+        ]
+        markers += [os.path.join(_rel(d), OPAQUE_MARKER) for d in self.opaque]
+        return [(_member(m, tarfile.REGTYPE, File(b"")), b"") for m in markers]
+
+    def _hardlinks(self) -> list[Entry]:
+        entries: list[Entry] = []
         for path, target in self.hardlinks.items():
-            info = _info(path, tarfile.LNKTYPE, 0o644)
+            info = _member(path, tarfile.LNKTYPE, File(b""))
             info.linkname = _rel(target)
-            links.append((info, None))
-            for parent in _parents(_rel(path)):
-                if parent not in plain:
-                    plain[parent] = (_info(parent, tarfile.DIRTYPE, 0o755), None)
-        return [plain[p] for p in sorted(plain)] + links + list(self.raw)
+            entries.append((info, None))
+        return entries
 
     def names(self) -> list[str]:
-        """The member names `tar -t` lists for this layer (directories end in `/`)."""
+        """The member names `tar -t` lists for this layer, in order (directories end in `/`)."""
         return [info.name + ("/" if info.isdir() else "") for info, _ in self.entries()]
 
     def tar(self) -> bytes:
-        """The uncompressed tar (POSIX pax format, as the image-spec recommends)."""
+        """The uncompressed tar, POSIX pax format (the image-spec's choice), reproducible."""
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for info, data in self.entries():
@@ -192,8 +217,8 @@ class Layer:
 
 def _rel(path: str) -> str:
     rel = os.path.normpath(path.lstrip("/"))
-    if rel in (".", "") or rel.startswith("../"):
-        raise ValueError(f"not a path inside the image: {path!r} (use Layer.raw for hostile names)")
+    if rel in (".", "") or rel == ".." or rel.startswith("../"):
+        raise ValueError(f"not a path inside the image: {path!r} (Layer.raw takes hostile names)")
     return rel
 
 
@@ -202,11 +227,12 @@ def _parents(rel: str) -> list[str]:
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _info(path: str, kind: bytes, mode: int, uid: int = 0, gid: int = 0) -> tarfile.TarInfo:
+def _member(path: str, kind: bytes, meta: File | Dir) -> tarfile.TarInfo:
+    """A tar header with the mode and numeric owner of `meta`, no user names, the fixed mtime."""
     info = tarfile.TarInfo(_rel(path))
     info.type = kind
-    info.mode = mode
-    info.uid, info.gid = uid, gid
+    info.mode = meta.mode
+    info.uid, info.gid = meta.uid, meta.gid
     info.uname = info.gname = ""
     info.mtime = EPOCH
     return info
@@ -218,8 +244,8 @@ def is_static_elf(path: str) -> bool:
         head = f.read(64)
         if head[:4] != b"\x7fELF":
             return False
-        is64, little = head[4] == 2, head[5] == 1
-        order = "little" if little else "big"
+        is64 = head[4] == 2
+        order: Literal["little", "big"] = "little" if head[5] == 1 else "big"
 
         def num(off: int, size: int) -> int:
             return int.from_bytes(head[off : off + size], order)
@@ -524,12 +550,21 @@ def bcrypt_htpasswd(user: str, password: str) -> str:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt  # glibc's crypt(3) does bcrypt; the module leaves the standard library in 3.13
+        try:
+            import crypt  # glibc's crypt(3) does bcrypt; the module leaves the standard library in 3.13
+        except ImportError:
+            raise RuntimeError("no bcrypt for htpasswd: this Python has no crypt module") from None
 
     hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
     if not hashed or not hashed.startswith("$2"):
         raise RuntimeError("this libc's crypt(3) cannot make a bcrypt hash")
     return f"{user}:{hashed}\n"
+
+
+# The registry's access log, Apache combined format: 127.0.0.1 - - [date] "GET /v2/ HTTP/1.1" 200 2 "" "agent"
+ACCESS_LOG_LINE = re.compile(r'^\S+ \S+ \S+ \[[^]]*\] "([A-Z]+) (\S+) HTTP/[0-9.]+"', re.MULTILINE)
+# What a client accepts when it asks for a manifest by tag (without it, the registry may answer schema 1).
+MANIFEST_MEDIA_TYPES = (MEDIA_OCI_MANIFEST, MEDIA_OCI_INDEX, MEDIA_DOCKER_MANIFEST, MEDIA_DOCKER_LIST)
 
 
 class Registry:
@@ -615,7 +650,7 @@ class Registry:
 
     def _spawn(self) -> None:
         config = self._write_config()
-        with open(self.log_path, "ab") as log:
+        with open(self.log_path, "wb") as log:  # the last attempt's log is the one to show
             self.process = subprocess.Popen(
                 [DOCKER_REGISTRY, "serve", config], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
@@ -653,19 +688,47 @@ class Registry:
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def get(self, path: str) -> Any:
-        """GET a registry API path (`/v2/_catalog`) and parse the JSON answer."""
-        req = urllib.request.Request(f"{self.url}{path}")
+    def request(self, method: str, path: str, *, accept: Sequence[str] = ()) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP request to the registry API (with the credentials, if any): status, headers, body."""
+        req = urllib.request.Request(f"{self.url}{path}", method=method)
         if self.auth:
-            import base64
-
             token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
             req.add_header("Authorization", f"Basic {token}")
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())
+        if accept:
+            req.add_header("Accept", ", ".join(accept))
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def get(self, path: str) -> Any:
+        """GET a registry API path (`/v2/_catalog`) and parse the JSON answer; fail unless 200."""
+        status, _, body = self.request("GET", path)
+        if status != 200:
+            raise AssertionError(f"GET {path}: HTTP {status}: {body[:200]!r}")
+        return json.loads(body)
 
     def catalog(self) -> list[str]:
         return self.get("/v2/_catalog")["repositories"]
+
+    def manifest_digest(self, name: str, reference: str) -> str | None:
+        """The digest the registry serves for `name:reference` (a tag or digest), or None if it has none."""
+        status, headers, _ = self.request("HEAD", f"/v2/{name}/manifests/{reference}", accept=MANIFEST_MEDIA_TYPES)
+        return headers.get("Docker-Content-Digest") if status == 200 else None
+
+    def delete_manifest(self, name: str, digest: str) -> None:
+        """Delete a manifest by digest (its tags go with it), as a registry operator would."""
+        status, _, body = self.request("DELETE", f"/v2/{name}/manifests/{digest}")
+        if status != 202:
+            raise AssertionError(f"DELETE {name}@{digest}: HTTP {status}: {body[:200]!r}")
+
+    def requests(self) -> list[str]:
+        """The requests the registry has served so far, `METHOD PATH` each, from its access log.
+
+        A line is written once its response is done: poll (`conftest.wait_for`)
+        for one that must appear; to prove none came, check after the client finished."""
+        return [f"{m.group(1)} {m.group(2)}" for m in ACCESS_LOG_LINE.finditer(self.log())]
 
 
 # ---------------------------------------------------------------- a ready image
@@ -675,10 +738,15 @@ class Registry:
 class BuiltImage:
     """An image pushed to a registry: where (`ref`), which (`digest`), its layout on disk and its config."""
 
-    ref: str
-    digest: str
+    ref: str  # HOST:PORT/NAME:TAG
+    digest: str  # of the manifest
     layout: str
     config: dict[str, Any]
+
+    @property
+    def by_digest(self) -> str:
+        """The same image named by digest: HOST:PORT/NAME@sha256:..."""
+        return f"{self.ref.rsplit(':', 1)[0]}@{self.digest}"
 
 
 def read_config(layout: str, manifest_digest: str) -> dict[str, Any]:
@@ -702,9 +770,23 @@ BUSYBOX_IMAGE_CONFIG: dict[str, Any] = {
 }
 
 
-def push_busybox_image(registry: Registry, layout: str, *, name: str = "busybox", tag: str = "1") -> BuiltImage:
-    """Build the standard two-layer busybox image into `layout` and push it as `HOST/NAME:TAG`."""
-    digest = build_layout(layout, busybox_image_layers(), config=BUSYBOX_IMAGE_CONFIG, tag=tag)
+def push_image(
+    registry: Registry,
+    layout: str,
+    layers: list[Layer],
+    *,
+    name: str,
+    tag: str = "latest",
+    config: dict[str, Any] | None = None,
+    compression: str = "gzip",
+) -> BuiltImage:
+    """Build `layers` into `layout` and push the image as `HOST/NAME:TAG`."""
+    digest = build_layout(layout, layers, config=config, tag=tag, compression=compression)
     ref = f"{registry.host}/{name}:{tag}"
     push(layout, ref, tag=tag, creds=registry.creds)
     return BuiltImage(ref=ref, digest=digest, layout=layout, config=read_config(layout, digest))
+
+
+def push_busybox_image(registry: Registry, layout: str, *, name: str = "busybox", tag: str = "1") -> BuiltImage:
+    """The standard two-layer busybox image, built into `layout` and pushed as `HOST/NAME:TAG`."""
+    return push_image(registry, layout, busybox_image_layers(), name=name, tag=tag, config=BUSYBOX_IMAGE_CONFIG)
