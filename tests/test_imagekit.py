@@ -92,7 +92,7 @@ def test_registry_catalog_lists_the_pushed_repository(registry, busybox_image):
     with urllib.request.urlopen(f"http://{registry.host}/v2/_catalog", timeout=10) as r:
         assert "busybox" in json.loads(r.read())["repositories"]
     with urllib.request.urlopen(f"http://{registry.host}/v2/busybox/tags/list", timeout=10) as r:
-        assert json.loads(r.read()) == {"name": "busybox", "tags": ["1"]}
+        assert "1" in json.loads(r.read())["tags"]  # other tests may push more tags
 
 
 def test_layer_tar_lists_what_the_layer_declared(registry, workdir):
@@ -109,7 +109,7 @@ def test_layer_tar_lists_what_the_layer_declared(registry, workdir):
     )
     layout = os.path.join(workdir, "layout")
     imagekit.build_layout(layout, [layer])
-    ref = f"{registry.host}/declared:latest"
+    ref = f"{registry.host}/kit/declared:latest"
     imagekit.push(layout, ref)
     served = copy_to_dir(ref, os.path.join(workdir, "dir"))
     path = blob(os.path.join(workdir, "dir"), served["layers"][0]["digest"])
@@ -177,7 +177,7 @@ def test_zstd_layers_are_pushed_with_their_media_type(registry, workdir):
     layer = Layer(files={"/hello": b"zstd\n"})
     layout = os.path.join(workdir, "layout")
     imagekit.build_layout(layout, [layer], compression="zstd")
-    ref = f"{registry.host}/zstd:latest"
+    ref = f"{registry.host}/kit/zstd:latest"
     imagekit.push(layout, ref)
     served = copy_to_dir(ref, os.path.join(workdir, "dir"))
     (entry,) = served["layers"]
@@ -229,7 +229,7 @@ def test_archive_is_readable_by_skopeo(busybox_image, workdir, kind):
 
 @pytest.mark.parametrize("docker", [False, True], ids=["oci-index", "docker-manifest-list"])
 def test_index_resolves_to_this_machines_image(registry, workdir, docker):
-    name = "multi-docker" if docker else "multi-oci"
+    name = "kit/multi-docker" if docker else "kit/multi-oci"
     pushed = imagekit.push_index(f"{registry.host}/{name}:1", imagekit.busybox_image_layers(), docker=docker)
     raw = json.loads(run("skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{pushed.ref}"))
     assert raw["mediaType"] == pushed.media_type
@@ -250,16 +250,16 @@ def test_index_resolves_to_this_machines_image(registry, workdir, docker):
 
 
 def test_registry_serves_by_digest_logs_requests_and_deletes(registry, workdir):
-    image = imagekit.push_image(registry, workdir, [Layer(files={"/gone": b"soon\n"})], name="deleted", tag="v1")
-    assert registry.manifest_digest("deleted", "v1") == image.digest
+    image = imagekit.push_image(registry, workdir, [Layer(files={"/gone": b"soon\n"})], name="kit/deleted", tag="v1")
+    assert registry.manifest_digest("kit/deleted", "v1") == image.digest
     info = json.loads(run("skopeo", "inspect", "--tls-verify=false", f"docker://{image.by_digest}"))
     assert info["Digest"] == image.digest
     wait_for(
-        lambda: f"GET /v2/deleted/manifests/{image.digest}" in registry.requests(),
+        lambda: f"GET /v2/kit/deleted/manifests/{image.digest}" in registry.requests(),
         what="the registry's access log to show skopeo's GET by digest",
     )
-    registry.delete_manifest("deleted", image.digest)
-    assert registry.manifest_digest("deleted", "v1") is None
+    registry.delete_manifest("kit/deleted", image.digest)
+    assert registry.manifest_digest("kit/deleted", "v1") is None
     gone = subprocess.run(
         ["skopeo", "inspect", "--tls-verify=false", f"docker://{image.ref}"], capture_output=True, text=True
     )
@@ -308,18 +308,18 @@ def test_registry_stops_its_process_and_removes_its_storage():
 
 
 class UnlistenableRegistry(imagekit.Registry):
-    """A registry told to listen on an address that cannot exist."""
+    """A registry told to listen on a port that cannot exist."""
 
     @property
     def host(self) -> str:
-        return "256.0.0.1:5000"
+        return "127.0.0.1:99999"
 
 
 def test_registry_start_failure_shows_its_log():
     registry = UnlistenableRegistry()
     with pytest.raises(RuntimeError, match="did not start") as failed:
         registry.start()
-    assert "256.0.0.1" in str(failed.value).split("its log:", 1)[1]
+    assert "99999" in str(failed.value).split("its log:", 1)[1]
     assert registry.process is None and not os.path.exists(registry.dir)
 
 
@@ -368,7 +368,7 @@ def test_example_make_archive_builds_a_busybox_oci_archive(workdir):
     ]
 
 
-def test_example_pod_runs_the_archived_image_with_and_without_command():
+def test_example_pod_is_a_valid_pod_of_the_archived_image_with_and_without_command():
     pod = yaml.safe_load((REPO / "examples" / "image" / "pod.yaml").read_text())
     validate_object(pod)
     from_image, with_command = pod["spec"]["containers"]
