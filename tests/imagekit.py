@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tarfile
@@ -35,6 +36,8 @@ import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import prctl
 
 SKOPEO = "skopeo"
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
@@ -543,6 +546,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the registry's child, before exec: a pytest killed outright (no teardown) takes it along."""
+    prctl.set_pdeathsig(signal.SIGKILL)
+
+
 def bcrypt_htpasswd(user: str, password: str) -> str:
     """One htpasswd line with a bcrypt hash (the only kind the registry takes), at the lowest cost:
     the registry checks it on every request, and the default cost takes a second each time."""
@@ -652,7 +660,11 @@ class Registry:
         config = self._write_config()
         with open(self.log_path, "wb") as log:  # the last attempt's log is the one to show
             self.process = subprocess.Popen(
-                [DOCKER_REGISTRY, "serve", config], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                [DOCKER_REGISTRY, "serve", config],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
 
     def _wait_ready(self) -> bool:
