@@ -173,6 +173,21 @@ def test_raw_entries_reach_the_tar_unchanged(workdir):
     assert "evil -> /etc/shadow" in verbose and verbose.splitlines()[3].startswith("c")
 
 
+@pytest.mark.parametrize(
+    "layer",
+    [
+        Layer(files={"/../escape": b"x"}),
+        Layer(symlinks={"..": "/"}),
+        Layer(files={"/a": b"x"}, dirs=["/a"]),
+        Layer(dirs="/tmp"),
+    ],
+    ids=["dotdot-file", "dotdot-link", "declared-twice", "dirs-as-one-string"],
+)
+def test_declared_layers_refuse_paths_outside_the_image_and_duplicates(layer):
+    with pytest.raises((ValueError, TypeError)):
+        layer.tar()
+
+
 def test_zstd_layers_are_pushed_with_their_media_type(registry, workdir):
     layer = Layer(files={"/hello": b"zstd\n"})
     layout = os.path.join(workdir, "layout")

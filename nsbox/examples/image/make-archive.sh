@@ -29,9 +29,9 @@ for tool in skopeo tar gzip sha256sum python3; do
     command -v "$tool" >/dev/null || die "$tool is missing"
 done
 [ -x "$BUSYBOX" ] || die "$BUSYBOX is missing (apt-get install busybox-static)"
-# A busybox linked against libc would find no libc in the image.
-if LC_ALL=C readelf -l "$BUSYBOX" 2>/dev/null | grep -q "program interpreter"; then
-    die "$BUSYBOX is dynamically linked (install busybox-static)"
+# A busybox linked against libc would find no libc in the image (readelf is in binutils).
+if command -v readelf >/dev/null && LC_ALL=C readelf -l "$BUSYBOX" | grep -q "program interpreter"; then
+    die "$BUSYBOX is dynamically linked (apt-get install busybox-static)"
 fi
 
 case $(uname -m) in  # the image-spec names architectures as Go does
