@@ -15,14 +15,17 @@ import hashlib
 import io
 import os
 import shutil
+import signal
 import stat
 import struct
 import subprocess
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
 
 import pytest
+from conftest import wait_for
 
 from nsbox.errors import NsboxError
 from nsbox.images.unpack import LAYER_MEDIA_TYPES, unpack_layer
@@ -511,3 +514,45 @@ def test_a_corrupt_gzip_fails_clearly(scene: Scene) -> None:
 def test_a_missing_blob_is_an_error(scene: Scene) -> None:
     with pytest.raises(NsboxError, match="No such file"):
         unpack_layer(os.path.join(scene.top, "nope"), OCI_GZIP, scene.dest)
+
+
+def test_a_killed_extractor_is_reaped_and_reported(scene: Scene) -> None:
+    """The extractor dies mid-layer (the OOM killer, a stray kill): an error, no zombie."""
+    blob = scene.blob([file(f"f{i}", os.urandom(4096) * 4) for i in range(3000)])
+    result: list[BaseException | int] = []
+    worker = threading.Thread(target=lambda: result.append(_unpack_catching(blob, scene.dest)))
+    worker.start()
+    try:
+        extractor = wait_for(lambda: [int(c.split()[0]) for c in children()], timeout=30, interval=0.002)
+        os.kill(extractor[0], signal.SIGKILL)
+    finally:
+        worker.join(timeout=60)
+    assert isinstance(result[0], NsboxError) and "killed by SIGKILL" in str(result[0]), result
+    assert not children()
+
+
+def _unpack_catching(blob: str, dest: str) -> BaseException | int:
+    try:
+        return unpack_layer(blob, OCI_GZIP, dest)
+    except BaseException as e:
+        return e
+
+
+@pytest.mark.parametrize("tar_format", ["gnu", "pax"])
+def test_gnu_sparse_files_keep_content_and_holes(scene: Scene, tar_format: str) -> None:
+    """A sparse file as GNU tar -S writes it (old GNU 'S' entries, or PAX sparse 1.0)."""
+    src = os.path.join(scene.top, "src")
+    os.mkdir(src)
+    sparse = os.path.join(src, "disk.img")
+    with open(sparse, "wb") as f:
+        f.write(b"head")
+        f.seek(8 << 20)
+        f.write(b"tail")
+    blob = os.path.join(scene.top, "sparse.tar")
+    subprocess.run(["tar", "-S", f"--format={tar_format}", "-cf", blob, "-C", src, "."], check=True)
+    assert unpack_layer(blob, OCI_TAR, scene.dest) == (8 << 20) + 4
+    with open(scene.at("disk.img"), "rb") as f:
+        data = f.read()
+    assert data[:4] == b"head" and data[-4:] == b"tail" and not any(data[4:-4])
+    # the 8 MiB hole stays one, but for the partly written MiB chunks at its ends
+    assert os.lstat(scene.at("disk.img")).st_blocks * 512 <= 2 << 20
