@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import imagekit
 import pytest
 
 NSBOX = [sys.executable, "-m", "nsbox"]
@@ -294,3 +295,28 @@ def cleanup_root(n: Nsbox) -> None:
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+
+# ---------------------------------------------------------------- OCI images (tests/imagekit.py)
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[imagekit.Registry]:
+    """One local `docker-registry` for the session, plain HTTP on 127.0.0.1, private storage."""
+    missing = [tool for tool in (imagekit.DOCKER_REGISTRY, imagekit.SKOPEO) if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"needs {' and '.join(missing)} (Debian packages docker-registry, skopeo; setup.sh installs them)")
+    with imagekit.Registry() as r:
+        yield r
+
+
+@pytest.fixture(scope="session")
+def busybox_image(registry: imagekit.Registry) -> Iterator[imagekit.BuiltImage]:
+    """The standard two-layer busybox image (tests/imagekit.py), pushed as `<registry.host>/busybox:1`."""
+    if not os.path.exists(imagekit.BUSYBOX) or not imagekit.is_static_elf(imagekit.BUSYBOX):
+        pytest.skip(f"needs a static {imagekit.BUSYBOX} (Debian package busybox-static)")
+    layout = tempfile.mkdtemp(prefix="imagekit-busybox-")
+    try:
+        yield imagekit.push_busybox_image(registry, layout)
+    finally:
+        shutil.rmtree(layout, ignore_errors=True)
