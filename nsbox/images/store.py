@@ -176,9 +176,10 @@ class Store:
 
     def pull(self, ref: str) -> Image:
         """`ref` from its registry: the digest resolved first, then copied by that digest (PullError)."""
-        return self._pull(ref)
+        return self.fetch(ref)[0]
 
-    def _pull(self, ref: str) -> Image:
+    def fetch(self, ref: str) -> tuple[Image, bool]:
+        """As `pull`; True when something was copied now (False: the store had that digest already)."""
         r = parse(ref)
         name = str(r)
         started = time.time()
@@ -186,7 +187,7 @@ class Store:
             if waited:  # another process pulled this name while we waited: take its result
                 current = self._named(name)
                 if current is not None and current.created >= started and self._complete(current):
-                    return current
+                    return current, False
             if r.digest:
                 repo_digest = r.pinned(r.digest)
             else:
@@ -194,12 +195,12 @@ class Store:
                 repo_digest = r.pinned("sha256:" + hashlib.sha256(raw).hexdigest())
             have = self._with_repo_digest(name, repo_digest)
             if have is not None:
-                return have
+                return have, False
             work = self._workspace()
             try:
                 layout = os.path.join(work, "layout")
                 transport.copy_from_registry(repo_digest, r.host, layout, self.blob_dir, shown=ref)
-                return self._commit(layout, name, repo_digest)
+                return self._commit(layout, name, repo_digest), True
             finally:
                 remove_tree(work)
 
@@ -249,7 +250,7 @@ class Store:
                 return image, False
             if policy == "Never":
                 raise PullError(f'image "{ref}" is not present with pull policy of Never', reason="NeverPull")
-        return self._pull(ref), True
+        return self.fetch(ref)[0], True
 
     # ------------------------------------------------------------ loading
 
