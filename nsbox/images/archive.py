@@ -48,8 +48,11 @@ def images_of(path: str, link: str) -> list[ArchivedImage]:
                 return _oci_images(link, _member(tar, members, "index.json"))
             if "manifest.json" in members:
                 return _docker_images(link, _member(tar, members, "manifest.json"))
+    except tarfile.ReadError:
+        raise NsboxError(f"{path}: not an image archive (not a tar file)") from None
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-        raise NsboxError(f"{path}: not an image archive ({e})") from None
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise NsboxError(f"{path}: not an image archive ({why})") from None
     raise NsboxError(f"{path}: not an image archive (no index.json or manifest.json in it)")
 
 
