@@ -42,6 +42,8 @@ _REASONS = [
 ]
 
 _MESSAGE = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+# skopeo's wrappers around the reason, which say nothing the user does not know.
+_WRAPPER = re.compile(r'^(?:Error parsing image name|Error initializing source|initializing source) "[^"]*": ')
 
 
 def essential_line(stderr: str) -> str:
@@ -50,7 +52,7 @@ def essential_line(stderr: str) -> str:
     for line in reversed(lines):
         m = _MESSAGE.search(line)
         if m:
-            return m.group(1).replace('\\"', '"')
+            return _WRAPPER.sub("", m.group(1).replace('\\"', '"'))
     return lines[-1] if lines else "skopeo failed"
 
 
