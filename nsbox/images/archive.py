@@ -8,6 +8,7 @@ skopeo would (docs/images.md, "Loading").
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tarfile
@@ -24,10 +25,12 @@ NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.na
 
 
 class ArchivedImage:
-    """One image of an archive: the skopeo source that selects it, and the names it carries."""
+    """One image of an archive: the skopeo source that selects it, the names it carries, and (for a
+    docker-archive) its Docker image id: skopeo rewrites a Docker config when it converts the image
+    to OCI, and the id `docker load` shows is the digest of the config as archived."""
 
-    def __init__(self, source: str, names: list[str]):
-        self.source, self.names = source, names
+    def __init__(self, source: str, names: list[str], image_id: str = ""):
+        self.source, self.names, self.image_id = source, names, image_id
 
 
 def _member(tar: tarfile.TarFile, names: dict[str, tarfile.TarInfo], name: str) -> Any:
@@ -47,10 +50,10 @@ def images_of(path: str, link: str) -> list[ArchivedImage]:
             if "index.json" in members and ("oci-layout" in members or "manifest.json" not in members):
                 return _oci_images(link, _member(tar, members, "index.json"))
             if "manifest.json" in members:
-                return _docker_images(link, _member(tar, members, "manifest.json"))
+                return _docker_images(link, tar, members)
     except tarfile.ReadError:
         raise NsboxError(f"{path}: not an image archive (not a tar file)") from None
-    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+    except (tarfile.TarError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         why = (str(e).splitlines() or [type(e).__name__])[0]
         raise NsboxError(f"{path}: not an image archive ({why})") from None
     raise NsboxError(f"{path}: not an image archive (no index.json or manifest.json in it)")
@@ -77,10 +80,15 @@ def _oci_images(link: str, index: Any) -> list[ArchivedImage]:
     return images
 
 
-def _docker_images(link: str, manifest: Any) -> list[ArchivedImage]:
+def _docker_images(link: str, tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> list[ArchivedImage]:
+    manifest = _member(tar, members, "manifest.json")
     if not isinstance(manifest, list) or not manifest:
-        raise NsboxError(f"{link}: its manifest.json lists no image")
-    return [
-        ArchivedImage(f"docker-archive:{link}:@{i}", list(entry.get("RepoTags") or []))
-        for i, entry in enumerate(manifest)
-    ]
+        raise NsboxError("the archive's manifest.json lists no image")
+    images = []
+    for i, entry in enumerate(manifest):
+        config = tar.extractfile(members[entry["Config"].removeprefix("./")])
+        if config is None:
+            raise NsboxError(f"{entry['Config']} in the archive is not a file")
+        image_id = "sha256:" + hashlib.sha256(config.read()).hexdigest()
+        images.append(ArchivedImage(f"docker-archive:{link}:@{i}", list(entry.get("RepoTags") or []), image_id))
+    return images

@@ -135,8 +135,9 @@ class Store:
         os.makedirs(self.pulls, exist_ok=True)
         return tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self.pulls)
 
-    def _commit(self, layout: str, name: str, repo_digest: str) -> Image:
-        """The image skopeo copied into `layout`: its layers unpacked and verified, its record written."""
+    def _commit(self, layout: str, name: str, repo_digest: str, image_id: str = "") -> Image:
+        """The image skopeo copied into `layout`: its layers unpacked and verified, its record written.
+        Its id is the config digest, unless the source had another (`image_id`, docker-archive)."""
         index = read_json(os.path.join(layout, "index.json"))
         descriptor = index["manifests"][0]
         digest = descriptor["digest"]
@@ -151,7 +152,7 @@ class Store:
             self.layers.ensure(diff_id, self.blob(layer["digest"]), layer.get("mediaType", ""))
         image = Image(
             name=name,
-            id=config_digest,
+            id=image_id or config_digest,
             digest=digest,
             repo_digest=repo_digest,
             size=sum(int(x.get("size", 0)) for x in layers) + int(manifest["config"].get("size", 0)),
@@ -270,7 +271,7 @@ class Store:
                     transport.copy_from_archive(archived.source, layout, self.blob_dir, archive)
                     names = [normalize(n) for n in archived.names] or [""]
                     for name in names:
-                        loaded.append(self._commit(layout, name, ""))
+                        loaded.append(self._commit(layout, name, "", archived.image_id))
                 return loaded
             finally:
                 remove_tree(work)
