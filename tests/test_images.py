@@ -278,6 +278,39 @@ def test_repushed_tag_is_seen_and_an_unchanged_one_copies_nothing(
 
 
 @needs_root
+def test_zstd_and_uncompressed_layers_are_verified_and_unpacked(
+    store: Store, registry: imagekit.Registry, workdir: str
+) -> None:
+    for compression in ("zstd", "none"):
+        repo = unique(compression)
+        layout = tempfile.mkdtemp(dir=workdir)
+        imagekit.build_layout(layout, [marker_layer(compression)], compression=compression)
+        imagekit.push(layout, f"{registry.host}/{repo}:latest")
+        image = store.pull(f"{registry.host}/{repo}")
+        with open(os.path.join(image.layers[0], "marker")) as f:
+            assert f.read() == compression
+
+
+@needs_root
+def test_a_layer_that_is_not_its_diff_id_is_refused(store: Store, registry: imagekit.Registry, workdir: str) -> None:
+    """An image config whose rootfs.diff_ids do not match its layers: no layer and no record land."""
+    layout = tempfile.mkdtemp(dir=workdir)
+    layer = marker_layer("lying")
+    blob = imagekit.write_blob(layout, imagekit.compress(layer.tar(), "gzip"), imagekit.OCI_LAYER_MEDIA["gzip"])
+    wrong = imagekit.sha256(b"something else")
+    config = imagekit.image_config([layer], [wrong], None, imagekit.host_arch(), "linux")
+    config_desc = imagekit.write_blob(layout, imagekit.canonical(config), imagekit.MEDIA_OCI_CONFIG)
+    manifest = {"schemaVersion": 2, "mediaType": imagekit.MEDIA_OCI_MANIFEST, "config": config_desc, "layers": [blob]}
+    descriptor = imagekit.write_blob(layout, imagekit.canonical(manifest), imagekit.MEDIA_OCI_MANIFEST)
+    imagekit.write_index_json(layout, descriptor, "latest")
+    ref = f"{registry.host}/{unique('lying')}:latest"
+    imagekit.push(layout, ref)
+    with pytest.raises(NsboxError, match="as the image config says"):
+        store.pull(ref)
+    assert store.images() == [] and os.listdir(os.path.join(store.path, "layers")) == []
+
+
+@needs_root
 def test_manifest_list_resolves_to_this_platform(store: Store, registry: imagekit.Registry) -> None:
     ref = f"{registry.host}/{unique('multi')}:latest"
     index = imagekit.push_index(ref, imagekit.busybox_image_layers())

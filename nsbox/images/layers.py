@@ -18,6 +18,10 @@ import os
 from nsbox.errors import NsboxError
 from nsbox.state import FileLock, remove_tree
 
+TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
+if TYPE_CHECKING:
+    from typing import Any
+
 SHORT = 12  # hex digits of a short name: 13 bytes a layer in lowerdir=, 128 layers in 1.7 KB
 TMP_PREFIX = ".tmp-"
 PAGE = 4096  # the kernel copies mount options in one page
@@ -25,6 +29,57 @@ PAGE = 4096  # the kernel copies mount options in one page
 
 def hex_of(digest: str) -> str:
     return digest.split(":", 1)[-1]
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+CHUNK = 1 << 20
+
+
+def diff_id_of(blob: str) -> str:
+    """The digest of the layer's uncompressed tar (its diff id, image-spec config.md), whatever
+    compresses it (read from its first bytes: media types are not always honest)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(blob, "rb") as f:
+        magic = f.read(4)
+        f.seek(0)
+        if magic.startswith(GZIP_MAGIC):
+            import zlib
+
+            _feed_gzip(f, h, zlib)
+        elif magic == ZSTD_MAGIC:
+            import subprocess
+
+            with subprocess.Popen(["zstd", "-d", "-c", "-q", "--", blob], stdout=subprocess.PIPE) as p:
+                out = p.stdout
+                assert out is not None
+                for chunk in iter(lambda: out.read(CHUNK), b""):
+                    h.update(chunk)
+            if p.returncode != 0:
+                raise NsboxError(f"zstd could not decompress {blob}")
+        else:
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _feed_gzip(f: Any, h: Any, zlib: Any) -> None:
+    """gzip members one after another (a concatenation is one valid gzip stream)."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    while True:
+        chunk = f.read(CHUNK)
+        if not chunk:
+            break
+        while chunk:
+            h.update(d.decompress(chunk))
+            if d.eof:
+                chunk = d.unused_data
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            else:
+                chunk = b""
+    h.update(d.flush())
 
 
 class Layers:
@@ -59,6 +114,12 @@ class Layers:
 
     def _unpack(self, diff_id: str, blob: str, media_type: str, final: str) -> None:
         from nsbox.images.unpack import unpack_layer
+
+        actual = diff_id_of(blob)
+        if actual != diff_id:
+            raise NsboxError(
+                f"layer {os.path.basename(blob)[:12]} is {actual} uncompressed, not {diff_id} as the image config says"
+            )
 
         tmp = os.path.join(self.dir, f"{TMP_PREFIX}{hex_of(diff_id)}-{os.getpid()}")
         remove_tree(tmp)

@@ -80,21 +80,19 @@ def pull_error(ref: str, stderr: str) -> PullError:
     )
 
 
-def _die_with_parent() -> None:
-    """In the child: be killed when the nsbox that started it dies (a killed pull must not go on)."""
+def run(args: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """skopeo with `args`; its output captured, never shown.
+
+    The child gets PR_SET_PDEATHSIG (SIGKILL): a killed nsbox does not leave a copy running.
+    The module is imported here, before the fork: the child only makes the system call."""
     import prctl
 
-    prctl.set_pdeathsig(9)
-
-
-def run(args: list[str]) -> subprocess.CompletedProcess[bytes]:
-    """skopeo with `args`; its output captured, never shown."""
     try:
         return subprocess.run(
             [SKOPEO, *args],
             stdin=subprocess.DEVNULL,
             capture_output=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=lambda: prctl.set_pdeathsig(9),
         )
     except FileNotFoundError:
         raise NsboxError("skopeo is not installed (apt-get install skopeo); nsbox needs it for images") from None

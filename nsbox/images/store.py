@@ -94,6 +94,12 @@ class Store:
         return next(iter(self._matches(ref)), None)
 
     def _matches(self, ref: str) -> list[Image]:
+        try:
+            named = self._named(normalize(ref))  # the common case, one file read
+        except NsboxError:
+            named = None
+        if named is not None:
+            return [named]
         images = self.images()
         bare = ref.removeprefix("sha256:")
         if len(bare) >= 3 and all(c in "0123456789abcdef" for c in bare):
