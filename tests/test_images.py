@@ -40,6 +40,28 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 # ---------------------------------------------------------------- helpers
 
 
+@pytest.fixture(scope="module")
+def registry() -> Iterator[imagekit.Registry]:
+    """conftest's registry, for this module only: stopped when it ends, so that later modules'
+    checks for processes left behind (tests/test_unpack.py) do not find it."""
+    if shutil.which(imagekit.DOCKER_REGISTRY) is None or shutil.which(imagekit.SKOPEO) is None:
+        pytest.skip("needs docker-registry and skopeo (setup.sh test installs them)")
+    with imagekit.Registry() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def busybox_image(registry: imagekit.Registry) -> Iterator[imagekit.BuiltImage]:
+    """The standard busybox image (tests/imagekit.py) in this module's registry."""
+    if not os.path.exists(imagekit.BUSYBOX) or not imagekit.is_static_elf(imagekit.BUSYBOX):
+        pytest.skip(f"needs a static {imagekit.BUSYBOX} (Debian package busybox-static)")
+    layout = tempfile.mkdtemp(prefix="imagekit-busybox-")
+    try:
+        yield imagekit.push_busybox_image(registry, layout)
+    finally:
+        shutil.rmtree(layout, ignore_errors=True)
+
+
 @pytest.fixture
 def store_dir() -> Iterator[str]:
     """A private store, removed afterwards; fails if anything is still mounted under it."""
