@@ -18,10 +18,12 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 cd "$HERE"
 VENV=$HERE/.venv
 LINK=/usr/local/bin/nsbox
-# Debian packages: the build (cffi C module) and the tools the tests observe with
-# (ip, nsenter, findmnt, ipcs/ipcmk, ps).
+# Debian packages: the build (cffi C module), the tools the tests observe with
+# (ip, nsenter, findmnt, ipcs/ipcmk, ps), and skopeo, which fetches images (docs/images.md).
 PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libcap-dev libffi-dev pkg-config
-          iproute2 util-linux procps)
+          iproute2 util-linux procps skopeo)
+# The image tests also run a registry and build images from a static busybox (tests/imagekit.py).
+TEST_PACKAGES=(docker-registry busybox-static zstd)
 
 step() { echo "==> $*"; }
 die() { echo "error: $*" >&2; exit 1; }
@@ -61,6 +63,23 @@ install_packages() {
         die "apt-get failed (full log: $log)"
     fi
     rm -f "$log"
+    for p in "${missing[@]}"; do
+        [ "$p" = docker-registry ] && quiet_registry_service
+    done
+    return 0
+}
+
+# Debian's docker-registry package enables and starts a registry on :5000. The tests
+# run their own on a free port; a registry service we installed only for them is
+# stopped and disabled (one installed before setup.sh is left as it was).
+quiet_registry_service() {
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+        systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+    elif command -v update-rc.d >/dev/null; then
+        invoke-rc.d docker-registry stop >/dev/null 2>&1 || true
+        update-rc.d docker-registry disable >/dev/null 2>&1 || true
+    fi
+    step "stopped and disabled the docker-registry service its package started (the tests run their own)"
 }
 
 # ---- the virtualenv -------------------------------------------------------------
@@ -174,7 +193,10 @@ lock() {  # lock -s|-x
 }
 
 extras=
-[ "$mode" = test ] && extras="test"
+if [ "$mode" = test ]; then
+    extras="test"
+    PACKAGES+=("${TEST_PACKAGES[@]}")
+fi
 
 exec 8>>"$LOCK"
 lock -s

@@ -2,7 +2,7 @@
 
 This core holds what every command shares: the global options, the command
 registry, the parser and the error handling. Each group of commands is a module
-beside it (`pods`, `create`, `delete`, `objects`, `system`) that declares each
+beside it (`pods`, `create`, `delete`, `objects`, `images`, `system`) that declares each
 command's options next to its handler; only the running command's module is
 imported and only its sub-parser is built, so that `nsbox get pods` starts fast
 (docs/design.md §6). Errors the user can act on arrive as NsboxError and leave
@@ -37,6 +37,8 @@ MODULES = {
     "delete": "delete",
     "wait": "pods",
     "top": "pods",
+    "image": "images",
+    "images": "images",
     "doctor": "system",
     "gc": "system",
     "demo": "system",
@@ -121,7 +123,7 @@ def _command_word(argv: list[str]) -> str | None:
         arg = argv[i]
         if arg in ("-h", "--help"):
             return None
-        if arg in ("--root", "-n", "--namespace"):
+        if arg in ("--root", "-n", "--namespace", "--image-store"):
             i += 2
         elif arg.startswith("-"):
             i += 1
@@ -159,6 +161,12 @@ def common() -> argparse.ArgumentParser:
             "--root", default=argparse.SUPPRESS, help=f"state directory (default $NSBOX_ROOT or {DEFAULT_ROOT})"
         )
         p.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="Kubernetes namespace (default: default)")
+        p.add_argument(
+            "--image-store",
+            default=argparse.SUPPRESS,
+            metavar="DIR",
+            help="image store (default $NSBOX_IMAGE_STORE or /var/lib/nsbox/images)",
+        )
         _common.append(p)
     return _common[0]
 
@@ -202,6 +210,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         args.namespace = "default"
     if not hasattr(args, "root"):
         args.root = os.environ.get("NSBOX_ROOT") or DEFAULT_ROOT
+    if not hasattr(args, "image_store"):
+        args.image_store = None  # nsbox.images.store_path: $NSBOX_IMAGE_STORE, then the default
     return args
 
 
