@@ -103,16 +103,18 @@ def validate_document(doc: Any) -> None:
 
 
 class Nsbox:
-    """Runs the real `nsbox` CLI against one private root."""
+    """Runs the real `nsbox` CLI against one private root (and, given one, a private image store)."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, image_store: str | None = None):
         self.root = root
+        self.image_store = image_store
+        self.global_args = ["--root", root] + (["--image-store", image_store] if image_store else [])
 
     def __call__(
         self, *args: str, check: bool = True, timeout: float = 120, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         p = subprocess.run(
-            NSBOX + ["--root", self.root, *args],
+            NSBOX + [*self.global_args, *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -132,7 +134,7 @@ class Nsbox:
         kw.setdefault("stdout", subprocess.PIPE)
         kw.setdefault("stderr", subprocess.PIPE)
         kw.setdefault("stdin", subprocess.DEVNULL)
-        return subprocess.Popen(NSBOX + ["--root", self.root, *args], text=True, **kw)
+        return subprocess.Popen(NSBOX + [*self.global_args, *args], text=True, **kw)
 
     def pod(self, name: str) -> dict[str, Any]:
         return json.loads(self("get", "pods", name, "-o", "json").stdout)
@@ -250,14 +252,18 @@ def leftovers(root: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def private_root() -> Iterator[Nsbox]:
-    """A fresh root, cleaned up afterwards; fails if anything of it is left behind."""
+def private_root(image_store: bool = False) -> Iterator[Nsbox]:
+    """A fresh root (and with `image_store` a fresh image store), cleaned up afterwards;
+    fails if anything of the root is left behind."""
     root = tempfile.mkdtemp(prefix="nsbx-", dir="/tmp")
-    n = Nsbox(root)
+    store = tempfile.mkdtemp(prefix="nsbx-images-", dir="/var/tmp") if image_store else None
+    n = Nsbox(root, store)
     try:
         yield n
     finally:
         cleanup_root(n)
+        if store:
+            shutil.rmtree(store, ignore_errors=True)
     left = leftovers(root)
     shutil.rmtree(root, ignore_errors=True)
     assert not left, f"left behind: {left}"
@@ -268,6 +274,15 @@ def nsbox() -> Iterator[Nsbox]:
     if os.geteuid() != 0:
         pytest.skip("needs root")
     with private_root() as n:
+        yield n
+
+
+@pytest.fixture
+def nsbox_images() -> Iterator[Nsbox]:
+    """A private root with a private image store (`--image-store`)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    with private_root(image_store=True) as n:
         yield n
 
 

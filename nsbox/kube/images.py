@@ -51,7 +51,9 @@ def resolve_user(user: str, passwd: list[list[str]], group: list[list[str]]) -> 
     looked up in the image's own files (containerd WithUser). The gid is None when the user
     gave none and the uid has no passwd entry: the caller decides (containerd uses 0)."""
     who, _, grp = user.partition(":")
-    if who.isdigit():
+    if not who:
+        uid, gid = 0, 0  # no User: root, as the runtime spec's default process
+    elif who.isdigit():
         uid = int(who)
         gid = next((int(e[3]) for e in passwd if len(e) > 3 and e[2] == who and e[3].isdigit()), None)
     else:

@@ -32,7 +32,8 @@ def create_sandbox(w: Watcher) -> None:
             pass
     pids = int(pod.annotations.get("nsbox.io/pids-limit", DEFAULT_POD_PIDS_LIMIT))
     w.cg.set_limits(pod_cg, pids_max=pids, **_pod_limits(pod))
-    if pod.network == "bridge":
+    if pod.network != "host":
+        # Kept for the bridge's veth, and for image pulls, which need the host's network.
         w.state.host_netns_fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     sandbox.enter(pod, w.paths)
     if pod.network == "bridge":

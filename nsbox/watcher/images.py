@@ -17,7 +17,7 @@ import sys
 import time
 from functools import partial
 
-from nsbox import kube
+from nsbox import kube, native
 from nsbox.errors import NsboxError
 
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
@@ -97,35 +97,55 @@ class ImagePulls:
         return image
 
     def _lease(self, image: Image) -> None:
-        """Tell the store this pod uses `image`, so that `image rm` refuses to remove it."""
-        if image.id not in self.leased:
-            self.leased.add(image.id)
-            self.store.lease(self.w.uid, self.w.root.path, self.w.uid, sorted(self.leased))
+        """Tell the store this pod uses `image`, so that `image rm` refuses to remove it. The
+        lease names every image of the pod the store has (a watcher back from hibernation
+        knows only what it starts next)."""
+        if image.id in self.leased:
+            return
+        from nsbox import images
+
+        self.leased.add(image.id)
+        for c in self.w.pod.all_containers():
+            if c.runs_image:
+                try:
+                    other = self.store.lookup(images.normalize(c.image))
+                except NsboxError:
+                    continue
+                if other is not None:
+                    self.leased.add(other.id)
+        self.store.lease(self.w.uid, self.w.root.path, self.w.uid, sorted(self.leased))
 
     def release(self) -> None:
         """The pod is gone: its images are free to remove."""
-        if self.leased:
+        if any(c.runs_image for c in self.w.pod.all_containers()):
             self.store.release(self.w.uid)
             self.leased.clear()
 
     # ------------------------------------------------------------ pulling
 
     def _pull(self, r: Running, ref: str) -> None:
+        """Start `nsbox image pull` for `r`'s image, in the host's network namespace (the
+        watcher lives in the pod's, where a registry is out of reach)."""
         w, c = self.w, r.spec
-        errors = os.path.join(w.paths.container_dir(c.name) + ".pull")
-        os.makedirs(os.path.dirname(errors), 0o700, exist_ok=True)
+        errors = w.paths.container_dir(c.name) + ".pull"
         argv = [sys.executable, "-m", "nsbox", "--image-store", self.store.path, "image", "pull", ref]
-        pid = os.posix_spawn(
-            sys.executable,
-            argv,
-            os.environ,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 2, errors, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
-            ],
-            setsid=True,
-        )
+        err_fd = os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        net = w.state.host_netns_fd
+        try:
+            pid, pidfd = native.spawn(
+                native.SpawnRequest(
+                    argv=argv,
+                    exec_paths=[sys.executable],
+                    env=[f"{k}={v}" for k, v in os.environ.items()],
+                    join=[(net, native.CLONE_NEWNET)] if net >= 0 else [],
+                    stderr=err_fd,
+                    setsid=True,  # its own session: cancel() ends skopeo with it
+                )
+            )
+        finally:
+            os.close(err_fd)
+        if pidfd >= 0:
+            os.close(pidfd)
         self.pulls[c.name] = Pull(pid, ref, errors)
         w.loop.children[pid] = partial(self._pulled, r)
         w.event("Normal", "Pulling", f'Pulling image "{c.image}"', c.name)

@@ -34,7 +34,7 @@ class PodState:
     etc_files: dict[str, str] = field(factory=dict)  # /etc/hosts & co. written for the pod (sandbox.py)
     mount_errors: dict[str, str] = field(factory=dict)  # config volume -> why it cannot be set up (FailedMount)
     pid_ns_fd: int = -1  # containers join this PID namespace
-    host_netns_fd: int = -1  # --network bridge: the host's netns, to plumb and unplug the veth
+    host_netns_fd: int = -1  # the host's netns: the bridge's veth is plumbed there, and images pulled
 
     @property
     def ended(self) -> bool:
