@@ -51,6 +51,7 @@ def resolve_user(user: str, passwd: list[list[str]], group: list[list[str]]) -> 
     looked up in the image's own files (containerd WithUser). The gid is None when the user
     gave none and the uid has no passwd entry: the caller decides (containerd uses 0)."""
     who, _, grp = user.partition(":")
+    gid: int | None
     if not who:
         uid, gid = 0, 0  # no User: root, as the runtime spec's default process
     elif who.isdigit():
