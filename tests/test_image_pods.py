@@ -79,6 +79,7 @@ def host_pid(n, name: str, container: str) -> int:
 # --------------------------------------------------------------- what runs
 
 
+@pytest.mark.cgroupv2  # one image pod in the cgroup-v2 VM too
 def test_a_manifest_without_a_command_runs_the_images_entrypoint(nsbox_images, busybox_image):
     n = nsbox_images
     apply(n, pod("hello", {"name": "app", "image": busybox_image.ref}, restartPolicy="Never"))
