@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -419,3 +420,22 @@ def test_image_rm_is_refused_while_a_pod_uses_the_image(nsbox_images, busybox_im
     n("delete", "pod", "user")
     n("image", "rm", busybox_image.ref)
     assert busybox_image.ref not in n("image", "ls").stdout
+
+
+# --------------------------------------------------------------- the example
+
+
+def test_the_image_example_runs_as_its_comments_say(nsbox_images, tmp_path):
+    """examples/image: make-archive.sh, image load, apply pod.yaml, logs — offline, no registry."""
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "image")
+    archive = str(tmp_path / "busybox.tar")
+    subprocess.run(["bash", os.path.join(example, "make-archive.sh"), archive], check=True, capture_output=True)
+    n = nsbox_images
+    assert n("image", "load", "-i", archive).stdout == "Loaded image: localhost/busybox:1.35\n"
+    n("apply", "-f", os.path.join(example, "pod.yaml"))
+    wait_for(lambda: logs(n, "image-demo", "from-image"), what="the image's Cmd to print")
+    assert logs(n, "image-demo", "from-image") == "hello from the image\n"
+    wait_for(lambda: "uid=" in logs(n, "image-demo", "with-command"), what="the command to print")
+    assert logs(n, "image-demo", "with-command").startswith("hello from a command\nuid=0(root) gid=0(root)")
+    assert container_status(n, "image-demo", "from-image")["imageID"].startswith("sha256:")  # loaded: config digest
+    n("delete", "pod", "image-demo")
