@@ -325,6 +325,28 @@ def test_always_sees_a_re_pushed_tag(nsbox_images, registry, busybox_image):
     assert container_status(n, "second", "app")["imageID"] != first_id
 
 
+def test_pods_pulling_one_image_at_once_fetch_it_once(nsbox_images, registry, busybox_image):
+    n = nsbox_images
+    name = f"shared-{os.getpid()}"
+    ref = f"{registry.host}/{name}:1"
+    imagekit.push(busybox_image.layout, ref, tag="1")
+    pods = [pod(f"p{i}", {"name": "app", "image": ref, "command": ["sleep", "3600"]}) for i in range(3)]
+    apply(n, *pods)
+    for i in range(3):
+        host_pid(n, f"p{i}", "app")
+    blob_gets = [r for r in registry.requests() if r.startswith(f"GET /v2/{name}/blobs/")]
+    layers = [layer["digest"] for layer in _manifest(busybox_image)["layers"]]
+    for digest in layers:
+        assert sum(r.endswith(digest) for r in blob_gets) == 1, blob_gets
+    texts = [described_events(n, f"p{i}") for i in range(3)]
+    assert all("Pulling image" in t for t in texts)  # each pod asked; the store fetched once
+
+
+def _manifest(image) -> dict:
+    with open(os.path.join(image.layout, "blobs", *image.digest.split(":"))) as f:
+        return json.load(f)
+
+
 class Silent:
     """A TCP server that accepts connections and never answers: a pull to it hangs."""
 
