@@ -538,6 +538,27 @@ def test_rm_is_refused_while_a_pod_uses_the_image(
 
 
 @needs_root
+def test_a_second_tag_of_one_image_copies_nothing_and_rm_by_id_untags_both(
+    store_dir: str, registry: imagekit.Registry, busybox_image: imagekit.BuiltImage
+) -> None:
+    second = busybox_image.ref.rsplit(":", 1)[0] + ":second"
+    imagekit.push(busybox_image.layout, second, tag="1")
+    store = Store(store_dir)
+    image = store.pull(busybox_image.ref)
+    blobs = files_under(os.path.join(store_dir, "blobs"))
+    other, copied = store.fetch(second)
+    assert (other.id, other.repo_digest, copied) == (image.id, image.repo_digest, False)
+    assert files_under(os.path.join(store_dir, "blobs")) == blobs
+    assert len(cli(store_dir, "images").stdout.splitlines()) == 3
+    assert cli(store_dir, "images", "-q").stdout.splitlines() == [image.id[7:19]]
+    p = cli(store_dir, "image", "rm", image.id[7:])
+    assert p.stdout.splitlines() == sorted([f"Untagged: {busybox_image.ref}", f"Untagged: {second}"]) + [
+        f"Deleted: {image.id}"
+    ]
+    assert store.images() == []
+
+
+@needs_root
 def test_prune_keeps_what_images_and_live_leases_use(store: Store, registry: imagekit.Registry, workdir: str) -> None:
     base = imagekit.base_layer()
     kept, leased, dropped = unique("kept"), unique("leased"), unique("dropped")
