@@ -9,6 +9,7 @@ Every test has a private store directory, removed afterwards.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -392,6 +393,50 @@ def test_pull_errors_are_classified(store_dir: str, registry: imagekit.Registry)
     with pytest.raises(PullError) as e:
         store.ensure(f"{registry.host}/{unique('never')}:1", "Never")
     assert e.value.reason == "NeverPull"
+
+
+@needs_root
+def test_a_registry_with_auth_is_unauthorized_without_credentials_and_pulls_with_an_auth_file(
+    store_dir: str, workdir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with imagekit.Registry(auth=("puller", "s3cret")) as private:
+        layout = tempfile.mkdtemp(dir=workdir)
+        digest = imagekit.build_layout(layout, [marker_layer("private")], tag="1")
+        ref = f"{private.host}/secret:1"
+        imagekit.push(layout, ref, tag="1", creds=private.creds)
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", os.path.join(workdir, "none.json"))
+        line = one_error_line(cli(store_dir, "image", "pull", ref, check=False))
+        assert "unauthorized" in line and "nsbox image load -i FILE" in line
+        with pytest.raises(PullError) as e:
+            Store(store_dir).pull(ref)
+        assert e.value.reason == "Unauthorized"
+
+        auth_file = os.path.join(workdir, "auth.json")
+        token = base64.b64encode(b"puller:s3cret").decode()
+        with open(auth_file, "w") as f:
+            json.dump({"auths": {private.host: {"auth": token}}}, f)
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", auth_file)
+        assert digest in cli(store_dir, "image", "pull", ref).stdout
+
+
+@needs_root
+def test_a_mirror_from_registries_conf_serves_another_registrys_name(
+    store: Store, registry: imagekit.Registry, workdir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`registries.conf` (here $CONTAINERS_REGISTRIES_CONF) sends pulls of a registry that does
+    not exist to the local one: the store names the image as asked, skopeo finds it at the mirror."""
+    repo = unique("mirrored")
+    digest = push(registry, workdir, repo, [marker_layer("mirrored")])
+    conf = os.path.join(workdir, "registries.conf")
+    with open(conf, "w") as f:
+        f.write(
+            '[[registry]]\nlocation = "registry.nsbox.invalid"\n'
+            f'[[registry.mirror]]\nlocation = "{registry.host}"\ninsecure = true\n'
+        )
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", conf)
+    image = store.pull(f"registry.nsbox.invalid/{repo}:1")
+    assert image.name == f"registry.nsbox.invalid/{repo}:1"
+    assert image.repo_digest == f"registry.nsbox.invalid/{repo}@{digest}"
 
 
 @needs_root
