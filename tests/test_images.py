@@ -9,6 +9,7 @@ Every test has a private store directory, removed afterwards.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -395,6 +396,50 @@ def test_pull_errors_are_classified(store_dir: str, registry: imagekit.Registry)
 
 
 @needs_root
+def test_a_registry_with_auth_is_unauthorized_without_credentials_and_pulls_with_an_auth_file(
+    store_dir: str, workdir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with imagekit.Registry(auth=("puller", "s3cret")) as private:
+        layout = tempfile.mkdtemp(dir=workdir)
+        digest = imagekit.build_layout(layout, [marker_layer("private")], tag="1")
+        ref = f"{private.host}/secret:1"
+        imagekit.push(layout, ref, tag="1", creds=private.creds)
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", os.path.join(workdir, "none.json"))
+        line = one_error_line(cli(store_dir, "image", "pull", ref, check=False))
+        assert "unauthorized" in line and "nsbox image load -i FILE" in line
+        with pytest.raises(PullError) as e:
+            Store(store_dir).pull(ref)
+        assert e.value.reason == "Unauthorized"
+
+        auth_file = os.path.join(workdir, "auth.json")
+        token = base64.b64encode(b"puller:s3cret").decode()
+        with open(auth_file, "w") as f:
+            json.dump({"auths": {private.host: {"auth": token}}}, f)
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", auth_file)
+        assert digest in cli(store_dir, "image", "pull", ref).stdout
+
+
+@needs_root
+def test_a_mirror_from_registries_conf_serves_another_registrys_name(
+    store: Store, registry: imagekit.Registry, workdir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`registries.conf` (here $CONTAINERS_REGISTRIES_CONF) sends pulls of a registry that does
+    not exist to the local one: the store names the image as asked, skopeo finds it at the mirror."""
+    repo = unique("mirrored")
+    digest = push(registry, workdir, repo, [marker_layer("mirrored")])
+    conf = os.path.join(workdir, "registries.conf")
+    with open(conf, "w") as f:
+        f.write(
+            '[[registry]]\nlocation = "registry.nsbox.invalid"\n'
+            f'[[registry.mirror]]\nlocation = "{registry.host}"\ninsecure = true\n'
+        )
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", conf)
+    image = store.pull(f"registry.nsbox.invalid/{repo}:1")
+    assert image.name == f"registry.nsbox.invalid/{repo}:1"
+    assert image.repo_digest == f"registry.nsbox.invalid/{repo}@{digest}"
+
+
+@needs_root
 def test_ensure_follows_the_pull_policy(
     store: Store, registry: imagekit.Registry, busybox_image: imagekit.BuiltImage
 ) -> None:
@@ -535,6 +580,27 @@ def test_rm_is_refused_while_a_pod_uses_the_image(
     assert f"Untagged: {busybox_image.ref}" in p.stdout and f"Deleted: {image.id}" in p.stdout
     assert store.lookup(busybox_image.ref) is None
     assert os.listdir(os.path.join(store_dir, "leases")) == []
+
+
+@needs_root
+def test_a_second_tag_of_one_image_copies_nothing_and_rm_by_id_untags_both(
+    store_dir: str, registry: imagekit.Registry, busybox_image: imagekit.BuiltImage
+) -> None:
+    second = busybox_image.ref.rsplit(":", 1)[0] + ":second"
+    imagekit.push(busybox_image.layout, second, tag="1")
+    store = Store(store_dir)
+    image = store.pull(busybox_image.ref)
+    blobs = files_under(os.path.join(store_dir, "blobs"))
+    other, copied = store.fetch(second)
+    assert (other.id, other.repo_digest, copied) == (image.id, image.repo_digest, False)
+    assert files_under(os.path.join(store_dir, "blobs")) == blobs
+    assert len(cli(store_dir, "images").stdout.splitlines()) == 3
+    assert cli(store_dir, "images", "-q").stdout.splitlines() == [image.id[7:19]]
+    p = cli(store_dir, "image", "rm", image.id[7:])
+    assert p.stdout.splitlines() == sorted([f"Untagged: {busybox_image.ref}", f"Untagged: {second}"]) + [
+        f"Deleted: {image.id}"
+    ]
+    assert store.images() == []
 
 
 @needs_root

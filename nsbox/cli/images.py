@@ -73,11 +73,11 @@ def short(digest: str) -> str:
 def human_size(size: int) -> str:
     """Decimal units with three significant digits, as podman and docker print sizes ("4.52 MB")."""
     value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
+    for unit in ("B", "kB", "MB", "GB"):
+        if float(f"{value:.3g}") < 1000:
             return f"{value:.3g} {unit}"
         value /= 1000
-    raise AssertionError("unreachable")
+    return f"{value:.3g} TB"
 
 
 def repository_and_tag(image: Image) -> tuple[str, str]:
@@ -117,15 +117,17 @@ def rm(args: argparse.Namespace) -> int:
 
     s, code = store(args), 0
     for ref in args.refs:
+        before = s.images()
         try:
             image = s.remove(ref)
         except NsboxError as e:
             print_error(str(e))
             code = 1
             continue
-        if image.name:
-            print(f"Untagged: {image.name}")
-        if all(i.id != image.id for i in s.images()):
+        after = s.images()
+        for name in sorted({i.name for i in before if i.name} - {i.name for i in after}):
+            print(f"Untagged: {name}")
+        if all(i.id != image.id for i in after):
             print(f"Deleted: {image.id}")
     return code
 

@@ -8,6 +8,7 @@ stderr when it fails (docs/images.md, "Transport").
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -87,6 +88,9 @@ def run(args: list[str]) -> subprocess.CompletedProcess[bytes]:
     The module is imported here, before the fork: the child only makes the system call."""
     import prctl
 
+    conf = os.environ.get("CONTAINERS_REGISTRIES_CONF")
+    if conf:  # containers-registries.conf(5)'s override, which skopeo 1.9 reads only as a flag
+        args = ["--registries-conf", conf, *args]
     try:
         return subprocess.run(
             [SKOPEO, *args],

@@ -19,6 +19,7 @@ Pulls and loads hold the `gc` lock shared, `prune` exclusive.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -37,7 +38,6 @@ from nsbox.state import FileLock, read_json, remove_tree, write_json
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from contextlib import AbstractContextManager
     from typing import Any
 
 
@@ -124,11 +124,17 @@ class Store:
 
     # ------------------------------------------------------------ writing
 
-    def _lock(self, name: str, shared: bool = False) -> FileLock:
+    @contextlib.contextmanager
+    def _gc_lock(self, *, shared: bool) -> Iterator[None]:
+        """Pulls, loads, leases and rm hold it shared; prune exclusive, so that it never sees half a pull.
+        (FileLock's own `with` would take it exclusive.)"""
         os.makedirs(self.locks, exist_ok=True)
-        lock = FileLock(os.path.join(self.locks, name))
+        lock = FileLock(os.path.join(self.locks, "gc"))
         lock.acquire(exclusive=not shared)
-        return lock
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _save(self, image: Image) -> None:
         os.makedirs(self.records, exist_ok=True)
@@ -190,7 +196,7 @@ class Store:
         r = parse(ref)
         name = str(r)
         started = time.time()
-        with self._lock("gc", shared=True), self._name_lock(name) as waited:
+        with self._gc_lock(shared=True), self._name_lock(name) as waited:
             if waited:  # another process pulled this name while we waited: take its result
                 current = self._named(name)
                 if current is not None and current.created >= started and self._complete(current):
@@ -227,22 +233,17 @@ class Store:
                 return image
         return None
 
-    def _name_lock(self, name: str) -> AbstractContextManager[bool]:
-        import contextlib
-
-        @contextlib.contextmanager
-        def held() -> Iterator[bool]:
-            os.makedirs(self.locks, exist_ok=True)
-            lock = FileLock(os.path.join(self.locks, "name-" + hashlib.sha256(name.encode()).hexdigest()[:32]))
-            waited = not lock.acquire(blocking=False)
-            if waited:
-                lock.acquire()
-            try:
-                yield waited
-            finally:
-                lock.release()
-
-        return held()
+    @contextlib.contextmanager
+    def _name_lock(self, name: str) -> Iterator[bool]:
+        """One pull of a name at a time; yields True when another process held it and we waited."""
+        lock = FileLock(os.path.join(self.locks, "name-" + hashlib.sha256(name.encode()).hexdigest()[:32]))
+        waited = not lock.acquire(blocking=False)
+        if waited:
+            lock.acquire()
+        try:
+            yield waited
+        finally:
+            lock.release()
 
     def ensure(self, ref: str, policy: str) -> tuple[Image, bool]:
         """The image for a container with pull policy `policy`; True when the registry was asked now.
@@ -266,7 +267,7 @@ class Store:
         from nsbox.images.archive import images_of
 
         path = os.path.abspath(archive)
-        with self._lock("gc", shared=True):
+        with self._gc_lock(shared=True):
             work = self._workspace()
             try:
                 link = os.path.join(work, "archive")  # skopeo splits its argument at ':'
@@ -287,7 +288,7 @@ class Store:
     def remove(self, ref: str) -> Image:
         """Forget the image `ref` names (by id: every name it has); refused while a live lease holds it.
         Its layers and blobs stay until `prune`."""
-        with self._lock("gc", shared=True):
+        with self._gc_lock(shared=True):
             found = self._matches(ref)
             if not found:
                 raise NotFound(f'image "{ref}" not found')
@@ -305,7 +306,7 @@ class Store:
     def prune(self) -> tuple[int, int]:
         """Remove the layers, blobs and leftovers no image record and no live lease uses:
         (layers removed, bytes freed)."""
-        with self._lock("gc"):
+        with self._gc_lock(shared=False):
             images = [image for _, image in self._all()]
             keep_layers = {hex_of(d) for i in images for d in i.diff_ids}
             keep_layers |= {hex_of(d) for lease in self.leases.live() for d in lease.layers}
@@ -350,7 +351,7 @@ class Store:
     def lease(self, holder: str, root: str, pod_uid: str, image_ids: list[str]) -> None:
         """Record that the pod `pod_uid` of `root` uses these images (ids as `Image.image_id` or `id`)."""
         wanted = set(image_ids)
-        with self._lock("gc", shared=True):
+        with self._gc_lock(shared=True):
             layers = sorted({d for _, i in self._all() if i.ids() & wanted for d in i.diff_ids})
             self.leases.write(holder, root, pod_uid, list(image_ids), layers)
 
