@@ -461,3 +461,35 @@ def test_the_image_example_runs_as_its_comments_say(nsbox_images, tmp_path):
     assert logs(n, "image-demo", "with-command").startswith("hello from a command\nuid=0(root) gid=0(root)")
     assert container_status(n, "image-demo", "from-image")["imageID"].startswith("sha256:")  # loaded: config digest
     n("delete", "pod", "image-demo")
+
+
+def test_the_images_stop_signal_replaces_sigterm(nsbox_images, registry):
+    layout = tempfile.mkdtemp(prefix="imagekit-stopsignal-")
+    try:
+        script = "trap 'exit 0' USR1; trap '' TERM; sleep 1000 & wait; sleep 1000 & wait"
+        image = imagekit.push_image(
+            registry,
+            layout,
+            imagekit.busybox_image_layers(),
+            name="stops-on-usr1",
+            tag="1",
+            config={"Entrypoint": ["sh", "-c", script], "StopSignal": "SIGUSR1"},
+        )
+    finally:
+        shutil.rmtree(layout, ignore_errors=True)
+    n = nsbox_images
+    apply(n, pod("stopper", {"name": "app", "image": image.ref}, terminationGracePeriodSeconds=60))
+    pid = host_pid(n, "stopper", "app")
+    wait_for(lambda: _children(pid), what="sh to start its sleep")
+    began = time.monotonic()
+    n("delete", "pod", "stopper")  # SIGTERM is ignored: only SIGUSR1 ends it before the 60 s grace
+    assert time.monotonic() - began < 20
+    assert not os.path.exists(f"/proc/{pid}")
+
+
+def _children(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return f.read().strip()
+    except OSError:
+        return ""

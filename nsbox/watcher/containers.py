@@ -197,6 +197,7 @@ class Containers:
                 "image": image.name,
                 "user": {"uid": who.uid, "gid": who.gid, "supplementalGroups": list(who.groups)},
                 "cwd": run[0].cwd,
+                **({"stopSignal": image.config.stop_signal} if image.config.stop_signal else {}),
             }
         self.reap_as_child(r)
         if config is not None:

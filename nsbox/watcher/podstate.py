@@ -122,7 +122,7 @@ class ContainerState:
     log_fd: int = -1
     oom_before: int = 0
     image_id: str = ""  # the image it runs (status imageID), once resolved
-    started_as: dict[str, Any] = field(factory=dict)  # an image container's "image" (normalised), "user", "cwd"
+    started_as: dict[str, Any] = field(factory=dict)  # an image container's "image", "user", "cwd", "stopSignal"
 
     @property
     def running(self) -> bool:
@@ -133,7 +133,7 @@ class ContainerState:
         self.restart_count = st.get("restartCount", 0)
         self.state, self.last_state = st.get("state", self.state), st.get("lastState", {})
         self.image_id = st.get("imageID", "")
-        self.started_as = {k: st[k] for k in ("image", "user", "cwd") if k in st}
+        self.started_as = {k: st[k] for k in ("image", "user", "cwd", "stopSignal") if k in st}
 
     def to_dict(self) -> dict[str, Any]:
         return {

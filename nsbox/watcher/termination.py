@@ -85,7 +85,7 @@ class Termination:
         if not r.running or r.term_at:
             return
         r.term_at = time.monotonic()
-        self.w.containers.signal(r, signal.SIGTERM)
+        self.w.containers.signal(r, stop_signal(r.started_as.get("stopSignal", "")))
         kill_at = kube.sigkill_at(self.kill_deadline, r.term_at)
         self.w.loop.at(kill_at - time.monotonic(), partial(self._kill, r))
 
@@ -239,6 +239,17 @@ class Termination:
         except NsboxError:
             pass
         w.done = True
+
+
+def stop_signal(name: str) -> int:
+    """The signal that asks a container to stop: its image's StopSignal ("SIGQUIT", "QUIT"
+    or a number, as containerd reads it), else SIGTERM (docs/images.md, "Image pods")."""
+    if name.isdigit():
+        return int(name)
+    try:
+        return int(signal.Signals["SIG" + name.upper().removeprefix("SIG")])
+    except KeyError:
+        return signal.SIGTERM
 
 
 def disk_usage(path: str) -> int:
