@@ -284,9 +284,7 @@ def container_from_flags(args: argparse.Namespace, name: str, command: list[str]
         name=name,
         command=command,
         image=image,
-        image_pull_policy=(getattr(args, "image_pull_policy", None) or kube.default_pull_policy(image))
-        if image
-        else "",
+        image_pull_policy=policy,
         env=env,
         working_dir=args.workdir or "",
         volume_mounts=mounts,
