@@ -493,3 +493,13 @@ def _children(pid: int) -> str:
             return f.read().strip()
     except OSError:
         return ""
+
+
+def test_run_image_naming_a_local_directory_uses_it_as_the_root(nsbox_images, tmp_path):
+    root = tmp_path / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(imagekit.BUSYBOX, root / "bin" / "busybox")
+    (root / "MARKER").write_text("")
+    p = nsbox_images("run", "dir", "--image", str(root), "--rm", "-a", "--", "/bin/busybox", "ls", "/")
+    assert "MARKER" in p.stdout.split()
+    assert not os.listdir(os.path.join(nsbox_images.image_store))  # nothing was pulled or stored
