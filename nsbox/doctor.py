@@ -63,6 +63,18 @@ def _overlay() -> tuple[bool, str, str]:
     return ok, "overlayfs " + ("available" if ok else "missing"), "modprobe overlay (CONFIG_OVERLAY_FS)"
 
 
+def _skopeo() -> tuple[bool, str, str]:
+    """Images are fetched and loaded through skopeo (docs/images.md, "Transport")."""
+    import shutil
+
+    path = shutil.which("skopeo")
+    return (
+        bool(path),
+        f"skopeo {'at ' + path if path else 'missing: no image can be pulled or loaded'}",
+        ("apt-get install skopeo (pods without images work without it)"),
+    )
+
+
 def _pidfd() -> tuple[bool, str, str]:
     from nsbox import native
 
@@ -110,6 +122,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("namespaces", _namespaces),
     ("cgroups", _cgroups),
     ("overlayfs", _overlay),
+    ("skopeo", _skopeo),
     ("pidfd", _pidfd),
     ("capabilities", _capabilities),
 ]
