@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tarfile
 import tempfile
 import threading
 import time
@@ -503,3 +504,38 @@ def test_run_image_naming_a_local_directory_uses_it_as_the_root(nsbox_images, tm
     p = nsbox_images("run", "dir", "--image", str(root), "--rm", "-a", "--", "/bin/busybox", "ls", "/")
     assert "MARKER" in p.stdout.split()
     assert not os.listdir(os.path.join(nsbox_images.image_store))  # nothing was pulled or stored
+
+
+def _raw(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", linkname: str = "") -> tuple:
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname, info.mode = kind, len(data), linkname, 0o644
+    return info, (data if kind == tarfile.REGTYPE else None)
+
+
+def test_a_hostile_image_writes_nothing_outside_its_layer(nsbox_images, registry, tmp_path):
+    """A layer that tries `../`, an absolute path and a link to / followed by a file: pulled,
+    unpacked and run, and every write landed inside the image."""
+    canary = f"/tmp/nsbox-hostile-{os.getpid()}"
+    hostile = imagekit.Layer(
+        raw=[
+            _raw(f"../../..{canary}-dotdot", data=b"escaped"),
+            _raw(f"{canary}-absolute", data=b"escaped"),
+            _raw("hostroot", tarfile.SYMTYPE, linkname="/"),
+            _raw(f"hostroot{canary}-through-link", data=b"escaped"),
+        ]
+    )
+    layout = str(tmp_path / "layout")
+    image = imagekit.push_image(
+        registry,
+        layout,
+        [*imagekit.busybox_image_layers(), hostile],
+        name="hostile",
+        tag="1",
+        config={"Cmd": ["sleep", "3600"]},
+    )
+    n = nsbox_images
+    apply(n, pod("hostile", {"name": "app", "image": image.ref}))
+    pid = host_pid(n, "hostile", "app")
+    for suffix in ("-dotdot", "-absolute", "-through-link"):
+        assert not os.path.exists(canary + suffix), f"{canary + suffix} was written on the host"
+        assert open(f"/proc/{pid}/root{canary}{suffix}", "rb").read() == b"escaped"  # inside the image
