@@ -25,12 +25,12 @@ import imagekit
 import pytest
 from conftest import NSBOX, wait_for
 
+from nsbox import kube
 from nsbox.errors import NsboxError
 from nsbox.images import (
     Image,
     PullError,
     Store,
-    default_pull_policy,
     normalize,
     store_path,
 )
@@ -43,8 +43,8 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[imagekit.Registry]:
-    """conftest's registry, for this module only: stopped when it ends, so that later modules'
-    checks for processes left behind (tests/test_unpack.py) do not find it."""
+    """A registry for this module only (conftest's is the session's): its tests re-push tags,
+    delete manifests and count requests, which must not disturb other modules' images."""
     if shutil.which(imagekit.DOCKER_REGISTRY) is None or shutil.which(imagekit.SKOPEO) is None:
         pytest.skip("needs docker-registry and skopeo (setup.sh test installs them)")
     with imagekit.Registry() as r:
@@ -187,7 +187,7 @@ def test_bad_references_are_refused(ref: str) -> None:
     ],
 )
 def test_default_pull_policy_is_kubernetes(ref: str, policy: str) -> None:
-    assert default_pull_policy(ref) == policy
+    assert kube.default_pull_policy(ref) == policy
 
 
 def test_store_path_is_option_then_environment_then_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -149,8 +149,14 @@ class Scene:
         return seen
 
 
+# Children this process had before a test (a session's registry): not the test's to answer for.
+_BEFORE: set[str] = set()
+
+
 @pytest.fixture
 def scene() -> Iterator[Scene]:
+    _BEFORE.clear()
+    _BEFORE.update(c.split()[0] for c in children())
     top = tempfile.mkdtemp(prefix="nsbox-unpack-", dir="/tmp")
     try:
         yield Scene(top)
@@ -160,9 +166,12 @@ def scene() -> Iterator[Scene]:
 
 
 def children() -> list[str]:
-    """This test process's children, from /proc (any zombie or stray extractor shows here)."""
+    """This test process's children since the test began, from /proc (any zombie or stray
+    extractor shows here)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
+        if pid in _BEFORE:
+            continue
         with contextlib.suppress(OSError):
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()

@@ -27,16 +27,12 @@ __all__ = [
     "ImageConfig",
     "PullError",
     "Store",
-    "default_pull_policy",
     "normalize",
     "store_path",
 ]
 
 DEFAULT_STORE = "/var/lib/nsbox/images"
 STORE_ENV = "NSBOX_IMAGE_STORE"
-
-# The pull policies of a container (Kubernetes `imagePullPolicy`).
-PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
 def store_path(option: str | None = None) -> str:
@@ -47,12 +43,6 @@ def store_path(option: str | None = None) -> str:
 def normalize(ref: str) -> str:
     """The full name of `ref`: 'busybox' -> 'docker.io/library/busybox:latest' (docs/images.md, "Names")."""
     return str(parse(ref))
-
-
-def default_pull_policy(ref: str) -> str:
-    """Kubernetes' default `imagePullPolicy`: Always when the tag is `latest`, written or implied (no
-    tag and no digest), else IfNotPresent (k8s.io/kubernetes pkg/apis/core/v1/defaults.go)."""
-    return "Always" if parse(ref).tag == "latest" else "IfNotPresent"
 
 
 class PullError(NsboxError):

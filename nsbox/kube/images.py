@@ -15,12 +15,12 @@ IMAGE_BACKOFF_MAX = 300.0
 
 def default_pull_policy(image: str) -> str:
     """The API server's default (pkg/apis/core/v1 SetDefaults_Container): Always when the
-    reference has no tag or the tag `latest` (and no digest), else IfNotPresent."""
-    if "@" in image:
-        return "IfNotPresent"
-    last = image.rsplit("/", 1)[-1]
-    tag = last.partition(":")[2]
-    return "Always" if tag in ("", "latest") else "IfNotPresent"
+    tag is `latest`, written or implied (no tag and no digest), else IfNotPresent."""
+    name, _, digest = image.partition("@")
+    tag = name.rsplit("/", 1)[-1].partition(":")[2]
+    if not tag:
+        return "IfNotPresent" if digest else "Always"
+    return "Always" if tag == "latest" else "IfNotPresent"
 
 
 def command_line(command: list[str], args: list[str], entrypoint: list[str], cmd: list[str]) -> list[str]:
