@@ -266,7 +266,8 @@ def test_importing_cgroups_loads_only_the_standard_library():
     )
     # kube holds the shared Kubernetes rules (the CPU quota); it is standard library only too.
     kube = ["nsbox.kube"] + [
-        f"nsbox.kube.{m}" for m in ("hosts", "lifecycle", "names", "podstatus", "quantities", "securitycontext")
+        f"nsbox.kube.{m}"
+        for m in ("hosts", "images", "lifecycle", "names", "podstatus", "quantities", "securitycontext")
     ]
     expected = ["nsbox", "nsbox.cgroups", "nsbox.cgroups.v1", "nsbox.cgroups.v2", "nsbox.errors", *kube]
     assert out.stdout.split() == expected

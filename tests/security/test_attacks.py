@@ -271,7 +271,6 @@ metadata:
 spec:
   containers:
   - name: bomb
-    image: none
     command: ["python3", "-c", {json.dumps(attacks.FORK_BOMB)}]
 """
     nsbox("apply", "-f", "-", input=manifest)
