@@ -318,6 +318,13 @@ def cleanup_root(n: Nsbox) -> None:
 @pytest.fixture(scope="session")
 def registry() -> Iterator[imagekit.Registry]:
     """One local `docker-registry` for the session, plain HTTP on 127.0.0.1, private storage."""
+    with running_registry() as r:
+        yield r
+
+
+@contextlib.contextmanager
+def running_registry() -> Iterator[imagekit.Registry]:
+    """A registry of its own, stopped afterwards; the test is skipped where the tools are missing."""
     missing = [tool for tool in (imagekit.DOCKER_REGISTRY, imagekit.SKOPEO) if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"needs {' and '.join(missing)} (Debian packages docker-registry, skopeo; setup.sh installs them)")
@@ -328,6 +335,13 @@ def registry() -> Iterator[imagekit.Registry]:
 @pytest.fixture(scope="session")
 def busybox_image(registry: imagekit.Registry) -> Iterator[imagekit.BuiltImage]:
     """The standard two-layer busybox image (tests/imagekit.py), pushed as `<registry.host>/busybox:1`."""
+    with pushed_busybox_image(registry) as image:
+        yield image
+
+
+@contextlib.contextmanager
+def pushed_busybox_image(registry: imagekit.Registry) -> Iterator[imagekit.BuiltImage]:
+    """The standard busybox image pushed to `registry`; its layout removed afterwards."""
     if not os.path.exists(imagekit.BUSYBOX) or not imagekit.is_static_elf(imagekit.BUSYBOX):
         pytest.skip(f"needs a static {imagekit.BUSYBOX} (Debian package busybox-static)")
     layout = tempfile.mkdtemp(prefix="imagekit-busybox-")
@@ -335,3 +349,16 @@ def busybox_image(registry: imagekit.Registry) -> Iterator[imagekit.BuiltImage]:
         yield imagekit.push_busybox_image(registry, layout)
     finally:
         shutil.rmtree(layout, ignore_errors=True)
+
+
+def processes_naming(text: str) -> list[int]:
+    """Every process whose command line contains `text`, from /proc."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found

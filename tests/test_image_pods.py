@@ -24,7 +24,7 @@ from typing import Any
 import imagekit
 import pytest
 import yaml
-from conftest import wait_for
+from conftest import processes_naming, wait_for
 
 pytestmark = pytest.mark.usefixtures("busybox_image")
 
@@ -374,31 +374,18 @@ class Silent:
             c.close()
 
 
-def _processes_naming(text: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if text.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
-
 def test_a_pod_waiting_for_a_pull_is_deleted_at_once_and_the_pull_ends_with_it(nsbox_images):
     n = nsbox_images
     silent = Silent()
     try:
         ref = f"127.0.0.1:{silent.port}/hangs-{os.getpid()}:1"
         apply(n, pod("stuck", {"name": "app", "image": ref}))
-        wait_for(lambda: _processes_naming(ref), what="the pull to start")
+        wait_for(lambda: processes_naming(ref), what="the pull to start")
         assert waiting_reason(n, "stuck", "app") == "ContainerCreating"
         began = time.monotonic()
         n("delete", "pod", "stuck")
         assert time.monotonic() - began < 10
-        wait_for(lambda: not _processes_naming(ref), what="the pull to end")
+        wait_for(lambda: not processes_naming(ref), what="the pull to end")
     finally:
         silent.close()
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import imagekit
 import pytest
-from conftest import NSBOX, wait_for
+from conftest import NSBOX, processes_naming, pushed_busybox_image, running_registry, wait_for
 
 from nsbox import kube
 from nsbox.errors import NsboxError
@@ -45,22 +45,15 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 def registry() -> Iterator[imagekit.Registry]:
     """A registry for this module only (conftest's is the session's): its tests re-push tags,
     delete manifests and count requests, which must not disturb other modules' images."""
-    if shutil.which(imagekit.DOCKER_REGISTRY) is None or shutil.which(imagekit.SKOPEO) is None:
-        pytest.skip("needs docker-registry and skopeo (setup.sh test installs them)")
-    with imagekit.Registry() as r:
+    with running_registry() as r:
         yield r
 
 
 @pytest.fixture(scope="module")
 def busybox_image(registry: imagekit.Registry) -> Iterator[imagekit.BuiltImage]:
     """The standard busybox image (tests/imagekit.py) in this module's registry."""
-    if not os.path.exists(imagekit.BUSYBOX) or not imagekit.is_static_elf(imagekit.BUSYBOX):
-        pytest.skip(f"needs a static {imagekit.BUSYBOX} (Debian package busybox-static)")
-    layout = tempfile.mkdtemp(prefix="imagekit-busybox-")
-    try:
-        yield imagekit.push_busybox_image(registry, layout)
-    finally:
-        shutil.rmtree(layout, ignore_errors=True)
+    with pushed_busybox_image(registry) as image:
+        yield image
 
 
 @pytest.fixture
@@ -475,18 +468,7 @@ def test_killed_pull_leaves_a_usable_store(store_dir: str, registry: imagekit.Re
     finally:
         p.wait(timeout=30)
 
-    def skopeo_of_store() -> list[int]:
-        found = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if store_dir.encode() in f.read():
-                        found.append(int(pid))
-            except OSError:
-                pass
-        return found
-
-    wait_for(lambda: not skopeo_of_store(), timeout=20, what="skopeo to die with the killed pull")
+    wait_for(lambda: not processes_naming(store_dir), timeout=20, what="skopeo to die with the killed pull")
     store = Store(store_dir)
     assert store.images() == [] and store.lookup(ref) is None
     assert cli(store_dir, "image", "ls", "-q").stdout == ""
