@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 
-from bench import peers, report, suites
+from bench import images, peers, report, suites
 from bench.common import BenchError, loadavg, log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,8 +71,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "what",
         nargs="?",
         default="all",
-        choices=["all", "oneshot", "podops", "footprint", "scale", "profile"],
-        help="which part to run (default: all four measurements; `profile` is the analysis)",
+        choices=["all", "oneshot", "podops", "footprint", "scale", "images", "profile"],
+        help="which part to run (default: all; `images`: image pods and pulls; `profile` is the analysis)",
     )
     p.add_argument(
         "--nsbox",
@@ -184,6 +184,7 @@ def main(argv: list[str]) -> int:
     t_start = time.monotonic()
     results: dict = {"meta": meta}
     leftovers: dict = {}
+    ib: images.ImageBench | None = None
     try:
         rootfs = peers.make_rootfs(os.path.join(args.work, "rootfs")) if "busybox" in tools else None
         meta["versions"]["nsbox"] = _first_line(nsb.cmd("version"), env)
@@ -218,6 +219,11 @@ def main(argv: list[str]) -> int:
             results["oneshot"] = [s.__dict__ for s in suites.oneshot(rts, refs, args.reps)]
         if args.what in ("all", "podops"):
             results["podops"] = [s.__dict__ for s in suites.pod_ops(rts, args.reps)]
+        if args.what in ("all", "images"):
+            ib = images.ImageBench(args.work, nsb, rts.get("podman"))
+            ib.setup(big=args.what == "images")
+            results["images"] = [s.__dict__ for s in images.suite(ib, args.reps, whole=args.what == "images")]
+            results["images_sizes"] = ib.sizes
         if args.what in ("all", "footprint"):
             baselines = []
             if py:
@@ -259,6 +265,14 @@ def main(argv: list[str]) -> int:
                 if left:
                     leftovers[name] = left
                     log(f"{name}: left after clean-up: {left}")
+        if ib is not None:  # after the pods: none of them uses the store any more
+            try:
+                left = ib.cleanup()
+            except Exception as e:  # noqa: BLE001 - clean-up must go on
+                left = [f"clean-up failed: {e}"]
+            if left:
+                leftovers["images"] = left
+                log(f"images: left after clean-up: {left}")
         signal.signal(signal.SIGINT, signal.default_int_handler)
     meta["leftovers_after_cleanup"] = leftovers
     meta["load_after"] = loadavg()

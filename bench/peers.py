@@ -26,6 +26,8 @@ PEER_PACKAGES = {
     "unshare": "util-linux",
     "strace": "strace",
     "nsenter": "util-linux",
+    "skopeo": "skopeo",  # the images suite: pushes to its registry, and nsbox pulls with it
+    "docker-registry": "docker-registry",
 }
 CATATONIT = "/usr/libexec/podman/catatonit"
 
@@ -268,6 +270,13 @@ class Podman:
 
     def cmd(self, *args: str) -> list[str]:
         return [*self.base, *args]
+
+    def with_storage(self, d: str, *args: str) -> list[str]:
+        """A command on another, private storage under `d` (a cold pull's empty store)."""
+        argv = list(self.base)
+        for flag, sub in (("--root", "s"), ("--runroot", "r"), ("--tmpdir", "t")):  # a runroot ≤ 50 chars
+            argv[argv.index(flag) + 1] = os.path.join(d, sub)
+        return [*argv, *args]
 
     def t(self, *args: str) -> float:
         return timed(self.cmd(*args), env=self.env)

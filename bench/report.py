@@ -204,15 +204,16 @@ def markdown(results: dict, png: str | None) -> str:
         "- leftovers after the final clean-up: "
         + (", ".join(f"{k}: {v}" for k, v in m.get("leftovers_after_cleanup", {}).items()) or "none"),
         "",
-        f"## Targets ({TARGETS_NOTE})",
-        "",
-        *targets(results),
-        "",
     ]
+    target_rows = targets(results)
+    if len(target_rows) > 2:  # not for a part without targets (images)
+        lines += [f"## Targets ({TARGETS_NOTE})", "", *target_rows, ""]
     if results.get("oneshot") or results.get("podops"):
         lines += ["## Times", "", "`÷ nsbox` is the runtime's median over nsbox's: above 1, nsbox is faster.", ""]
         lines += timing_table(_series_by(results, "oneshot"))
         lines += timing_table(_series_by(results, "podops"))
+    if results.get("images"):
+        lines += image_lines(results)
     if results.get("footprint"):
         fp = results["footprint"]
         k = fp[0].get("pods", "?") if fp else "?"
@@ -232,6 +233,23 @@ def markdown(results: dict, png: str | None) -> str:
             lines += [f"![time per pod against N]({png})", ""]
         lines += scale_lines(results["scale"])
     return "\n".join(lines) + "\n"
+
+
+def image_lines(results: dict) -> list[str]:
+    """The `images` suite: both runtimes load (or pull) the same image (bench/images.py)."""
+    lines = [
+        "## Image pods (nsbox --image, podman, the same image)",
+        "",
+        "`÷ nsbox` as above. Images (from their oci-archives; unpacked = the bytes of the layers' files):",
+        "",
+    ]
+    for ref, s in results.get("images_sizes", {}).items():
+        lines.append(
+            f"- `{ref}`: {s['layers']} layers, {_mb(s['compressed'] / 1024)} MB compressed, "
+            f"{_mb(s['unpacked'] / 1024)} MB unpacked (archive {_mb(s['archive'] / 1024)} MB)"
+            + (f"; its third layer: {s['third_layer']}" if s.get("third_layer") else "")
+        )
+    return [*lines, "", *timing_table(_series_by(results, "images"))]
 
 
 def plot(results: dict, path: str) -> str | None:
