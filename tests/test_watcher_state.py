@@ -49,6 +49,8 @@ def a_container_state() -> ContainerState:
         last_state={"terminated": {"exitCode": 1, "reason": "Error"}},
         log_fd=10,
         oom_before=1,
+        image_id="127.0.0.1:5000/app@sha256:" + "a" * 64,
+        started_as={"image": "127.0.0.1:5000/app:1", "user": {"uid": 1000, "gid": 1000}, "cwd": "/app"},
     )
 
 
@@ -96,10 +98,17 @@ def test_the_handoff_keeps_the_keys_of_earlier_versions():
         "lastState",
         "logFd",
         "oomBefore",
+        "imageID",
+        "startedAs",
     }
     old = a_pod_state().to_dict()
     del old["mountErrors"]  # added later than the rest
     assert PodState.from_dict(old).mount_errors == {}
+    old_container = a_container_state().to_dict()
+    del old_container["imageID"], old_container["startedAs"]  # added with images
+    back = ContainerState()
+    back.load(old_container)
+    assert (back.image_id, back.started_as) == ("", {})
 
 
 def test_an_adopting_watcher_takes_over_what_status_json_holds():

@@ -172,7 +172,9 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--image-pull-policy",
         choices=["Always", "IfNotPresent", "Never"],
-        help="as in a manifest (default: Always for :latest or no tag, else IfNotPresent)",
+        metavar="POLICY",
+        help="Always, IfNotPresent or Never, as in a manifest (default: Always for :latest or no tag, "
+        "else IfNotPresent)",
     )
     p.add_argument("--pod", help="add the container to this existing pod")
     pod_flags(p)
