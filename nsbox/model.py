@@ -129,6 +129,37 @@ class ContainerPort:
 
 
 @record
+class Handler:
+    """What a probe or a lifecycle hook does (docs/lifecycle.md, "Probes"): exactly one of
+    exec `command`, an HTTP GET, a TCP connect, a gRPC health check or a sleep. A port named
+    in the manifest is resolved to its number when the manifest is read."""
+
+    kind: str  # "exec" | "httpGet" | "tcpSocket" | "grpc" | "sleep"
+    command: list[str] = field(factory=list)  # exec
+    port: int = 0  # httpGet, tcpSocket, grpc
+    port_name: str = ""  # the name it was given by, for describe ("" = a number)
+    host: str = ""  # httpGet, tcpSocket: "" = the pod's IP (on loopback pods 127.0.0.1)
+    path: str = ""  # httpGet
+    scheme: str = "HTTP"  # httpGet: HTTP | HTTPS
+    headers: list[list[str]] = field(factory=list)  # httpGet: [name, value] in order
+    service: str = ""  # grpc: the health service's name
+    seconds: int = 0  # sleep
+
+
+@record
+class Probe:
+    """A liveness, readiness or startup probe: its handler and the kubelet's timing fields."""
+
+    handler: Handler
+    initial_delay: int = 0
+    period: int = 10
+    timeout: int = 1
+    success_threshold: int = 1
+    failure_threshold: int = 3
+    grace: int | None = None  # terminationGracePeriodSeconds (liveness, startup); None = the pod's
+
+
+@record
 class ContainerSpec:
     name: str
     command: list[str]
@@ -142,8 +173,11 @@ class ContainerSpec:
     volume_mounts: list[VolumeMount] = field(factory=list)
     security: SecurityContext = field(factory=SecurityContext)
     resources: Resources = field(factory=Resources)
-    post_start: list[str] = field(factory=list)  # exec command, empty = none
-    pre_stop: list[str] = field(factory=list)
+    post_start: Handler | None = None
+    pre_stop: Handler | None = None
+    liveness_probe: Probe | None = None
+    readiness_probe: Probe | None = None
+    startup_probe: Probe | None = None
     init: bool = False  # run under nsbox's tiny init (signal forwarding, reaping)
     stdin: bool = False  # -i: keep stdin open (attached by the CLI)
     tty: bool = False  # -t
@@ -248,4 +282,17 @@ def _container_from_dict(d: dict[str, Any]) -> ContainerSpec:
     d["volume_mounts"] = [VolumeMount(**m) for m in d.get("volume_mounts", [])]
     d["security"] = SecurityContext(**d.get("security", {}))
     d["resources"] = Resources(**d.get("resources", {}))
+    for hook in ("post_start", "pre_stop"):
+        d[hook] = _handler_from_dict(d.get(hook))
+    for probe in ("liveness_probe", "readiness_probe", "startup_probe"):
+        if d.get(probe):
+            d[probe] = Probe(**{**d[probe], "handler": _handler_from_dict(d[probe]["handler"])})
     return ContainerSpec(**d)
+
+
+def _handler_from_dict(d: dict[str, Any] | list[str] | None) -> Handler | None:
+    if not d:
+        return None
+    if isinstance(d, list):  # the state of a pod made before handlers had kinds: an exec command
+        return Handler("exec", command=d)
+    return Handler(**d)

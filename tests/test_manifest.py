@@ -13,7 +13,7 @@ import pytest
 
 from nsbox import manifest
 from nsbox.errors import NsboxError
-from nsbox.model import ContainerSpec, EnvVar, PodSpec, Resources, SecurityContext, Volume, VolumeMount
+from nsbox.model import ContainerSpec, EnvVar, Handler, PodSpec, Probe, Resources, SecurityContext, Volume, VolumeMount
 
 REPO = __file__.rsplit("/tests/", 1)[0]
 
@@ -274,7 +274,7 @@ def test_rich_manifest_converts_and_round_trips(tmp_path):
     assert c.security.run_as_user == 0 and c.security.allow_privilege_escalation is False
     assert c.security.read_only_root_filesystem
     assert (c.resources.cpu_millis, c.resources.memory_bytes) == (1500, 2**30)
-    assert c.post_start == ["touch", "/tmp/up"] and c.pre_stop == ["sleep", "3"]
+    assert c.post_start == Handler("exec", command=["touch", "/tmp/up"]) and c.pre_stop == Handler("sleep", seconds=3)
 
     stored = json.loads(json.dumps(p.to_dict()))
     assert PodSpec.from_dict(stored) == p
@@ -566,20 +566,111 @@ def test_host_ports_are_errors_except_on_the_host_network():
 
 def test_lifecycle_handlers():
     def hook(handler):
-        return pod({"containers": [container(lifecycle={"preStop": handler})]})
+        return pod(
+            {"containers": [container(lifecycle={"preStop": handler}, ports=[{"name": "web", "containerPort": 8080}])]}
+        )
 
-    assert problems(hook({"httpGet": {"path": "/quit", "port": 80}})) == [
-        "spec.containers[0].lifecycle.preStop.httpGet: Unsupported value: nsbox runs exec and sleep handlers only"
-    ]
-    assert problems(hook({"tcpSocket": {"port": 80}})) == [
-        "spec.containers[0].lifecycle.preStop.tcpSocket: Unsupported value: nsbox runs exec and sleep handlers only"
-    ]
+    def pre_stop(handler):
+        return convert(hook(handler))[0][0].containers[0].pre_stop
+
+    assert pre_stop({"httpGet": {"path": "/quit", "port": "web"}}) == Handler(
+        "httpGet", path="/quit", port=8080, port_name="web"
+    )
+    assert pre_stop({"tcpSocket": {"port": 80, "host": "127.0.0.2"}}) == Handler("tcpSocket", port=80, host="127.0.0.2")
+    assert pre_stop({"sleep": {"seconds": 2}}) == Handler("sleep", seconds=2)
+    assert problems(hook({"grpc": {"port": 80}})) == ['unknown field "spec.containers[0].lifecycle.preStop.grpc"']
     assert problems(hook({})) == ["spec.containers[0].lifecycle.preStop: Required value: must specify a handler type"]
     assert problems(hook({"exec": {"command": []}})) == [
         "spec.containers[0].lifecycle.preStop.exec.command: Required value"
     ]
     assert problems(hook({"exec": {"command": ["x"]}, "sleep": {"seconds": 1}})) == [
         "spec.containers[0].lifecycle.preStop.sleep: Forbidden: may not specify more than 1 handler type"
+    ]
+    assert problems(hook({"tcpSocket": {"port": "nope"}})) == [
+        'spec.containers[0].lifecycle.preStop.tcpSocket.port: Invalid value: "nope": '
+        "must be the name of one of the container's ports"
+    ]
+
+
+def test_probes_take_the_api_servers_defaults():
+    c = convert(
+        pod(
+            {
+                "containers": [
+                    container(
+                        ports=[{"name": "liveness-port", "containerPort": 8080}],
+                        livenessProbe={"httpGet": {"path": "/healthz", "port": "liveness-port"}, "periodSeconds": 5},
+                        readinessProbe={"tcpSocket": {"port": 8080}, "initialDelaySeconds": 15},
+                        startupProbe={
+                            "exec": {"command": ["cat", "/tmp/healthy"]},
+                            "failureThreshold": 30,
+                            "terminationGracePeriodSeconds": 60,
+                        },
+                    )
+                ]
+            }
+        )
+    )[0][0].containers[0]
+    assert c.liveness_probe == Probe(
+        Handler("httpGet", path="/healthz", port=8080, port_name="liveness-port"), period=5
+    )
+    assert c.readiness_probe == Probe(Handler("tcpSocket", port=8080), initial_delay=15)
+    assert c.startup_probe == Probe(Handler("exec", command=["cat", "/tmp/healthy"]), failure_threshold=30, grace=60)
+    grpc = convert(pod({"containers": [container(livenessProbe={"grpc": {"port": 2379}})]}))[0][0].containers[0]
+    assert grpc.liveness_probe == Probe(Handler("grpc", port=2379))
+
+
+def test_probe_validation_in_the_api_servers_words():
+    def probe(kind="livenessProbe", **fields):
+        return pod({"containers": [container(ports=[{"name": "http", "containerPort": 80}], **{kind: fields})]})
+
+    where = "spec.containers[0].livenessProbe"
+    assert problems(probe()) == [f"{where}: Required value: must specify a handler type"]
+    assert problems(probe(exec={"command": ["true"]}, tcpSocket={"port": 80})) == [
+        f"{where}.tcpSocket: Forbidden: may not specify more than 1 handler type"
+    ]
+    assert problems(probe(sleep={"seconds": 1})) == [f'unknown field "{where}.sleep"']
+    assert problems(probe(exec={"command": ["true"]}, successThreshold=2)) == [
+        f"{where}.successThreshold: Invalid value: 2: must be 1"
+    ]
+    assert problems(probe("startupProbe", exec={"command": ["true"]}, successThreshold=3)) == [
+        "spec.containers[0].startupProbe.successThreshold: Invalid value: 3: must be 1"
+    ]
+    assert (
+        convert(probe("readinessProbe", exec={"command": ["true"]}, successThreshold=3))[0][0]
+        .containers[0]
+        .readiness_probe.success_threshold
+        == 3
+    )
+    assert problems(probe("readinessProbe", exec={"command": ["true"]}, terminationGracePeriodSeconds=5)) == [
+        "spec.containers[0].readinessProbe.terminationGracePeriodSeconds: Invalid value: 5: "
+        "must not be set for readinessProbes"
+    ]
+    assert problems(probe(exec={"command": ["true"]}, periodSeconds=-1, terminationGracePeriodSeconds=0)) == [
+        f"{where}.periodSeconds: Invalid value: -1: must be greater than or equal to 0",
+        f"{where}.terminationGracePeriodSeconds: Invalid value: 0: must be greater than 0",
+    ]
+    assert problems(probe(httpGet={"port": 0})) == [
+        f"{where}.httpGet.port: Invalid value: 0: must be between 1 and 65535, inclusive"
+    ]
+    assert problems(probe(httpGet={"port": "Bad_Name"})) == [
+        f'{where}.httpGet.port: Invalid value: "Bad_Name": '
+        "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"
+    ]
+    assert problems(probe(httpGet={"port": "metrics"})) == [
+        f'{where}.httpGet.port: Invalid value: "metrics": must be the name of one of the container\'s ports'
+    ]
+    assert problems(probe(httpGet={"port": "http", "scheme": "FTP"})) == [
+        f'{where}.httpGet.scheme: Unsupported value: "FTP": supported values: "HTTP", "HTTPS"'
+    ]
+    assert problems(probe(httpGet={"port": 80, "httpHeaders": [{"name": "Bad Header", "value": "x"}]}))[0].startswith(
+        f'{where}.httpGet.httpHeaders: Invalid value: "Bad Header": a valid HTTP header must consist of'
+    )
+    assert problems(probe(grpc={"port": 70000})) == [
+        f"{where}.grpc.port: Invalid value: 70000: must be between 1 and 65535, inclusive"
+    ]
+    assert problems(probe(exec={"command": ["true"]}, timeoutSeconds="1")) == [
+        f'{where}.timeoutSeconds: Invalid value: "1": must be an integer'
     ]
 
 
@@ -904,9 +995,6 @@ def test_cluster_only_fields_get_one_warning_each_naming_the_field():
                 container(
                     image="nginx:1.25",
                     imagePullPolicy="Always",
-                    readinessProbe={"httpGet": {"port": 80}},
-                    livenessProbe={},
-                    startupProbe={},
                     ports=[{"containerPort": 80}],
                 )
             ],
@@ -925,9 +1013,6 @@ def test_cluster_only_fields_get_one_warning_each_naming_the_field():
         "spec.nodeName",
         "spec.imagePullSecrets",
         "spec.topologySpreadConstraints",
-        "spec.containers[0].readinessProbe",
-        "spec.containers[0].livenessProbe",
-        "spec.containers[0].startupProbe",
     ]
     assert warns[0] == "spec.nodeSelector: ignored (scheduling: there is one machine)"
 
@@ -981,7 +1066,7 @@ def cli_pod():
                 resources=Resources(
                     cpu_millis=250, memory_bytes=2**27, cpu_request_millis=250, memory_request_bytes=2**27
                 ),
-                pre_stop=["sh", "-c", "sleep 1"],
+                pre_stop=Handler("exec", command=["sh", "-c", "sleep 1"]),
                 init=True,
                 stdin=True,
                 tty=True,

@@ -11,7 +11,7 @@ import sys
 
 from nsbox.cli import command, print_error, print_object, print_warning, runtime, subcommand
 from nsbox.errors import NsboxError
-from nsbox.model import ContainerSpec, EnvVar, PodSpec, Resources, SecurityContext, Volume, VolumeMount
+from nsbox.model import ContainerSpec, EnvVar, Handler, PodSpec, Resources, SecurityContext, Volume, VolumeMount
 
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
@@ -292,7 +292,7 @@ def container_from_flags(args: argparse.Namespace, name: str, command: list[str]
         volume_mounts=mounts,
         security=sc,
         resources=res,
-        pre_stop=["/bin/sh", "-c", args.pre_stop] if args.pre_stop else [],
+        pre_stop=Handler("exec", command=["/bin/sh", "-c", args.pre_stop]) if args.pre_stop else None,
         init=args.init,
         stdin=args.interactive,
         tty=args.tty,

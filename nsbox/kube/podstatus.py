@@ -71,7 +71,8 @@ def pod_conditions(
     records no condition transitions: each lastTransitionTime is the recorded moment
     the condition last changed — the pod's creation (PodScheduled: nothing schedules
     it), its start (its sandbox), the last init container's finish, the last start
-    of a container (ready) or the last finish of an unready one — so reads agree."""
+    of a container or the last turn of its readiness (`readyChangedAt`, set by its
+    probes), or the last finish of an unready one — so reads agree."""
 
     def condition(kind: str, ok: bool, since: str, reason: str = "", message: str = "") -> dict:
         out = {"type": kind, "status": "True" if ok else "False", "lastTransitionTime": since or start_time or created}
@@ -108,10 +109,12 @@ def pod_conditions(
 
     unready = [s for s in containers if not s.get("ready")]
     if not unready and containers:
-        since = _latest([_state(s)[1].get("startedAt", "") for s in containers])
+        since = _latest(
+            [t for s in containers for t in (_state(s)[1].get("startedAt", ""), s.get("readyChangedAt", ""))]
+        )
         reason = message = ""
     else:
-        since = _latest([finished(s) for s in unready])
+        since = _latest([t for s in unready for t in (finished(s), s.get("readyChangedAt", ""))])
         reason = "PodCompleted" if phase == "Succeeded" else "ContainersNotReady"
         message = "" if phase == "Succeeded" else f"containers with unready status: {_names(unready)}"
     ready = not unready and bool(containers)

@@ -1,6 +1,6 @@
 """A pod's containers: command, image, working directory, ports, security
-context, resources and lifecycle hooks; env (env.py) and volumeMounts
-(volumes.py) are read beside them (docs/manifests.md)."""
+context and resources; env (env.py), volumeMounts (volumes.py), lifecycle hooks
+and probes (probes.py) are read beside them (docs/manifests.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from .. import kube
 from ..model import ContainerPort, ContainerSpec, Resources, SecurityContext
 from .env import EnvReader
 from .policy import ANNOTATION_HOST_ROOT, NO_COMMAND, PROTOCOLS
+from .probes import HandlerReader
 from .reader import PodContext, Reader
 from .volumes import VolumeReader
 
@@ -40,10 +41,15 @@ class ContainerReader(Reader):
         container.volume_mounts = VolumeReader(self.findings).volume_mounts(item, where, ctx.volume_names)
         container.security = self.security_context(item, where, ctx, container.runs_image)
         container.resources = self.resources(item, where)
-        container.post_start, container.pre_stop = self.lifecycle(item, where)
+        container.ports = self.ports(item, where, ctx.network)
+        handlers = HandlerReader(self.findings)
+        container.post_start, container.pre_stop = handlers.lifecycle(item, where, container.ports)
+        probes = handlers.probes(item, where, container.ports)
+        container.liveness_probe = probes["livenessProbe"]
+        container.readiness_probe = probes["readinessProbe"]
+        container.startup_probe = probes["startupProbe"]
         container.stdin = self.get(item, "stdin", where, "boolean") is True
         container.tty = self.get(item, "tty", where, "boolean") is True
-        container.ports = self.ports(item, where, ctx.network)
         return container if name else None
 
     def image(self, item: dict, where: str, ctx: PodContext, container: ContainerSpec) -> None:
@@ -185,44 +191,3 @@ class ContainerReader(Reader):
         out.cpu_request_millis = taken["cpu"] or None  # zero, like a zero limit, is none
         out.memory_request_bytes = taken["memory"] or None
         return out
-
-    def lifecycle(self, item: dict, where: str) -> tuple[list[str], list[str]]:
-        hooks: dict[str, list[str]] = {"postStart": [], "preStop": []}
-        lifecycle = self.get(item, "lifecycle", where, "object")
-        if lifecycle is None:
-            return hooks["postStart"], hooks["preStop"]
-        lc_where = f"{where}.lifecycle"
-        self.fields(lifecycle, "Lifecycle", lc_where)
-        for hook in hooks:
-            handler = self.get(lifecycle, hook, lc_where, "object")
-            if handler is None:
-                continue
-            h_where = f"{lc_where}.{hook}"
-            self.fields(handler, "LifecycleHandler", h_where)
-            given = [k for k, v in handler.items() if v is not None]
-            if len(given) > 1:
-                self.problem(f"{h_where}.{given[1]}: Forbidden: may not specify more than 1 handler type")
-                continue
-            if not given:
-                self.required(h_where, "must specify a handler type")
-                continue
-            exec_action = self.get(handler, "exec", h_where, "object")
-            if exec_action is not None:
-                self.fields(exec_action, "ExecAction", f"{h_where}.exec")
-                command = self.get(exec_action, "command", f"{h_where}.exec", "strings")
-                if exec_action.get("command") in (None, []):
-                    self.required(f"{h_where}.exec.command")
-                hooks[hook] = list(command or [])
-            sleep = self.get(handler, "sleep", h_where, "object")
-            if sleep is not None:
-                # kubelet sleeps itself; nsbox runs `sleep` in the container: the same wait.
-                self.fields(sleep, "SleepAction", f"{h_where}.sleep")
-                seconds = self.get(sleep, "seconds", f"{h_where}.sleep", "integer")
-                if seconds is None:
-                    if sleep.get("seconds") is None:
-                        self.required(f"{h_where}.sleep.seconds")
-                elif seconds < 0:
-                    self.invalid(f"{h_where}.sleep.seconds", seconds, "must be greater than or equal to 0")
-                else:
-                    hooks[hook] = ["sleep", str(seconds)]
-        return hooks["postStart"], hooks["preStop"]

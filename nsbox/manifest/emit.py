@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 from .. import kube
-from ..model import ContainerPort, ContainerSpec, PodSpec, SecurityContext, Volume
+from ..model import ContainerPort, ContainerSpec, Handler, PodSpec, Probe, SecurityContext, Volume
 from .policy import ANNOTATION_INIT, ANNOTATION_NETWORK
 
 
@@ -198,16 +198,53 @@ def _container_manifest(c: ContainerSpec) -> dict[str, Any]:
     if c.ports:
         out["ports"] = [_port_manifest(p) for p in c.ports]
     lifecycle = {
-        hook: {"exec": {"command": list(command)}}
-        for hook, command in (("postStart", c.post_start), ("preStop", c.pre_stop))
-        if command
+        hook: _handler_manifest(handler)
+        for hook, handler in (("postStart", c.post_start), ("preStop", c.pre_stop))
+        if handler is not None
     }
     if lifecycle:
         out["lifecycle"] = lifecycle
+    for key, probe in (
+        ("livenessProbe", c.liveness_probe),
+        ("readinessProbe", c.readiness_probe),
+        ("startupProbe", c.startup_probe),
+    ):
+        if probe is not None:
+            out[key] = _probe_manifest(probe)
     if c.stdin:
         out["stdin"] = True
     if c.tty:
         out["tty"] = True
+    return out
+
+
+def _handler_manifest(h: Handler) -> dict[str, Any]:
+    """A v1 LifecycleHandler or ProbeHandler, with the API server's defaults filled in."""
+    if h.kind == "exec":
+        return {"exec": {"command": list(h.command)}}
+    if h.kind == "sleep":
+        return {"sleep": {"seconds": h.seconds}}
+    port: dict[str, Any] = {"port": h.port_name or h.port}
+    if h.kind == "grpc":
+        return {"grpc": {**port, "service": h.service}}
+    host = {"host": h.host} if h.host else {}
+    if h.kind == "tcpSocket":
+        return {"tcpSocket": {**port, **host}}
+    headers = {"httpHeaders": [{"name": n, "value": v} for n, v in h.headers]} if h.headers else {}
+    return {"httpGet": {"path": h.path, **port, **host, "scheme": h.scheme, **headers}}
+
+
+def _probe_manifest(p: Probe) -> dict[str, Any]:
+    out = _handler_manifest(p.handler)
+    out.update(
+        initialDelaySeconds=p.initial_delay,
+        timeoutSeconds=p.timeout,
+        periodSeconds=p.period,
+        successThreshold=p.success_threshold,
+        failureThreshold=p.failure_threshold,
+    )
+    if p.grace is not None:
+        out["terminationGracePeriodSeconds"] = p.grace
     return out
 
 

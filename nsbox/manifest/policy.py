@@ -29,7 +29,7 @@ HANDLED: dict[str, frozenset[str]] = {
         "Sysctl": "name value",
         "HostAlias": "ip hostnames",
         "Container": "name image imagePullPolicy command args workingDir env volumeMounts securityContext resources "
-        "lifecycle stdin tty envFrom ports",
+        "lifecycle stdin tty envFrom ports livenessProbe readinessProbe startupProbe",
         "EnvVar": "name value valueFrom",
         "EnvVarSource": "fieldRef configMapKeyRef secretKeyRef resourceFieldRef",
         "ConfigMapKeySelector": "name key optional",
@@ -59,7 +59,13 @@ HANDLED: dict[str, frozenset[str]] = {
         "ResourceRequirements": "limits requests",
         "ResourceList": "cpu memory",
         "Lifecycle": "postStart preStop",
-        "LifecycleHandler": "exec sleep",
+        "LifecycleHandler": "exec httpGet tcpSocket sleep",
+        "Probe": "exec httpGet tcpSocket grpc initialDelaySeconds timeoutSeconds periodSeconds "
+        "successThreshold failureThreshold terminationGracePeriodSeconds",
+        "HTTPGetAction": "path port host scheme httpHeaders",
+        "HTTPHeader": "name value",
+        "TCPSocketAction": "port host",
+        "GRPCAction": "port service",
         "ExecAction": "command",
         "SleepAction": "seconds",
         "ContainerPort": "containerPort protocol name",
@@ -79,7 +85,6 @@ IGNORED_SILENTLY: dict[str, frozenset[str]] = {
 _SCHEDULING = "scheduling: there is one machine"
 _PULL_SECRETS = "pulls use the host's registry credentials (skopeo's auth files), not Secrets"
 _DNS = "no cluster DNS: containers use the host's resolver configuration"
-_PROBES = "probes are not implemented yet; a running container counts as ready"
 _SA = "no API server: no service account token is mounted"
 
 # Meaningful only on a cluster: accepted, one warning each, ignored.
@@ -113,9 +118,6 @@ WARNED: dict[str, str] = {
     "PodSecurityContext.seccompProfile": "seccomp profiles are not applied",
     "PodSecurityContext.appArmorProfile": "AppArmor profiles are not applied",
     "PodSecurityContext.windowsOptions": "nsbox runs Linux pods",
-    "Container.livenessProbe": _PROBES,
-    "Container.readinessProbe": _PROBES,
-    "Container.startupProbe": _PROBES,
     "Container.terminationMessagePath": "termination messages are not collected",
     "Container.terminationMessagePolicy": "termination messages are not collected",
     "Container.resizePolicy": "resources are not resized in place",
@@ -131,7 +133,6 @@ _VOLUME_TYPE = (
     "Unsupported value: nsbox provides emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes only"
 )
 _NO_API_SERVER = "Forbidden: nsbox has no API server to issue service account tokens or trust bundles"
-_HANDLER = "Unsupported value: nsbox runs exec and sleep handlers only"
 PROTOCOLS = ("SCTP", "TCP", "UDP")  # ContainerPort.protocol (API server: supported values)
 _HOST_PORT = (
     "Forbidden: nsbox does not forward host ports; use hostNetwork, "
@@ -167,8 +168,6 @@ REJECTED: dict[str, str] = {
     "VolumeMount.recursiveReadOnly": "Forbidden: recursive read-only mounts are not supported",  # Enabled
     "SecurityContext.procMount": "Forbidden: an unmasked /proc is not supported",  # other than Default
     "Lifecycle.stopSignal": "Forbidden: custom stop signals are not supported",
-    "LifecycleHandler.httpGet": _HANDLER,
-    "LifecycleHandler.tcpSocket": _HANDLER,
     "ResourceRequirements.claims": "Forbidden: dynamic resource allocation needs a cluster",
     "ResourceList.*": "Unsupported value: nsbox limits cpu and memory only",  # any other resource
     "ContainerPort.hostPort": _HOST_PORT,  # unless 0 (unset), or hostNetwork and equal to containerPort

@@ -43,6 +43,7 @@ from nsbox.watcher.hibernation import Hibernation
 from nsbox.watcher.images import ImagePulls
 from nsbox.watcher.loop import EventLoop
 from nsbox.watcher.podstate import PodState
+from nsbox.watcher.probes import Probes
 from nsbox.watcher.termination import STATE_CHECK_PERIOD, VOLUME_CHECK_PERIOD, Termination
 
 # `container` and `sandbox` (making things) are imported where they are used: a watcher
@@ -257,6 +258,7 @@ class Watcher:
         self.done = False  # the pod is gone: the loop ends
         self.loop = EventLoop()
         self.containers = Containers(self)
+        self.probes = Probes(self)
         self.config = ConfigVolumes(self)
         self.images = ImagePulls(self)
         self.termination = Termination(self)

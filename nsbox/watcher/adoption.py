@@ -34,6 +34,7 @@ def adopt(containers: Containers, old: dict[str, Any]) -> None:
                 watch(containers, r)
             else:
                 containers.w.loop.every(0.1, partial(_poll, containers, r))
+            containers.w.probes.started(r)  # probed afresh: not ready until its readiness probe says so
         elif "running" in r.state:
             r.state = {
                 "terminated": {

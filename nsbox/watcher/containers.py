@@ -39,6 +39,11 @@ class Running(ContainerState):
         self.term_at = 0.0  # when SIGTERM was sent (monotonic), 0 = not yet
         self.restart_timer: Timer | None = None
         self.config_timer: Timer | None = None  # waiting for a ConfigMap, Secret or config volume
+        # Probes (probes.py): a readiness probe's reported result, a startup probe's success,
+        # and when a probe last turned `ready` over (the Ready condition's lastTransitionTime).
+        self.probed_ready = spec.readiness_probe is None
+        self.started_ok = spec.startup_probe is None
+        self.ready_changed_at = ""
 
     def to_status(self) -> dict[str, Any]:
         return {
@@ -49,7 +54,9 @@ class Running(ContainerState):
             "restartCount": self.restart_count,
             "state": self.state,
             "lastState": self.last_state,
-            "ready": self.running and not self.is_init,
+            "ready": self.running and not self.is_init and self.started_ok and self.probed_ready,
+            **({"started": self.running and self.started_ok} if not self.is_init else {}),
+            **({"readyChangedAt": self.ready_changed_at} if self.ready_changed_at else {}),
             **({"imageID": self.image_id} if self.image_id else {}),
             **self.started_as,
         }
@@ -204,6 +211,7 @@ class Containers:
             for message in config.skipped:
                 w.event("Warning", "InvalidEnvironmentVariableNames", message)  # the pod's, as the kubelet's
         w.event("Normal", "Started", f"Started container {c.name}", c.name)
+        w.probes.started(r)
         if c.post_start:
             hooks.run(w, r, c.post_start, "PostStart")
 
@@ -300,6 +308,7 @@ class Containers:
                 w.loop.unwatch(r.pidfd)
             os.close(r.pidfd)
         r.pid, r.pidfd = 0, -1
+        w.probes.stopped(r)
         cg_path = w.cg.container_path(w.uid, r.spec.name)
         # With its own PID namespace the kernel killed the rest with PID 1; with a shared
         # one (or an adopted process) leftovers may remain: nothing outlives its container.
