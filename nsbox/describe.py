@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from nsbox import kube
+from nsbox.kube.probes import describe_probe
 from nsbox.pods import PodView
 from nsbox.status import _epoch, human_age, namespace_inodes, pod_object, status_text
 
@@ -105,6 +106,10 @@ def _describe_container(spec: Any, c: Any, cs: dict[str, Any] | None) -> list[st
                 out.append(f"      cpu:\t{kube.format_cpu(cpu)}")
             if memory is not None:
                 out.append(f"      memory:\t{kube.format_quantity_bytes(memory)}")
+    probes = (("Liveness", c.liveness_probe), ("Readiness", c.readiness_probe), ("Startup", c.startup_probe))
+    for title, probe in probes:
+        if probe is not None:
+            out.append(f"    {title}:\t{describe_probe(probe)}")
     if c.env_from:
         out.append("    Environment Variables from:")
         for e in c.env_from:

@@ -72,7 +72,7 @@ def container_statuses(v: PodView, init: bool) -> list[dict[str, Any]]:
             "restartCount": st.get("restartCount", 0),
             "image": st.get("image") or c.image or "nsbox/host",
             "imageID": st.get("imageID", ""),
-            "started": "running" in state,
+            "started": "running" in state and st.get("started", True),  # a startup probe holds it back
         }
         if st.get("pid"):
             entry["containerID"] = f"nsbox://{v.spec.uid}/{c.name}"
@@ -122,8 +122,15 @@ def pod_object(v: PodView) -> dict[str, Any]:
         status["podIPs"] = [{"ip": pod_ip}]
     if v.status.get("startTime"):
         status["startTime"] = v.status["startTime"]
+    # When its probes last turned a container's readiness over: the Ready condition's
+    # lastTransitionTime (kept out of containerStatuses, which has no such field).
+    turned = {st["name"]: st.get("readyChangedAt", "") for st in v.status.get("containers", [])}
     status["conditions"] = kube.pod_conditions(
-        mains, inits, created=spec.creation_timestamp, start_time=v.status.get("startTime", ""), phase=status["phase"]
+        [{**m, "readyChangedAt": turned.get(m["name"], "")} for m in mains],
+        inits,
+        created=spec.creation_timestamp,
+        start_time=v.status.get("startTime", ""),
+        phase=status["phase"],
     )
     if inits:
         status["initContainerStatuses"] = inits
