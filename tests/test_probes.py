@@ -156,3 +156,285 @@ def test_docs_exec_liveness_restarts_the_container_with_unhealthy_and_killing_ev
     assert re.search(
         r"Liveness:\s+exec \[cat /tmp/healthy\] delay=1s timeout=1s period=1s #success=1 #failure=3\n", describe
     )
+
+
+def test_docs_http_liveness_with_a_named_port_and_a_custom_header(nsbox):
+    """kubernetes.io's http-liveness.yaml (the server answers 500 once /tmp/code says so, as the
+    docs' server does after 10 s); shortened: initialDelaySeconds 3 to 0, periodSeconds 3 to 1."""
+    apply(
+        nsbox,
+        pod(
+            "liveness-http",
+            {
+                "name": "liveness",
+                "command": server(8080),
+                "ports": [{"name": "liveness-port", "containerPort": 8080}],
+                "livenessProbe": {
+                    "httpGet": {
+                        "path": "/healthz",
+                        "port": "liveness-port",
+                        "httpHeaders": [{"name": "Custom-Header", "value": "Awesome"}],
+                    },
+                    "periodSeconds": 1,
+                },
+            },
+        ),
+    )
+    pid = nsbox.pid("liveness-http")
+    seen_file = in_container(pid, "/tmp/seen.json")
+    wait_for(lambda: os.path.exists(seen_file), what="a probe request")
+    with open(seen_file) as f:
+        seen = json.load(f)
+    assert seen["path"] == "/healthz"
+    assert seen["headers"]["User-Agent"] == "kube-probe/1.32"
+    assert seen["headers"]["Accept"] == "*/*"
+    assert seen["headers"]["Custom-Header"] == "Awesome"
+    assert seen["headers"]["Host"] == "127.0.0.1:8080"
+    assert state(nsbox, "liveness-http")["restartCount"] == 0
+    write(in_container(pid, "/tmp/code"), "500")
+    wait_for(lambda: state(nsbox, "liveness-http")["restartCount"] == 1, timeout=20, what="a restart")
+    assert not alive(pid)
+    failures = [m for m in events(nsbox, "liveness-http", "Unhealthy") if "statuscode" in m]
+    assert failures[:3] == ["Liveness probe failed: HTTP probe failed with statuscode: 500"] * 3
+    describe = nsbox("describe", "pod", "liveness-http").stdout
+    assert re.search(r"Liveness:\s+http-get http://:liveness-port/healthz delay=0s timeout=1s period=1s ", describe)
+
+
+def test_docs_tcp_liveness_and_readiness(nsbox):
+    """kubernetes.io's tcp-liveness-readiness.yaml with a python listener for goproxy; shortened:
+    initialDelaySeconds 15 to 0 (readiness) and 2 (liveness), periodSeconds 10 to 1. The readiness probe then watches a port
+    nobody listens on, and the pod turns unready without a restart."""
+    listen = "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',8080)); s.listen(); time.sleep(600)"
+    apply(
+        nsbox,
+        pod(
+            "goproxy",
+            {
+                "name": "goproxy",
+                "command": ["python3", "-c", listen],
+                "ports": [{"containerPort": 8080}],
+                "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+                "livenessProbe": {"tcpSocket": {"port": 8080}, "initialDelaySeconds": 2, "periodSeconds": 1},
+            },
+        ),
+    )
+    pid = nsbox.pid("goproxy")
+    wait_for(lambda: listening(pid, 8080), what="the listener, seen by ss in the pod's netns")
+    wait_for(lambda: ready_column(nsbox, "goproxy") == "1/1", what="READY 1/1")
+    assert condition(nsbox, "goproxy", "Ready")["status"] == "True"
+    # Probes before python3 listens may fail ("connection refused"): too few to restart it.
+    assert state(nsbox, "goproxy")["restartCount"] == 0
+
+
+def test_tcp_readiness_on_a_closed_port_says_connection_refused_and_never_restarts(nsbox):
+    apply(
+        nsbox,
+        pod(
+            "closed",
+            {
+                "name": "c",
+                "command": ["sleep", "600"],
+                "readinessProbe": {"tcpSocket": {"port": 8081}, "periodSeconds": 1, "failureThreshold": 1},
+            },
+        ),
+    )
+    pid = nsbox.pid("closed")
+    message = "Readiness probe failed: dial tcp 127.0.0.1:8081: connect: connection refused"
+    wait_for(lambda: events(nsbox, "closed", "Unhealthy").count(message) >= 4, timeout=15, what="four failures")
+    assert ready_column(nsbox, "closed") == "0/1"
+    assert condition(nsbox, "closed", "ContainersReady")["reason"] == "ContainersNotReady"
+    assert state(nsbox, "closed")["restartCount"] == 0 and alive(pid)
+
+
+def test_readiness_flips_ready_and_conditions_without_restarts(nsbox):
+    apply(
+        nsbox,
+        pod(
+            "flip",
+            {
+                "name": "web",
+                "command": server(8080),
+                "readinessProbe": {"httpGet": {"port": 8080, "path": "/ready"}, "periodSeconds": 1},
+            },
+        ),
+    )
+    pid = nsbox.pid("flip")
+    wait_for(lambda: ready_column(nsbox, "flip") == "1/1", what="READY 1/1")
+    nsbox("wait", "--for=condition=Ready", "pod/flip", "--timeout=10s")
+    became_ready = condition(nsbox, "flip", "Ready")
+    assert became_ready["status"] == "True"
+    time.sleep(1.2)  # a probe period passes (pacing, not synchronisation): the transition time stays
+    assert condition(nsbox, "flip", "Ready")["lastTransitionTime"] == became_ready["lastTransitionTime"]
+
+    write(in_container(pid, "/tmp/code"), "503")
+    wait_for(lambda: ready_column(nsbox, "flip") == "0/1", timeout=15, what="READY 0/1")
+    unready = condition(nsbox, "flip", "Ready")
+    assert unready["status"] == "False" and unready["reason"] == "ContainersNotReady"
+    assert unready["message"] == "containers with unready status: [web]"
+    assert state(nsbox, "flip")["ready"] is False
+    assert "Readiness probe failed: HTTP probe failed with statuscode: 503" in events(nsbox, "flip", "Unhealthy")
+
+    os.unlink(in_container(pid, "/tmp/code"))
+    wait_for(lambda: ready_column(nsbox, "flip") == "1/1", timeout=15, what="READY 1/1 again")
+    assert state(nsbox, "flip")["restartCount"] == 0 and nsbox.pid("flip") == pid
+
+
+def test_a_container_with_a_readiness_probe_is_not_ready_before_its_first_success(nsbox):
+    apply(
+        nsbox,
+        pod(
+            "late",
+            {
+                "name": "c",
+                "command": ["sleep", "600"],
+                "readinessProbe": {"exec": {"command": ["true"]}, "initialDelaySeconds": 3, "periodSeconds": 1},
+            },
+        ),
+    )
+    nsbox.pid("late")
+    assert state(nsbox, "late")["ready"] is False
+    assert ready_column(nsbox, "late") == "0/1"
+    wait_for(lambda: state(nsbox, "late")["ready"], timeout=10, what="ready after the initial delay")
+
+
+def test_docs_startup_probe_holds_liveness_and_readiness_back_until_it_succeeds(nsbox):
+    """The docs' startup probe pattern (failureThreshold 30): while it has not succeeded, a
+    liveness probe that would fail and a readiness probe that would succeed are not run."""
+    apply(
+        nsbox,
+        pod(
+            "slow-start",
+            {
+                "name": "c",
+                "command": ["sleep", "600"],
+                "startupProbe": {
+                    "exec": {"command": ["cat", "/tmp/started"]},
+                    "failureThreshold": 30,
+                    "periodSeconds": 1,
+                },
+                "livenessProbe": {
+                    "exec": {"command": ["cat", "/tmp/alive"]},
+                    "periodSeconds": 1,
+                    "failureThreshold": 2,
+                },
+                "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1},
+            },
+        ),
+    )
+    pid = nsbox.pid("slow-start")
+    wait_for(lambda: len(events(nsbox, "slow-start", "Unhealthy")) >= 3, timeout=10, what="startup failures")
+    st = state(nsbox, "slow-start")
+    assert (st["ready"], st["started"], st["restartCount"]) == (False, False, 0)
+    assert all(m.startswith("Startup probe failed: ") for m in events(nsbox, "slow-start", "Unhealthy"))
+
+    write(in_container(pid, "/tmp/alive"), "yes")
+    write(in_container(pid, "/tmp/started"), "yes")
+    wait_for(lambda: state(nsbox, "slow-start")["ready"], timeout=10, what="ready once started")
+    assert state(nsbox, "slow-start")["started"] is True
+    os.unlink(in_container(pid, "/tmp/alive"))  # now liveness is probed: it fails and restarts
+    wait_for(lambda: state(nsbox, "slow-start")["restartCount"] == 1, timeout=15, what="a liveness restart")
+    assert "Container c failed liveness probe, will be restarted" in events(nsbox, "slow-start", "Killing")
+
+
+def test_a_startup_probe_that_reaches_its_failure_threshold_restarts_the_container(nsbox):
+    apply(
+        nsbox,
+        pod(
+            "never-starts",
+            {
+                "name": "c",
+                "command": ["sleep", "600"],
+                "startupProbe": {"exec": {"command": ["false"]}, "failureThreshold": 2, "periodSeconds": 1},
+            },
+            annotations=None,
+        )
+        | {"metadata": {"name": "never-starts", "annotations": {"nsbox.io/backoff-base-seconds": "1"}}},
+    )
+    pid = nsbox.pid("never-starts")
+    wait_for(lambda: state(nsbox, "never-starts")["restartCount"] >= 1, timeout=20, what="a restart")
+    assert not alive(pid)
+    assert "Container c failed startup probe, will be restarted" in events(nsbox, "never-starts", "Killing")
+
+
+def test_an_exec_probe_is_killed_at_its_timeout(nsbox):
+    apply(
+        nsbox,
+        pod(
+            "slow-probe",
+            {
+                "name": "c",
+                "command": ["sleep", "600"],
+                "readinessProbe": {"exec": {"command": ["sleep", "77"]}, "timeoutSeconds": 1, "periodSeconds": 2},
+            },
+        ),
+    )
+    nsbox.pid("slow-probe")
+    message = 'Readiness probe failed: command "sleep 77" timed out'
+    wait_for(lambda: message in events(nsbox, "slow-probe", "Unhealthy"), timeout=10, what="a timeout")
+
+    def probe_processes() -> list[int]:
+        out = []
+        for p in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    if f.read() == b"sleep\x0077\x00":
+                        out.append(int(p))
+            except (OSError, ValueError):
+                pass
+        return out
+
+    # Each run is killed at 1 s: never more than one (the one under way) at a time.
+    for _ in range(3):
+        assert len(probe_processes()) <= 1
+        time.sleep(0.7)  # pacing between samples, not synchronisation
+
+
+def test_https_probe_skips_certificate_verification(nsbox, cert_dir):
+    apply(
+        nsbox,
+        pod(
+            "tls",
+            {
+                "name": "c",
+                "command": server(8443, "/certs/both.pem"),
+                "volumeMounts": [{"name": "certs", "mountPath": "/certs"}],
+                "readinessProbe": {"httpGet": {"port": 8443, "scheme": "HTTPS", "path": "/tls"}, "periodSeconds": 1},
+            },
+            volumes=[{"name": "certs", "hostPath": {"path": cert_dir}}],
+        ),
+    )
+    pid = nsbox.pid("tls")
+    wait_for(lambda: state(nsbox, "tls")["ready"], timeout=15, what="ready over HTTPS")
+    with open(in_container(pid, "/tmp/seen.json")) as f:
+        assert json.load(f)["path"] == "/tls"
+
+
+def test_liveness_kill_uses_the_probes_termination_grace_period(nsbox):
+    """The container ignores SIGTERM; the pod's grace period is 60 s, the probe's 2 s."""
+    stubborn = ["sh", "-c", "trap '' TERM; touch /tmp/ok; while :; do sleep 1; done"]
+    apply(
+        nsbox,
+        pod(
+            "grace",
+            {
+                "name": "c",
+                "command": stubborn,
+                "livenessProbe": {
+                    "exec": {"command": ["cat", "/tmp/ok"]},
+                    "periodSeconds": 1,
+                    "failureThreshold": 1,
+                    "terminationGracePeriodSeconds": 2,
+                },
+            },
+            terminationGracePeriodSeconds=60,
+        ),
+    )
+    pid = nsbox.pid("grace")
+    wait_for(lambda: os.path.exists(in_container(pid, "/tmp/ok")), what="the container's file")
+    os.unlink(in_container(pid, "/tmp/ok"))
+    t0 = time.monotonic()
+    wait_for(lambda: not alive(pid), timeout=15, what="the SIGKILL at the probe's grace period")
+    took = time.monotonic() - t0
+    assert 1.5 < took < 12, took
+    finished = wait_for(lambda: state(nsbox, "grace")["lastState"].get("terminated"), what="the exit recorded")
+    assert finished["exitCode"] == 137
