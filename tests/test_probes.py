@@ -438,3 +438,93 @@ def test_liveness_kill_uses_the_probes_termination_grace_period(nsbox):
     assert 1.5 < took < 12, took
     finished = wait_for(lambda: state(nsbox, "grace")["lastState"].get("terminated"), what="the exit recorded")
     assert finished["exitCode"] == 137
+
+
+# ---------------------------------------------------------------- lifecycle handlers
+
+
+@pytest.fixture
+def host_dir():
+    d = tempfile.mkdtemp(prefix="nsbx-host-")
+    os.chmod(d, 0o777)
+    yield d
+    shutil.rmtree(d)
+
+
+def test_pre_stop_http_get_reaches_the_server_before_sigterm(nsbox, host_dir):
+    apply(
+        nsbox,
+        pod(
+            "hook-http",
+            {
+                "name": "web",
+                "command": server(8080),
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "volumeMounts": [{"name": "out", "mountPath": "/tmp"}],  # the server's record outlives the pod
+                "lifecycle": {"preStop": {"httpGet": {"path": "/quit", "port": "http"}}},
+            },
+            volumes=[{"name": "out", "hostPath": {"path": host_dir}}],
+            terminationGracePeriodSeconds=10,
+        ),
+    )
+    pid = nsbox.pid("hook-http")
+    wait_for(lambda: listening(pid, 8080), what="the server")
+    nsbox("delete", "pod", "hook-http")
+    with open(f"{host_dir}/seen.json") as f:
+        seen = json.load(f)
+    assert seen["path"] == "/quit" and seen["headers"]["User-Agent"] == "kube-probe/1.32"
+
+
+def test_a_failed_post_start_tcp_socket_hook_kills_the_container(nsbox):
+    apply(
+        nsbox,
+        pod(
+            "hook-tcp",
+            {
+                "name": "c",
+                "command": ["sleep", "600"],
+                "lifecycle": {"postStart": {"tcpSocket": {"port": 9}}},
+            },
+            restartPolicy="Never",
+        ),
+    )
+    wait_for(lambda: "terminated" in state(nsbox, "hook-tcp")["state"], timeout=15, what="the container killed")
+    messages = events(nsbox, "hook-tcp", "FailedPostStartHook")
+    assert messages == ["PostStart hook (tcpSocket) failed: dial tcp 127.0.0.1:9: connect: connection refused"]
+    assert state(nsbox, "hook-tcp")["state"]["terminated"]["exitCode"] == 137
+
+
+def test_a_sleep_pre_stop_is_a_wait_of_the_watcher_even_without_a_sleep_program(nsbox, host_dir):
+    """The image is a local directory holding only a static busybox, without its applets' links:
+    no `sleep` program (before, the hook ran `sleep` in the container and failed here)."""
+    image = tempfile.mkdtemp(prefix="nsbx-bb-")
+    try:
+        os.makedirs(f"{image}/bin")
+        shutil.copy("/bin/busybox", f"{image}/bin/busybox")
+        for d in ("proc", "dev", "tmp", "out", "etc", "sys"):
+            os.makedirs(f"{image}/{d}", exist_ok=True)
+        script = "trap '/bin/busybox cat /proc/uptime > /out/term; exit 0' TERM; while :; do /bin/busybox usleep 100000; done"
+        apply(
+            nsbox,
+            pod(
+                "hook-sleep",
+                {
+                    "name": "c",
+                    "image": image,
+                    "command": ["/bin/busybox", "sh", "-c", script],
+                    "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+                    "lifecycle": {"preStop": {"sleep": {"seconds": 2}}},
+                },
+                volumes=[{"name": "out", "hostPath": {"path": host_dir}}],
+                terminationGracePeriodSeconds=10,
+            ),
+        )
+        nsbox.pid("hook-sleep")
+        with open("/proc/uptime") as f:
+            t0 = float(f.read().split()[0])
+        nsbox("delete", "pod", "hook-sleep")
+        with open(f"{host_dir}/term") as f:
+            term_at = float(f.read().split()[0])  # the same clock, read in the container at SIGTERM
+        assert 1.8 < term_at - t0 < 8, term_at - t0
+    finally:
+        shutil.rmtree(image)
