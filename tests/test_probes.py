@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
@@ -202,8 +203,7 @@ def test_docs_http_liveness_with_a_named_port_and_a_custom_header(nsbox):
 
 def test_docs_tcp_liveness_and_readiness(nsbox):
     """kubernetes.io's tcp-liveness-readiness.yaml with a python listener for goproxy; shortened:
-    initialDelaySeconds 15 to 0 (readiness) and 2 (liveness), periodSeconds 10 to 1. The readiness probe then watches a port
-    nobody listens on, and the pod turns unready without a restart."""
+    initialDelaySeconds 15 to 0 (readiness) and 2 (liveness), periodSeconds 10 to 1."""
     listen = "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',8080)); s.listen(); time.sleep(600)"
     apply(
         nsbox,
@@ -503,7 +503,8 @@ def test_a_sleep_pre_stop_is_a_wait_of_the_watcher_even_without_a_sleep_program(
         shutil.copy("/bin/busybox", f"{image}/bin/busybox")
         for d in ("proc", "dev", "tmp", "out", "etc", "sys"):
             os.makedirs(f"{image}/{d}", exist_ok=True)
-        script = "trap '/bin/busybox cat /proc/uptime > /out/term; exit 0' TERM; while :; do /bin/busybox usleep 100000; done"
+        bb = "/bin/busybox"
+        script = f"trap '{bb} cat /proc/uptime > /out/term; exit 0' TERM; while :; do {bb} usleep 100000; done"
         apply(
             nsbox,
             pod(
@@ -528,3 +529,62 @@ def test_a_sleep_pre_stop_is_a_wait_of_the_watcher_even_without_a_sleep_program(
         assert 1.8 < term_at - t0 < 8, term_at - t0
     finally:
         shutil.rmtree(image)
+
+
+# ---------------------------------------------------------------- gRPC
+
+# A real gRPC health server (grpcio's, from the test extra), run by this interpreter: SERVING
+# overall until /tmp/down exists; the service "etcd" is NOT_SERVING.
+GRPC_SERVER = r"""
+import os, time
+from concurrent import futures
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+h = health.HealthServicer()
+health_pb2_grpc.add_HealthServicer_to_server(h, server)
+server.add_insecure_port('127.0.0.1:2379')
+h.set('etcd', health_pb2.HealthCheckResponse.NOT_SERVING)
+server.start()
+while True:
+    down = os.path.exists('/tmp/down')
+    h.set('', health_pb2.HealthCheckResponse.NOT_SERVING if down else health_pb2.HealthCheckResponse.SERVING)
+    time.sleep(0.1)
+"""
+
+
+def test_docs_grpc_liveness_and_a_not_serving_service(nsbox):
+    """kubernetes.io's grpc-liveness.yaml (etcd's port 2379) with grpcio's health server for etcd;
+    shortened: initialDelaySeconds 10 to 2, periodSeconds (10) to 1."""
+    pytest.importorskip("grpc_health.v1.health")
+    apply(
+        nsbox,
+        pod(
+            "etcd-with-grpc",
+            {
+                "name": "etcd",
+                "command": [sys.executable, "-c", GRPC_SERVER],
+                "ports": [{"containerPort": 2379}],
+                "livenessProbe": {"grpc": {"port": 2379}, "initialDelaySeconds": 2, "periodSeconds": 1},
+                "readinessProbe": {
+                    "grpc": {"port": 2379, "service": "etcd"},
+                    "initialDelaySeconds": 2,
+                    "periodSeconds": 1,
+                },
+            },
+        ),
+    )
+    pid = nsbox.pid("etcd-with-grpc")
+    message = 'Readiness probe failed: service unhealthy (responded with "NOT_SERVING")'
+    wait_for(lambda: message in events(nsbox, "etcd-with-grpc", "Unhealthy"), timeout=15, what="NOT_SERVING")
+    assert state(nsbox, "etcd-with-grpc")["ready"] is False
+    assert state(nsbox, "etcd-with-grpc")["restartCount"] == 0
+    assert not any(m.startswith("Liveness") for m in events(nsbox, "etcd-with-grpc", "Unhealthy"))
+    describe = nsbox("describe", "pod", "etcd-with-grpc").stdout
+    assert re.search(r"Liveness:\s+grpc <pod>:2379  delay=2s timeout=1s period=1s #success=1 #failure=3\n", describe)
+
+    write(in_container(pid, "/tmp/down"), "")
+    wait_for(lambda: state(nsbox, "etcd-with-grpc")["restartCount"] == 1, timeout=20, what="a liveness restart")
+    assert 'Liveness probe failed: service unhealthy (responded with "NOT_SERVING")' in events(
+        nsbox, "etcd-with-grpc", "Unhealthy"
+    )
