@@ -1388,3 +1388,25 @@ def test_ports_are_read_and_shown_again():
     (back,), _ = convert(json.loads(json.dumps(manifest.pod_to_manifest(cli))))
     assert back.containers[0].ports == cli.containers[0].ports
     assert back.containers[0].resources == cli.containers[0].resources
+
+
+def test_probes_and_handlers_round_trip_through_the_emitted_manifest():
+    c = container(
+        ports=[{"name": "web", "containerPort": 8080}],
+        lifecycle={"postStart": {"tcpSocket": {"port": 8080}}, "preStop": {"sleep": {"seconds": 2}}},
+        livenessProbe={"grpc": {"port": 2379, "service": "etcd"}, "terminationGracePeriodSeconds": 5},
+        readinessProbe={
+            "httpGet": {"port": "web", "scheme": "HTTPS", "httpHeaders": [{"name": "X-A", "value": "b"}]},
+            "successThreshold": 2,
+        },
+        startupProbe={"exec": {"command": ["true"]}, "failureThreshold": 30},
+    )
+    spec = convert(pod({"containers": [c]}))[0][0]
+    emitted = manifest.pod_to_manifest(spec)
+    assert emitted["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] == "web"
+    again = convert(emitted)[0][0]
+    assert again.containers == spec.containers
+    assert PodSpec.from_dict(spec.to_dict()).containers == spec.containers  # pod.json round trip
+    old = spec.to_dict()
+    old["containers"][0]["pre_stop"] = ["sh", "-c", "true"]  # the state of a pod made before handlers had kinds
+    assert PodSpec.from_dict(old).containers[0].pre_stop == Handler("exec", command=["sh", "-c", "true"])

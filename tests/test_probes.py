@@ -197,6 +197,12 @@ def test_docs_http_liveness_with_a_named_port_and_a_custom_header(nsbox):
     assert not alive(pid)
     failures = [m for m in events(nsbox, "liveness-http", "Unhealthy") if "statuscode" in m]
     assert failures[:3] == ["Liveness probe failed: HTTP probe failed with statuscode: 500"] * 3
+    spec = yaml.safe_load(nsbox("get", "pods", "liveness-http", "-o", "yaml").stdout)["spec"]  # schema-checked
+    assert spec["containers"][0]["livenessProbe"]["httpGet"] == {
+        "path": "/healthz",
+        "port": "liveness-port",
+        "httpHeaders": [{"name": "Custom-Header", "value": "Awesome"}],
+    }
     describe = nsbox("describe", "pod", "liveness-http").stdout
     assert re.search(r"Liveness:\s+http-get http://:liveness-port/healthz delay=0s timeout=1s period=1s ", describe)
 
@@ -587,4 +593,38 @@ def test_docs_grpc_liveness_and_a_not_serving_service(nsbox):
     wait_for(lambda: state(nsbox, "etcd-with-grpc")["restartCount"] == 1, timeout=20, what="a liveness restart")
     assert 'Liveness probe failed: service unhealthy (responded with "NOT_SERVING")' in events(
         nsbox, "etcd-with-grpc", "Unhealthy"
+    )
+
+
+# ---------------------------------------------------------------- the kubelet's rules, as data
+
+
+def test_results_turn_only_after_the_thresholds_in_a_row():
+    from nsbox.kube.probes import ResultRun
+
+    readiness = ResultRun(False)
+    assert [readiness.add(ok, 2, 3) for ok in (True, False, True, True)] == [False, False, False, True]
+    assert readiness.reported is True
+    assert [readiness.add(ok, 2, 3) for ok in (False, False, True, False, False, False)] == [
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
+    startup = ResultRun(None)
+    assert startup.add(False, 1, 1) and startup.reported is False
+
+
+def test_probes_and_handlers_as_kubectl_describes_them():
+    from nsbox.kube.probes import describe_probe, go_duration
+    from nsbox.model import Handler, Probe
+
+    assert [go_duration(s) for s in (0, 5, 60, 90, 3600)] == ["0s", "5s", "1m0s", "1m30s", "1h0m0s"]
+    assert describe_probe(Probe(Handler("tcpSocket", port=8080), initial_delay=15, period=20)) == (
+        "tcp-socket :8080 delay=15s timeout=1s period=20s #success=1 #failure=3"
+    )
+    assert describe_probe(Probe(Handler("httpGet", path="/healthz", port=8443, scheme="HTTPS"))) == (
+        "http-get https://:8443/healthz delay=0s timeout=1s period=10s #success=1 #failure=3"
     )
