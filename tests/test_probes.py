@@ -628,3 +628,21 @@ def test_probes_and_handlers_as_kubectl_describes_them():
     assert describe_probe(Probe(Handler("httpGet", path="/healthz", port=8443, scheme="HTTPS"))) == (
         "http-get https://:8443/healthz delay=0s timeout=1s period=10s #success=1 #failure=3"
     )
+
+
+def test_a_pod_with_probes_stays_awake_while_one_without_hibernates(nsbox):
+    """The known cost (docs/lifecycle.md, "Probes"): the probes' timers keep the watcher in Python."""
+
+    def exe(pid: int) -> str:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+
+    nsbox("run", "plain", "--", "sleep", "300")
+    apply(
+        nsbox,
+        pod("probed", {"name": "c", "command": ["sleep", "300"], "readinessProbe": {"exec": {"command": ["true"]}}}),
+    )
+    plain = nsbox.inspect("plain")["watcher"]["pid"]
+    probed = nsbox.inspect("probed")["watcher"]["pid"]
+    wait_for(lambda: exe(plain) == "nsbox-idle", timeout=20, what="the probe-less watcher to hibernate")
+    wait_for(lambda: state(nsbox, "probed")["ready"], what="the probed container ready")
+    assert exe(probed).startswith("python")
