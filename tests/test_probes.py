@@ -24,11 +24,18 @@ import yaml
 from conftest import alive, wait_for
 
 # A small HTTP server for the pod's loopback: GET answers with the code in /tmp/code (200
-# when absent) and writes the request's headers to /tmp/seen.json; argv: port [certfile].
+# when absent) and writes the request's headers to /tmp/seen.json; /moved redirects to
+# /final; argv: port [certfile].
 SERVER = r"""
 import http.server, json, os, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path == '/moved':
+            self.send_response(302)
+            self.send_header('Location', '/final')
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+            return
         code = int(open('/tmp/code').read()) if os.path.exists('/tmp/code') else 200
         with open('/tmp/seen.tmp', 'w') as f:
             json.dump({'path': self.path, 'headers': dict(self.headers.items())}, f)
@@ -646,3 +653,24 @@ def test_a_pod_with_probes_stays_awake_while_one_without_hibernates(nsbox):
     wait_for(lambda: exe(plain) == "nsbox-idle", timeout=20, what="the probe-less watcher to hibernate")
     wait_for(lambda: state(nsbox, "probed")["ready"], what="the probed container ready")
     assert exe(probed).startswith("python")
+
+
+def test_http_probes_follow_a_redirect_to_the_same_host(nsbox):
+    apply(
+        nsbox,
+        pod(
+            "moved",
+            {
+                "name": "web",
+                "command": server(8080),
+                "readinessProbe": {"httpGet": {"port": 8080, "path": "/moved"}, "periodSeconds": 1},
+            },
+        ),
+    )
+    pid = nsbox.pid("moved")
+    wait_for(lambda: state(nsbox, "moved")["ready"], timeout=15, what="ready through the redirect")
+    with open(in_container(pid, "/tmp/seen.json")) as f:
+        assert json.load(f)["path"] == "/final"
+    write(in_container(pid, "/tmp/code"), "500")  # the redirect's target fails: so does the probe
+    wait_for(lambda: not state(nsbox, "moved")["ready"], timeout=15, what="unready")
+    assert "Readiness probe failed: HTTP probe failed with statuscode: 500" in events(nsbox, "moved", "Unhealthy")

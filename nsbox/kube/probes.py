@@ -61,7 +61,7 @@ def http_request_headers(handler: Any, host: str) -> list[tuple[str, str]]:
 
 
 def http_succeeded(status: int) -> bool:
-    """2xx and 3xx (the kubelet follows no redirect to another host; nsbox follows none)."""
+    """2xx and 3xx (a redirect not followed: netprobe.py follows those to the same host)."""
     return 200 <= status < 400
 
 

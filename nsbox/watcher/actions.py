@@ -160,6 +160,9 @@ def _network(w: Watcher, handler: Handler, timeout: float | None, on_done: Done)
         try:
             os.close(rd)
             signal.set_wakeup_fd(-1)
+            # Hold nothing of the watcher's: its flock says whether it is alive (state.FileLock).
+            os.closerange(3, wr)
+            os.closerange(wr + 1, os.sysconf("SC_OPEN_MAX"))
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             from nsbox.watcher import netprobe
 

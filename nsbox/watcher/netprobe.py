@@ -60,8 +60,41 @@ def _tcp(host: str, port: int, deadline: float) -> dict[str, Any]:
     return {"ok": True, "output": ""}
 
 
+MAX_REDIRECTS = 10  # Go's http.Client default, which the kubelet keeps
+
+
 def _http_get(handler: Handler, host: str, deadline: float) -> dict[str, Any]:
-    url = http_url(handler, host)
+    """GET, following redirects to the same host (up to 10) as the kubelet does; a redirect
+    elsewhere ends the probe with success (the kubelet's "Probe terminated redirects")."""
+    from urllib.parse import urljoin, urlsplit
+
+    from nsbox.model import Handler
+    from nsbox.record import as_dict
+
+    for _ in range(MAX_REDIRECTS + 1):
+        url = http_url(handler, host)
+        outcome = _get_once(handler, host, url, deadline)
+        if isinstance(outcome, dict):
+            return outcome
+        status, body, location = outcome
+        if not (300 <= status < 400 and location):
+            break
+        target = urlsplit(urljoin(url, location))
+        if target.hostname != host or target.scheme not in ("http", "https"):
+            return {"ok": True, "output": f"Probe terminated redirects, Response body: {body}"}
+        scheme = target.scheme.upper()
+        path = target.path + (f"?{target.query}" if target.query else "")
+        port = target.port or (443 if scheme == "HTTPS" else 80)
+        handler = Handler(**{**as_dict(handler), "scheme": scheme, "path": path or "/", "port": port})
+    else:
+        return {"ok": False, "output": f'Get "{url}": stopped after {MAX_REDIRECTS} redirects'}
+    if http_succeeded(status):
+        return {"ok": True, "output": body}
+    return {"ok": False, "output": f"HTTP probe failed with statuscode: {status}"}
+
+
+def _get_once(handler: Handler, host: str, url: str, deadline: float) -> dict[str, Any] | tuple[int, str, str]:
+    """(status, body, Location) of one GET, or the failed result."""
     try:
         sock = _connect(host, handler.port, deadline)
     except OSError as e:
@@ -74,7 +107,7 @@ def _http_get(handler: Handler, host: str, deadline: float) -> dict[str, Any]:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE  # the kubelet: InsecureSkipVerify
             sock = context.wrap_socket(sock, server_hostname=host if not _is_address(host) else None)
-        status, body = _exchange(sock, handler, host, deadline)
+        return _exchange(sock, handler, host, deadline)
     except TimeoutError:
         return {
             "ok": False,
@@ -84,13 +117,10 @@ def _http_get(handler: Handler, host: str, deadline: float) -> dict[str, Any]:
         return {"ok": False, "output": f'Get "{url}": {e}'}
     finally:
         sock.close()
-    if http_succeeded(status):
-        return {"ok": True, "output": body}
-    return {"ok": False, "output": f"HTTP probe failed with statuscode: {status}"}
 
 
-def _exchange(sock: socket.socket, handler: Handler, host: str, deadline: float) -> tuple[int, str]:
-    """One HTTP/1.1 GET on `sock`; the status and the first 10 KiB of the body."""
+def _exchange(sock: socket.socket, handler: Handler, host: str, deadline: float) -> tuple[int, str, str]:
+    """One HTTP/1.1 GET on `sock`; the status, the first 10 KiB of the body, the Location."""
     import http.client
 
     path = handler.path if handler.path.startswith("/") else "/" + handler.path
@@ -102,7 +132,7 @@ def _exchange(sock: socket.socket, handler: Handler, host: str, deadline: float)
     response = http.client.HTTPResponse(sock, method="GET")
     response.begin()
     body = response.read(PROBE_OUTPUT_LIMIT)
-    return response.status, body.decode(errors="replace")
+    return response.status, body.decode(errors="replace"), response.getheader("Location") or ""
 
 
 def _is_address(host: str) -> bool:
