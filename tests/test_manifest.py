@@ -669,6 +669,12 @@ def test_probe_validation_in_the_api_servers_words():
     assert problems(probe(grpc={"port": 70000})) == [
         f"{where}.grpc.port: Invalid value: 70000: must be between 1 and 65535, inclusive"
     ]
+    live = {"exec": {"command": ["true"]}}
+    init = pod({"initContainers": [container(name="init", livenessProbe=live)], "containers": [container()]})
+    assert problems(init) == [
+        "spec.initContainers[0].livenessProbe: Forbidden: "
+        "may not be set for init containers without restartPolicy=Always"
+    ]
     assert problems(probe(exec={"command": ["true"]}, timeoutSeconds="1")) == [
         f'{where}.timeoutSeconds: Invalid value: "1": must be an integer'
     ]

@@ -53,8 +53,15 @@ class HandlerReader(Reader):
         """{"livenessProbe": Probe | None, ...}; successThreshold must be 1 for liveness and
         startup, and terminationGracePeriodSeconds is theirs only (validateContainerCommon)."""
         out: dict[str, Probe | None] = {}
+        # validateInitContainers: only a sidecar (an init container that restarts) is probed.
+        plain_init = where.startswith("spec.initContainers") and item.get("restartPolicy") != "Always"
         for kind in PROBE_KINDS:
             obj = self.get(item, kind, where, "object")
+            if obj is not None and plain_init:
+                self.problem(
+                    f"{where}.{kind}: Forbidden: may not be set for init containers without restartPolicy=Always"
+                )
+                obj = None
             out[kind] = None if obj is None else self.probe(obj, f"{where}.{kind}", ports)
             probe = out[kind]
             if probe is None:
