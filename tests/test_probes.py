@@ -674,3 +674,29 @@ def test_http_probes_follow_a_redirect_to_the_same_host(nsbox):
     write(in_container(pid, "/tmp/code"), "500")  # the redirect's target fails: so does the probe
     wait_for(lambda: not state(nsbox, "moved")["ready"], timeout=15, what="unready")
     assert "Readiness probe failed: HTTP probe failed with statuscode: 500" in events(nsbox, "moved", "Unhealthy")
+
+
+def test_a_liveness_kill_runs_the_pre_stop_hook_then_the_stop_signal(nsbox, host_dir):
+    script = "trap 'echo term >> /out/order; exit 0' TERM; touch /tmp/ok; while :; do sleep 0.1; done"
+    apply(
+        nsbox,
+        pod(
+            "prestop-on-kill",
+            {
+                "name": "c",
+                "command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+                "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo prestop >> /out/order"]}}},
+                "livenessProbe": {"exec": {"command": ["cat", "/tmp/ok"]}, "periodSeconds": 1, "failureThreshold": 1},
+            },
+            volumes=[{"name": "out", "hostPath": {"path": host_dir}}],
+            terminationGracePeriodSeconds=10,
+        ),
+    )
+    pid = nsbox.pid("prestop-on-kill")
+    wait_for(lambda: os.path.exists(in_container(pid, "/tmp/ok")), what="the container's file")
+    os.unlink(in_container(pid, "/tmp/ok"))
+    wait_for(lambda: state(nsbox, "prestop-on-kill")["restartCount"] == 1, timeout=15, what="a restart")
+    with open(f"{host_dir}/order") as f:
+        assert f.read().split() == ["prestop", "term"]
+    assert state(nsbox, "prestop-on-kill")["lastState"]["terminated"]["exitCode"] == 0  # it obeyed SIGTERM
