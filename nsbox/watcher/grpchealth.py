@@ -32,6 +32,10 @@ def check(host: str, port: int, service: str, deadline: float) -> dict[str, Any]
     addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     timeout = f"{max(1, round(deadline - time.monotonic()))}s"
     try:
+        import h2.connection  # noqa: F401 - a dependency (pyproject.toml); said plainly when missing
+    except ImportError:
+        return _fail("gRPC probes need the Python package h2 (pip install h2, or Debian's python3-h2)")
+    try:
         sock = _connect(host, port, deadline)
     except OSError as e:
         return _fail(f'timeout: failed to connect service "{addr}" within {timeout}: {_dial_error(host, port, e)}')
