@@ -72,7 +72,7 @@ def container_statuses(v: PodView, init: bool) -> list[dict[str, Any]]:
             "restartCount": st.get("restartCount", 0),
             "image": st.get("image") or c.image or "nsbox/host",
             "imageID": st.get("imageID", ""),
-            "started": "running" in state,
+            "started": "running" in state and st.get("started", True) is not False,
         }
         if st.get("pid"):
             entry["containerID"] = f"nsbox://{v.spec.uid}/{c.name}"
@@ -123,7 +123,12 @@ def pod_object(v: PodView) -> dict[str, Any]:
     if v.status.get("startTime"):
         status["startTime"] = v.status["startTime"]
     status["conditions"] = kube.pod_conditions(
-        mains, inits, created=spec.creation_timestamp, start_time=v.status.get("startTime", ""), phase=status["phase"]
+        mains,
+        inits,
+        created=spec.creation_timestamp,
+        start_time=v.status.get("startTime", ""),
+        phase=status["phase"],
+        sidecars=spec.sidecars,
     )
     if inits:
         status["initContainerStatuses"] = inits
@@ -143,6 +148,7 @@ def status_text(v: PodView) -> str:
         reason=v.status.get("reason", ""),
         deletion=v.deletion is not None,
         watcher_lost=not v.watcher_alive,
+        sidecars=v.spec.sidecars,
     )
 
 
@@ -153,11 +159,11 @@ def table(views: list[PodView], wide: bool, all_namespaces: bool) -> str:
     rows = [header]
     now = time.time()
     for v in views:
-        mains = container_statuses(v, init=False)
-        restarts = kube.pod_restart_count(mains, container_statuses(v, init=True))
+        mains, inits = container_statuses(v, init=False), container_statuses(v, init=True)
+        restarts = kube.pod_restart_count(mains, inits, v.spec.sidecars)
         row = ([v.spec.namespace] if all_namespaces else []) + [
             v.spec.name,
-            kube.pod_ready_text(mains),
+            kube.pod_ready_text(mains, [s for s in inits if s["name"] in v.spec.sidecars]),
             status_text(v),
             str(restarts),
             human_age(now - _epoch(v.spec.creation_timestamp)),

@@ -17,7 +17,7 @@ from nsbox.watcher.podstate import ContainerState
 # from nsbox-idle to end its pod does not need it.
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any
 
     from nsbox.model import ContainerSpec
@@ -49,10 +49,17 @@ class Running(ContainerState):
             "restartCount": self.restart_count,
             "state": self.state,
             "lastState": self.last_state,
-            "ready": self.running and not self.is_init,
+            "ready": self.running and (not self.is_init or self.spec.is_sidecar),
+            "started": self.started(),
             **({"imageID": self.image_id} if self.image_id else {}),
             **self.started_as,
         }
+
+    def started(self) -> bool:
+        """Whether the container counts as started: the next init container may start after a
+        sidecar that has (docs/lifecycle.md, "Sidecars"). Running, for now; a startup probe,
+        when there is one, will have to succeed first."""
+        return self.running
 
 
 class Containers:
@@ -79,23 +86,44 @@ class Containers:
 
     # ------------------------------------------------------------ starting
 
+    @property
+    def initialized(self) -> bool:
+        """The app containers have been started once: the init phase is over for good, and a
+        sidecar that restarts later holds nothing back."""
+        return any(
+            not r.is_init and (r.running or r.restart_count or r.last_state or "terminated" in r.state) for r in self
+        )
+
+    @property
+    def completing(self) -> bool:
+        """Every app container has ended for good (restartPolicy Never or OnFailure): the pod is
+        done, and its sidecars are stopped rather than restarted (docs/lifecycle.md, "Sidecars")."""
+        w = self.w
+        return w.pod.restart_policy != "Always" and all(c.name in w.state.exit_codes for c in w.pod.containers)
+
     def start_next(self) -> list[str]:
-        """Start what may start now: the next init container, or every main container."""
-        if self.w.termination.deletion is not None or self.w.state.ended:
+        """Start what may start now: the next init container (after a sidecar that has started),
+        or every main container."""
+        if self.w.termination.deletion is not None or self.w.state.ended or self.completing:
             return []
+        errors: list[str] = []
         for r in self:
             if not r.is_init:
                 continue
             term = r.state.get("terminated")
-            if term and term.get("exitCode") == 0:
+            if r.spec.is_sidecar and (r.started() or self.initialized):
+                continue
+            if term and term.get("exitCode") == 0 and not r.spec.is_sidecar:
                 continue
             if not r.running and r.restart_timer is None and not term:
-                return self.start_all([r])
-            return []
+                errors += self.start_all([r])
+                if r.spec.is_sidecar and r.started():
+                    continue  # started: the next one may start too
+            return errors
         waiting = [
             r for r in self if not r.is_init and not r.running and "waiting" in r.state and r.restart_timer is None
         ]
-        return self.start_all(waiting)
+        return errors + self.start_all(waiting)
 
     def start_all(self, rs: list[Running]) -> list[str]:
         errors = []
@@ -318,7 +346,11 @@ class Containers:
         ran = time.monotonic() - r.started_mono if r.started_mono else 0
         if ran >= kube.BACKOFF_RESET_AFTER:
             r.backoff_index = 0
-        restart = kube.should_restart_init if r.is_init else kube.should_restart
+        restart: Callable[[str, int], bool]
+        if r.spec.is_sidecar:
+            restart = self._sidecar_restarts
+        else:
+            restart = kube.should_restart_init if r.is_init else kube.should_restart
         if code >= 0 and not w.state.ended and restart(w.pod.restart_policy, code):
             delay = kube.restart_backoff(r.backoff_index, self.base_backoff, self.max_backoff)
             r.backoff_index += 1
@@ -335,9 +367,18 @@ class Containers:
                 r.state = {"waiting": {"reason": "ContainerCreating"}}
             self.restart_in(r, delay)
         else:
-            self._ended_for_good(r, code)
+            if not r.spec.is_sidecar:
+                self._ended_for_good(r, code)
             self.start_next()
+            if self.completing:
+                w.termination.stop_sidecars()
+            w.termination.next_turns()
         w.termination.maybe_auto_remove()
+
+    def _sidecar_restarts(self, policy: str, code: int) -> bool:
+        """A sidecar is restarted whenever it exits, whatever the pod's restartPolicy, until the
+        pod completes (KEP-753)."""
+        return not self.completing and not self.w.termination.stopping_sidecars
 
     def _ended_for_good(self, r: Running, code: int) -> None:
         """Tell `run --attach` that its container has ended for good (after the teardown with --rm)."""
@@ -360,3 +401,5 @@ class Containers:
         r.restart_count += 1
         self.w.dirty = True
         self.try_start(r)
+        if r.spec.is_sidecar and r.started() and not self.initialized:
+            self.start_next()  # a sidecar the init containers after it waited for
