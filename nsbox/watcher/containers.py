@@ -141,6 +141,8 @@ class Containers:
         """
         try:
             self.start(r)
+            if r.spec.is_sidecar and not self.initialized:
+                self.w.loop.at(0, self.start_next)  # the init containers after it waited for it
             return None
         except WaitingForImage:
             return None  # its state says why; the pull or its back-off tries again
@@ -401,5 +403,3 @@ class Containers:
         r.restart_count += 1
         self.w.dirty = True
         self.try_start(r)
-        if r.spec.is_sidecar and r.started() and not self.initialized:
-            self.start_next()  # a sidecar the init containers after it waited for
