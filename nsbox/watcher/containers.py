@@ -142,7 +142,7 @@ class Containers:
         try:
             self.start(r)
             if r.spec.is_sidecar and not self.initialized:
-                self.w.loop.at(0, self.start_next)  # the init containers after it waited for it
+                self.w.loop.at(0, self._start_after_sidecar)
             return None
         except WaitingForImage:
             return None  # its state says why; the pull or its back-off tries again
@@ -153,6 +153,10 @@ class Containers:
             self.close_log(r)
             self.w.loop.at(0, partial(self._record_start_failure, r, e))
             return str(e)
+
+    def _start_after_sidecar(self) -> None:
+        """A sidecar has started: the init containers after it waited for it (failures are in their states)."""
+        self.start_next()
 
     def start(self, r: Running) -> None:
         from nsbox import container
