@@ -9,7 +9,7 @@ from functools import partial
 
 from nsbox import cgroups, kube, logs, native
 from nsbox.errors import NsboxError, WaitingForConfig
-from nsbox.watcher import hooks
+from nsbox.watcher import hooks, messages
 from nsbox.watcher.images import WaitingForImage
 from nsbox.watcher.podstate import ContainerState
 
@@ -176,6 +176,7 @@ class Containers:
         w.cg.set_devices(cg_path, None if c.security.privileged else cgroups.DEFAULT_DEVICE_RULES)
         r.oom_before = w.cg.oom_killed(cg_path)
         os.makedirs(w.paths.container_dir(c.name), 0o700, exist_ok=True)
+        messages.prepare(w.paths.termination_message(c.name))
         attach = w.attach if w.attach is not None and (c.stdin or c.tty) and r.restart_count == 0 else None
         console = os.ttyname(attach[1]) if attach and c.tty and os.isatty(attach[1]) else ""
         req = container.start_request(
@@ -325,6 +326,14 @@ class Containers:
             }
         }
         self.process_gone(r)
+        message = messages.collect(
+            w.paths.termination_message(r.spec.name),
+            r.spec.termination_message_policy,
+            code,
+            w.paths.log_file(w.pod.namespace, w.pod.name, r.spec.name, r.restart_count),
+        )
+        if message:
+            r.state["terminated"]["message"] = message
         self.after_exit(r, code)
 
     def process_gone(self, r: Running) -> None:
