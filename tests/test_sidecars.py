@@ -10,7 +10,7 @@ import time
 
 from conftest import alive, wait_for
 
-from nsbox import manifest
+from nsbox import kube, manifest
 from nsbox.errors import NsboxError
 
 HOST_VIEW = {"nsbox.io/host-root": "true", "nsbox.io/backoff-base-seconds": "1"}
@@ -299,3 +299,43 @@ def test_restart_policy_is_read_as_the_api_server_of_kubernetes_1_33_validates_i
     assert _read({"containers": [{**APP, "restartPolicy": "Always"}]}) == [
         "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers"
     ]
+
+
+# --------------------------------------------------------------- the status, as kubectl and the kubelet tell it
+
+
+def _st(name: str, state: dict, **extra: object) -> dict:
+    return {"name": name, "state": state, "restartCount": 0, **extra}
+
+
+RUNNING = {"running": {"startedAt": "2026-12-05T10:00:00Z"}}
+WAITING = {"waiting": {"reason": "ContainerCreating"}}
+COMPLETED = {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": "2026-12-05T10:00:05Z"}}
+STOPPED = {"terminated": {"exitCode": 143, "reason": "Error", "signal": 15, "finishedAt": "2026-12-05T10:00:06Z"}}
+
+
+def test_a_started_sidecar_counts_as_initialized_and_never_in_the_phase():
+    sidecar = _st("s", RUNNING, started=True, ready=True, restartCount=2)
+    init = _st("i", RUNNING)
+    app = _st("a", WAITING)
+    assert kube.pod_status_text([app], [sidecar, init], sidecars={"s"}) == "Init:1/2"
+    assert kube.pod_phase([app], [sidecar, init], sidecars={"s"}) == "Pending"
+    not_started = _st("s", RUNNING, started=False)  # running, its startup probe not passed yet
+    assert kube.pod_status_text([app], [not_started, init], sidecars={"s"}) == "Init:0/2"
+    assert kube.pod_phase([app], [not_started, init], sidecars={"s"}) == "Pending"
+    conditions = kube.pod_conditions(
+        [app], [sidecar, _st("i", COMPLETED)], created="2026-12-05T10:00:00Z", sidecars={"s"}
+    )
+    assert next(c for c in conditions if c["type"] == "Initialized")["status"] == "True"
+    # A Job-like pod: the app container succeeded, its sidecar stopped by SIGTERM.
+    done = [_st("a", COMPLETED)]
+    assert kube.pod_phase(done, [_st("s", STOPPED)], "Never", sidecars={"s"}) == "Succeeded"
+    assert kube.pod_phase(done, [sidecar], "Never", sidecars={"s"}) == "Succeeded"
+    assert kube.pod_status_text(done, [_st("s", STOPPED)], phase="Succeeded", sidecars={"s"}) == "Completed"
+
+
+def test_ready_and_restarts_count_sidecars_with_the_app_containers():
+    sidecar = _st("s", RUNNING, started=True, ready=True, restartCount=2)
+    app = _st("a", RUNNING, ready=True, restartCount=1)
+    assert kube.pod_ready_text([app], [sidecar]) == "2/2"
+    assert kube.pod_restart_count([app], [sidecar, _st("i", COMPLETED)], sidecars={"s"}) == 3
