@@ -99,7 +99,8 @@ class Containers:
         """Every app container has ended for good (restartPolicy Never or OnFailure): the pod is
         done, and its sidecars are stopped rather than restarted (docs/lifecycle.md, "Sidecars")."""
         w = self.w
-        return w.pod.restart_policy != "Always" and all(c.name in w.state.exit_codes for c in w.pod.containers)
+        names = [c.name for c in w.pod.containers]
+        return w.pod.restart_policy != "Always" and bool(names) and all(n in w.state.exit_codes for n in names)
 
     def start_next(self) -> list[str]:
         """Start what may start now: the next init container (after a sidecar that has started),
