@@ -27,6 +27,15 @@ def stamp(path: str) -> float:
         return float(f.read().strip())
 
 
+def written(path: str) -> str:
+    """What a container wrote to `path` ("" while nothing yet)."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def status_of(pod: dict, name: str) -> dict:
     for st in pod["status"].get("initContainerStatuses", []) + pod["status"]["containerStatuses"]:
         if st["name"] == name:
@@ -198,9 +207,8 @@ def test_a_job_like_pod_completes_and_its_sidecar_is_stopped(nsbox, tmp_path):
     volumeMounts: [{{name: out, mountPath: /out}}]
 """
     nsbox("apply", "-f", "-", input=pod_yaml("job", spec, restart_policy="Never"))
-    sidecar = nsbox.pid("job", "sidecar")
     wait_for(lambda: nsbox.pod("job")["status"]["phase"] == "Succeeded", timeout=20, what="the pod to succeed")
-    wait_for(lambda: not alive(sidecar), timeout=10, what="the sidecar to be stopped")
+    wait_for(lambda: written(f"{out}/sidecar-term"), timeout=10, what="the sidecar to get SIGTERM")
     assert stamp(f"{out}/sidecar-term") >= stamp(f"{out}/job-end"), "the sidecar was stopped before the job ended"
 
     def sidecar_terminated() -> dict | None:
@@ -231,6 +239,37 @@ def test_a_failed_app_container_fails_the_pod_whatever_its_sidecar_did(nsbox):
         what="the sidecar to be stopped",
     )
     assert nsbox.pod("failing")["status"]["phase"] == "Failed"
+
+
+def test_an_init_container_that_fails_for_good_stops_the_sidecar_before_it(nsbox, tmp_path):
+    out = str(tmp_path)
+    spec = f"""\
+  volumes:
+  - name: out
+    hostPath: {{path: {out}}}
+  initContainers:
+  - name: sidecar
+    restartPolicy: Always
+    command: ["sh", "-c", "trap 'echo term > /out/sidecar-term; exit 0' TERM; while :; do sleep 0.05; done"]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+  - name: setup
+    command: ["sh", "-c", "sleep 1; exit 4"]
+  containers:
+  - name: app
+    command: ["sleep", "300"]
+"""
+    nsbox("apply", "-f", "-", input=pod_yaml("init-fails", spec, restart_policy="Never"))
+    wait_for(lambda: nsbox.pod("init-fails")["status"]["phase"] == "Failed", timeout=20, what="the pod to fail")
+    wait_for(
+        lambda: "terminated" in status_of(nsbox.pod("init-fails"), "sidecar")["state"],
+        timeout=10,
+        what="the sidecar to be stopped",
+    )
+    assert open(f"{out}/sidecar-term").read() == "term\n"  # stopped with SIGTERM, not killed
+    pod = nsbox.pod("init-fails")
+    assert status_of(pod, "sidecar")["restartCount"] == 0
+    assert "waiting" in status_of(pod, "app")["state"]  # never started
+    assert nsbox("get", "pods", "init-fails").stdout.splitlines()[1].split()[2] == "Init:Error"
 
 
 def test_deletion_stops_the_app_containers_first_then_the_sidecars_in_reverse_order(nsbox, tmp_path):

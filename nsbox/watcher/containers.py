@@ -96,11 +96,17 @@ class Containers:
 
     @property
     def completing(self) -> bool:
-        """Every app container has ended for good (restartPolicy Never or OnFailure): the pod is
-        done, and its sidecars are stopped rather than restarted (docs/lifecycle.md, "Sidecars")."""
+        """Every app container has ended for good (restartPolicy Never or OnFailure), or an init
+        container failed for good (Never): the pod is done, and its sidecars are stopped rather
+        than restarted (docs/lifecycle.md, "Sidecars")."""
         w = self.w
+        if w.pod.restart_policy == "Always":
+            return False
+        codes = w.state.exit_codes
+        if any(codes.get(c.name, 0) != 0 for c in w.pod.init_containers if not c.is_sidecar):
+            return True
         names = [c.name for c in w.pod.containers]
-        return w.pod.restart_policy != "Always" and bool(names) and all(n in w.state.exit_codes for n in names)
+        return bool(names) and all(n in codes for n in names)
 
     def start_next(self) -> list[str]:
         """Start what may start now: the next init container (after a sidecar that has started),
