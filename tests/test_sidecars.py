@@ -148,7 +148,9 @@ def test_the_next_init_container_waits_until_the_sidecar_runs(nsbox, tmp_path):
         return waiting.get("reason") == "CreateContainerConfigError"
 
     wait_for(sidecar_waiting, what="the sidecar to wait for its ConfigMap")
-    time.sleep(1)  # not a synchronisation: the time in which `setup` must not start
+    # The watcher decided on `setup` in the turn that recorded the sidecar's waiting state:
+    # had it started `setup` regardless, the file would be there by now (or its status shown).
+    assert status_of(nsbox.pod("ordered"), "setup")["state"] == {"waiting": {"reason": "ContainerCreating"}}
     assert not os.path.exists(f"{out}/setup-start"), "the next init container ran before the sidecar"
     assert nsbox("get", "pods", "ordered").stdout.splitlines()[1].split()[2].startswith("Init:")
     assert condition(nsbox.pod("ordered"), "Initialized") == "False"
