@@ -73,12 +73,29 @@ def container_statuses(v: PodView, init: bool) -> list[dict[str, Any]]:
             "image": st.get("image") or c.image or "nsbox/host",
             "imageID": st.get("imageID", ""),
             "started": "running" in state and st.get("started", True) is not False,
+            # ContainerStopSignals (1.33): the effective one — the spec's, else the image's (docs/lifecycle.md)
+            "stopSignal": c.stop_signal or _signal_name(st.get("stopSignal", "")),
         }
         if st.get("pid"):
             entry["containerID"] = f"nsbox://{v.spec.uid}/{c.name}"
             entry["user"] = {"linux": st["user"]} if "user" in st else _container_user(v, c)
         out.append(entry)
     return out
+
+
+def _signal_name(image_signal: str) -> str:
+    """An image's StopSignal ("QUIT", "SIGQUIT", "3") as the API names it; SIGTERM without one."""
+    if not image_signal:
+        return "SIGTERM"  # the common case costs no import (`get pods` reads every container)
+    import signal
+
+    from nsbox.watcher.termination import stop_signal
+
+    number = stop_signal(image_signal)
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return image_signal.upper() if image_signal.upper().startswith("SIGRT") else "SIGTERM"
 
 
 def _container_user(v: PodView, c: Any) -> dict[str, Any]:

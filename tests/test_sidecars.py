@@ -108,6 +108,7 @@ def test_the_kubernetes_documentation_example_ships_the_apps_log(nsbox):
     shipper_status = status_of(pod, "logshipper")
     assert "running" in shipper_status["state"]
     assert shipper_status["started"] is True and shipper_status["ready"] is True
+    assert shipper_status["stopSignal"] == "SIGTERM"
     assert [s["name"] for s in pod["status"]["initContainerStatuses"]] == ["logshipper"]
     assert pod["status"]["phase"] == "Running"
     assert condition(pod, "Initialized") == "True"

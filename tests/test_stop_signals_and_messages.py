@@ -70,6 +70,10 @@ def test_the_containers_stop_signal_replaces_sigterm(nsbox, tmp_path):
     assert yaml.safe_load(nsbox("get", "pod", "quits", "-o", "yaml").stdout)["spec"]["containers"][0]["lifecycle"] == {
         "stopSignal": "SIGQUIT"
     }
+    assert (
+        json.loads(nsbox("get", "pod", "quits", "-o", "json").stdout)["status"]["containerStatuses"][0]["stopSignal"]
+        == "SIGQUIT"
+    )
     began = time.monotonic()
     nsbox("delete", "pod", "quits")  # SIGTERM is ignored: only SIGQUIT ends it before the 60 s grace
     assert time.monotonic() - began < 20
@@ -118,6 +122,10 @@ def test_the_containers_stop_signal_wins_over_the_images(nsbox_images, registry,
     n = nsbox_images
     apply(n, pod("spec-wins", c, os={"name": "linux"}, volumes=volumes, terminationGracePeriodSeconds=60))
     n.pid("spec-wins", "app")
+    assert (
+        json.loads(n("get", "pod", "spec-wins", "-o", "json").stdout)["status"]["containerStatuses"][0]["stopSignal"]
+        == "SIGQUIT"
+    )
     began = time.monotonic()
     n("delete", "pod", "spec-wins")
     assert time.monotonic() - began < 20
