@@ -135,6 +135,12 @@ def volume_mounts(pod: PodSpec, c: ContainerSpec, paths: PodPaths) -> list[mount
     return result
 
 
+def termination_message_mount(c: ContainerSpec, paths: PodPaths) -> mounts.Volume:
+    """The pod's file for `c`'s termination message, bound at its terminationMessagePath after
+    the volumes, as the kubelet binds it (docs/lifecycle.md, "Termination messages")."""
+    return mounts.Volume(paths.termination_message(c.name), c.termination_message_path, read_only=False)
+
+
 def _environ(pid: int) -> dict[str, str]:
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
@@ -196,7 +202,7 @@ def start_request(
         read_only_root=c.security.read_only_root_filesystem,
         shm=paths.shm,
         etc_files=etc_files,
-        volumes=volume_mounts(pod, c, paths),
+        volumes=[*volume_mounts(pod, c, paths), termination_message_mount(c, paths)],
         hide=hide,
         console=console,
     )

@@ -181,6 +181,16 @@ class ContainerSpec:
     init: bool = False  # run under nsbox's tiny init (signal forwarding, reaping)
     stdin: bool = False  # -i: keep stdin open (attached by the CLI)
     tty: bool = False  # -t
+    # An init container's own restartPolicy: "Always" makes it a sidecar (docs/lifecycle.md, "Sidecars").
+    restart_policy: str = ""
+    stop_signal: str = ""  # lifecycle.stopSignal ("SIGQUIT"): wins over the image's StopSignal; "" = the image's
+    termination_message_path: str = "/dev/termination-log"  # where the container may write why it ended
+    termination_message_policy: str = "File"  # File | FallbackToLogsOnError
+
+    @property
+    def is_sidecar(self) -> bool:
+        """An init container that keeps running beside the app containers (KEP-753)."""
+        return self.restart_policy == "Always"
 
     @property
     def argv(self) -> list[str]:
@@ -239,6 +249,11 @@ class PodSpec:
 
     def all_containers(self) -> list[ContainerSpec]:
         return self.init_containers + self.containers
+
+    @property
+    def sidecars(self) -> frozenset[str]:
+        """The names of the init containers that are sidecars (restartPolicy: Always)."""
+        return frozenset(c.name for c in self.init_containers if c.is_sidecar)
 
     def container(self, name: str) -> ContainerSpec | None:
         for c in self.all_containers():

@@ -122,6 +122,11 @@ class PodPaths:
     def container_dir(self, name: str) -> str:
         return os.path.join(self.dir, "containers", name)
 
+    def termination_message(self, name: str) -> str:
+        """The file bound at a container's terminationMessagePath (beside, not in, its
+        directory: that one is covered by the container's tmpfs when it starts)."""
+        return os.path.join(self.dir, "termination", name)
+
     def log_dir(self, namespace: str, pod: str) -> str:
         return os.path.join(self.root.path, "logs", f"{namespace}_{pod}_{self.uid}")
 

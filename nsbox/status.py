@@ -72,13 +72,30 @@ def container_statuses(v: PodView, init: bool) -> list[dict[str, Any]]:
             "restartCount": st.get("restartCount", 0),
             "image": st.get("image") or c.image or "nsbox/host",
             "imageID": st.get("imageID", ""),
-            "started": "running" in state and st.get("started", True),  # a startup probe holds it back
+            "started": "running" in state and st.get("started", True) is not False,  # a startup probe holds it back
+            # ContainerStopSignals (1.33): the effective one — the spec's, else the image's (docs/lifecycle.md)
+            "stopSignal": c.stop_signal or _signal_name(st.get("stopSignal", "")),
         }
         if st.get("pid"):
             entry["containerID"] = f"nsbox://{v.spec.uid}/{c.name}"
             entry["user"] = {"linux": st["user"]} if "user" in st else _container_user(v, c)
         out.append(entry)
     return out
+
+
+def _signal_name(image_signal: str) -> str:
+    """An image's StopSignal ("QUIT", "SIGQUIT", "3") as the API names it; SIGTERM without one."""
+    if not image_signal:
+        return "SIGTERM"  # the common case costs no import (`get pods` reads every container)
+    import signal
+
+    from nsbox.watcher.termination import stop_signal
+
+    number = stop_signal(image_signal)
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return image_signal.upper() if image_signal.upper().startswith("SIGRT") else "SIGTERM"
 
 
 def _container_user(v: PodView, c: Any) -> dict[str, Any]:
@@ -127,10 +144,11 @@ def pod_object(v: PodView) -> dict[str, Any]:
     turned = {st["name"]: st.get("readyChangedAt", "") for st in v.status.get("containers", [])}
     status["conditions"] = kube.pod_conditions(
         [{**m, "readyChangedAt": turned.get(m["name"], "")} for m in mains],
-        inits,
+        [{**i, "readyChangedAt": turned.get(i["name"], "")} for i in inits],
         created=spec.creation_timestamp,
         start_time=v.status.get("startTime", ""),
         phase=status["phase"],
+        sidecars=spec.sidecars,
     )
     if inits:
         status["initContainerStatuses"] = inits
@@ -150,6 +168,7 @@ def status_text(v: PodView) -> str:
         reason=v.status.get("reason", ""),
         deletion=v.deletion is not None,
         watcher_lost=not v.watcher_alive,
+        sidecars=v.spec.sidecars,
     )
 
 
@@ -160,11 +179,11 @@ def table(views: list[PodView], wide: bool, all_namespaces: bool) -> str:
     rows = [header]
     now = time.time()
     for v in views:
-        mains = container_statuses(v, init=False)
-        restarts = kube.pod_restart_count(mains, container_statuses(v, init=True))
+        mains, inits = container_statuses(v, init=False), container_statuses(v, init=True)
+        restarts = kube.pod_restart_count(mains, inits, v.spec.sidecars)
         row = ([v.spec.namespace] if all_namespaces else []) + [
             v.spec.name,
-            kube.pod_ready_text(mains),
+            kube.pod_ready_text(mains, [s for s in inits if s["name"] in v.spec.sidecars]),
             status_text(v),
             str(restarts),
             human_age(now - _epoch(v.spec.creation_timestamp)),

@@ -969,7 +969,7 @@ def test_pod_level_checks():
     assert convert(pod({"hostUsers": True, "os": {"name": "linux"}}))[1] == []
     assert problems(pod({"os": {"name": "windows"}})) == ["spec.os: Unsupported value: nsbox runs Linux pods"]
     assert problems(pod({"containers": [container(restartPolicy="Always")]})) == [
-        "spec.containers[0].restartPolicy: Forbidden: sidecar containers are not supported"
+        "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers"
     ]
 
 

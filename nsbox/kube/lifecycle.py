@@ -22,7 +22,7 @@ import time
 
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
 # --- Termination (kubectl delete, API server, kubelet) ------------------------
 
@@ -144,6 +144,19 @@ def _last_terminated(status: dict) -> dict | None:
     return (status.get("lastState") or {}).get("terminated")
 
 
+def app_containers_begun(containers: Sequence[dict]) -> bool:
+    """An app container has run: the pod is initialized for good."""
+    return any(_state(s)[0] in ("running", "terminated") or _last_terminated(s) for s in containers)
+
+
+def sidecar_done(status: dict, sidecars: Collection[str], begun: bool) -> bool:
+    """A sidecar (its name in `sidecars`) no longer holds the pod's initialization back once it
+    has started, or once the app containers have run (KEP-753; docs/lifecycle.md, "Sidecars")."""
+    return status.get("name") in sidecars and (
+        begun or (_state(status)[0] == "running" and bool(status.get("started")))
+    )
+
+
 def pod_phase(
     containers: list[dict],
     init_containers: Sequence[dict] = (),
@@ -151,6 +164,7 @@ def pod_phase(
     *,
     deadline_exceeded: bool = False,
     watcher_lost: bool = False,
+    sidecars: Collection[str] = (),
 ) -> str:
     """The pod phase (docs/lifecycle.md, "Phases") from its container statuses, as the kubelet's getPhase.
 
@@ -167,7 +181,8 @@ def pod_phase(
     - Running: a container runs, or all have stopped but will be restarted;
     - Succeeded / Failed: all stopped for good — Succeeded when all exited 0.
     A pod without containers (`pod create`) is Running: its sandbox is up and
-    there is nothing to wait for.
+    there is nothing to wait for. Sidecars (the init containers named in
+    `sidecars`) count as initialized once started, and never in the rest.
     """
     if watcher_lost:
         return "Unknown"
@@ -175,7 +190,11 @@ def pod_phase(
         return "Failed"
 
     init_pending = init_failed = 0
+    begun = app_containers_begun(containers)
     for status in init_containers:
+        if status.get("name") in sidecars:
+            init_pending += not sidecar_done(status, sidecars, begun)
+            continue
         kind, details = _state(status)
         if kind == "terminated":
             if details.get("exitCode", 0) != 0:
@@ -230,6 +249,7 @@ def pod_status_text(
     deletion: bool = False,
     watcher_lost: bool = False,
     init_total: int | None = None,
+    sidecars: Collection[str] = (),
 ) -> str:
     """What `kubectl get pods` shows in STATUS.
 
@@ -256,9 +276,10 @@ def pod_status_text(
     total = len(init_containers) if init_total is None else init_total
 
     initializing = False
+    begun = app_containers_begun(containers)
     for i, status in enumerate(init_containers):
         kind, details = _state(status)
-        if kind == "terminated" and details.get("exitCode", 0) == 0:
+        if kind == "terminated" and details.get("exitCode", 0) == 0 or sidecar_done(status, sidecars, begun):
             continue
         initializing = True
         if kind == "terminated":
@@ -302,17 +323,22 @@ def pod_status_text(
     return text
 
 
-def pod_ready_text(containers: list[dict]) -> str:
-    """The READY column: ready containers / containers (kubectl)."""
-    ready = sum(1 for s in containers if s.get("ready") and _state(s)[0] == "running")
-    return f"{ready}/{len(containers)}"
+def pod_ready_text(containers: list[dict], sidecar_statuses: Sequence[dict] = ()) -> str:
+    """The READY column: ready containers / containers, sidecars counted as app containers (kubectl)."""
+    counted = [*containers, *sidecar_statuses]
+    ready = sum(1 for s in counted if s.get("ready") and _state(s)[0] == "running")
+    return f"{ready}/{len(counted)}"
 
 
-def pod_restart_count(containers: list[dict], init_containers: Sequence[dict] = ()) -> int:
+def pod_restart_count(
+    containers: list[dict], init_containers: Sequence[dict] = (), sidecars: Collection[str] = ()
+) -> int:
     """The RESTARTS column (kubectl): init containers' restarts while the pod
-    initializes, the app containers' once it has."""
+    initializes, the app containers' and the sidecars' once it has."""
+    begun = app_containers_begun(containers)
     initializing = any(
-        not (_state(s)[0] == "terminated" and _state(s)[1].get("exitCode", 0) == 0) for s in init_containers
+        not (_state(s)[0] == "terminated" and _state(s)[1].get("exitCode", 0) == 0 or sidecar_done(s, sidecars, begun))
+        for s in init_containers
     )
-    chosen = init_containers if initializing else containers
+    chosen = init_containers if initializing else [*containers, *(s for s in init_containers if s["name"] in sidecars)]
     return sum(int(s.get("restartCount", 0)) for s in chosen)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .lifecycle import _last_terminated, _state, epoch
+from .lifecycle import _last_terminated, _state, app_containers_begun, epoch, sidecar_done
 
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
     from typing import Any
 
 # --- Requests, QoS class and pod conditions -------------------------------------
@@ -63,6 +63,7 @@ def pod_conditions(
     created: str,
     start_time: str = "",
     phase: str = "Pending",
+    sidecars: Collection[str] = (),
 ) -> list[dict]:
     """status.conditions of a pod, in the kubelet's order (pkg/kubelet/status/generate.go):
     PodReadyToStartContainers, Initialized, Ready, ContainersReady, PodScheduled.
@@ -96,21 +97,27 @@ def pod_conditions(
         else (_latest([finished(s) for s in [*init_containers, *containers]]) if start_time else created)
     )
 
-    incomplete = [
-        s for s in init_containers if not (_state(s)[0] == "terminated" and _state(s)[1].get("exitCode") == 0)
+    begun = app_containers_begun(containers)
+    incomplete = [  # a sidecar is complete once started (KEP-753)
+        s
+        for s in init_containers
+        if not (_state(s)[0] == "terminated" and _state(s)[1].get("exitCode") == 0)
+        and not sidecar_done(s, sidecars, begun)
     ]
     initialized = condition(
         "Initialized",
         not incomplete,
-        _latest([finished(s) for s in init_containers]) if not incomplete else "",
+        _latest([finished(s) or _state(s)[1].get("startedAt", "") for s in init_containers]) if not incomplete else "",
         "ContainersNotInitialized",
         f"containers with incomplete status: {_names(incomplete)}",
     )
 
-    unready = [s for s in containers if not s.get("ready")]
+    # Sidecars count for readiness beside the app containers (the kubelet's GenerateContainersReadyCondition).
+    checked = [*containers, *(s for s in init_containers if s.get("name") in sidecars)]
+    unready = [s for s in checked if not s.get("ready")]
     if not unready and containers:
         since = _latest(
-            [t for s in containers for t in (_state(s)[1].get("startedAt", ""), s.get("readyChangedAt", ""))]
+            [t for s in checked for t in (_state(s)[1].get("startedAt", ""), s.get("readyChangedAt", ""))]
         )
         reason = message = ""
     else:

@@ -5,6 +5,7 @@ and probes (probes.py) are read beside them (docs/manifests.md)."""
 from __future__ import annotations
 
 import os
+import signal
 
 from .. import kube
 from ..model import ContainerPort, ContainerSpec, Resources, SecurityContext
@@ -18,8 +19,11 @@ from .volumes import VolumeReader
 class ContainerReader(Reader):
     """spec.initContainers[*] and spec.containers[*], in the context of their pod."""
 
-    def container(self, item: dict, where: str, ctx: PodContext, seen: set[str]) -> ContainerSpec | None:
-        """One container; its name is added to `seen` (the names of the containers read before)."""
+    def container(
+        self, item: dict, where: str, ctx: PodContext, seen: set[str], *, init: bool = False
+    ) -> ContainerSpec | None:
+        """One container (`init`: of spec.initContainers); its name is added to `seen` (the names
+        of the containers read before)."""
         self.fields(item, "Container", where)
         name = self.name(item, where, seen)
         command = self.get(item, "command", where, "strings")
@@ -48,6 +52,9 @@ class ContainerReader(Reader):
         container.liveness_probe = probes["livenessProbe"]
         container.readiness_probe = probes["readinessProbe"]
         container.startup_probe = probes["startupProbe"]
+        container.stop_signal = self.stop_signal(item, where, ctx)
+        container.restart_policy = self.restart_policy(item, where, init)
+        self.termination_message(item, where, container)
         container.stdin = self.get(item, "stdin", where, "boolean") is True
         container.tty = self.get(item, "tty", where, "boolean") is True
         return container if name else None
@@ -191,3 +198,64 @@ class ContainerReader(Reader):
         out.cpu_request_millis = taken["cpu"] or None  # zero, like a zero limit, is none
         out.memory_request_bytes = taken["memory"] or None
         return out
+
+    def restart_policy(self, item: dict, where: str, init: bool) -> str:
+        """A container's own restartPolicy, as the API server of Kubernetes 1.33 validates it: an
+        init container may say `Always` (a sidecar, docs/lifecycle.md "Sidecars"); an app
+        container may not set it."""
+        policy = self.get(item, "restartPolicy", where, "string")
+        if policy is None:
+            return ""
+        if not init:
+            self.problem(f"{where}.restartPolicy: Forbidden: may not be set for non-init containers")
+            return ""
+        if policy != "Always":
+            self.unsupported(f"{where}.restartPolicy", policy, ("Always",))
+            return ""
+        return policy
+
+    def stop_signal(self, item: dict, where: str, ctx: PodContext) -> str:
+        """lifecycle.stopSignal (ContainerStopSignals): one of the API's Linux signal names, and
+        only with spec.os.name set, as the API server requires."""
+        lifecycle = item.get("lifecycle")
+        value = lifecycle.get("stopSignal") if isinstance(lifecycle, dict) else None
+        if value is None:
+            return ""
+        s_where = f"{where}.lifecycle.stopSignal"
+        if not ctx.os_name:
+            self.problem(f"{s_where}: Forbidden: may not be set for containers with empty `spec.os.name`")
+            return ""
+        if value not in STOP_SIGNALS:
+            self.unsupported(s_where, value, STOP_SIGNALS)
+            return ""
+        return str(value)
+
+    def termination_message(self, item: dict, where: str, container: ContainerSpec) -> None:
+        """terminationMessagePath and terminationMessagePolicy, with the API server's defaults
+        (docs/lifecycle.md, "Termination messages")."""
+        path = self.get(item, "terminationMessagePath", where, "string")
+        if path:
+            if not path.startswith("/"):
+                self.invalid(f"{where}.terminationMessagePath", path, "must be an absolute path")
+            container.termination_message_path = os.path.normpath(path)
+        policy = self.get(item, "terminationMessagePolicy", where, "string")
+        if policy is not None:
+            if policy not in TERMINATION_MESSAGE_POLICIES:
+                self.unsupported(f"{where}.terminationMessagePolicy", policy, TERMINATION_MESSAGE_POLICIES)
+            else:
+                container.termination_message_policy = policy
+
+
+TERMINATION_MESSAGE_POLICIES = ("File", "FallbackToLogsOnError")
+
+
+def _linux_signal_names() -> tuple[str, ...]:
+    """The API's Signal enum for Linux: the classic names, SIGRTMIN+1..15, SIGRTMAX-14..-1."""
+    classic = sorted(
+        {s.name for s in signal.Signals if not s.name.startswith("SIGRT")} | {"SIGCLD", "SIGIOT", "SIGPOLL"}
+    )
+    realtime = [f"SIGRTMIN+{i}" for i in range(1, 16)] + [f"SIGRTMAX-{i}" for i in range(14, 0, -1)]
+    return (*classic, "SIGRTMIN", *realtime, "SIGRTMAX")
+
+
+STOP_SIGNALS = _linux_signal_names()

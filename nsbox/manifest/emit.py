@@ -72,6 +72,9 @@ def _normalised_spec(spec: PodSpec, written: dict[str, Any]) -> dict[str, Any]:
         for c in out.get(key) or []:
             if isinstance(c, dict) and isinstance(c.get("image"), str) and c["image"]:
                 c.setdefault("imagePullPolicy", kube.default_pull_policy(c["image"]))  # the API server's default
+            if isinstance(c, dict):  # the API server's defaults (docs/lifecycle.md, "Termination messages")
+                c.setdefault("terminationMessagePath", TERMINATION_MESSAGE_PATH)
+                c.setdefault("terminationMessagePolicy", "File")
         listed = {c.get("name") for c in out.get(key) or [] if isinstance(c, dict)}
         added = [_container_manifest(c) for c in containers if c.name not in listed]
         if added:
@@ -149,8 +152,13 @@ def _volume_manifest(volume: Volume) -> dict[str, Any]:
     return {"name": volume.name, "emptyDir": source}
 
 
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"  # the API server's default
+
+
 def _container_manifest(c: ContainerSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"name": c.name}
+    if c.restart_policy:
+        out["restartPolicy"] = c.restart_policy
     if c.image:
         out["image"] = c.image
     if c.image_pull_policy:
@@ -178,6 +186,8 @@ def _container_manifest(c: ContainerSpec) -> dict[str, Any]:
                 mount["subPath"] = m.sub_path
             mounts.append(mount)
         out["volumeMounts"] = mounts
+    out["terminationMessagePath"] = c.termination_message_path
+    out["terminationMessagePolicy"] = c.termination_message_policy
     security = _security_manifest(c.security)
     if security:
         out["securityContext"] = security
@@ -202,8 +212,11 @@ def _container_manifest(c: ContainerSpec) -> dict[str, Any]:
         for hook, handler in (("postStart", c.post_start), ("preStop", c.pre_stop))
         if handler is not None
     }
-    if lifecycle:
-        out["lifecycle"] = lifecycle
+    lifecycle_out: dict[str, Any] = dict(lifecycle)
+    if c.stop_signal:
+        lifecycle_out["stopSignal"] = c.stop_signal
+    if lifecycle_out:
+        out["lifecycle"] = lifecycle_out
     for key, probe in (
         ("livenessProbe", c.liveness_probe),
         ("readinessProbe", c.readiness_probe),

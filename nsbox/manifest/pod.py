@@ -273,6 +273,7 @@ class PodReader(Reader):
             run_as_user=pod.run_as_user,
             run_as_non_root=run_as_non_root,
             service_account=account if isinstance(account, str) and account else "default",
+            os_name=str((spec.get("os") or {}).get("name") or "") if isinstance(spec.get("os"), dict) else "",
         )
 
         if spec.get("containers") in (None, []):
@@ -281,7 +282,7 @@ class PodReader(Reader):
         containers = ContainerReader(self.findings)
         for key, target in (("initContainers", pod.init_containers), ("containers", pod.containers)):
             for where, item in self.objects(spec, key, "spec"):
-                container = containers.container(item, where, ctx, container_names)
+                container = containers.container(item, where, ctx, container_names, init=key == "initContainers")
                 if container is not None:
                     target.append(container)
 

@@ -29,7 +29,8 @@ HANDLED: dict[str, frozenset[str]] = {
         "Sysctl": "name value",
         "HostAlias": "ip hostnames",
         "Container": "name image imagePullPolicy command args workingDir env volumeMounts securityContext resources "
-        "lifecycle stdin tty envFrom ports livenessProbe readinessProbe startupProbe",
+        "lifecycle stdin tty envFrom ports livenessProbe readinessProbe startupProbe restartPolicy "
+        "terminationMessagePath terminationMessagePolicy",
         "EnvVar": "name value valueFrom",
         "EnvVarSource": "fieldRef configMapKeyRef secretKeyRef resourceFieldRef",
         "ConfigMapKeySelector": "name key optional",
@@ -58,7 +59,7 @@ HANDLED: dict[str, frozenset[str]] = {
         "Capabilities": "add drop",
         "ResourceRequirements": "limits requests",
         "ResourceList": "cpu memory",
-        "Lifecycle": "postStart preStop",
+        "Lifecycle": "postStart preStop stopSignal",
         "LifecycleHandler": "exec httpGet tcpSocket sleep",
         "Probe": "exec httpGet tcpSocket grpc initialDelaySeconds timeoutSeconds periodSeconds "
         "successThreshold failureThreshold terminationGracePeriodSeconds",
@@ -118,8 +119,6 @@ WARNED: dict[str, str] = {
     "PodSecurityContext.seccompProfile": "seccomp profiles are not applied",
     "PodSecurityContext.appArmorProfile": "AppArmor profiles are not applied",
     "PodSecurityContext.windowsOptions": "nsbox runs Linux pods",
-    "Container.terminationMessagePath": "termination messages are not collected",
-    "Container.terminationMessagePolicy": "termination messages are not collected",
     "Container.resizePolicy": "resources are not resized in place",
     "Container.stdinOnce": "nothing attaches to a manifest pod's stdin",
     "SecurityContext.seLinuxOptions": "SELinux labels are not applied",
@@ -157,8 +156,8 @@ REJECTED: dict[str, str] = {
     "PodSpec.hostUsers": "Forbidden: user namespaces are not supported",  # when false
     "PodSpec.os": "Unsupported value: nsbox runs Linux pods",  # name other than linux
     "Container.volumeDevices": "Forbidden: block devices need persistent volumes",
-    "Container.restartPolicy": "Forbidden: sidecar containers are not supported",
-    "Container.restartPolicyRules": "Forbidden: sidecar containers are not supported",
+    # Kubernetes 1.34's per-container restart rules; nsbox follows 1.33 (docs/lifecycle.md, "Sidecars").
+    "Container.restartPolicyRules": "Forbidden: per-container restart rules are not supported",
     "EnvVarSource.fileKeyRef": "Forbidden: not supported",
     "VolumeProjection.serviceAccountToken": _NO_API_SERVER,
     "VolumeProjection.clusterTrustBundle": _NO_API_SERVER,
@@ -167,7 +166,6 @@ REJECTED: dict[str, str] = {
     "VolumeMount.mountPropagation": "Forbidden: mount propagation is not supported",  # other than None
     "VolumeMount.recursiveReadOnly": "Forbidden: recursive read-only mounts are not supported",  # Enabled
     "SecurityContext.procMount": "Forbidden: an unmasked /proc is not supported",  # other than Default
-    "Lifecycle.stopSignal": "Forbidden: custom stop signals are not supported",
     "ResourceRequirements.claims": "Forbidden: dynamic resource allocation needs a cluster",
     "ResourceList.*": "Unsupported value: nsbox limits cpu and memory only",  # any other resource
     "ContainerPort.hostPort": _HOST_PORT,  # unless 0 (unset), or hostNetwork and equal to containerPort

@@ -71,6 +71,7 @@ class PodContext(NamedTuple):
     run_as_user: int | None
     run_as_non_root: bool | None
     service_account: str = "default"  # spec.serviceAccountName as the API server stores it
+    os_name: str = ""  # spec.os.name: lifecycle.stopSignal needs it (API server)
 
 
 class Reader:

@@ -369,4 +369,4 @@ class Watcher:
             return  # DeadlineExceeded, Evicted: final
         inits = [r.to_status() for r in self.containers if r.is_init]
         mains = [r.to_status() for r in self.containers if not r.is_init]
-        self.state.phase = kube.pod_phase(mains, inits, self.pod.restart_policy)
+        self.state.phase = kube.pod_phase(mains, inits, self.pod.restart_policy, sidecars=self.pod.sidecars)

@@ -9,7 +9,7 @@ from functools import partial
 
 from nsbox import cgroups, kube, logs, native
 from nsbox.errors import NsboxError, WaitingForConfig
-from nsbox.watcher import hooks
+from nsbox.watcher import hooks, messages
 from nsbox.watcher.images import WaitingForImage
 from nsbox.watcher.podstate import ContainerState
 
@@ -17,7 +17,7 @@ from nsbox.watcher.podstate import ContainerState
 # from nsbox-idle to end its pod does not need it.
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any
 
     from nsbox.model import ContainerSpec
@@ -54,12 +54,18 @@ class Running(ContainerState):
             "restartCount": self.restart_count,
             "state": self.state,
             "lastState": self.last_state,
-            "ready": self.running and not self.is_init and self.started_ok and self.probed_ready,
-            **({"started": self.running and self.started_ok} if not self.is_init else {}),
+            "ready": self.started() and (not self.is_init or self.spec.is_sidecar) and self.probed_ready,
+            "started": self.started(),
             **({"readyChangedAt": self.ready_changed_at} if self.ready_changed_at else {}),
             **({"imageID": self.image_id} if self.image_id else {}),
             **self.started_as,
         }
+
+    def started(self) -> bool:
+        """Whether the container counts as started: running, and its startup probe (if any)
+        has succeeded. The next init container may start after a sidecar that has
+        (docs/lifecycle.md, "Sidecars")."""
+        return self.running and self.started_ok
 
 
 class Containers:
@@ -86,23 +92,51 @@ class Containers:
 
     # ------------------------------------------------------------ starting
 
+    @property
+    def initialized(self) -> bool:
+        """The app containers have been started once: the init phase is over for good, and a
+        sidecar that restarts later holds nothing back."""
+        return any(
+            not r.is_init and (r.running or r.restart_count or r.last_state or "terminated" in r.state) for r in self
+        )
+
+    @property
+    def completing(self) -> bool:
+        """Every app container has ended for good (restartPolicy Never or OnFailure), or an init
+        container failed for good (Never): the pod is done, and its sidecars are stopped rather
+        than restarted (docs/lifecycle.md, "Sidecars")."""
+        w = self.w
+        if w.pod.restart_policy == "Always":
+            return False
+        codes = w.state.exit_codes
+        if any(codes.get(c.name, 0) != 0 for c in w.pod.init_containers if not c.is_sidecar):
+            return True
+        names = [c.name for c in w.pod.containers]
+        return bool(names) and all(n in codes for n in names)
+
     def start_next(self) -> list[str]:
-        """Start what may start now: the next init container, or every main container."""
-        if self.w.termination.deletion is not None or self.w.state.ended:
+        """Start what may start now: the next init container (after a sidecar that has started),
+        or every main container."""
+        if self.w.termination.deletion is not None or self.w.state.ended or self.completing:
             return []
+        errors: list[str] = []
         for r in self:
             if not r.is_init:
                 continue
             term = r.state.get("terminated")
-            if term and term.get("exitCode") == 0:
+            if r.spec.is_sidecar and (r.started() or self.initialized):
+                continue
+            if term and term.get("exitCode") == 0 and not r.spec.is_sidecar:
                 continue
             if not r.running and r.restart_timer is None and not term:
-                return self.start_all([r])
-            return []
+                errors += self.start_all([r])
+                if r.spec.is_sidecar and r.started():
+                    continue  # started: the next one may start too
+            return errors
         waiting = [
             r for r in self if not r.is_init and not r.running and "waiting" in r.state and r.restart_timer is None
         ]
-        return self.start_all(waiting)
+        return errors + self.start_all(waiting)
 
     def start_all(self, rs: list[Running]) -> list[str]:
         errors = []
@@ -120,6 +154,8 @@ class Containers:
         """
         try:
             self.start(r)
+            if r.spec.is_sidecar and not self.initialized:
+                self.w.loop.at(0, self.start_after_sidecar)
             return None
         except WaitingForImage:
             return None  # its state says why; the pull or its back-off tries again
@@ -130,6 +166,11 @@ class Containers:
             self.close_log(r)
             self.w.loop.at(0, partial(self._record_start_failure, r, e))
             return str(e)
+
+    def start_after_sidecar(self) -> None:
+        """A sidecar has started (or its startup probe succeeded): the init containers after it
+        waited for it (failures are in their states)."""
+        self.start_next()
 
     def start(self, r: Running) -> None:
         from nsbox import container
@@ -149,6 +190,7 @@ class Containers:
         w.cg.set_devices(cg_path, None if c.security.privileged else cgroups.DEFAULT_DEVICE_RULES)
         r.oom_before = w.cg.oom_killed(cg_path)
         os.makedirs(w.paths.container_dir(c.name), 0o700, exist_ok=True)
+        messages.prepare(w.paths.termination_message(c.name))
         attach = w.attach if w.attach is not None and (c.stdin or c.tty) and r.restart_count == 0 else None
         console = os.ttyname(attach[1]) if attach and c.tty and os.isatty(attach[1]) else ""
         req = container.start_request(
@@ -299,6 +341,14 @@ class Containers:
             }
         }
         self.process_gone(r)
+        message = messages.collect(
+            w.paths.termination_message(r.spec.name),
+            r.spec.termination_message_policy,
+            code,
+            w.paths.log_file(w.pod.namespace, w.pod.name, r.spec.name, r.restart_count),
+        )
+        if message:
+            r.state["terminated"]["message"] = message
         self.after_exit(r, code)
 
     def process_gone(self, r: Running) -> None:
@@ -327,7 +377,11 @@ class Containers:
         ran = time.monotonic() - r.started_mono if r.started_mono else 0
         if ran >= kube.BACKOFF_RESET_AFTER:
             r.backoff_index = 0
-        restart = kube.should_restart_init if r.is_init else kube.should_restart
+        restart: Callable[[str, int], bool]
+        if r.spec.is_sidecar:
+            restart = self._sidecar_restarts
+        else:
+            restart = kube.should_restart_init if r.is_init else kube.should_restart
         if code >= 0 and not w.state.ended and restart(w.pod.restart_policy, code):
             delay = kube.restart_backoff(r.backoff_index, self.base_backoff, self.max_backoff)
             r.backoff_index += 1
@@ -344,9 +398,18 @@ class Containers:
                 r.state = {"waiting": {"reason": "ContainerCreating"}}
             self.restart_in(r, delay)
         else:
-            self._ended_for_good(r, code)
+            if not r.spec.is_sidecar:
+                self._ended_for_good(r, code)
             self.start_next()
+            if self.completing:
+                w.termination.stop_sidecars()
+            w.termination.next_turns()
         w.termination.maybe_auto_remove()
+
+    def _sidecar_restarts(self, policy: str, code: int) -> bool:
+        """A sidecar is restarted whenever it exits, whatever the pod's restartPolicy, until the
+        pod completes (KEP-753)."""
+        return not self.completing and not self.w.termination.stopping_sidecars
 
     def _ended_for_good(self, r: Running, code: int) -> None:
         """Tell `run --attach` that its container has ended for good (after the teardown with --rm)."""

@@ -81,6 +81,8 @@ class Worker:
             if r.spec.readiness_probe is None:
                 r.ready_changed_at = kube.rfc3339()
             w.dirty = True
+            if r.spec.is_sidecar:
+                w.loop.at(0, w.containers.start_after_sidecar)  # the next init container waited for this
         elif not ok:  # liveness or startup: failureThreshold failures in a row
             self.results.reset()
             w.probes.kill(r, self.kind, self.probe)
@@ -97,8 +99,8 @@ class Probes:
         spec = r.spec
         r.started_ok = spec.startup_probe is None
         r.probed_ready = spec.readiness_probe is None
-        if r.is_init:
-            return  # init containers have no probes (the API server refuses them)
+        if r.is_init and not r.spec.is_sidecar:
+            return  # only sidecars among init containers have probes (the API server refuses the others')
         workers = [
             Worker(self.w, r, kind, probe)
             for kind, probe in (

@@ -34,6 +34,9 @@ class Termination:
         self.terminating = False
         self.kill_deadline = 0.0  # monotonic: the end of the grace period
         self.deadline_timer: Timer | None = None  # activeDeadlineSeconds
+        self.stopping: set[Running] = set()  # containers whose stop sequence has begun
+        self.awaiting_turn: list[Running] = []  # sidecars whose stop signal waits (Termination 12)
+        self.stopping_sidecars = False  # the app containers are done: the sidecars are being stopped
 
     # ------------------------------------------------------------ deletion
 
@@ -57,25 +60,74 @@ class Termination:
         self._stop_containers(grace, force)
         self.check_terminated()
 
-    def _stop_containers(self, grace: int, force: bool) -> None:
-        """Cancel restarts; preStop then SIGTERM for each running container (SIGKILL follows in _term)."""
+    def _stop_containers(self, grace: int, force: bool, only: list[Running] | None = None) -> None:
+        """Cancel restarts; preStop then the stop signal for each running container (of `only`
+        when given), sidecars in their turn (SIGKILL follows in _term)."""
         w = self.w
-        for r in w.containers:
+        for r in list(w.containers) if only is None else only:
             w.loop.cancel(r.restart_timer)
             w.loop.cancel(r.config_timer)
             r.restart_timer = r.config_timer = None
-            if not r.running:
+            if not r.running or r in self.stopping:
                 continue
+            self.stopping.add(r)
             w.event("Normal", "Killing", f"Stopping container {r.spec.name}", r.spec.name)
             if r.spec.pre_stop and not force and grace > 0 and r.child:
                 hook_timer = w.loop.at(grace, partial(self._term, r))
                 hooks.run(w, r, r.spec.pre_stop, "PreStop", on_done=partial(self._pre_stop_done, r, hook_timer))
-            else:
+            elif force or grace <= 0:
                 self._term(r)
+            else:
+                self._in_turn(r)
 
     def _pre_stop_done(self, r: Running, timer: Timer, ok: bool) -> None:
         timer.cancel()
-        self._term(r)
+        self._in_turn(r)
+
+    def _in_turn(self, r: Running) -> None:
+        """The stop signal now, or, for a sidecar, once what it serves has ended — every app
+        container and every sidecar started after it — or at the end of the grace period,
+        whichever comes first (docs/lifecycle.md, Termination 12; the kubelet's termination
+        ordering)."""
+        if not self._waits(r):
+            self._term(r)
+            return
+        if r not in self.awaiting_turn:
+            self.awaiting_turn.append(r)
+            self.w.loop.at(self.kill_deadline - time.monotonic(), partial(self._term, r))
+
+    def _waits(self, r: Running) -> bool:
+        if not r.spec.is_sidecar:
+            return False
+        later = False
+        for other in self.w.containers:
+            if other is r:
+                later = True
+            elif other.running and (not other.is_init or (later and other.spec.is_sidecar)):
+                return True
+        return False
+
+    def next_turns(self) -> None:
+        """A container has ended: the sidecars that waited for it may be stopped now."""
+        for r in list(self.awaiting_turn):
+            if not self._waits(r):
+                self.awaiting_turn.remove(r)
+                self._term(r)
+
+    def stop_sidecars(self) -> None:
+        """Every app container has ended for good: stop the sidecars, as a deletion would, with
+        the pod's grace period (docs/lifecycle.md, "Sidecars"); the pod then stays."""
+        if self.stopping_sidecars:
+            self.next_turns()
+            return
+        w = self.w
+        sidecars = [r for r in w.containers if r.spec.is_sidecar]
+        if not sidecars or self.deletion is not None or w.state.ended:
+            return
+        self.stopping_sidecars = True
+        grace = w.pod.termination_grace_period
+        self.kill_deadline = time.monotonic() + grace
+        self._stop_containers(grace, force=False, only=sidecars)
 
     def _term_or_kill(self, r: Running) -> None:
         self._term(r)
@@ -85,7 +137,7 @@ class Termination:
         if not r.running or r.term_at:
             return
         r.term_at = time.monotonic()
-        self.w.containers.signal(r, stop_signal(r.started_as.get("stopSignal", "")))
+        self.w.containers.signal(r, stop_signal(r.spec.stop_signal or r.started_as.get("stopSignal", "")))
         kill_at = kube.sigkill_at(self.kill_deadline, r.term_at)
         self.w.loop.at(kill_at - time.monotonic(), partial(self._kill, r))
 
@@ -112,6 +164,7 @@ class Termination:
         """Tear the pod down as soon as every container has ended (not at the end of G)."""
         if self.deletion is None or self.w.done:
             return
+        self.next_turns()
         if self.w.containers.any_running:
             return
         self.teardown()
@@ -242,10 +295,15 @@ class Termination:
 
 
 def stop_signal(name: str) -> int:
-    """The signal that asks a container to stop: its image's StopSignal ("SIGQUIT", "QUIT"
-    or a number, as containerd reads it), else SIGTERM (docs/images.md, "Image pods")."""
+    """The signal that asks a container to stop: its lifecycle.stopSignal, else its image's
+    StopSignal ("SIGQUIT", "QUIT", "SIGRTMIN+3" or a number, as containerd reads it), else
+    SIGTERM (docs/lifecycle.md, "Stop signal"; docs/images.md, "Image pods")."""
     if name.isdigit():
         return int(name)
+    base, sign, offset = name.upper().removeprefix("SIG").partition("+" if "+" in name else "-")
+    if base in ("RTMIN", "RTMAX") and (not sign or offset.isdigit()):
+        value = signal.SIGRTMIN if base == "RTMIN" else signal.SIGRTMAX
+        return int(value) + (int(offset) if sign == "+" else -int(offset or 0))
     try:
         return int(signal.Signals["SIG" + name.upper().removeprefix("SIG")])
     except KeyError:
