@@ -167,6 +167,17 @@ class Nsbox:
 # ---------------------------------------------------------------- observers (not nsbox)
 
 
+def pod(
+    name: str, *containers: dict[str, Any], annotations: dict[str, str] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """A v1 Pod manifest; every test pod gets a short grace period unless it sets one."""
+    meta: dict[str, Any] = {"name": name}
+    if annotations:
+        meta["annotations"] = annotations
+    spec.setdefault("terminationGracePeriodSeconds", 1)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"containers": list(containers), **spec}}
+
+
 def ns_inode(pid: int, ns: str) -> int:
     return os.stat(f"/proc/{pid}/ns/{ns}").st_ino
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import alive, cgroup_dirs, cgroup_pids, ns_inode, sleeping_fds, wait_for
+from conftest import alive, cgroup_dirs, cgroup_pids, ns_inode, pod, sleeping_fds, wait_for
 
 FAST = {"nsbox.io/backoff-base-seconds": "1", "nsbox.io/backoff-max-seconds": "2"}
 # Runs until SIGTERM, which it obeys at once (a plain `sleep` as PID 1 ignores it and waits for SIGKILL).
@@ -35,17 +35,6 @@ def then_sleep(script: str) -> list[str]:
 
 def container(name: str, command: list[str], **fields: Any) -> dict[str, Any]:
     return {"name": name, "command": command, **fields}
-
-
-def pod(
-    name: str, *containers: dict[str, Any], annotations: dict[str, str] | None = None, **spec: Any
-) -> dict[str, Any]:
-    """A v1 Pod; every test pod gets a short grace period unless it sets one."""
-    meta: dict[str, Any] = {"name": name}
-    if annotations:
-        meta["annotations"] = annotations
-    spec.setdefault("terminationGracePeriodSeconds", 1)
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"containers": list(containers), **spec}}
 
 
 def as_yaml(*docs: dict[str, Any]) -> str:

@@ -14,22 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import wait_for
+from conftest import pod, wait_for
 from test_network import bridge  # noqa: F401  (a fixture)
 
 # Runs until SIGTERM, which it obeys at once.
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"]
 GROUPS_TO = "grep ^Groups: /proc/self/status > {}"
-
-
-def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    spec.setdefault("terminationGracePeriodSeconds", 1)
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"containers": list(containers), **spec},
-    }
 
 
 def container(name: str, command: list[str], **fields: Any) -> dict[str, Any]:

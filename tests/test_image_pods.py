@@ -24,19 +24,11 @@ from typing import Any
 import imagekit
 import pytest
 import yaml
-from conftest import processes_naming, wait_for
+from conftest import pod, processes_naming, wait_for
 
 pytestmark = pytest.mark.usefixtures("busybox_image")
 
 FAST_BACKOFF = {"nsbox.io/backoff-base-seconds": "0.5", "nsbox.io/backoff-max-seconds": "1"}
-
-
-def pod(name: str, *containers: dict[str, Any], annotations: dict[str, str] | None = None, **spec: Any) -> dict:
-    meta: dict[str, Any] = {"name": name}
-    if annotations:
-        meta["annotations"] = annotations
-    spec.setdefault("terminationGracePeriodSeconds", 1)
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"containers": list(containers), **spec}}
 
 
 def apply(n, *docs: dict) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import alive, cgroup_dirs, cgroup_pids, wait_for
+from conftest import alive, cgroup_dirs, cgroup_pids, pod, wait_for
 
 # A small HTTP server for the pod's loopback: GET answers with the code in /tmp/code (200
 # when absent) and writes the request's headers to /tmp/seen.json; /moved redirects to
@@ -58,16 +58,6 @@ s.serve_forever()
 
 def server(port: int, *extra: str) -> list[str]:
     return ["python3", "-c", SERVER, str(port), *extra]
-
-
-def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    spec.setdefault("terminationGracePeriodSeconds", 1)
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"containers": list(containers), **spec},
-    }
 
 
 def apply(nsbox, doc: dict[str, Any]) -> None:

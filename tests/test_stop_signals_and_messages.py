@@ -13,22 +13,13 @@ import time
 import imagekit
 import pytest
 import yaml
-from conftest import alive, wait_for
+from conftest import alive, pod, wait_for
 
 from nsbox import manifest
 from nsbox.errors import NsboxError
 
 # PID 1 of a PID namespace ignores signals it has no handler for: these handle them.
 QUIT_ENDS_IT = "trap 'echo quit > /out/got; exit 0' QUIT; trap '' TERM; while :; do sleep 0.05; done"
-
-
-def pod(name: str, *containers: dict, **spec: object) -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"containers": list(containers), **spec},
-    }
 
 
 def apply(n, *docs: dict) -> None:
