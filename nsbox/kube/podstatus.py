@@ -116,9 +116,7 @@ def pod_conditions(
     checked = [*containers, *(s for s in init_containers if s.get("name") in sidecars)]
     unready = [s for s in checked if not s.get("ready")]
     if not unready and containers:
-        since = _latest(
-            [t for s in checked for t in (_state(s)[1].get("startedAt", ""), s.get("readyChangedAt", ""))]
-        )
+        since = _latest([t for s in checked for t in (_state(s)[1].get("startedAt", ""), s.get("readyChangedAt", ""))])
         reason = message = ""
     else:
         since = _latest([t for s in unready for t in (finished(s), s.get("readyChangedAt", ""))])
