@@ -732,6 +732,16 @@ def test_a_failure_seen_by_the_idle_watcher_turns_readiness_and_it_hibernates_ag
     stays_idle_while(watcher, lambda: hits(pid) >= before + 2, "two more probe requests")
     assert state(nsbox, "turns")["restartCount"] == 0 and nsbox.pid("turns") == pid
 
+    # One failure (of three needed) wakes Python, which writes the event: the Ready condition's
+    # transition time survives the hibernation.
+    became_ready = condition(nsbox, "turns", "Ready")["lastTransitionTime"]
+    failures = len(events(nsbox, "turns", "Unhealthy"))
+    write(in_container(pid, "/tmp/code"), "500")
+    wait_for(lambda: len(events(nsbox, "turns", "Unhealthy")) > failures, timeout=15, what="one failure")
+    os.unlink(in_container(pid, "/tmp/code"))
+    assert ready_column(nsbox, "turns") == "1/1"
+    assert condition(nsbox, "turns", "Ready")["lastTransitionTime"] == became_ready
+
 
 def test_a_tcp_liveness_failure_seen_by_the_idle_watcher_kills_and_restarts(nsbox):
     """The listener goes away (its file says so): nsbox-idle's connect is refused, Python

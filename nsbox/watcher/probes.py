@@ -237,7 +237,11 @@ class Probes:
         args: list[str] = []
         wake_at: list[float] = []
         for r, ws in self.workers.items():
-            containers[r.spec.name] = {"startedOk": r.started_ok, "probedReady": r.probed_ready}
+            containers[r.spec.name] = {
+                "startedOk": r.started_ok,
+                "probedReady": r.probed_ready,
+                "readyChangedAt": r.ready_changed_at,  # the Ready condition's lastTransitionTime
+            }
             for wk in ws:
                 if wk.stopped or wk.timer is None:
                     continue
@@ -278,7 +282,11 @@ class Probes:
         for name, st in state["containers"].items():
             r = w.containers.by_name.get(name)
             if r is not None:
-                r.started_ok, r.probed_ready = st["startedOk"], st["probedReady"]
+                r.started_ok, r.probed_ready, r.ready_changed_at = (
+                    st["startedOk"],
+                    st["probedReady"],
+                    st["readyChangedAt"],
+                )
         now = time.monotonic()
         for index, st in enumerate(state["workers"]):
             r = w.containers.by_name.get(st["container"])
