@@ -71,8 +71,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "what",
         nargs="?",
         default="all",
-        choices=["all", "oneshot", "podops", "footprint", "scale", "images", "profile"],
-        help="which part to run (default: all; `images`: image pods and pulls; `profile` is the analysis)",
+        choices=["all", "oneshot", "podops", "footprint", "scale", "images", "probes", "profile"],
+        help="which part to run (default: all; `images`: image pods and pulls; `probes`: probed pods' "
+        "memory; `profile` is the analysis)",
     )
     p.add_argument(
         "--nsbox",
@@ -100,6 +101,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=10, help="parallel batch size in the scale test")
     p.add_argument("--reps", type=int, default=None, help="timed repetitions per cell (quick: 10)")
     p.add_argument("--footprint-pods", type=int, default=10, help="pods per runtime in the footprint test")
+    p.add_argument("--probe-pods", type=int, default=100, help="pods per probe kind in the probes test")
+    p.add_argument("--probe-period", type=int, default=10, help="periodSeconds of the probes test's probes")
+    p.add_argument("--probe-window", type=float, default=30.0, help="seconds over which the probes test samples memory")
+    p.add_argument(
+        "--probe-kinds",
+        default="none,httpGet,tcpSocket,exec",
+        help="the probes test's variants, comma-separated (none, httpGet, tcpSocket, exec)",
+    )
     p.add_argument(
         "--skip",
         action="append",
@@ -157,6 +166,9 @@ def main(argv: list[str]) -> int:
             skipped[tool] = f"not installed (Debian package {pkg})"
     for s in args.skip:
         skipped[s] = "left out (--skip)"
+    if args.what == "probes":  # nsbox alone: the peers have no probes
+        for s in ("podman", "crun", "runc", "bwrap", "unshare"):
+            skipped.setdefault(s, "not in the probes test")
     if "busybox" not in tools:
         for s in ("podman", "crun", "runc"):
             skipped.setdefault(s, "no busybox-static for the image/bundle")
@@ -229,6 +241,9 @@ def main(argv: list[str]) -> int:
             if py:
                 baselines.append(("ref: idle python (time.sleep)", [py, "-c", "import time; time.sleep(60)"], env))
             results["footprint"] = suites.footprint(rts, args.footprint_pods, baselines)
+        if args.what == "probes":  # not part of `all`: minutes of sampling
+            kinds = [k for k in args.probe_kinds.split(",") if k]
+            results["probes"] = suites.probes(nsb, args.probe_pods, kinds, args.probe_period, args.probe_window)
         if args.what in ("all", "scale"):
             checkpoints = sorted({c for c in (10, 100, 500, 1000, args.scale_n) if c <= args.scale_n})
             results["scale"] = [

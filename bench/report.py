@@ -227,12 +227,42 @@ def markdown(results: dict, png: str | None) -> str:
             *footprint_table(fp),
             "",
         ]
+    if results.get("probes"):
+        lines += probe_lines(results["probes"])
     if results.get("scale"):
         lines += ["## Scale", "", "Each pod: one container `sh -c \"trap 'exit 0' TERM; sleep 1000000 & wait\"`.", ""]
         if png:
             lines += [f"![time per pod against N]({png})", ""]
         lines += scale_lines(results["scale"])
     return "\n".join(lines) + "\n"
+
+
+def probe_lines(rows: list[dict]) -> list[str]:
+    """The `probes` suite: memory per probed pod, sampled once a second (bench/suites.py probes)."""
+    ok = [r for r in rows if "error" not in r]
+    head = ok[0] if ok else {}
+    lines = [
+        "## Probed pods",
+        "",
+        f"{head.get('pods', '?')} pods at once, each a busybox httpd with a readiness and a liveness "
+        f"probe every {head.get('period', '?')} s; PSS per pod from smaps_rollup, sampled once a second "
+        f"({head.get('samples', '?')} samples). *Awake*: watchers in Python at a sample (of all pods).",
+        "",
+        "| probes | watcher PSS mean | watcher PSS max | watcher RSS mean | workload PSS | total PSS mean "
+        "| awake mean | awake max | restarts |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['probe']} | error: {r['error']} ||||||||")
+            continue
+        o, w = r["overhead_pss_kib"], r["workload_pss_kib"]
+        lines.append(
+            f"| {r['probe']} | {_mb(o['mean'])} MB | {_mb(o['max'])} MB | {_mb(r['overhead_rss_kib']['mean'])} MB "
+            f"| {_mb(w['mean'])} MB | {_mb(o['mean'] + w['mean'])} MB | {r['awake']['mean']:.1f} "
+            f"| {r['awake']['max']} | {r['restarts']} |"
+        )
+    return [*lines, ""]
 
 
 def image_lines(results: dict) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import statistics
 import time
 
@@ -292,3 +293,112 @@ def podman_scale_memory(rt) -> dict:
         "container_pss_kib": work_p / pods,
         "mem_available_kib": mem_available_kib(),
     }
+
+
+# ---------------------------------------------------------------- 6. probed pods
+
+
+# Every pod's workload: busybox's httpd, which answers GET /hostname with /etc/hostname.
+PROBED_SERVER = ["/bin/busybox", "httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/etc"]
+PROBE_KINDS = {
+    "none": None,
+    "httpGet": {"httpGet": {"port": 8080, "path": "/hostname"}},
+    "tcpSocket": {"tcpSocket": {"port": 8080}},
+    "exec": {"exec": {"command": ["cat", "/etc/hostname"]}},
+}
+
+
+def _probed_pod(name: str, handler: dict | None, period: int) -> str:
+    import json
+
+    c: dict = {"name": "web", "command": PROBED_SERVER}
+    if handler is not None:
+        c["readinessProbe"] = {**handler, "periodSeconds": period}
+        c["livenessProbe"] = {**handler, "periodSeconds": period}
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [c]}}
+    return json.dumps(doc)
+
+
+def probes(rt, k: int, kinds: list[str], period: int, window: float) -> list[dict]:
+    """K pods, each a busybox httpd with a readiness and a liveness probe of one kind every
+    `period` s (or none); memory per pod sampled once a second over `window` seconds, and
+    how many watchers were awake (Python) at each sample: nsbox-idle checks tcpSocket and
+    httpGet itself, exec wakes Python for each check."""
+    import subprocess
+    import tempfile
+
+    from bench.common import run
+
+    rows = []
+    for kind in kinds:
+        names = [f"pr{i}" for i in range(k)]
+        log(f"probes: {kind}, {k} pods, period {period} s")
+        try:
+            for name in names:
+                with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+                    f.write(_probed_pod(name, PROBE_KINDS[kind], period))
+                    f.flush()
+                    run(rt.cmd("apply", "-f", f.name), env=rt.env)
+            ready_by = time.monotonic() + 60
+            while time.monotonic() < ready_by:
+                out = subprocess.run(rt.cmd("get", "pods"), env=rt.env, capture_output=True, text=True).stdout
+                if sum(" 1/1 " in line for line in out.splitlines()[1:]) >= k:
+                    break
+                time.sleep(0.5)
+            time.sleep(1.5)  # the last watchers' quiet spell
+            samples = []
+            end = time.monotonic() + window
+            while time.monotonic() < end:
+                t0 = time.monotonic()
+                procs = rt.pod_processes(names)
+                sample = {"awake": 0, "overhead_pss_kib": 0, "overhead_rss_kib": 0, "workload_pss_kib": 0}
+                for name in names:
+                    for pid in procs[name]["overhead"]:
+                        try:
+                            asleep = os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "nsbox-idle"
+                            r, p = smaps_rollup(pid)
+                        except OSError:
+                            continue
+                        sample["awake"] += not asleep
+                        sample["overhead_rss_kib"] += r
+                        sample["overhead_pss_kib"] += p
+                    for pid in procs[name]["workload"]:
+                        try:
+                            sample["workload_pss_kib"] += smaps_rollup(pid)[1]
+                        except OSError:
+                            pass
+                samples.append(sample)
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+            ready = subprocess.run(rt.cmd("get", "pods"), env=rt.env, capture_output=True, text=True).stdout
+            restarts = sum(int(line.split()[3]) for line in ready.splitlines()[1:] if len(line.split()) > 3)
+
+            def per_pod(key: str, samples: list = samples) -> dict:
+                values = [s[key] / k for s in samples]
+                return {"mean": statistics.mean(values), "max": max(values)}
+
+            rows.append(
+                {
+                    "probe": kind,
+                    "pods": k,
+                    "period": period,
+                    "samples": len(samples),
+                    "overhead_pss_kib": per_pod("overhead_pss_kib"),
+                    "overhead_rss_kib": per_pod("overhead_rss_kib"),
+                    "workload_pss_kib": per_pod("workload_pss_kib"),
+                    "awake": {
+                        "mean": statistics.mean(s["awake"] for s in samples),
+                        "max": max(s["awake"] for s in samples),
+                    },
+                    "restarts": restarts,
+                }
+            )
+        except (BenchError, OSError, ValueError) as e:
+            log(f"probes {kind}: {e}")
+            rows.append({"probe": kind, "error": str(e)[:200]})
+        finally:
+            for name in names:
+                try:
+                    rt.force_delete(name)
+                except (BenchError, OSError) as e:
+                    log(f"probes {kind}: clean-up of {name}: {e}")
+    return rows

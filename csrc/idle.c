@@ -1,7 +1,7 @@
 /* nsbox-idle: a pod's watcher while nothing happens.
  *
  *   nsbox-idle [--wake-on FD]... [--log PIPE_FD:LOG_FD:STREAM]... [--wake-at NS]
- *              [--check PATH] -- PROGRAM [ARG...]
+ *              [--check PATH] [--probe SPEC]... -- PROGRAM [ARG...]
  *
  * The watcher of a pod is a Python process of ~12 MB that mostly waits. When
  * it has nothing under way it execs this program in its own process: the PID,
@@ -14,7 +14,13 @@
  *    as anything needs Python: a --wake-on FD is readable or hung up (the
  *    control socket, pidfds), a child exited, a log pipe ended, the monotonic
  *    clock reached --wake-at, or --check PATH is gone (the pod's state was
- *    wiped; looked at every 2 s).
+ *    wiped; looked at every 2 s);
+ *  - run the pod's tcpSocket and plain-HTTP httpGet probes (--probe) when they are due,
+ *    and exec the watcher back only when a result needs it: a failure (an Unhealthy
+ *    event, perhaps a kill), a success that turns the reported result (readiness,
+ *    startup), or a redirect (Python follows it as the kubelet does). A success that
+ *    changes nothing is only counted. Each probe's state goes back to PROGRAM as one
+ *    more argument, "ID:NEXT_NS:REPORTED:LAST:RUN:OUTCOME" (docs/lifecycle.md, "Probes").
  * argv[0] is the process title. Bad arguments exit 2; once running, any
  * trouble execs PROGRAM rather than end the pod's watcher. nsbox starts it
  * itself; it is not meant to be run by hand.
@@ -30,7 +36,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -50,6 +59,24 @@ struct stream {
     size_t npending;                /* allocated when first needed */
 };
 
+#define PROBE_BODY_LIMIT (10 * 1024) /* nsbox/kube/probes.py PROBE_OUTPUT_LIMIT: read, then close */
+#define NONE 2                      /* a result not known yet (ResultRun's None) */
+
+/* One probe, as nsbox/watcher/probes.py hands it over:
+ *   ID:KIND:NEXT_NS:PERIOD_NS:TIMEOUT_NS:SUCCESS_THRESHOLD:REPORTED:LAST:RUN:IPV4:PORT[:REQUEST]
+ * KIND is tcp or http; REPORTED and LAST are 0, 1 or 2 (none); REQUEST, for http, is the
+ * whole request as the kubelet sends it, built by Python. */
+struct probe {
+    const char *id;
+    int http;
+    int64_t next, period, timeout;
+    long long success_threshold, run;
+    int reported, last;
+    struct sockaddr_in addr;
+    const char *request;
+    char outcome[32];               /* for Python: "" (nothing), "ok", "redirect", "fail ..." */
+};
+
 /* What the command line asks for; carried out by idle() below. */
 struct plan {
     int *wake_fds;
@@ -58,6 +85,8 @@ struct plan {
     int nstreams;
     int64_t wake_at;                /* CLOCK_MONOTONIC ns, or NEVER */
     const char *check_path;         /* or NULL */
+    struct probe *probes;
+    int nprobes;
     char **program;                 /* the argv to exec on wake; program[0] is its path */
 };
 
@@ -125,6 +154,64 @@ static void parse_log(const char *arg, struct plan *p)
         bad_usage("--log %s: STREAM must be stdout or stderr", arg);
 }
 
+/* One field of a --probe SPEC: a number followed by ':' (or the end when last). */
+static int probe_field(const char **at, long long max, long long *out, int last)
+{
+    const char *end;
+
+    if (!parse_number(*at, &end, max, out) || (last ? *end != '\0' && *end != ':' : *end != ':'))
+        return 0;
+    *at = *end ? end + 1 : end;
+    return 1;
+}
+
+static void parse_probe(const char *arg, struct plan *p)
+{
+    struct probe *pr = &p->probes[p->nprobes++];
+    long long v[8], port;
+    char ip[INET_ADDRSTRLEN];
+    const char *at = strchr(arg, ':'), *colon;
+    int i;
+
+    pr->id = arg;
+    if (!at)
+        bad_usage("--probe %s: no KIND", arg);
+    at++;
+    if (strncmp(at, "tcp:", 4) == 0) {
+        at += 4;
+    } else if (strncmp(at, "http:", 5) == 0) {
+        pr->http = 1;
+        at += 5;
+    } else {
+        bad_usage("--probe %s: KIND must be tcp or http", arg);
+    }
+    for (i = 0; i < 7; i++)
+        if (!probe_field(&at, i < 3 ? NEVER - 1 : (i < 4 || i > 5 ? LLONG_MAX : NONE), &v[i], 0))
+            bad_usage("--probe %s: bad number", arg);
+    colon = strchr(at, ':');
+    if (!colon || (size_t)(colon - at) >= sizeof(ip))
+        bad_usage("--probe %s: no IPV4:PORT", arg);
+    memcpy(ip, at, (size_t)(colon - at));
+    ip[colon - at] = '\0';
+    at = colon + 1;
+    pr->addr.sin_family = AF_INET;
+    if (inet_pton(AF_INET, ip, &pr->addr.sin_addr) != 1)
+        bad_usage("--probe %s: %s is not an IPv4 address", arg, ip);
+    if (!probe_field(&at, 65535, &port, 1))
+        bad_usage("--probe %s: bad port", arg);
+    pr->addr.sin_port = htons((uint16_t)port);
+    if (pr->http && !*at)
+        bad_usage("--probe %s: no REQUEST", arg);
+    pr->request = at;
+    pr->next = v[0];
+    pr->period = v[1] > 0 ? v[1] : 1;
+    pr->timeout = v[2] > 0 ? v[2] : 1;
+    pr->success_threshold = v[3];
+    pr->reported = (int)v[4];
+    pr->last = (int)v[5];
+    pr->run = v[6];
+}
+
 static void parse_args(int argc, char **argv, struct plan *p)
 {
     int i;
@@ -132,7 +219,8 @@ static void parse_args(int argc, char **argv, struct plan *p)
     /* Each option takes one value: there are fewer of each than argc. */
     p->wake_fds = calloc((size_t)argc, sizeof(*p->wake_fds));
     p->streams = calloc((size_t)argc, sizeof(*p->streams));
-    if (!p->wake_fds || !p->streams)
+    p->probes = calloc((size_t)argc, sizeof(*p->probes));
+    if (!p->wake_fds || !p->streams || !p->probes)
         bad_usage("out of memory");
     p->wake_at = NEVER;
     for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
@@ -140,7 +228,8 @@ static void parse_args(int argc, char **argv, struct plan *p)
         long long ns;
 
         if (strcmp(opt, "--wake-on") != 0 && strcmp(opt, "--log") != 0 &&
-            strcmp(opt, "--wake-at") != 0 && strcmp(opt, "--check") != 0)
+            strcmp(opt, "--wake-at") != 0 && strcmp(opt, "--check") != 0 &&
+            strcmp(opt, "--probe") != 0)
             bad_usage("unknown option %s", opt);
         if (!val || strcmp(val, "--") == 0)
             bad_usage("%s needs a value", opt);
@@ -148,6 +237,8 @@ static void parse_args(int argc, char **argv, struct plan *p)
             parse_wake_on(val, p);
         } else if (strcmp(opt, "--log") == 0) {
             parse_log(val, p);
+        } else if (strcmp(opt, "--probe") == 0) {
+            parse_probe(val, p);
         } else if (strcmp(opt, "--wake-at") == 0) {
             if (p->wake_at != NEVER)
                 bad_usage("--wake-at given twice");
@@ -364,13 +455,41 @@ static int copy_once(struct stream *s)
 
 /* ---- waiting and waking ------------------------------------------------------ */
 
+/* PROGRAM's argv: the given one, then each probe's state "ID:NEXT_NS:REPORTED:LAST:RUN:OUTCOME".
+ * Without memory for it, the given one: Python then counts from what it handed over. */
+static char **program_argv(const struct plan *p)
+{
+    char **argv;
+    int n = 0, i;
+
+    if (p->nprobes == 0)
+        return p->program;
+    while (p->program[n])
+        n++;
+    argv = calloc((size_t)(n + p->nprobes + 1), sizeof(*argv));
+    if (!argv)
+        return p->program;
+    memcpy(argv, p->program, (size_t)n * sizeof(*argv));
+    for (i = 0; i < p->nprobes; i++) {
+        const struct probe *pr = &p->probes[i];
+        char *arg = malloc(128);
+
+        if (!arg)
+            return p->program;
+        snprintf(arg, 128, "%.*s:%lld:%d:%d:%lld:%s", (int)strcspn(pr->id, ":"), pr->id,
+                 (long long)pr->next, pr->reported, pr->last, pr->run, pr->outcome);
+        argv[n + i] = arg;
+    }
+    return argv;
+}
+
 static void __attribute__((noreturn)) wake(const struct plan *p)
 {
     int i;
 
     for (i = 0; i < p->nstreams; i++)
         flush_pending(&p->streams[i]);
-    execv(p->program[0], p->program);
+    execv(p->program[0], program_argv(p));
     fprintf(stderr, "nsbox-idle: exec %s: %s\n", p->program[0], strerror(errno));
     exit(127);
 }
@@ -413,6 +532,186 @@ static int64_t monotonic_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* ---- probes ------------------------------------------------------------------ */
+
+/* Wait until `fd` is ready for `events` or `deadline`: 1 ready, 0 timed out. Other
+ * descriptors wait meanwhile (a check lasts at most its probe's timeout). */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+    struct pollfd pfd = {.fd = fd, .events = events};
+
+    for (;;) {
+        int64_t left = deadline - monotonic_ns();
+        struct timespec ts;
+        int n;
+
+        if (left <= 0)
+            return 0;
+        ts.tv_sec = left / 1000000000LL;
+        ts.tv_nsec = left % 1000000000LL;
+        n = ppoll(&pfd, 1, &ts, NULL);
+        if (n > 0)
+            return 1;
+        if (n < 0 && errno != EINTR)
+            return 1;               /* the next call on fd reports the error */
+    }
+}
+
+/* A non-blocking connect bounded by the deadline; 0 connected, else the outcome written. */
+static int dial(const struct probe *pr, int fd, int64_t deadline, char *outcome, size_t size)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (connect(fd, (const struct sockaddr *)&pr->addr, sizeof(pr->addr)) == 0)
+        return 0;
+    if (errno != EINPROGRESS) {
+        snprintf(outcome, size, "fail errno=%d", errno);
+        return -1;
+    }
+    if (!wait_fd(fd, POLLOUT, deadline)) {
+        snprintf(outcome, size, "fail dial-timeout");
+        return -1;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        snprintf(outcome, size, "fail errno=%d", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Send the request, read the status line (then the body, up to the kubelet's limit, so
+ * that the server is not cut off mid-answer): 200-299 ok, 300-399 redirect (Python
+ * follows it), anything else a failure. */
+static void http_exchange(const struct probe *pr, int fd, int64_t deadline, char *outcome, size_t size)
+{
+    const char *req = pr->request;
+    size_t left = strlen(req), got = 0, seen = 0;
+    char head[16], body[1024];
+    int status;
+
+    while (left > 0) {
+        ssize_t n = send(fd, req, left, MSG_NOSIGNAL);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (!wait_fd(fd, POLLOUT, deadline))
+                goto timed_out;
+            continue;
+        }
+        if (n < 0) {
+            snprintf(outcome, size, "fail errno=%d", errno);
+            return;
+        }
+        req += n;
+        left -= (size_t)n;
+    }
+    while (got < 12 || seen < PROBE_BODY_LIMIT) {
+        ssize_t n;
+
+        if (!wait_fd(fd, POLLIN, deadline)) {
+            if (got >= 12)
+                break;      /* the status is known; a slow body does not fail it */
+            goto timed_out;
+        }
+        n = got < 12 ? read(fd, head + got, 12 - got) : read(fd, body, sizeof(body));
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n < 0 && got < 12) {
+            snprintf(outcome, size, "fail errno=%d", errno);
+            return;
+        }
+        if (n <= 0)
+            break;
+        if (got < 12)
+            got += (size_t)n;
+        else
+            seen += (size_t)n;
+    }
+    /* "HTTP/1.x NNN" */
+    if (got < 12 || memcmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ' || head[9] < '1' || head[9] > '5' ||
+        head[10] < '0' || head[10] > '9' || head[11] < '0' || head[11] > '9') {
+        snprintf(outcome, size, "fail bad-response");
+        return;
+    }
+    status = (head[9] - '0') * 100 + (head[10] - '0') * 10 + (head[11] - '0');
+    if (status >= 200 && status < 300)
+        snprintf(outcome, size, "ok");
+    else if (status >= 300 && status < 400)
+        snprintf(outcome, size, "redirect");
+    else
+        snprintf(outcome, size, "fail status=%d", status);
+    return;
+timed_out:
+    snprintf(outcome, size, "fail timeout");
+}
+
+/* One check: its outcome in `outcome` ("ok", "redirect" or "fail ..."). */
+static void check(const struct probe *pr, char *outcome, size_t size)
+{
+    int64_t deadline = monotonic_ns() + pr->timeout;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0) {
+        snprintf(outcome, size, "fail errno=%d", errno);
+        return;
+    }
+    if (dial(pr, fd, deadline, outcome, size) == 0) {
+        if (pr->http)
+            http_exchange(pr, fd, deadline, outcome, size);
+        else
+            snprintf(outcome, size, "ok");
+    }
+    close(fd);
+}
+
+/* Run the probes that are due; 1 if a result needs Python (its outcome is left for it,
+ * the counts as they were before it: Python counts it as it counts its own checks). */
+static int run_probes(struct plan *p, int64_t now)
+{
+    int i, woken = 0;
+
+    for (i = 0; i < p->nprobes; i++) {
+        struct probe *pr = &p->probes[i];
+        char outcome[sizeof(pr->outcome)];
+        long long run;
+
+        if (now < pr->next || pr->outcome[0])
+            continue;
+        check(pr, outcome, sizeof(outcome));
+        while (pr->next <= now)
+            pr->next += pr->period;     /* a check that took long skips ticks, as a busy worker */
+        if (strcmp(outcome, "redirect") == 0) {
+            pr->next = monotonic_ns();  /* due at once, for Python to follow the redirect */
+            memcpy(pr->outcome, outcome, sizeof(outcome));
+            woken = 1;
+            continue;
+        }
+        /* ResultRun.add (nsbox/kube/probes.py): a success turns the result only after
+         * successThreshold in a row, and only if it was not a success already. */
+        run = pr->last == 1 ? pr->run + 1 : 1;
+        if (strcmp(outcome, "ok") != 0 || (run >= pr->success_threshold && pr->reported != 1)) {
+            memcpy(pr->outcome, outcome, sizeof(outcome));
+            woken = 1;
+            continue;
+        }
+        pr->last = 1;
+        pr->run = run < LLONG_MAX ? run : LLONG_MAX - 1;
+    }
+    return woken;
+}
+
+static int64_t next_probe(const struct plan *p)
+{
+    int64_t next = NEVER;
+    int i;
+
+    for (i = 0; i < p->nprobes; i++)
+        if (p->probes[i].next < next)
+            next = p->probes[i].next;
+    return next;
+}
+
 /* After a poll: copy what the log pipes hold; 1 if anything asks for PROGRAM. */
 static int handle_events(const struct plan *p, const struct pollfd *fds)
 {
@@ -430,7 +729,7 @@ static int handle_events(const struct plan *p, const struct pollfd *fds)
     return woken;
 }
 
-static void __attribute__((noreturn)) idle(const struct plan *p)
+static void __attribute__((noreturn)) idle(struct plan *p)
 {
     int nfds = 1 + p->nwake + p->nstreams, i;
     struct pollfd *fds = calloc((size_t)nfds, sizeof(*fds));
@@ -459,12 +758,16 @@ static void __attribute__((noreturn)) idle(const struct plan *p)
 
         if (now >= p->wake_at)
             wake(p);
+        if (run_probes(p, now))
+            wake(p);
         if (now >= next_check) {
             if (state_vanished(p->check_path))
                 wake(p);
             next_check = now + CHECK_EVERY_NS;
         }
         until = p->wake_at < next_check ? p->wake_at : next_check;
+        if (next_probe(p) < until)
+            until = next_probe(p);
         if (until != NEVER) {
             ts.tv_sec = (until - now) / 1000000000LL;
             ts.tv_nsec = (until - now) % 1000000000LL;

@@ -10,6 +10,7 @@ poll with a deadline.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -57,7 +58,7 @@ child = None
 if reap:
     info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG)
     child = [info.si_pid, info.si_status] if info else None
-report = {"pid": os.getpid(), "mono": mono, "fds": fds, "child": child,
+report = {"pid": os.getpid(), "mono": mono, "fds": fds, "child": child, "argv": sys.argv[3:],
           "mask": {k: int(status[k], 16) for k in ("SigBlk", "SigPnd", "ShdPnd")}}
 with open(path + ".tmp", "w") as f:
     json.dump(report, f)
@@ -530,6 +531,11 @@ def test_the_end_of_a_log_pipe_wakes_it_and_the_pipe_stays_open_for_the_program(
         ["--wake-at", "-5", "--", "/bin/true"],
         ["--wake-at", "1", "--wake-at", "2", "--", "/bin/true"],
         ["--", "true"],  # not an absolute path
+        ["--probe", "0:udp:0:1:1:1:1:1:0:127.0.0.1:80", "--", "/bin/true"],
+        ["--probe", "0:tcp:0:1:1:1:1:1:0:localhost:80", "--", "/bin/true"],
+        ["--probe", "0:tcp:0:1:1:1:3:1:0:127.0.0.1:80", "--", "/bin/true"],  # REPORTED is 0, 1 or 2
+        ["--probe", "0:tcp:0:1:1:1:1:1:0:127.0.0.1:70000", "--", "/bin/true"],
+        ["--probe", "0:http:0:1:1:1:1:1:0:127.0.0.1:80", "--", "/bin/true"],  # no request
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(options):
@@ -555,6 +561,99 @@ def test_a_program_that_cannot_be_executed_exits_127_with_the_reason():
     )
     assert p.returncode == 127
     assert p.stderr == b"nsbox-idle: exec /nonexistent/watcher: No such file or directory\n"
+
+
+# ---- probes (--probe) ---------------------------------------------------------
+
+
+@pytest.fixture
+def http_server():
+    """A local HTTP server answering GET with `status[0]`; `paths` lists what it was asked."""
+    import http.server
+
+    status, paths = [200], []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            paths.append((self.path, self.headers.get("User-Agent")))
+            self.send_response(status[0])
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], status, paths
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=DEADLINE)
+
+
+REQUEST = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: kube-probe/1.32\r\nConnection: close\r\n\r\n"
+
+
+def probe_arg(index: int, kind: str, port: int, reported: int = 1, last: int = 2, run: int = 0) -> str:
+    """--probe SPEC: due now, every 50 ms, 2 s timeout, successThreshold 1."""
+    spec = f"{index}:{kind}:{time.monotonic_ns()}:50000000:2000000000:1:{reported}:{last}:{run}:127.0.0.1:{port}"
+    return spec + (f":{REQUEST}" if kind == "http" else "")
+
+
+def probe_states(report: dict) -> dict[str, list[str]]:
+    """ID -> [NEXT_NS, REPORTED, LAST, RUN, OUTCOME], from the arguments PROGRAM got."""
+    return {a.split(":", 1)[0]: a.split(":", 5)[1:] for a in report["argv"]}
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, not listening: a connect is refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_probes_that_succeed_are_counted_without_waking_it(spawn, tmp_path, http_server):
+    port, _, paths = http_server
+    report = tmp_path / "report"
+    wake_at = time.monotonic_ns() + 1_000_000_000
+    options = ["--probe", probe_arg(0, "http", port), "--probe", probe_arg(1, "tcp", port)]
+    p = spawn(idle_argv(report, *options, "--wake-at", str(wake_at)))
+    got = woken(p, report)
+    assert got["mono"] >= wake_at  # woken by --wake-at, not by a probe
+    states = probe_states(got)
+    assert set(states) == {"0", "1"}
+    next_ns, reported, last, run, outcome = states["0"]
+    assert (reported, last, outcome) == ("1", "1", "")
+    assert int(run) >= 5 and int(next_ns) > got["mono"] - 100_000_000
+    assert len(paths) >= int(run) and set(paths) == {("/healthz", "kube-probe/1.32")}
+    assert states["1"][1:3] == ["1", "1"] and int(states["1"][3]) >= 5 and states["1"][4] == ""
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "reported", "outcome"),
+    [
+        ("http", 503, 1, "fail status=503"),
+        ("http", 302, 1, "redirect"),  # Python follows redirects
+        ("http", 200, 0, "ok"),  # a success that turns readiness: Python records it
+        ("tcp", None, 1, f"fail errno={errno.ECONNREFUSED}"),
+    ],
+)
+def test_a_result_that_needs_python_wakes_it_with_the_outcome_uncounted(
+    spawn, tmp_path, http_server, kind, code, reported, outcome
+):
+    port, status, _ = http_server
+    if code is not None:
+        status[0] = code
+    else:
+        port = closed_port()
+    report = tmp_path / "report"
+    p = spawn(idle_argv(report, "--probe", probe_arg(3, kind, port, reported=reported, last=1, run=4)))
+    states = probe_states(woken(p, report))
+    assert states["3"][1:] == [str(reported), "1", "4", outcome]  # the counts as before the result
 
 
 def rss_kib(pid: int) -> int:

@@ -24,8 +24,8 @@ import yaml
 from conftest import alive, cgroup_dirs, cgroup_pids, pod, wait_for
 
 # A small HTTP server for the pod's loopback: GET answers with the code in /tmp/code (200
-# when absent) and writes the request's headers to /tmp/seen.json; /moved redirects to
-# /final; argv: port [certfile].
+# when absent), writes the request's headers to /tmp/seen.json and adds a line to /tmp/hits;
+# /moved redirects to /final; argv: port [certfile].
 SERVER = r"""
 import http.server, json, os, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -40,6 +40,8 @@ class H(http.server.BaseHTTPRequestHandler):
         with open('/tmp/seen.tmp', 'w') as f:
             json.dump({'path': self.path, 'headers': dict(self.headers.items())}, f)
         os.rename('/tmp/seen.tmp', '/tmp/seen.json')
+        with open('/tmp/hits', 'a') as f:
+            f.write(self.path + '\n')
         body = b'ok from ' + self.path.encode()
         self.send_response(code)
         self.send_header('Content-Length', str(len(body)))
@@ -637,22 +639,167 @@ def test_probes_and_handlers_as_kubectl_describes_them():
     )
 
 
-def test_a_pod_with_probes_stays_awake_while_one_without_hibernates(nsbox):
-    """The known cost (docs/lifecycle.md, "Probes"): the probes' timers keep the watcher in Python."""
-
-    def exe(pid: int) -> str:
+def exe(pid: int) -> str:
+    try:
         return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except FileNotFoundError:
+        return ""
 
-    nsbox("run", "plain", "--", "sleep", "300")
+
+def hits(pid: int) -> int:
+    """How many requests the pod's SERVER has answered (its /tmp/hits)."""
+    try:
+        with open(in_container(pid, "/tmp/hits")) as f:
+            return len(f.readlines())
+    except FileNotFoundError:
+        return 0
+
+
+def stays_idle_while(watcher: int, progress: Any, what: str, timeout: float = 20.0) -> None:
+    """`progress()` comes true while the watcher is nsbox-idle at every look (every 20 ms: a
+    wake-up would show Python for half a second at least, its quiet spell)."""
+    deadline = time.monotonic() + timeout
+    while not progress():
+        assert exe(watcher) == "nsbox-idle", f"the watcher woke up while waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    assert exe(watcher) == "nsbox-idle"
+
+
+def test_a_pod_probed_by_tcp_and_http_hibernates_while_its_probes_succeed(nsbox):
+    """nsbox-idle checks tcpSocket and httpGet probes itself: the server keeps being asked, the
+    watcher stays nsbox-idle, nothing restarts."""
     apply(
         nsbox,
-        pod("probed", {"name": "c", "command": ["sleep", "300"], "readinessProbe": {"exec": {"command": ["true"]}}}),
+        pod(
+            "quiet",
+            {
+                "name": "web",
+                "command": server(8080),
+                "readinessProbe": {"httpGet": {"port": 8080, "path": "/ready"}, "periodSeconds": 1},
+                "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+            },
+        ),
     )
-    plain = nsbox.inspect("plain")["watcher"]["pid"]
-    probed = nsbox.inspect("probed")["watcher"]["pid"]
-    wait_for(lambda: exe(plain) == "nsbox-idle", timeout=20, what="the probe-less watcher to hibernate")
-    wait_for(lambda: state(nsbox, "probed")["ready"], what="the probed container ready")
-    assert exe(probed).startswith("python")
+    pid = nsbox.pid("quiet")
+    watcher = nsbox.inspect("quiet")["watcher"]["pid"]
+    wait_for(lambda: ready_column(nsbox, "quiet") == "1/1", timeout=15, what="READY 1/1")
+    wait_for(lambda: exe(watcher) == "nsbox-idle", timeout=20, what="the probed watcher to hibernate")
+    before = hits(pid)
+    stays_idle_while(watcher, lambda: hits(pid) >= before + 3, "three more probe requests")
+    assert ready_column(nsbox, "quiet") == "1/1"
+    assert state(nsbox, "quiet")["restartCount"] == 0 and alive(pid)
+    with open(in_container(pid, "/tmp/seen.json")) as f:
+        seen = json.load(f)
+    assert seen["path"] == "/ready" and seen["headers"]["User-Agent"] == "kube-probe/1.32"
+    assert seen["headers"]["Host"] == "127.0.0.1:8080" and seen["headers"]["Accept"] == "*/*"
+    assert not [m for m in events(nsbox, "quiet", "Unhealthy") if "statuscode" in m]
+
+
+def test_a_failure_seen_by_the_idle_watcher_turns_readiness_and_it_hibernates_again(nsbox):
+    apply(
+        nsbox,
+        pod(
+            "turns",
+            {
+                "name": "web",
+                "command": server(8080),
+                "readinessProbe": {"httpGet": {"port": 8080, "path": "/ready"}, "periodSeconds": 1},
+            },
+        ),
+    )
+    pid = nsbox.pid("turns")
+    watcher = nsbox.inspect("turns")["watcher"]["pid"]
+    wait_for(lambda: ready_column(nsbox, "turns") == "1/1", timeout=15, what="READY 1/1")
+    wait_for(lambda: exe(watcher) == "nsbox-idle", timeout=20, what="the probed watcher to hibernate")
+    write(in_container(pid, "/tmp/code"), "503")
+    wait_for(lambda: ready_column(nsbox, "turns") == "0/1", timeout=15, what="READY 0/1")
+    assert "Readiness probe failed: HTTP probe failed with statuscode: 503" in events(nsbox, "turns", "Unhealthy")
+    os.unlink(in_container(pid, "/tmp/code"))
+    wait_for(lambda: ready_column(nsbox, "turns") == "1/1", timeout=15, what="READY 1/1 again")
+    wait_for(lambda: exe(watcher) == "nsbox-idle", timeout=20, what="the watcher to hibernate again")
+    before = hits(pid)
+    stays_idle_while(watcher, lambda: hits(pid) >= before + 2, "two more probe requests")
+    assert state(nsbox, "turns")["restartCount"] == 0 and nsbox.pid("turns") == pid
+
+    # One failure (of three needed) wakes Python, which writes the event: the Ready condition's
+    # transition time survives the hibernation.
+    became_ready = condition(nsbox, "turns", "Ready")["lastTransitionTime"]
+    failures = len(events(nsbox, "turns", "Unhealthy"))
+    write(in_container(pid, "/tmp/code"), "500")
+    wait_for(lambda: len(events(nsbox, "turns", "Unhealthy")) > failures, timeout=15, what="one failure")
+    os.unlink(in_container(pid, "/tmp/code"))
+    assert ready_column(nsbox, "turns") == "1/1"
+    assert condition(nsbox, "turns", "Ready")["lastTransitionTime"] == became_ready
+
+
+def test_a_tcp_liveness_failure_seen_by_the_idle_watcher_kills_and_restarts(nsbox):
+    """The listener goes away (its file says so): nsbox-idle's connect is refused, Python
+    counts the failures and restarts the container, whose new listener passes again."""
+    listen = (
+        "import os,socket,time; s=socket.socket(); s.bind(('127.0.0.1',8080)); s.listen()\n"
+        "while not os.path.exists('/tmp/stop'): time.sleep(0.05)\n"
+        "s.close(); time.sleep(600)"
+    )
+    apply(
+        nsbox,
+        pod(
+            "refused",
+            {
+                "name": "c",
+                "command": ["python3", "-c", listen],
+                "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 2},
+            },
+        ),
+    )
+    pid = nsbox.pid("refused")
+    watcher = nsbox.inspect("refused")["watcher"]["pid"]
+    wait_for(lambda: listening(pid, 8080), what="the listener")
+    wait_for(lambda: exe(watcher) == "nsbox-idle", timeout=20, what="the probed watcher to hibernate")
+    assert state(nsbox, "refused")["restartCount"] == 0
+    write(in_container(pid, "/tmp/stop"), "")
+    wait_for(lambda: state(nsbox, "refused")["restartCount"] == 1, timeout=20, what="a restart")
+    assert not alive(pid)
+    message = "Liveness probe failed: dial tcp 127.0.0.1:8080: connect: connection refused"
+    assert events(nsbox, "refused", "Unhealthy").count(message) >= 2
+    assert any("failed liveness probe" in m for m in events(nsbox, "refused", "Killing"))
+    new_pid = nsbox.pid("refused")
+    wait_for(lambda: listening(new_pid, 8080), what="the new listener")
+    wait_for(lambda: exe(watcher) == "nsbox-idle", timeout=20, what="the watcher to hibernate after the restart")
+
+
+def test_an_exec_probed_pod_hibernates_between_checks(nsbox):
+    """nsbox-idle cannot run an exec probe: it wakes Python when one is due, and Python
+    hibernates again after its quiet spell."""
+    check = ["sh", "-c", "echo . >> /tmp/checks"]
+    apply(
+        nsbox,
+        pod(
+            "execd",
+            {
+                "name": "c",
+                "command": ["sleep", "600"],
+                "readinessProbe": {"exec": {"command": check}, "periodSeconds": 2},
+            },
+        ),
+    )
+    pid = nsbox.pid("execd")
+    watcher = nsbox.inspect("execd")["watcher"]["pid"]
+
+    def checks() -> int:
+        try:
+            with open(in_container(pid, "/tmp/checks")) as f:
+                return len(f.readlines())
+        except FileNotFoundError:
+            return 0
+
+    wait_for(lambda: ready_column(nsbox, "execd") == "1/1", timeout=15, what="READY 1/1")
+    for _ in range(2):  # idle, then a check by a woken Python, then idle again
+        wait_for(lambda: exe(watcher) == "nsbox-idle", timeout=20, what="the watcher to hibernate")
+        before = checks()
+        wait_for(lambda: checks() > before, timeout=20, what="the next check")
+    wait_for(lambda: exe(watcher) == "nsbox-idle", timeout=20, what="the watcher to hibernate")
+    assert ready_column(nsbox, "execd") == "1/1" and state(nsbox, "execd")["restartCount"] == 0
 
 
 def test_http_probes_follow_a_redirect_to_the_same_host(nsbox):

@@ -7,7 +7,9 @@ output into the logs and execs Python back (nsbox.watcher.resume) when a child e
 request arrives, a timer is due or the pod's state is gone. All the policy stays in Python;
 the price is a Python start-up (≈ 45 ms) in front of the first event. What only the Python
 process knew goes along in a memfd: the pod's record (podstate.py), each container's, the
-descriptors, and when the timers that nsbox-idle keeps are due.
+descriptors, the probes' workers, and when the timers that nsbox-idle keeps are due.
+nsbox-idle checks tcpSocket and HTTP probes itself and gives back what it counted as
+arguments of the exec'd watcher (probes.py).
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ class Hibernation:
         if w.dirty:
             w.save()
         state, fds = self.handoff()
+        probes, probe_args, probes_due = w.probes.handoff()
+        state["probes"] = probes
         state_fd = os.memfd_create("nsbox-watcher-state", 0)
         os.write(state_fd, json.dumps(state).encode())
         os.lseek(state_fd, 0, os.SEEK_SET)
@@ -101,14 +105,18 @@ class Hibernation:
         for r in w.containers:
             for fd, sw in r.streams.items():
                 argv += ["--log", f"{fd}:{sw.fd}:{sw.stream.decode()}"]
+        argv += probe_args  # nsbox-idle checks these itself (probes.py)
         due = [
-            t.when
-            for t in (
-                w.termination.deadline_timer,
-                *(r.restart_timer for r in w.containers),
-                *(r.config_timer for r in w.containers),
-            )
-            if t
+            *probes_due,
+            *(
+                t.when
+                for t in (
+                    w.termination.deadline_timer,
+                    *(r.restart_timer for r in w.containers),
+                    *(r.config_timer for r in w.containers),
+                )
+                if t
+            ),
         ]
         if due:
             argv += ["--wake-at", str(int(min(due) * 1e9))]
@@ -190,6 +198,8 @@ class Hibernation:
             fds += [fd for fd in (r.pidfd, r.log_fd, *r.streams) if fd >= 0]
         for fd in fds:
             os.set_inheritable(fd, False)
+        # What nsbox-idle counted of the probes comes as our arguments (csrc/idle.c).
+        w.probes.resume(state["probes"], sys.argv[1:])
         w.loop.every(STATE_CHECK_PERIOD, w.termination.check_state)
         w.config.resync_periodically()
         w.dirty = False
