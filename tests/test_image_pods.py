@@ -518,3 +518,59 @@ def test_a_hostile_image_writes_nothing_outside_its_layer(nsbox_images, registry
     for suffix in ("-dotdot", "-absolute", "-through-link"):
         assert not os.path.exists(canary + suffix), f"{canary + suffix} was written on the host"
         assert open(f"/proc/{pid}/root{canary}{suffix}", "rb").read() == b"escaped"  # inside the image
+
+
+# kubernetes.io's exec-liveness.yaml ("Configure Liveness, Readiness and Startup Probes"), byte for
+# byte: no annotation, no shortened timing. Its image is registry.k8s.io's busybox; a
+# registries.conf mirror (the way a user points a cluster's names at a local registry) serves
+# the test registry's busybox under that name.
+EXEC_LIVENESS = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  labels:
+    test: liveness
+  name: liveness-exec
+spec:
+  containers:
+  - name: liveness
+    image: registry.k8s.io/busybox:1.27.2
+    args:
+    - /bin/sh
+    - -c
+    - touch /tmp/healthy; sleep 30; rm -f /tmp/healthy; sleep 600
+    livenessProbe:
+      exec:
+        command:
+        - cat
+        - /tmp/healthy
+      initialDelaySeconds: 5
+      periodSeconds: 5
+"""
+
+
+def test_the_documentations_exec_liveness_example_runs_unchanged(nsbox_images, registry, tmp_path, monkeypatch):
+    image = imagekit.push_image(
+        registry,
+        str(tmp_path / "layout"),
+        imagekit.busybox_image_layers(),
+        name="busybox",
+        tag="1.27.2",
+        config={"Cmd": ["sh"]},  # as registry.k8s.io/busybox: no Entrypoint
+    )
+    conf = tmp_path / "registries.conf"
+    conf.write_text(
+        f'[[registry]]\nlocation = "registry.k8s.io"\n[[registry.mirror]]\nlocation = "{registry.host}"\n'
+        "insecure = true\n"
+    )
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(conf))
+    n = nsbox_images
+    n("apply", "-f", "-", input=EXEC_LIVENESS)
+    first = host_pid(n, "liveness-exec", "liveness")
+    # The page: after 35 s the probe fails; after three failures the kubelet kills and restarts it.
+    wait_for(lambda: container_status(n, "liveness-exec", "liveness")["restartCount"] >= 1, timeout=120)
+    text = described_events(n, "liveness-exec")
+    assert "Liveness probe failed: cat: can't open '/tmp/healthy': No such file or directory" in text
+    assert "Container liveness failed liveness probe, will be restarted" in text
+    assert container_status(n, "liveness-exec", "liveness")["imageID"].endswith(image.digest)
+    assert not os.path.exists(f"/proc/{first}") or host_pid(n, "liveness-exec", "liveness") != first
