@@ -537,6 +537,9 @@ child_main(const struct nsbox_spawn *req, const struct child_plan *p)
             child_fail(p, NSBOX_STEP_CGROUP, err, req->cgroup_procs[i]);
     if (p->cgroup_by_write && (err = write_zero(req->cgroup_fd, "cgroup.procs")))
         child_fail(p, NSBOX_STEP_CGROUP, err, "cgroup.procs");
+    /* A cgroup namespace made now is rooted at the cgroup just joined. */
+    if (req->unshare_flags && unshare((int)req->unshare_flags) < 0)
+        child_fail(p, NSBOX_STEP_CGROUP, errno, "unshare");
 
     /* The mount namespace goes last: once in it, paths (including the
      * /proc ones the fds came from) may no longer mean the same thing. */

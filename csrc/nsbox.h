@@ -54,6 +54,7 @@ struct nsbox_spawn {
     int cgroup_fd;              /* cgroup v2 directory, -1 = none */
     const char *const *cgroup_procs;
     int n_cgroup_procs;
+    uint64_t unshare_flags;     /* CLONE_NEW* made once in the cgroup (CLONE_NEWCGROUP: rooted there) */
 
     const struct nsbox_mount_op *ops;
     int n_ops;

@@ -179,11 +179,13 @@ def start_request(
     console: str = "",
     config: projection.EnvConfig | None = None,
     image: tuple[imageroot.Start, str, str] | None = None,
+    cgroup_ns: bool = False,
 ) -> native.SpawnRequest:
     """The request that starts container `c` as a child of the pod's watcher. A container
     that runs its image gives `image`: what it starts as (imageroot.start), and the
     directory its layers' overlay is mounted from with the `lowerdir=` value relative
-    to it (images.Store.lowerdirs)."""
+    to it (images.Store.lowerdirs). With `cgroup_ns` (cgroup v2) the container gets its own
+    cgroup namespace, rooted at its cgroup, as the kubelet's containers do on v2."""
     start = image[0] if image is not None else None
     ident = security.identity(pod, c, start.user if start is not None else None)
     env = environment(pod, c, pod_ip, config, start.env if start is not None else None)
@@ -220,6 +222,7 @@ def start_request(
         env=[f"{k}={v}" for k, v in env.items()],
         cwd=cwd,
         clone_flags=flags,
+        unshare_flags=native.CLONE_NEWCGROUP if cgroup_ns else 0,
         join=join,
         ops=plan,
         uid=ident.uid,
@@ -251,6 +254,15 @@ def exec_request(
             os.close(fd)
         raise NsboxError(f'container "{c.name}" is not running') from None
     join = [(fd, nstype) for fd, (_, nstype) in zip(fds, JOIN_ORDER)]
+    # A container with a cgroup namespace of its own (cgroup v2): the command joins it too.
+    try:
+        if os.stat(f"/proc/{pid}/ns/cgroup").st_ino != os.stat("/proc/self/ns/cgroup").st_ino:
+            fds.append(os.open(f"/proc/{pid}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC))
+            join.insert(0, (fds[-1], native.CLONE_NEWCGROUP))
+    except FileNotFoundError:
+        for fd in fds:
+            os.close(fd)
+        raise NsboxError(f'container "{c.name}" is not running') from None
     if c.runs_image and started and started.get("user"):
         user = started["user"]
         who = security.User(user["uid"], user["gid"], list(user.get("supplementalGroups", [])))

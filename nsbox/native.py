@@ -112,6 +112,7 @@ class SpawnRequest:
     clone_flags: int = 0  # CLONE_NEW* created for the child
     join: list[tuple[int, int]] = field(factory=list)  # (fd, nstype)
     cgroup_fd: int = -1  # cgroup v2 directory: CLONE_INTO_CGROUP
+    unshare_flags: int = 0  # CLONE_NEW* made after joining the cgroup (CLONE_NEWCGROUP: rooted at it)
     cgroup_procs: list[str] = field(factory=list)  # v1 joins
     ops: list[MountOp] = field(factory=list)
     hostname: str | None = None
@@ -204,6 +205,7 @@ def _build(req: SpawnRequest, keep: list):
     c.join = joins
     c.n_join = len(req.join)
     c.cgroup_fd = req.cgroup_fd
+    c.unshare_flags = req.unshare_flags
     c.cgroup_procs = _text_array(keep, req.cgroup_procs)
     c.n_cgroup_procs = len(req.cgroup_procs)
 

@@ -37,6 +37,27 @@ def test_containers_of_a_pod_share_net_ipc_uts_but_not_mnt_and_pid(nsbox):
         assert not shared(a, me, ns), ns
 
 
+@pytest.mark.cgroupv2
+def test_on_cgroup_v2_each_container_has_its_own_cgroup_namespace_rooted_at_its_cgroup(nsbox):
+    from nsbox import cgroups
+
+    if cgroups.detect().version != 2:
+        pytest.skip("cgroup namespaces are private on cgroup v2 only (docs/pods.md section 5)")
+    nsbox("pod", "create", "cgns")
+    nsbox("run", "a", "--pod", "cgns", "--", "sleep", "300")
+    nsbox("run", "b", "--pod", "cgns", "--", "sleep", "300")
+    a, b = nsbox.pid("cgns", "a"), nsbox.pid("cgns", "b")
+    assert not shared(a, b, "cgroup") and not shared(a, os.getpid(), "cgroup")
+    # Seen from the host, the container is deep in the hierarchy; from inside, at the root.
+    with open(f"/proc/{a}/cgroup") as f:
+        assert f.read().strip().endswith(f"/nsbox/pod{nsbox.uid('cgns')}/a")
+    assert nsbox("exec", "cgns", "-c", "a", "--", "cat", "/proc/self/cgroup").stdout == "0::/\n"
+    inside = subprocess.run(
+        ["nsenter", "-t", str(a), "-C", "-m", "cat", "/proc/1/cgroup"], capture_output=True, text=True, check=True
+    )
+    assert inside.stdout == "0::/\n"
+
+
 def test_containers_talk_over_localhost_and_other_pods_cannot_reach(nsbox):
     nsbox("pod", "create", "web")
     nsbox("run", "server", "--pod", "web", "--", "python3", "-c", SERVER)

@@ -203,6 +203,7 @@ class Containers:
             console=console,
             config=config,
             image=run,
+            cgroup_ns=w.cg.version == 2,
         )
         log_path = w.paths.log_file(w.pod.namespace, w.pod.name, c.name, r.restart_count)
         os.makedirs(os.path.dirname(log_path), 0o700, exist_ok=True)
