@@ -62,6 +62,13 @@ static void __attribute__((noreturn)) run_pause(void)
 {
     sigset_t chld;
 
+    /* The pause runs with no capabilities (nsbox/sandbox.py) but as root, in
+     * the watcher's mount namespace and root: the host's files. Not dumpable,
+     * so the pod's processes, which see it as a process of their PID
+     * namespace, can neither trace it nor open its /proc/PID/root, cwd or fd
+     * (that takes CAP_SYS_PTRACE, which no default container has). It starts
+     * before any container. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     prctl(PR_SET_NAME, "nsbox-pause", 0, 0, 0);
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -32,6 +33,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <linux/capability.h>
+#include <linux/keyctl.h>
+#include <linux/memfd.h>
 #include <linux/openat2.h>
 
 #ifndef CLONE_PIDFD
@@ -51,6 +54,15 @@
 #endif
 #ifndef SYS_close_range
 #define SYS_close_range 436
+#endif
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+#ifndef F_SEAL_SEAL
+#define F_SEAL_SEAL 0x0001
+#define F_SEAL_SHRINK 0x0002
+#define F_SEAL_GROW 0x0004
+#define F_SEAL_WRITE 0x0008
 #endif
 
 /* The kernel's struct clone_args, spelled out because libc headers may lack
@@ -78,6 +90,7 @@ static const char *const step_names[] = {
     [NSBOX_STEP_CHDIR] = "chdir", [NSBOX_STEP_STDIO] = "stdio",
     [NSBOX_STEP_CLOSE_FDS] = "close_fds", [NSBOX_STEP_EXEC] = "exec",
     [NSBOX_STEP_FORK] = "fork", [NSBOX_STEP_SETPGID] = "setpgid",
+    [NSBOX_STEP_KEYRING] = "keyring",
 };
 
 /* What the parent prepares for the child besides the request. */
@@ -241,6 +254,24 @@ static int pivot_into(const char *newroot)
 #define SYS_openat2 437
 #endif
 
+/* "/proc/self/fd/<fd>" into buf (32 bytes) without snprintf, which is not
+ * async-signal-safe. */
+static const char *fd_path(char *buf, int fd)
+{
+    static const char prefix[] = "/proc/self/fd/";
+    char digits[12];
+    size_t len = sizeof prefix - 1;
+    int n = 0;
+
+    memcpy(buf, prefix, len);
+    for (int v = fd; n == 0 || v > 0; v /= 10)
+        digits[n++] = (char)('0' + v % 10);
+    while (n > 0)
+        buf[len++] = digits[--n];
+    buf[len] = '\0';
+    return buf;
+}
+
 /* Bind `sub` of directory `dir` at `target`. `sub` is resolved by openat2
  * beneath `dir`, refusing every symbolic link, and the mount goes through the
  * resulting descriptor: the pod may be changing its volume at this moment,
@@ -254,10 +285,8 @@ static int bind_beneath(const char *dir, const char *sub, const char *target,
         .flags = O_PATH | O_CLOEXEC,
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
-    char path[32] = "/proc/self/fd/";
-    char digits[12];
-    int dfd, fd, n = 0, err = 0;
-    size_t len = strlen(path);
+    char path[32];
+    int dfd, fd, err = 0;
 
     dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
@@ -267,21 +296,209 @@ static int bind_beneath(const char *dir, const char *sub, const char *target,
     close(dfd);
     if (err)
         return err;
-    /* "/proc/self/fd/<fd>" without snprintf, which is not async-signal-safe. */
-    for (int v = fd; n == 0 || v > 0; v /= 10)
-        digits[n++] = (char)('0' + v % 10);
-    while (n > 0)
-        path[len++] = digits[--n];
-    path[len] = '\0';
-    if (mount(path, target, NULL, flags, NULL) < 0)
+    if (mount(fd_path(path, fd), target, NULL, flags, NULL) < 0)
         err = errno;
     close(fd);
     return err;
 }
 
+/* ---- targets inside the new root ----
+ *
+ * Before the pivot, a target such as <root>/data/sub is a host path: had the
+ * container planted a symbolic link at data/sub in a volume (in an earlier
+ * run), the kernel would follow it out to the host, and mkdir, mknod or
+ * mount would act there. An op with `root` set is instead resolved by openat2
+ * with RESOLVE_IN_ROOT from a descriptor of the root: a link is followed as
+ * the container would see it, absolute ones and ".." clamped at its root,
+ * magic links (/proc/PID/fd/N) refused. What is made or mounted on is the
+ * directory that was resolved, by descriptor (mkdirat, mknodat, and mount
+ * through /proc/self/fd/N). */
+
+static int open_in_root(int rootfd, const char *path, int flags)
+{
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC),
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    return (int)syscall(SYS_openat2, rootfd, path, &how, sizeof how);
+}
+
+/* target below root as a relative path ("." for root itself), or NULL. */
+static const char *below_root(const char *root, const char *target)
+{
+    size_t n = strlen(root);
+
+    while (n > 1 && root[n - 1] == '/')
+        n--;
+    if (strncmp(target, root, n) != 0 || (target[n] != '/' && target[n] != '\0'))
+        return NULL;
+    target += n;
+    while (*target == '/')
+        target++;
+    return *target ? target : ".";
+}
+
+/* A descriptor of the op's root and, in *rel, its target relative to it. */
+static int open_root(const struct nsbox_mount_op *op, const char **rel)
+{
+    *rel = below_root(op->root, op->target);
+    if (!*rel) {
+        errno = EXDEV;
+        return -1;
+    }
+    return open(op->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* mkdir -p of rel inside the root: each missing component is made by mkdirat
+ * in the directory its parent resolved to (0755; the last one `mode`). */
+static int make_dirs_in(int rootfd, const char *rel, mode_t mode)
+{
+    char buf[PATH_MAX];
+    size_t len = strlen(rel);
+    int parent, fd, err = 0;
+
+    if (len >= sizeof buf)
+        return ENAMETOOLONG;
+    memcpy(buf, rel, len + 1);
+    while (len > 1 && buf[len - 1] == '/')
+        buf[--len] = '\0';
+    fd = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    if (errno != ENOENT)
+        return errno;
+    parent = open_in_root(rootfd, ".", O_PATH | O_DIRECTORY);
+    if (parent < 0)
+        return errno;
+    for (size_t start = 0, end; start < len; start = end + 1) {
+        for (end = start; end < len && buf[end] != '/'; end++)
+            ;
+        if (end == start)
+            continue;
+        buf[end] = '\0';
+        fd = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
+        if (fd < 0 && errno == ENOENT) {
+            if (mkdirat(parent, buf + start, end == len ? mode : 0755) < 0 &&
+                errno != EEXIST) {
+                err = errno;
+                break;
+            }
+            fd = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
+        }
+        if (fd < 0) {
+            err = errno;
+            break;
+        }
+        close(parent);
+        parent = fd;
+        if (end < len)
+            buf[end] = '/';
+    }
+    close(parent);
+    return err;
+}
+
+/* The directory that rel's last component lies in, made if missing; *name
+ * points at that component in buf. */
+static int open_parent_in(int rootfd, const char *rel, char *buf,
+                          const char **name, int make)
+{
+    size_t len = strlen(rel);
+    char *slash;
+    int fd;
+
+    if (len >= PATH_MAX) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, rel, len + 1);
+    while (len > 1 && buf[len - 1] == '/')
+        buf[--len] = '\0';
+    slash = strrchr(buf, '/');
+    if (!slash) {
+        *name = buf;
+        return open_in_root(rootfd, ".", O_PATH | O_DIRECTORY);
+    }
+    *slash = '\0';
+    *name = slash + 1;
+    fd = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
+    if (fd < 0 && errno == ENOENT && make) {
+        int err = make_dirs_in(rootfd, buf, 0755);
+        if (err) {
+            errno = err;
+            return -1;
+        }
+        fd = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
+    }
+    return fd;
+}
+
+static int run_op_in_root(const struct nsbox_mount_op *op, int *step)
+{
+    char buf[PATH_MAX], proc[32];
+    const char *rel, *name;
+    int rootfd, dfd = -1, err = 0;
+
+    switch (op->kind) {
+    case NSBOX_OP_MOUNT: case NSBOX_OP_BIND_BENEATH: *step = NSBOX_STEP_MOUNT; break;
+    case NSBOX_OP_MKDIR: *step = NSBOX_STEP_MKDIR; break;
+    case NSBOX_OP_TOUCH: *step = NSBOX_STEP_TOUCH; break;
+    case NSBOX_OP_SYMLINK: *step = NSBOX_STEP_SYMLINK; break;
+    default: *step = NSBOX_STEP_MOUNT; return EINVAL;
+    }
+    rootfd = open_root(op, &rel);
+    if (rootfd < 0)
+        return errno;
+    switch (op->kind) {
+    case NSBOX_OP_MKDIR:
+        err = make_dirs_in(rootfd, rel, op->mode);
+        break;
+    case NSBOX_OP_TOUCH:
+    case NSBOX_OP_SYMLINK:
+        dfd = open_parent_in(rootfd, rel, buf, &name, op->kind == NSBOX_OP_TOUCH);
+        if (dfd < 0)
+            err = errno;
+        else if (op->kind == NSBOX_OP_TOUCH)
+            err = mknodat(dfd, name, S_IFREG | (op->mode & 07777), 0) < 0 &&
+                  errno != EEXIST ? errno : 0;
+        else
+            err = symlinkat(op->source, dfd, name) < 0 && errno != EEXIST ? errno : 0;
+        break;
+    default:
+        dfd = open_in_root(rootfd, rel, O_PATH);
+        if (dfd < 0)
+            err = errno;
+        else if (op->kind == NSBOX_OP_BIND_BENEATH)
+            err = bind_beneath(op->source, op->data, fd_path(proc, dfd), op->flags);
+        else if (mount(nz(op->source), fd_path(proc, dfd), nz(op->fstype), op->flags,
+                       nz(op->data)) < 0)
+            err = errno;
+        break;
+    }
+    if (dfd >= 0)
+        close(dfd);
+    close(rootfd);
+    return err;
+}
+
+/* The target as the error names it: as the container sees it, if in its root. */
+static const char *op_detail(const struct nsbox_mount_op *op)
+{
+    const char *rel = nz(op->root) ? below_root(op->root, op->target) : NULL;
+
+    /* rel points into target, after at least one '/', unless it is "." */
+    if (!rel || (rel[0] == '.' && rel[1] == '\0'))
+        return op->target;
+    return rel - 1;
+}
+
 /* Returns 0 or an errno; *step says which step it was. */
 static int run_op(const struct nsbox_mount_op *op, int *step)
 {
+    if (nz(op->root))
+        return run_op_in_root(op, step);
     switch (op->kind) {
     case NSBOX_OP_MOUNT:
         *step = NSBOX_STEP_MOUNT;
@@ -500,6 +717,30 @@ init_main(const struct nsbox_spawn *req, const struct child_plan *p)
     child_fail(p, NSBOX_STEP_EXEC, err, "nsbox-init");
 }
 
+/* chdir to path resolved inside the current root: symbolic links are
+ * followed as the process would see them, never out of its root, and magic
+ * links (/proc/self/fd/N, /proc/PID/cwd) are refused, so a working directory
+ * cannot name a descriptor. */
+static int change_dir(const char *path)
+{
+    int rootfd, fd, err = 0;
+
+    rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return errno;
+    fd = open_in_root(rootfd, path, O_PATH | O_DIRECTORY);
+    if (fd < 0 && errno == ENOSYS) {    /* no openat2 (before 5.6) */
+        close(rootfd);
+        return chdir(path) < 0 ? errno : 0;
+    }
+    if (fd < 0 || fchdir(fd) < 0)
+        err = errno;
+    if (fd >= 0)
+        close(fd);
+    close(rootfd);
+    return err;
+}
+
 static void __attribute__((noreturn))
 child_main(const struct nsbox_spawn *req, const struct child_plan *p)
 {
@@ -560,8 +801,16 @@ child_main(const struct nsbox_spawn *req, const struct child_plan *p)
         const struct nsbox_mount_op *op = &req->ops[i];
         err = run_op(op, &step);
         if (err && !(err == ENOENT && op->optional))
-            child_fail(p, step, err, op->target);
+            child_fail(p, step, err, op_detail(op));
     }
+
+    /* The session keyring is the host root's otherwise: its keys readable,
+     * and usable, from inside (runc joins a new one per container too). Made
+     * while still root, so it is root's, not the container user's. */
+    if (req->new_session_keyring &&
+        syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL, 0, 0, 0) < 0 &&
+        errno != ENOSYS)
+        child_fail(p, NSBOX_STEP_KEYRING, errno, "session");
 
     switch_identity(req, p);
     /* Changing the euid/egid cleared the parent-death signal: set it again. */
@@ -571,11 +820,14 @@ child_main(const struct nsbox_spawn *req, const struct child_plan *p)
 
     if (req->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         child_fail(p, NSBOX_STEP_NO_NEW_PRIVS, errno, "");
-    if (req->cwd && chdir(req->cwd) < 0)
-        child_fail(p, NSBOX_STEP_CHDIR, errno, req->cwd);
 
+    /* Every descriptor the parent had (namespace, cgroup, pidfds, the
+     * watcher's sockets and files) is closed before the working directory is
+     * resolved: none can be reached through /proc/self/fd (CVE-2024-21626). */
     setup_stdio(req, p);
     close_other_fds(req, p);
+    if (req->cwd && (err = change_dir(req->cwd)))
+        child_fail(p, NSBOX_STEP_CHDIR, err, req->cwd);
     if (req->init)
         init_main(req, p);
     exec_argv(req, p);
@@ -764,6 +1016,73 @@ int nsbox_pidfd_open(int pid, unsigned int flags)
 int nsbox_pidfd_send_signal(int pidfd, int sig)
 {
     return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+int nsbox_sealed_copy(const char *path, const char *name)
+{
+    char buf[65536];
+    int src, fd, err = 0;
+    ssize_t n;
+
+    src = open(path, O_RDONLY | O_CLOEXEC);
+    if (src < 0)
+        return -errno;
+    /* MFD_EXEC: with vm.memfd_noexec=1 a memfd is otherwise not executable;
+     * kernels before 6.3 do not know the flag. */
+    fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+    if (fd < 0 && errno == EINVAL)
+        fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        err = errno;
+        close(src);
+        return -err;
+    }
+    while ((n = read(src, buf, sizeof buf)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            err = errno;
+            break;
+        }
+        for (ssize_t off = 0, w; off < n; off += w) {
+            w = write(fd, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                w = 0;
+            else if (w <= 0) {
+                err = w < 0 ? errno : EIO;
+                break;
+            }
+        }
+        if (err)
+            break;
+    }
+    close(src);
+    if (!err && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
+                      F_SEAL_SEAL) < 0)
+        err = errno;
+    if (err) {
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+int nsbox_drop_privileges(int cap_last)
+{
+    struct __user_cap_header_struct head = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+
+    for (int cap = 0; cap <= cap_last && cap < 64; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+            return -errno;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        return -errno;
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capset, &head, data) < 0)
+        return -errno;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return -errno;
+    return 0;
 }
 
 int nsbox_malloc_trim(void)

@@ -34,6 +34,10 @@ struct nsbox_mount_op {
     unsigned long flags;        /* mount(2) flags, or umount2(2) flags */
     unsigned int mode;          /* mkdir / touch */
     int optional;               /* ENOENT is not an error */
+    const char *root;           /* NULL or "" = target taken as is; else target lies
+                                 * below this new root and is resolved inside it
+                                 * (openat2 RESOLVE_IN_ROOT): a symbolic link the
+                                 * container planted cannot lead out of it */
 };
 
 struct nsbox_join {
@@ -79,6 +83,7 @@ struct nsbox_spawn {
     int n_keep_fds;
     int init;                   /* stay as a tiny init, fork and exec argv */
     int init_exe_fd;            /* with init: nsbox-init (csrc/init.c), exec'd by fd */
+    int new_session_keyring;    /* join a new anonymous session keyring */
 };
 
 enum nsbox_step {
@@ -91,7 +96,7 @@ enum nsbox_step {
     NSBOX_STEP_KEEPCAPS, NSBOX_STEP_SETUID, NSBOX_STEP_CAPABILITIES,
     NSBOX_STEP_AMBIENT, NSBOX_STEP_NO_NEW_PRIVS, NSBOX_STEP_CHDIR,
     NSBOX_STEP_STDIO, NSBOX_STEP_CLOSE_FDS, NSBOX_STEP_EXEC,
-    NSBOX_STEP_FORK, NSBOX_STEP_SETPGID
+    NSBOX_STEP_FORK, NSBOX_STEP_SETPGID, NSBOX_STEP_KEYRING
 };
 
 /* Written by the child into the error pipe as one record; it stays below
@@ -117,6 +122,16 @@ int nsbox_mount(const char *source, const char *target, const char *fstype,
 int nsbox_umount2(const char *target, int flags);
 int nsbox_pidfd_open(int pid, unsigned int flags);
 int nsbox_pidfd_send_signal(int pidfd, int sig);
+
+/* A sealed (F_SEAL_SEAL|SHRINK|GROW|WRITE), close-on-exec memfd copy of the
+ * executable at path, named name: exec'd by fd, no process can write it, not
+ * even through /proc/PID/exe. An fd, or -errno. */
+int nsbox_sealed_copy(const char *path, const char *name);
+
+/* Empty every capability set (bounding, ambient, inheritable, permitted,
+ * effective) and set no_new_privs: a root process that execs afterwards
+ * gains nothing. 0 or -errno. */
+int nsbox_drop_privileges(int cap_last);
 
 /* malloc_trim(0): hands free heap memory back to the kernel. Returns 1 if
  * memory was released, 0 if not (or if the libc has no malloc_trim). */

@@ -209,7 +209,9 @@ def start_request(
         console=console,
     )
     if cwd != "/":
-        plan.insert(len(plan) - 1, native.MountOp("mkdir", os.path.join(plan[-1].target, cwd.lstrip("/"))))
+        # Made inside the new root, symbolic links followed as the container sees them (never out of it).
+        root = plan[-1].target
+        plan.insert(len(plan) - 1, native.MountOp("mkdir", mounts.in_root(root, cwd), root=root))
     flags = native.CLONE_NEWNS
     join: list[tuple[int, int]] = []
     if pid_ns_fd >= 0:
@@ -231,6 +233,7 @@ def start_request(
         caps=ident.caps,
         no_new_privs=ident.no_new_privs,
         init=c.init,
+        new_session_keyring=True,
     )
 
 
@@ -296,5 +299,6 @@ def exec_request(
         groups=ident.groups,
         caps=ident.caps,
         no_new_privs=ident.no_new_privs,
+        new_session_keyring=True,
     )
     return req, fds

@@ -12,6 +12,12 @@ the tmpfs. On top come a fresh /proc for its PID namespace, a minimal /dev, a
 read-only /sys, the pod's /dev/shm, /etc/hostname and /etc/hosts, and the
 volumes. Finally the root is pivoted into the overlay.
 
+Every step that acts on a path of the new root (mkdir, touch, symlink, mount) is
+resolved inside that root (`MountOp.root`: openat2 RESOLVE_IN_ROOT in the child): a
+volume keeps what a container put in it, and a symbolic link planted there in an
+earlier run must not turn a mount point or a working directory into a host path
+(docs/security.md §12).
+
 An unprivileged container may create device nodes (CAP_MKNOD is in the
 default set, as in Docker) but must not open any beyond the minimal /dev. The
 device cgroup (v1) or filter (v2) is one wall; the mount plan is the second:
@@ -140,15 +146,16 @@ def container_root_plan(
         MountOp("mkdir", f"{scratch}/work"),
         MountOp("mkdir", root),
         *([MountOp("chdir", lower_cwd)] if lower_cwd else []),
-        MountOp(
-            "mount",
-            root,
-            source="overlay",
-            fstype="overlay",
-            flags=nodev,
-            data=f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work",
-        ),
     ]
+    overlay = MountOp(
+        "mount",
+        root,
+        source="overlay",
+        fstype="overlay",
+        flags=nodev,
+        data=f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work",
+    )
+    ops.append(overlay)
     for path in hide:
         ops.append(
             MountOp(
@@ -185,8 +192,17 @@ def container_root_plan(
         ops += _mask_plan(root)
     if read_only_root:
         ops.append(MountOp("mount", root, flags=native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY))
+    # Everything after the overlay that acts below its root is resolved inside it.
+    for op in ops[ops.index(overlay) + 1 :]:
+        if op.target.startswith(root + "/"):
+            op.root = root
     ops.append(MountOp("pivot", root))
     return ops
+
+
+def in_root(root: str, path: str) -> str:
+    """`path` of the container (absolute) as a path below `root`, as the plan spells targets."""
+    return os.path.join(root, path.lstrip("/"))
 
 
 def bind_plan(source: str, target: str, read_only: bool, nodev: bool = False, sub_path: str = "") -> list[MountOp]:

@@ -83,6 +83,9 @@ class MountOp:
     data: str = ""
     mode: int = 0o755
     optional: bool = False  # ENOENT on this step is ignored
+    # A new root that `target` lies below: the target is resolved inside it (openat2
+    # RESOLVE_IN_ROOT), so that a symbolic link in it never leads to a host path.
+    root: str = ""
 
 
 @record
@@ -132,6 +135,9 @@ class SpawnRequest:
     # and argv runs as its child: spawn() returns the init's pid, whose exit
     # code is argv's, or 128+N if signal N killed it.
     init: bool = False
+    # Join a new anonymous session keyring (every process nsbox puts in a container):
+    # the host's session keyring stays out of reach.
+    new_session_keyring: bool = False
 
 
 class SpawnError(OSError):
@@ -223,6 +229,7 @@ def _build(req: SpawnRequest, keep: list):
         ops[i].flags = op.flags
         ops[i].mode = op.mode
         ops[i].optional = int(op.optional)
+        ops[i].root = _text(keep, op.root)
     c.ops = ops
     c.n_ops = len(req.ops)
     c.hostname = _text(keep, req.hostname)
@@ -257,7 +264,29 @@ def _build(req: SpawnRequest, keep: list):
     c.n_keep_fds = len(req.keep_fds)
     c.init = int(req.init)
     c.init_exe_fd = -1
+    c.new_session_keyring = int(req.new_session_keyring)
     return c
+
+
+_init_fd: int | None = None
+
+
+def init_program_fd() -> int:
+    """A sealed memfd copy of INIT_PROGRAM, made once per process and kept (close-on-exec).
+
+    The tiny init and the pause are exec'd from it, never from the host file: their
+    /proc/PID/exe is this copy, which nothing can write, so a container cannot reach
+    nsbox-init through it and overwrite it (docs/security.md §12). Sealed, it is
+    safe to share between all the processes exec'd from it."""
+    global _init_fd
+    if _init_fd is None:
+        _init_fd = _check(lib.nsbox_sealed_copy(os.fsencode(INIT_PROGRAM), b"nsbox-init"), INIT_PROGRAM)
+    return _init_fd
+
+
+def drop_privileges() -> None:
+    """Empty every capability set and set no_new_privs (for a root process about to exec)."""
+    _check(lib.nsbox_drop_privileges(cap_last_cap()))
 
 
 def spawn(req: SpawnRequest) -> tuple[int, int]:
@@ -274,14 +303,10 @@ def spawn(req: SpawnRequest) -> tuple[int, int]:
     err = ffi.new("struct nsbox_spawn_error *")
     if req.init:
         try:
-            c.init_exe_fd = os.open(INIT_PROGRAM, os.O_RDONLY | os.O_CLOEXEC)
+            c.init_exe_fd = init_program_fd()
         except OSError as e:
             raise SpawnError(e.errno, "init", INIT_PROGRAM) from None  # type: ignore[arg-type]  # set by open(2)
-    try:
-        pid = lib.nsbox_spawn(c, pidfd, err)
-    finally:
-        if c.init_exe_fd >= 0:
-            os.close(c.init_exe_fd)
+    pid = lib.nsbox_spawn(c, pidfd, err)
     if pid < 0:
         raise SpawnError(
             err.err or errno.EIO,

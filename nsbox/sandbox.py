@@ -125,12 +125,19 @@ def start_shared_pid_namespace() -> int:
     namespace (`container.start_request(pid_ns_fd=...)`), so none of them is
     PID 1 and each gets SIGTERM like any process. If it dies, the kernel kills
     every process of the namespace: it must live as long as the pod.
+
+    It is exec'd from the sealed memfd copy of the program (native.init_program_fd),
+    with no capabilities and no_new_privs, and it is not dumpable (csrc/init.c):
+    the pod's processes see it in their PID namespace but can neither write its
+    executable nor reach the host's files through it (docs/security.md §12).
     """
-    if not os.access(native.INIT_PROGRAM, os.X_OK):
+    try:
+        exe = native.init_program_fd()
+    except OSError:
         raise NsboxError(
             f"cannot start the pod's shared PID namespace: {native.INIT_PROGRAM} is missing "
             "(reinstall nsbox: sudo ./setup.sh demo)"
-        )
+        ) from None
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         # unshare(CLONE_NEWPID) moves only our *next* children into a new namespace, and the
@@ -138,15 +145,16 @@ def start_shared_pid_namespace() -> int:
         native.unshare(native.CLONE_NEWPID)
         pid = os.fork()
         if pid == 0:
-            _exec_pause()
+            _exec_pause(exe)
         native.setns(own, native.CLONE_NEWPID)
     finally:
         os.close(own)
     return pid
 
 
-def _exec_pause() -> None:
-    """In the forked child: become nsbox-init --pause, with nothing of the watcher's."""
+def _exec_pause(exe: int) -> None:
+    """In the forked child: become nsbox-init --pause (from `exe`, its sealed copy), with
+    nothing of the watcher's: no descriptor but 0-2, no capability."""
     try:
         signal.set_wakeup_fd(-1)
         for sig in signal.valid_signals():
@@ -158,7 +166,10 @@ def _exec_pause() -> None:
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        os.closerange(3, 1 << 16)  # the watcher's sockets and, above all, its lock
-        os.execv(native.INIT_PROGRAM, ["nsbox-pause", "--pause"])
+        # The watcher's sockets and, above all, its lock; `exe` closes on exec.
+        os.closerange(3, exe)
+        os.closerange(exe + 1, 1 << 16)
+        native.drop_privileges()
+        os.execve(exe, ["nsbox-pause", "--pause"], {})
     finally:
         os._exit(127)

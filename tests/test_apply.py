@@ -829,8 +829,9 @@ def test_a_shared_pid_namespace_has_a_reaper_as_pid_1(nsbox):
     pid = nsbox.pid("reaped")
     assert proc_status(pid)["NSpid"].split()[-1] != "1"
     assert read(in_container(pid, "/proc/1/comm")).strip() == "nsbox-pause"
-    # exec'd (csrc/init.c), not a fork of the Python watcher that keeps copies of its memory
-    assert os.path.basename(os.readlink(in_container(pid, "/proc/1/exe"))) == "nsbox-init"
+    # exec'd (csrc/init.c), not a fork of the Python watcher that keeps copies of its memory,
+    # from the sealed memfd copy of nsbox-init (docs/security.md §12)
+    assert os.readlink(in_container(pid, "/proc/1/exe")) == "/memfd:nsbox-init (deleted)"
     assert "python" not in read(in_container(pid, "/proc/1/maps"))
 
 
