@@ -55,6 +55,9 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 # The devices of a minimal /dev (the OCI runtime-spec's default devices).
 DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
+# The steps that can resolve their target inside the new root (MountOp.root).
+IN_ROOT_KINDS = ("mount", "mkdir", "touch", "symlink", "bind-beneath")
+
 NOSUID_NODEV_NOEXEC = native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC
 
 # Per-mount flags a bind remount must restate to keep them: statvfs's ST_* -> mount's MS_*
@@ -194,7 +197,7 @@ def container_root_plan(
         ops.append(MountOp("mount", root, flags=native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY))
     # Everything after the overlay that acts below its root is resolved inside it.
     for op in ops[ops.index(overlay) + 1 :]:
-        if op.target.startswith(root + "/"):
+        if op.kind in IN_ROOT_KINDS and op.target.startswith(root + "/"):
             op.root = root
     ops.append(MountOp("pivot", root))
     return ops

@@ -832,3 +832,62 @@ def test_wrappers_raise_oserror_with_errno():
 
 def test_malloc_trim_runs():
     native.malloc_trim()
+
+
+def test_targets_in_a_root_follow_links_only_inside_it(children, tmpdir_clean):
+    # A volume in the new root holds links planted by a container, to a host directory by its
+    # absolute path and by enough "..": what is made goes below the root, never on the host.
+    root, host = f"{tmpdir_clean}/root", f"{tmpdir_clean}/host"
+    os.makedirs(f"{root}/data")
+    os.mkdir(host)
+    os.makedirs(f"{root}{host}")  # as the host view shows it (an image need not have it: see below)
+    os.symlink(host, f"{root}/data/abs")
+    os.symlink("../" * 10 + host.lstrip("/"), f"{root}/data/up")
+    ops = [
+        MountOp("mount", "/", flags=native.MS_REC | native.MS_PRIVATE),
+        MountOp("mkdir", f"{root}/data/abs/made", root=root),
+        MountOp("touch", f"{root}/data/up/file", root=root),
+        MountOp("mkdir", f"{root}/data/up/dir", root=root),
+        MountOp("mount", f"{root}/data/up/dir", source="tmpfs", fstype="tmpfs", root=root),
+    ]
+    pid = children.spawn(request(["true"], clone_flags=native.CLONE_NEWNS, ops=ops))
+    assert children.wait(pid) == 0
+    assert os.listdir(host) == []
+    assert sorted(os.listdir(f"{root}{host}")) == ["dir", "file", "made"]
+
+
+def test_a_target_outside_its_root_dangling_or_through_a_magic_link_is_refused(tmpdir_clean):
+    root = f"{tmpdir_clean}/root"
+    os.makedirs(f"{root}/proc")
+    os.symlink(tmpdir_clean, f"{root}/dangling")  # no such directory in the root
+    cases = (
+        (f"{tmpdir_clean}/elsewhere", errno.EXDEV),
+        ("/dangling/x", errno.ENOENT),
+        ("/proc/self/fd/0/x", errno.ELOOP),
+    )
+    for target, err in cases:
+        path = target if target.startswith(tmpdir_clean) else root + target
+        ops = [
+            MountOp("mount", "/", flags=native.MS_REC | native.MS_PRIVATE),
+            MountOp("mount", f"{root}/proc", source="proc", fstype="proc", root=root),
+            MountOp("mkdir", path, root=root),
+        ]
+        with pytest.raises(SpawnError) as info:
+            native.spawn(request(["true"], clone_flags=native.CLONE_NEWNS, ops=ops))
+        assert (info.value.step, info.value.errno) == ("mkdir", err), info.value
+
+
+def test_the_init_program_copy_is_sealed_and_shared():
+    fd = native.init_program_fd()
+    assert native.init_program_fd() == fd  # made once per process
+    assert os.readlink(f"/proc/self/fd/{fd}") == "/memfd:nsbox-init (deleted)"
+    assert fcntl.fcntl(fd, fcntl.F_GET_SEALS) & 0xF == 0xF  # SEAL, SHRINK, GROW, WRITE
+    with open(native.INIT_PROGRAM, "rb") as f:
+        assert os.pread(fd, 1 << 20, 0) == f.read()
+    for flags in (os.O_WRONLY, os.O_RDWR):
+        w = os.open(f"/proc/self/fd/{fd}", flags)
+        try:
+            with pytest.raises(PermissionError):
+                os.pwrite(w, b"\x7f", 0)
+        finally:
+            os.close(w)
