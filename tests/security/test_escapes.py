@@ -198,13 +198,28 @@ spec:
     probe = wait_for(lambda: sleep_process("602"), timeout=30, what="the exec probe")[0]
     assert sleeping_fds(probe) == {0, 1, 2}
     assert sleeping_fds(main) == {0, 1, 2}
-    execd = nsbox.popen("exec", "fds", "-c", "main", "--", "sleep", "603")
+    execd = nsbox.popen("exec", "fds", "-c", "probed", "--", "sleep", "603")
     try:
         pid = wait_for(lambda: sleep_process("603"), what="the exec'd process")[0]
         assert sleeping_fds(pid) == {0, 1, 2}
     finally:
         execd.kill()
         execd.wait()
+
+    nsbox("delete", "pod", "fds", "--grace-period", "0", "--force")
+
+    manifest = """
+apiVersion: v1
+kind: Pod
+metadata: {name: initc}
+spec:
+  initContainers:
+  - {name: first, command: [sleep, "606"]}
+  containers:
+  - {name: c, command: [sleep, "600"]}
+"""
+    nsbox("apply", "-f", "-", input=manifest)
+    assert sleeping_fds(wait_for(lambda: sleep_process("606"), what="the init container")[0]) == {0, 1, 2}
 
     nsbox("run", "init", "--init", "--", "sleep", "605")
     init = nsbox.pid("init")
@@ -341,6 +356,35 @@ spec:
 
     wait_for(message, what="the app to write its termination message")
     assert os.readlink(f"/proc/{pid}/cwd") == f"{d}/deeper"
+    assert sorted(os.listdir(d)) == [marker]
+
+
+def test_a_link_planted_before_a_restart_is_followed_inside_the_root(nsbox, host_dir):
+    """The container replaces the directory above its working directory, in its volume, with a
+    link to a host directory and exits; restarted, its working directory is made again."""
+    d, marker = host_dir
+    plant = f"cd / && rm -rf /data/work && ln -s {d} /data/work && exit 1"
+    manifest = f"""
+apiVersion: v1
+kind: Pod
+metadata:
+  name: again
+  annotations: {{nsbox.io/backoff-base-seconds: "0.5", nsbox.io/backoff-max-seconds: "1"}}
+spec:
+  restartPolicy: Always
+  volumes: [{{name: data, emptyDir: {{}}}}]
+  containers:
+  - name: app
+    command: [sh, -c, "if [ -L /data/work ]; then pwd; exec sleep 600; fi; {plant}"]
+    workingDir: /data/work/deeper
+    volumeMounts: [{{name: data, mountPath: /data}}]
+"""
+    nsbox("apply", "-f", "-", input=manifest)
+    wait_for(lambda: nsbox.container_state("again", "app")["restartCount"] >= 1, timeout=30, what="a restart")
+    wait_for(lambda: nsbox.container_state("again", "app")["state"].get("running"), what="the restarted app")
+    pid = nsbox.pid("again", "app")
+    assert os.readlink(f"/proc/{pid}/cwd") == f"{d}/deeper"  # the link, followed inside its root
+    assert os.path.isdir(f"/proc/{pid}/root{d}/deeper")
     assert sorted(os.listdir(d)) == [marker]
 
 
