@@ -132,6 +132,10 @@ class SpawnRequest:
     # and argv runs as its child: spawn() returns the init's pid, whose exit
     # code is argv's, or 128+N if signal N killed it.
     init: bool = False
+    # A seccomp filter (nsbox.seccomp: struct sock_filter[]), b"" = none; installed by the child
+    # last before exec (with no_new_privs) or before the capabilities drop (without).
+    seccomp: bytes = b""
+    seccomp_path: str = ""  # where it is cached: recorded in the container's status for exec
 
 
 class SpawnError(OSError):
@@ -257,6 +261,11 @@ def _build(req: SpawnRequest, keep: list):
     c.n_keep_fds = len(req.keep_fds)
     c.init = int(req.init)
     c.init_exe_fd = -1
+    if req.seccomp:
+        program = ffi.from_buffer(req.seccomp)
+        keep.append(program)
+        c.seccomp_filter = program
+        c.seccomp_len = len(req.seccomp) // 8
     return c
 
 
