@@ -224,6 +224,7 @@ def test_localhost_profiles_and_their_start_errors():
         path = os.path.join(profiles, "missing.json")
         assert waiting("missing")["message"] == f'cannot load seccomp profile "{path}": No such file or directory'
         assert waiting("broken")["message"].startswith("seccomp profile localhost/profiles/broken.json: not valid JSON")
+
         # A profile that forbids a step nsbox takes after installing it (no no_new_privs: it goes
         # on before the capabilities are set) is a start error that says so.
         def start_error() -> dict | None:
