@@ -270,3 +270,52 @@ spec:
     assert p.returncode == 1 and message in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
     assert "bad" not in nsbox("get", "pods").stdout
+
+
+@pytest.mark.parametrize(
+    "profile, message",
+    [
+        ({"defaultAction": "SCMP_ACT_NOTIFY"}, 'defaultAction: unsupported action "SCMP_ACT_NOTIFY"'),
+        ({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": -1}, "defaultErrnoRet: must be a number"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_PDP11"]}, 'unknown architecture "SCMP_'),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": {"names": []}}, "syscalls: must be a list of objects"),
+        (
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [
+                    {"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "op": "SCMP_CMP_EQ"}]}
+                ],
+            },
+            "syscalls[0].args[0].index: must be 0 to 5",
+        ),
+        (
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [
+                    {"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "op": "SCMP_CMP_LIKE"}]}
+                ],
+            },
+            'syscalls[0].args[0].op: unsupported operator "SCMP_CMP_LIKE"',
+        ),
+        ([], "not a JSON object"),
+    ],
+)
+def test_an_invalid_profile_is_a_clear_error(profile, message):
+    from nsbox import seccomp
+
+    with pytest.raises(seccomp.ProfileProblem) as e:
+        seccomp.compile_profile(json.dumps(profile).encode(), 0)
+    assert message in str(e.value)
+
+
+def test_the_default_profile_depends_on_the_capabilities():
+    """includes.caps: SYS_ADMIN allows mount, unshare and the rest, and lifts the clone flag rule."""
+    from nsbox import kube, seccomp, security
+
+    with open(seccomp.DEFAULT_PROFILE, "rb") as f:
+        data = f.read()
+    default = security.mask(frozenset(kube.DEFAULT_CAPABILITIES))
+    admin = default | 1 << kube.CAPABILITY_NUMBERS["SYS_ADMIN"]
+    programs = {seccomp.compile_profile(data, caps) for caps in (default, admin, default)}
+    assert len(programs) == 2  # the same input compiles to the same program; another set differs
+    assert all(len(p) % 8 == 0 and 0 < len(p) <= 4096 * 8 for p in programs)
