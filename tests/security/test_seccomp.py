@@ -113,6 +113,14 @@ def test_clone3_says_enosys_so_that_libc_falls_back_to_clone(box):
     assert attempt(box, "confined", attacks.SYSCALL, "clone3") == "FAILED ENOSYS"
 
 
+def test_describe_shows_the_pod_level_profile_as_kubectl_does(box):
+    described = box("describe", "pod", "mixed").stdout.splitlines()
+    assert [line.split() for line in described if line.startswith("SeccompProfile:")] == [
+        ["SeccompProfile:", "Unconfined"]
+    ]
+    assert not [line for line in box("describe", "pod", "confined").stdout.splitlines() if line.startswith("Seccomp")]
+
+
 def test_the_filter_is_seen_from_outside_and_follows_the_precedence(box):
     assert seccomp_status(box.pid("confined")) == (2, 1)
     assert seccomp_status(box.pid("mixed", "strict")) == (2, 1)
