@@ -166,11 +166,11 @@ class Reader:
         """A securityContext's seccompProfile as (type, localhostProfile), ("", "") when unset;
         validated as the API server does (ValidateSeccompProfileField), with the kubelet's rule
         that a Localhost profile is a relative path below its seccomp directory (nsbox.seccomp)."""
-        from nsbox.seccomp import KINDS
-
         profile = self.get(security, "seccompProfile", path, "object")
         if profile is None:
             return "", ""
+        from nsbox.seccomp import KINDS
+
         where = join(path, "seccompProfile")
         self.fields(profile, "SeccompProfile", where)
         kind = self.get(profile, "type", where, "string")

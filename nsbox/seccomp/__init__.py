@@ -16,7 +16,6 @@ import errno
 import hashlib
 import json
 import os
-import platform
 
 from nsbox.errors import NsboxError, WaitingForConfig
 from nsbox.record import record
@@ -112,7 +111,7 @@ def compiled(root: str, data: bytes, bounding: int) -> Filter:
             [
                 data,
                 b"%x" % bounding,
-                platform.machine().encode(),
+                os.uname().machine.encode(),
                 os.uname().release.encode(),  # minKernel rules
                 b"%d.%d.%d" % (v.major, v.minor, v.micro),
             ]
@@ -207,7 +206,7 @@ def compile_profile(data: bytes, bounding: int) -> bytes:
         raise ProfileProblem("syscalls: must be a list of objects")
     default = _action(profile, "defaultAction", "defaultErrnoRet")
     caps = {f"CAP_{name}" for name, num in kube.CAPABILITY_NUMBERS.items() if bounding >> num & 1}
-    machine = platform.machine()
+    machine = os.uname().machine
     arch = _GO_ARCH.get(machine, machine)
 
     ctx = lib.seccomp_init(default)
