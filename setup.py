@@ -25,4 +25,7 @@ class BuildExtAndPrograms(build_ext):
             self.compiler.link_executable(objects, name, output_dir=out)
 
 
-setup(cffi_modules=["nsbox/_native_build.py:ffibuilder"], cmdclass={"build_ext": BuildExtAndPrograms})
+setup(
+    cffi_modules=["nsbox/_native_build.py:ffibuilder", "nsbox/_seccomp_build.py:ffibuilder"],
+    cmdclass={"build_ext": BuildExtAndPrograms},
+)

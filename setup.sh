@@ -18,9 +18,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 cd "$HERE"
 VENV=$HERE/.venv
 LINK=/usr/local/bin/nsbox
-# Debian packages: the build (cffi C module), the tools the tests observe with
+# Debian packages: the build (cffi C modules; libseccomp-dev compiles seccomp profiles), the tools the tests observe with
 # (ip, nsenter, findmnt, ipcs/ipcmk, ps), and skopeo, which fetches images (docs/images.md).
-PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libcap-dev libffi-dev pkg-config
+PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libcap-dev libffi-dev libseccomp-dev pkg-config
           iproute2 util-linux procps skopeo)
 # The image tests also run a registry and build images from a static busybox (tests/imagekit.py).
 TEST_PACKAGES=(docker-registry busybox-static zstd)
@@ -117,7 +117,7 @@ source_digest() {
     {
         echo "extras=$extras python=$(python_id "$VENV/bin/python")"
         find "${inputs[@]}" -type f \
-            ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path 'nsbox/_native*' \
+            ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path 'nsbox/_native*' ! -path 'nsbox/_seccomp.*' ! -path 'nsbox/._seccomp*' \
             ! -path 'nsbox/nsbox-init' ! -path 'nsbox/.nsbox-init.*' \
             ! -path 'nsbox/nsbox-idle' ! -path 'nsbox/.nsbox-idle.*' -print0 2>/dev/null \
             | LC_ALL=C sort -z | xargs -0r sha256sum
@@ -151,7 +151,7 @@ install_nsbox() {
 }
 
 # The tests also run the CLI as `python -m nsbox` from the repo root, which
-# imports the source nsbox/: give it the compiled module, nsbox-init and
+# imports the source nsbox/: give it the compiled modules (_native, _seccomp), nsbox-init and
 # nsbox-idle just built (atomically: a running process may have the old ones
 # mapped), replacing any stale build.
 sync_native_into_tree() {
@@ -161,6 +161,9 @@ sync_native_into_tree() {
     so=$(cd "$dir" && ls _native*.so) || return 0
     find nsbox -maxdepth 1 -name '_native*.so' ! -name "$so" -delete
     copy_into_tree "$dir/$so" "$so" "the compiled module"
+    so=$(cd "$dir" && ls _seccomp*.so) || return 0
+    find nsbox -maxdepth 1 -name '_seccomp*.so' ! -name "$so" -delete
+    copy_into_tree "$dir/$so" "$so" "the seccomp module"
     copy_into_tree "$dir/nsbox-init" nsbox-init "the init program"
     copy_into_tree "$dir/nsbox-idle" nsbox-idle "the idle program"
 }

@@ -115,14 +115,23 @@ class Nsbox:
         return timed(self.cmd(*args), env=self.env)
 
     # operations ------------------------------------------------------
-    def oneshot(self, i: int) -> float:
-        return self.t("run", "--rm", "-a", f"one{i}", "--", "/bin/true")
+    def oneshot(self, i: int, seccomp: str = "") -> float:
+        profile = ["--seccomp-profile", seccomp] if seccomp else []
+        return self.t("run", "--rm", "-a", *profile, f"one{i}", "--", "/bin/true")
+
+    def clear_seccomp_cache(self, i: int) -> int:
+        """Untimed: empty the cache of compiled seccomp filters, so that the next start compiles."""
+        cache = os.path.join(self.root, "cache", "seccomp")
+        for name in os.listdir(cache) if os.path.isdir(cache) else []:
+            os.unlink(os.path.join(cache, name))
+        return i
 
     def pod_create(self, name: str) -> float:
         return self.t("pod", "create", name)
 
-    def add_container(self, pod: str, cname: str, argv: list[str]) -> float:
-        return self.t("run", cname, "--pod", pod, "--", *argv)
+    def add_container(self, pod: str, cname: str, argv: list[str], seccomp: str = "") -> float:
+        profile = ["--seccomp-profile", seccomp] if seccomp else []
+        return self.t("run", cname, "--pod", pod, *profile, "--", *argv)
 
     def delete_pod(self, name: str) -> float:
         return self.t("delete", "pod", name)

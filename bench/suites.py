@@ -30,6 +30,12 @@ def oneshot(rts: dict, refs: list, reps: int) -> list[Series]:
     """New pod, /bin/true, wait for its exit, remove everything: the whole cycle, per runtime."""
     order = ["nsbox", "podman", "crun", "runc", "bwrap", "unshare"]
     cases = [Case(n, measure=rts[n].oneshot) for n in order if n in rts]
+    if "nsbox" in rts:
+        # seccomp (docs/security.md, "System calls"): the default profile's filter comes from the
+        # cache; Unconfined installs none; a cold cache compiles it (libseccomp) first.
+        rt = rts["nsbox"]
+        cases.insert(1, Case("nsbox Unconfined", measure=lambda i, rt=rt: rt.oneshot(i, "Unconfined")))
+        cases.insert(2, Case("nsbox, cold seccomp cache", prepare=rt.clear_seccomp_cache, measure=rt.oneshot))
     cases += [Case(name, measure=lambda i, argv=argv, env=env: timed(argv, env=env)) for name, argv, env in refs]
     log(f"one-shot: {', '.join(c.runtime for c in cases)} × {reps}")
     return interleave("one-shot: new pod, /bin/true, wait, remove", cases, reps)
@@ -80,6 +86,14 @@ def pod_ops(rts: dict, reps: int) -> list[Series]:
             )
         )
         if n == "nsbox":
+            cases.append(
+                Case(
+                    "nsbox Unconfined",
+                    prepare=lambda i, rt=rt: _running_pod(rt, "nsbox", f"adu{i}", ["sleep", "100"]),
+                    measure=lambda name, rt=rt: rt.add_container(name, "c", ["sleep", "100"], "Unconfined"),
+                    after=lambda name, rt=rt: name and rt.force_delete(name),
+                )
+            )
             # The first request to a quiet pod wakes its watcher from nsbox-idle: a Python start.
             cases.append(
                 Case(

@@ -35,7 +35,9 @@
 #include <linux/capability.h>
 #include <linux/keyctl.h>
 #include <linux/memfd.h>
+#include <linux/filter.h>
 #include <linux/openat2.h>
+#include <linux/seccomp.h>
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
@@ -91,6 +93,7 @@ static const char *const step_names[] = {
     [NSBOX_STEP_CLOSE_FDS] = "close_fds", [NSBOX_STEP_EXEC] = "exec",
     [NSBOX_STEP_FORK] = "fork", [NSBOX_STEP_SETPGID] = "setpgid",
     [NSBOX_STEP_KEYRING] = "keyring",
+    [NSBOX_STEP_SECCOMP] = "seccomp",
 };
 
 /* What the parent prepares for the child besides the request. */
@@ -654,6 +657,25 @@ static void setup_stdio(const struct nsbox_spawn *req,
             child_fail(p, NSBOX_STEP_STDIO, errno, "keep_fds");
 }
 
+/* Installs the container's seccomp filter (docs/security.md, "System calls"),
+ * compiled by the parent: no libseccomp here. Without no_new_privs this runs
+ * while the child still holds CAP_SYS_ADMIN, before the identity switch; every
+ * later call up to exec (and nsbox-init's) must then pass the filter, and one
+ * that does not fails its step with the filter's errno. The filter also binds
+ * the init: it is inherited by the main process forked from it. */
+static void install_seccomp(const struct nsbox_spawn *req,
+                            const struct child_plan *p)
+{
+    struct sock_fprog prog;
+
+    if (!req->seccomp_filter)
+        return;
+    prog.len = (unsigned short)req->seccomp_len;
+    prog.filter = (struct sock_filter *)req->seccomp_filter;
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+        child_fail(p, NSBOX_STEP_SECCOMP, errno, "filter");
+}
+
 static void __attribute__((noreturn))
 exec_argv(const struct nsbox_spawn *req, const struct child_plan *p)
 {
@@ -812,6 +834,8 @@ child_main(const struct nsbox_spawn *req, const struct child_plan *p)
         errno != ENOSYS)
         child_fail(p, NSBOX_STEP_KEYRING, errno, "session");
 
+    if (!req->no_new_privs)
+        install_seccomp(req, p);
     switch_identity(req, p);
     /* Changing the euid/egid cleared the parent-death signal: set it again. */
     if (req->pdeathsig && (req->set_uid || req->set_gid) &&
@@ -828,6 +852,8 @@ child_main(const struct nsbox_spawn *req, const struct child_plan *p)
     close_other_fds(req, p);
     if (req->cwd && (err = change_dir(req->cwd)))
         child_fail(p, NSBOX_STEP_CHDIR, err, req->cwd);
+    if (req->no_new_privs)
+        install_seccomp(req, p);
     if (req->init)
         init_main(req, p);
     exec_argv(req, p);

@@ -84,6 +84,13 @@ struct nsbox_spawn {
     int init;                   /* stay as a tiny init, fork and exec argv */
     int init_exe_fd;            /* with init: nsbox-init (csrc/init.c), exec'd by fd */
     int new_session_keyring;    /* join a new anonymous session keyring */
+
+    /* A seccomp filter (docs/security.md, "System calls"): a classic BPF
+     * program (struct sock_filter[]) compiled by the parent, NULL = none.
+     * Installed last before exec with no_new_privs, else before the
+     * capabilities drop (loading one needs CAP_SYS_ADMIN then). */
+    const void *seccomp_filter;
+    int seccomp_len;            /* instructions */
 };
 
 enum nsbox_step {
@@ -96,7 +103,8 @@ enum nsbox_step {
     NSBOX_STEP_KEEPCAPS, NSBOX_STEP_SETUID, NSBOX_STEP_CAPABILITIES,
     NSBOX_STEP_AMBIENT, NSBOX_STEP_NO_NEW_PRIVS, NSBOX_STEP_CHDIR,
     NSBOX_STEP_STDIO, NSBOX_STEP_CLOSE_FDS, NSBOX_STEP_EXEC,
-    NSBOX_STEP_FORK, NSBOX_STEP_SETPGID, NSBOX_STEP_KEYRING
+    NSBOX_STEP_FORK, NSBOX_STEP_SETPGID, NSBOX_STEP_KEYRING,
+    NSBOX_STEP_SECCOMP
 };
 
 /* Written by the child into the error pipe as one record; it stays below

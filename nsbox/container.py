@@ -212,6 +212,9 @@ def start_request(
         # Made inside the new root, symbolic links followed as the container sees them (never out of it).
         root = plan[-1].target
         plan.insert(len(plan) - 1, native.MountOp("mkdir", mounts.in_root(root, cwd), root=root))
+    from nsbox import seccomp
+
+    syscall_filter = seccomp.for_container(paths.root.path, pod, c, ident.caps.bounding)
     flags = native.CLONE_NEWNS
     join: list[tuple[int, int]] = []
     if pid_ns_fd >= 0:
@@ -234,6 +237,8 @@ def start_request(
         no_new_privs=ident.no_new_privs,
         init=c.init,
         new_session_keyring=True,
+        seccomp=syscall_filter.program if syscall_filter is not None else b"",
+        seccomp_path=syscall_filter.path if syscall_filter is not None else "",
     )
 
 
@@ -283,11 +288,20 @@ def exec_request(
         env = environment(pod, c, pod_ip, config)
         cwd = c.working_dir or "/"
     exe = find_executable(command[0], env, f"/proc/{pid}/root", cwd)
-    if exe is None:
+    program = b""
+    try:
+        if exe is None:
+            where = "" if "/" in command[0] else " in $PATH"
+            raise NsboxError(f'executable "{command[0]}" not found{where} in container "{c.name}"')
+        if started and started.get("seccomp"):
+            # The filter the container started with (docs/security.md, "System calls").
+            from nsbox import seccomp
+
+            program = seccomp.read_filter(started["seccomp"])
+    except NsboxError:
         for fd in fds:
             os.close(fd)
-        where = "" if "/" in command[0] else " in $PATH"
-        raise NsboxError(f'executable "{command[0]}" not found{where} in container "{c.name}"')
+        raise
     req = native.SpawnRequest(
         argv=command,
         exec_paths=[exe],
@@ -300,5 +314,6 @@ def exec_request(
         caps=ident.caps,
         no_new_privs=ident.no_new_privs,
         new_session_keyring=True,
+        seccomp=program,
     )
     return req, fds

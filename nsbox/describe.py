@@ -40,6 +40,10 @@ def describe(v: PodView, cgroups: Any) -> str:
         out.append(f"Reason:\t{st['reason']}")
     if st.get("message"):
         out.append(f"Message:\t{st['message']}")
+    if spec.seccomp:  # the pod-level field, as kubectl shows it
+        out.append(f"SeccompProfile:\t{spec.seccomp}")
+        if spec.seccomp == "Localhost":
+            out.append(f"LocalhostProfile:\t{spec.seccomp_localhost}")
     out.append(f"IP:\t{st.get('podIP', '')}")
     out += ["IPs:", *(f"  IP:\t{ip['ip']}" for ip in st["podIPs"])] if st.get("podIPs") else ["IPs:\t<none>"]
     for title, key, init, containers in (

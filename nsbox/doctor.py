@@ -115,10 +115,24 @@ def _native() -> tuple[bool, str, str]:
     return True, "native module, nsbox-init and nsbox-idle loaded", ""
 
 
+def _seccomp() -> tuple[bool, str, str]:
+    """The libseccomp module that compiles profiles, and a kernel that takes filters (docs/security.md)."""
+    try:
+        from nsbox._seccomp import lib
+    except ImportError as e:
+        return False, f"seccomp: {e}", "apt-get install libseccomp-dev, then reinstall nsbox (sudo ./setup.sh demo)"
+    with open("/proc/self/status") as f:
+        if not any(line.startswith("Seccomp:") for line in f):
+            return False, "seccomp: the kernel has no seccomp filters", "a kernel built with CONFIG_SECCOMP_FILTER"
+    v = lib.seccomp_version()
+    return True, f"seccomp filters, libseccomp {v.major}.{v.minor}.{v.micro}", ""
+
+
 CHECKS: list[tuple[str, Check]] = [
     ("root", _root),
     ("kernel", _kernel),
     ("native", _native),
+    ("seccomp", _seccomp),
     ("namespaces", _namespaces),
     ("cgroups", _cgroups),
     ("overlayfs", _overlay),

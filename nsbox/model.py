@@ -84,6 +84,8 @@ class SecurityContext:
     allow_privilege_escalation: bool | None = None
     read_only_root_filesystem: bool = False
     run_as_non_root: bool = False  # the effective runAsNonRoot (container's, else pod's); checked at start
+    seccomp: str = ""  # seccompProfile.type: "" (the pod's) | RuntimeDefault | Unconfined | Localhost (nsbox.seccomp)
+    seccomp_localhost: str = ""  # Localhost: localhostProfile, relative to <root>/seccomp
 
 
 @record
@@ -234,6 +236,8 @@ class PodSpec:
     manifest: dict[str, Any] | None = None
     node_name: str = ""  # spec.nodeName: this machine's name, read when the pod is created
     image_store: str = ""  # the image store its containers' images come from (docs/images.md)
+    seccomp: str = ""  # pod securityContext.seccompProfile.type: "" = RuntimeDefault (nsbox.seccomp)
+    seccomp_localhost: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return as_dict(self)

@@ -138,6 +138,10 @@ class SpawnRequest:
     # Join a new anonymous session keyring (every process nsbox puts in a container):
     # the host's session keyring stays out of reach.
     new_session_keyring: bool = False
+    # A seccomp filter (nsbox.seccomp: struct sock_filter[]), b"" = none; installed by the child
+    # last before exec (with no_new_privs) or before the capabilities drop (without).
+    seccomp: bytes = b""
+    seccomp_path: str = ""  # where it is cached: recorded in the container's status for exec
 
 
 class SpawnError(OSError):
@@ -265,6 +269,11 @@ def _build(req: SpawnRequest, keep: list):
     c.init = int(req.init)
     c.init_exe_fd = -1
     c.new_session_keyring = int(req.new_session_keyring)
+    if req.seccomp:
+        program = ffi.from_buffer(req.seccomp)
+        keep.append(program)
+        c.seccomp_filter = program
+        c.seccomp_len = len(req.seccomp) // 8
     return c
 
 

@@ -243,6 +243,12 @@ def namespace_inodes(pid: int) -> dict[str, Any]:
     return out
 
 
+def seccomp_choice(pod: Any, c: Any) -> Any:
+    from nsbox import seccomp
+
+    return seccomp.choice(pod, c)
+
+
 def inspect(v: PodView, container: str | None, cgroups: Any) -> dict[str, Any]:
     from nsbox import native
 
@@ -286,6 +292,8 @@ def inspect(v: PodView, container: str | None, cgroups: Any) -> dict[str, Any]:
                 "logPath": v.paths.log_file(v.spec.namespace, v.spec.name, c.name, rc),
                 "restartCount": rc,
                 "command": c.argv,
+                # The profile it runs under, and the compiled filter its processes get (nsbox.seccomp).
+                "seccomp": {"profile": str(seccomp_choice(v.spec, c)), "filter": st.get("seccomp") or None},
             }
         )
     return out

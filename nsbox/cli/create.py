@@ -151,6 +151,11 @@ def pod_from_flags(args: argparse.Namespace, name: str, restart_default: str) ->
 
 def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--privileged", action="store_true")
+    p.add_argument(
+        "--seccomp-profile",
+        metavar="PROFILE",
+        help="RuntimeDefault (the default), Unconfined, or localhost/PATH: a profile under ROOT/seccomp",
+    )
     p.add_argument("--cap-add", action="append", metavar="CAP")
     p.add_argument("--cap-drop", action="append", metavar="CAP")
     p.add_argument("-e", "--env", action="append", metavar="K=V")
@@ -242,6 +247,20 @@ def _have_image(rt: Any, ref: str, policy: str | None) -> None:
     store.ensure(images.normalize(ref), "Never" if policy == "Never" else "IfNotPresent")
 
 
+def _seccomp_arg(value: str | None) -> tuple[str, str]:
+    """`--seccomp-profile`: the container's seccompProfile (type, localhostProfile)."""
+    if value is None:
+        return "", ""
+    if value in ("RuntimeDefault", "Unconfined"):
+        return value, ""
+    path = value.removeprefix("localhost/")
+    if path == value or not path:
+        raise NsboxError(f'--seccomp-profile "{value}": must be RuntimeDefault, Unconfined or localhost/PATH')
+    if path.startswith("/") or ".." in path.split("/"):
+        raise NsboxError(f'--seccomp-profile "{value}": PATH must be relative to ROOT/seccomp, without ".."')
+    return "Localhost", path
+
+
 def container_from_flags(args: argparse.Namespace, name: str, command: list[str]) -> ContainerSpec:
     from nsbox import kube
 
@@ -256,6 +275,7 @@ def container_from_flags(args: argparse.Namespace, name: str, command: list[str]
     if not command and not policy:
         raise NsboxError("a command is required: nsbox run NAME [options] -- COMMAND [ARG...] (or --image REF)")
     sc = SecurityContext(privileged=args.privileged)
+    sc.seccomp, sc.seccomp_localhost = _seccomp_arg(getattr(args, "seccomp_profile", None))
     try:
         sc.cap_add = [kube.normalize_capability(c) for c in args.cap_add or []]
         sc.cap_drop = [kube.normalize_capability(c) for c in args.cap_drop or []]

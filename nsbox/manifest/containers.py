@@ -122,6 +122,7 @@ class ContainerReader(Reader):
             out.read_only_root_filesystem = self.get(sc, "readOnlyRootFilesystem", sc_where, "boolean") is True
             out.run_as_user = self.id_field(sc, "runAsUser", sc_where)
             out.run_as_group = self.id_field(sc, "runAsGroup", sc_where)
+            out.seccomp, out.seccomp_localhost = self.seccomp_profile(sc, sc_where)
             if sc.get("runAsNonRoot") is not None:
                 run_as_non_root = self.get(sc, "runAsNonRoot", sc_where, "boolean")
                 non_root_where = f"{sc_where}.runAsNonRoot"

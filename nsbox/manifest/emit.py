@@ -285,4 +285,9 @@ def _security_manifest(s: SecurityContext) -> dict[str, Any]:
         out["allowPrivilegeEscalation"] = s.allow_privilege_escalation
     if s.read_only_root_filesystem:
         out["readOnlyRootFilesystem"] = True
+    if s.seccomp:
+        out["seccompProfile"] = {
+            "type": s.seccomp,
+            **({"localhostProfile": s.seccomp_localhost} if s.seccomp_localhost else {}),
+        }
     return out

@@ -249,6 +249,7 @@ class PodReader(Reader):
             pod.run_as_user = self.id_field(security, "runAsUser", "spec.securityContext")
             pod.run_as_group = self.id_field(security, "runAsGroup", "spec.securityContext")
             run_as_non_root = self.get(security, "runAsNonRoot", "spec.securityContext", "boolean")
+            pod.seccomp, pod.seccomp_localhost = self.seccomp_profile(security, "spec.securityContext")
             self.groups(security, pod)
             self.sysctls(security, pod)
         for where, item in self.objects(spec, "hostAliases", "spec"):

@@ -25,7 +25,7 @@ HANDLED: dict[str, frozenset[str]] = {
         "activeDeadlineSeconds hostname hostNetwork hostIPC hostPID shareProcessNamespace "
         "securityContext hostAliases",
         "PodSecurityContext": "runAsUser runAsGroup runAsNonRoot fsGroup fsGroupChangePolicy supplementalGroups "
-        "supplementalGroupsPolicy sysctls",
+        "supplementalGroupsPolicy sysctls seccompProfile",
         "Sysctl": "name value",
         "HostAlias": "ip hostnames",
         "Container": "name image imagePullPolicy command args workingDir env volumeMounts securityContext resources "
@@ -55,7 +55,8 @@ HANDLED: dict[str, frozenset[str]] = {
         "EmptyDirVolumeSource": "medium sizeLimit",
         "HostPathVolumeSource": "path type",
         "SecurityContext": "privileged capabilities runAsUser runAsGroup runAsNonRoot "
-        "allowPrivilegeEscalation readOnlyRootFilesystem",
+        "allowPrivilegeEscalation readOnlyRootFilesystem seccompProfile",
+        "SeccompProfile": "type localhostProfile",
         "Capabilities": "add drop",
         "ResourceRequirements": "limits requests",
         "ResourceList": "cpu memory",
@@ -116,13 +117,11 @@ WARNED: dict[str, str] = {
     "PodSpec.readinessGates": "no controllers set pod conditions",
     "PodSecurityContext.seLinuxOptions": "SELinux labels are not applied",
     "PodSecurityContext.seLinuxChangePolicy": "SELinux labels are not applied",
-    "PodSecurityContext.seccompProfile": "seccomp profiles are not applied",
     "PodSecurityContext.appArmorProfile": "AppArmor profiles are not applied",
     "PodSecurityContext.windowsOptions": "nsbox runs Linux pods",
     "Container.resizePolicy": "resources are not resized in place",
     "Container.stdinOnce": "nothing attaches to a manifest pod's stdin",
     "SecurityContext.seLinuxOptions": "SELinux labels are not applied",
-    "SecurityContext.seccompProfile": "seccomp profiles are not applied",
     "SecurityContext.appArmorProfile": "AppArmor profiles are not applied",
     "SecurityContext.windowsOptions": "nsbox runs Linux pods",
     "ResourceList.ephemeral-storage": "local storage is not limited",

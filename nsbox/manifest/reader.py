@@ -162,6 +162,39 @@ class Reader:
             return value
         return None
 
+    def seccomp_profile(self, security: dict, path: str) -> tuple[str, str]:
+        """A securityContext's seccompProfile as (type, localhostProfile), ("", "") when unset;
+        validated as the API server does (ValidateSeccompProfileField), with the kubelet's rule
+        that a Localhost profile is a relative path below its seccomp directory (nsbox.seccomp)."""
+        profile = self.get(security, "seccompProfile", path, "object")
+        if profile is None:
+            return "", ""
+        from nsbox.seccomp import KINDS
+
+        where = join(path, "seccompProfile")
+        self.fields(profile, "SeccompProfile", where)
+        kind = self.get(profile, "type", where, "string")
+        localhost = self.get(profile, "localhostProfile", where, "string")
+        if kind is None:
+            self.required(join(where, "type"))
+            return "", ""
+        if kind not in KINDS:
+            self.unsupported(join(where, "type"), kind, KINDS)
+            return "", ""
+        if kind != "Localhost":
+            if localhost is not None:
+                self.invalid(join(where, "localhostProfile"), localhost, "can only be set if seccomp type is Localhost")
+            return kind, ""
+        if not localhost:
+            self.required(join(where, "localhostProfile"), "must be set when seccomp type is Localhost")
+        elif localhost.startswith("/"):
+            self.invalid(join(where, "localhostProfile"), localhost, "must be a relative path")
+        elif ".." in localhost.split("/"):
+            self.invalid(join(where, "localhostProfile"), localhost, "must not contain '..'")
+        else:
+            return kind, localhost
+        return "", ""
+
     def objects(self, obj: dict, key: str, path: str) -> list[tuple[str, dict]]:
         """The items of a list of objects, with their paths."""
         items = self.get(obj, key, path, "list") or []

@@ -3,6 +3,7 @@ output into the CRI logs, exit, and the restart policy with back-off."""
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from functools import partial
@@ -23,6 +24,13 @@ if TYPE_CHECKING:
     from nsbox.model import ContainerSpec
     from nsbox.watcher import Watcher
     from nsbox.watcher.loop import Timer
+
+
+# The spawn child's steps that come before its seccomp filter is installed (csrc/nsbox.c):
+# a later step that fails may have been refused by the filter.
+_BEFORE_SECCOMP = frozenset(
+    "pipe clone setsid ctty pdeathsig cgroup setns hostname mount mkdir touch symlink pivot_root umount seccomp".split()
+)
 
 
 class Running(ContainerState):
@@ -223,9 +231,16 @@ class Containers:
                 req.stdout, req.stderr = pipes[0][1], pipes[1][1]
             try:
                 pid, pidfd = native.spawn(req)
-            except native.SpawnError:
+            except native.SpawnError as e:
                 for rd, _, _ in pipes:
                     os.close(rd)
+                if req.seccomp and e.step not in _BEFORE_SECCOMP and (e.step != "exec" or e.errno == errno.EPERM):
+                    from nsbox import seccomp
+
+                    which = seccomp.choice(w.pod, c)
+                    raise NsboxError(
+                        f"{e}: the seccomp profile {which} is in force at this step and may forbid it"
+                    ) from None
                 raise
         finally:
             for _, wr, _ in pipes:
@@ -240,6 +255,7 @@ class Containers:
         r.started_mono = time.monotonic()
         r.term_at = 0.0
         r.state = {"running": {"startedAt": kube.rfc3339()}}
+        r.started_as = {}
         if image is not None and run is not None:
             who = run[0].user
             r.image_id = image.image_id
@@ -249,6 +265,8 @@ class Containers:
                 "cwd": run[0].cwd,
                 **({"stopSignal": image.config.stop_signal} if image.config.stop_signal else {}),
             }
+        if req.seccomp_path:
+            r.started_as["seccomp"] = req.seccomp_path  # exec, hooks and probes get the same filter
         self.reap_as_child(r)
         if config is not None:
             for message in config.skipped:

@@ -122,7 +122,8 @@ class ContainerState:
     log_fd: int = -1
     oom_before: int = 0
     image_id: str = ""  # the image it runs (status imageID), once resolved
-    started_as: dict[str, Any] = field(factory=dict)  # an image container's "image", "user", "cwd", "stopSignal"
+    # an image container's "image", "user", "cwd", "stopSignal"; "seccomp": its filter's path (nsbox.seccomp)
+    started_as: dict[str, Any] = field(factory=dict)
 
     @property
     def running(self) -> bool:
@@ -133,7 +134,7 @@ class ContainerState:
         self.restart_count = st.get("restartCount", 0)
         self.state, self.last_state = st.get("state", self.state), st.get("lastState", {})
         self.image_id = st.get("imageID", "")
-        self.started_as = {k: st[k] for k in ("image", "user", "cwd", "stopSignal") if k in st}
+        self.started_as = {k: st[k] for k in ("image", "user", "cwd", "stopSignal", "seccomp") if k in st}
 
     def to_dict(self) -> dict[str, Any]:
         return {

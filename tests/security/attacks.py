@@ -270,3 +270,42 @@ def openable_on_host(devices: list[str]) -> list[str]:
 def ip_links(pid: int) -> list[str]:
     out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "link"], capture_output=True, text=True)
     return [line.split(":")[1].strip().split("@")[0] for line in out.stdout.splitlines()]
+
+
+# The calls the runtime default seccomp profile exists for (docs/security.md, "System calls"),
+# each made so that it is harmless if it succeeds, and, where the kernel has a check that comes
+# before its capability check, with arguments that fail that check: without the filter the call
+# reaches the kernel and fails with its own errno (E2BIG, EINVAL, EBADF, ENOSYS), with it EPERM.
+# x86_64 numbers. args: the call's name.
+SYSCALL = program("""
+libc.syscall.restype = ctypes.c_long
+def sys(nr, *a):
+    return check(libc.syscall(nr, *a))
+def bogus_bpf():
+    attr = ctypes.create_string_buffer(4096 + 8)
+    attr[4096] = b"\\x01"                     # non-zero beyond the kernel's union bpf_attr: E2BIG
+    return sys(321, 5, attr, ctypes.c_uint(len(attr)))     # BPF_PROG_LOAD
+def bogus_perf():
+    attr = ctypes.create_string_buffer(128)
+    attr[4] = b"\\x01"                         # attr.size = 1: below PERF_ATTR_SIZE_VER0, E2BIG
+    return sys(298, attr, 0, -1, -1, ctypes.c_ulong(0))
+def bogus_handle():
+    handle = ctypes.create_string_buffer(8 + 8)
+    handle[0] = b"\\x08"                       # handle_bytes 8, type 1 (FILEID_INO32_GEN)
+    handle[4] = b"\\x01"
+    return sys(304, -1, handle, os.O_RDONLY)   # mount_fd -1: EBADF before the capability check
+calls = {
+    "unshare-user": lambda: check(libc.unshare(0x10000000)),                          # CLONE_NEWUSER
+    "keyctl-join": lambda: sys(250, 1, None),                   # KEYCTL_JOIN_SESSION_KEYRING, anonymous
+    "add_key": lambda: sys(248, b"user", b"nsbox-attack", b"x", ctypes.c_size_t(1), -2),  # process keyring
+    "bpf": bogus_bpf,
+    "perf_event_open": bogus_perf,
+    "kexec_load": lambda: sys(246, ctypes.c_ulong(0), ctypes.c_ulong(0), None, ctypes.c_ulong(0xFFFF0000)),
+    "finit_module": lambda: sys(313, -1, b"", 0xFFFF),          # bad fd and flags: EBADF/EINVAL/ENOSYS
+    "open_by_handle_at": bogus_handle,
+    "userfaultfd": lambda: sys(323, os.O_CLOEXEC | 1),          # UFFD_USER_MODE_ONLY: needs no privilege
+    "clone3": lambda: sys(435, None, ctypes.c_size_t(0)),       # size 0: EINVAL; the profile: ENOSYS
+    "vsock": lambda: socket.socket(40, socket.SOCK_STREAM).fileno(),                  # AF_VSOCK
+}
+print("SUCCEEDED", args[0], "returned", calls[args[0]]())
+""")
