@@ -392,7 +392,11 @@ spec:
 
 
 def test_the_hosts_session_keyring_is_out_of_reach(nsbox):
-    """The CLI runs in a session keyring of the test's holding a key; the container must not see it."""
+    """The CLI runs in a session keyring of the test's holding a key; the container must not see it.
+
+    The default seccomp profile refuses keyctl altogether (test_seccomp.py); the container runs
+    Unconfined here so that what is shown is the keyring it joined, not the filter.
+    """
     name = f"nsbx-secret-{uuid.uuid4().hex[:8]}"
     wrapper = (
         "import ctypes, os, sys\n"
@@ -402,8 +406,8 @@ def test_the_hosts_session_keyring_is_out_of_reach(nsbox):
         "os.execv(sys.argv[2], sys.argv[2:])\n"
     )
     p = subprocess.run(
-        [sys.executable, "-c", wrapper, name, *NSBOX, *nsbox.global_args, "run", "--rm", "-a", "keys", "--",
-         "python3", "-c", SEARCH_SESSION_KEYRING, name],
+        [sys.executable, "-c", wrapper, name, *NSBOX, *nsbox.global_args, "run", "--rm", "-a",
+         "--seccomp-profile", "Unconfined", "keys", "--", "python3", "-c", SEARCH_SESSION_KEYRING, name],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     verdict = last_line(p)
