@@ -19,7 +19,7 @@ import uuid
 import attacks
 import pytest
 from attacks import attempt
-from conftest import alive, ns_inode, private_root, wait_for
+from conftest import NSBOX, alive, ns_inode, private_root, processes_naming, wait_for
 
 CAP_SYS_MODULE = 16
 
@@ -354,3 +354,58 @@ spec:
 """
     p = nsbox("apply", "-f", "-", input=manifest, check=False)
     assert p.returncode != 0 and "subPath" in p.stderr, p
+
+
+def test_a_process_left_behind_by_exec_cannot_write_to_the_callers_stdout(box, attacker, tmp_path):
+    """`exec` relays through pipes: once it has returned, what it started cannot reach the caller's file."""
+    out = tmp_path / "operator-output"
+    script = (
+        "echo early; ( trap '' PIPE; while [ ! -e /tmp/exec-returned ]; do sleep 0.05; done;"
+        " i=0; while [ $i -lt 600 ]; do sleep 0.05; echo late$i; echo late$i >&2;"
+        " echo $i > /tmp/late-tries; i=$((i+1)); done ) & echo launched"
+    )
+    with open(out, "wb") as f:
+        p = subprocess.run(
+            [*NSBOX, *box.global_args, "exec", attacker, "--", "sh", "-c", script],
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=f,
+            timeout=60,
+        )
+    assert p.returncode == 0
+    inside = f"/proc/{box.pid(attacker)}/root/tmp"
+    open(f"{inside}/exec-returned", "w").close()
+    tries = f"{inside}/late-tries"
+
+    def count() -> int:
+        with contextlib.suppress(OSError, ValueError):
+            return int(open(tries).read())
+        return -1
+
+    wait_for(lambda: count() >= 0, what="the process left behind to write")
+    first = count()
+    wait_for(lambda: count() >= first + 5, what="the process left behind to go on writing")
+    assert out.read_text().split() == ["early", "launched"]
+
+
+def test_the_exec_d_process_holds_pipes_never_the_callers_terminal_or_file(box, attacker, tmp_path):
+    master, slave = os.openpty()
+    out = open(tmp_path / "operator-output", "wb")
+    marker = f"300.{uuid.uuid4().int % 100000:05d}"
+    cli = subprocess.Popen(
+        [*NSBOX, *box.global_args, "exec", "-i", attacker, "--", "sleep", marker], stdin=slave, stdout=out, stderr=slave
+    )
+    try:
+        (pid,) = wait_for(lambda: [p for p in processes_naming(marker) if p != cli.pid], what="the exec'd sleep")
+        for fd in (0, 1, 2):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            assert target.startswith("pipe:"), (fd, target)
+        assert os.getsid(pid) == pid  # a session of its own: /dev/tty inside is not the caller's terminal
+        os.kill(pid, 9)
+        assert cli.wait(timeout=30) == 137
+    finally:
+        cli.kill()
+        cli.wait()
+        out.close()
+        os.close(master)
+        os.close(slave)
