@@ -228,7 +228,7 @@ def _run(args: argparse.Namespace, rt: Any, stdio: tuple[int, int, int] | None, 
         return 0
     if master >= 0 and stdio is not None:
         _close_quietly(stdio[0])  # the container has the terminal's slave side now
-        return attach_terminal(rt, view, args.name, master)
+        return attach_terminal(rt, view, args.name, master, forward_stdin=args.interactive)
     return attach(rt, view, args.name)
 
 
@@ -308,12 +308,13 @@ def _waiter(rt: Any, view: Any, container: str) -> tuple[Any, dict[str, Any]]:
     return t, result
 
 
-def attach_terminal(rt: Any, view: Any, container: str, master: int) -> int:
-    """`run -t`: relay the container's terminal until it ends; its exit code becomes ours."""
+def attach_terminal(rt: Any, view: Any, container: str, master: int, *, forward_stdin: bool) -> int:
+    """`run -t`: relay the container's terminal until it ends (and, with -i, what the
+    user types into it); its exit code becomes ours."""
     from nsbox import tty
 
     waiter, result = _waiter(rt, view, container)
-    tty.relay(master, finished=lambda: not waiter.is_alive())
+    tty.relay(master, finished=lambda: not waiter.is_alive(), forward_stdin=forward_stdin)
     waiter.join()
     code = result.get("code")
     return 1 if code is None else code
