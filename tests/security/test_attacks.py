@@ -409,3 +409,63 @@ def test_the_exec_d_process_holds_pipes_never_the_callers_terminal_or_file(box, 
         out.close()
         os.close(master)
         os.close(slave)
+
+
+BAD_NAMESPACES = ["..", "../..", "../x", "a/b", "/tmp"]
+BAD_NAMES = ["..", "../x", "a/b", "evil/../.."]
+
+
+def commands_naming(namespace: str, name: str) -> list[list[str]]:
+    """Every command that takes a namespace and a name, with those two."""
+    n = ["-n", namespace]
+    return [
+        ["get", "pods", *n],
+        ["get", "pods", name, *n],
+        ["get", "configmaps", name, *n],
+        ["get", "secrets", *n],
+        ["logs", name, *n],
+        ["logs", "ok", "-c", name, *n],
+        ["describe", "pod", name, *n],
+        ["inspect", name, *n],
+        ["exec", name, *n, "--", "true"],
+        ["exec", "ok", "-c", name, *n, "--", "true"],
+        ["delete", "pod", name, *n, "--grace-period", "0"],
+        ["delete", "configmap", name, *n],
+        ["delete", "pods", "--all", *n],
+        ["wait", f"pod/{name}", "--for", "delete", "--timeout", "1s", *n],
+        ["top", "pod", name, *n],
+        ["create", "configmap", name, "--from-literal", "a=b", *n],
+        ["run", name, *n, "--", "true"],
+        ["pod", "create", name, *n],
+    ]
+
+
+def test_a_namespace_or_name_with_dots_or_slashes_never_leaves_the_root(tmp_path):
+    """`-n ../..` would make root/names/../../evil the name claim: a link, planted beside the
+    root, to a canary directory that a delete would remove. Every command refuses first."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    root = tmp_path / "root"
+    (root / "names" / "default").mkdir(parents=True)
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "precious").write_text("keep me\n")
+    os.symlink("../../canary", tmp_path / "evil")
+    before = sorted(os.listdir(tmp_path)), sorted(os.listdir(root))
+    cases = [(ns, "evil") for ns in BAD_NAMESPACES] + [("default", name) for name in BAD_NAMES]
+    for namespace, name in cases:
+        for argv in commands_naming(namespace, name):
+            if namespace == "default" and name not in argv:
+                continue  # the namespace is fine and the name is not in this command
+            p = subprocess.run(
+                [*NSBOX, "--root", str(root), *argv],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=60,
+            )
+            assert p.returncode == 1, (argv, p.stdout, p.stderr)
+            assert p.stderr.startswith("error: invalid ") and p.stderr.count("\n") == 1, (argv, p.stderr)
+            assert p.stdout == "", (argv, p.stdout)
+    assert (canary / "precious").read_text() == "keep me\n"
+    assert (sorted(os.listdir(tmp_path)), sorted(os.listdir(root))) == before
