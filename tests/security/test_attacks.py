@@ -469,3 +469,42 @@ def test_a_namespace_or_name_with_dots_or_slashes_never_leaves_the_root(tmp_path
             assert p.stdout == "", (argv, p.stdout)
     assert (canary / "precious").read_text() == "keep me\n"
     assert (sorted(os.listdir(tmp_path)), sorted(os.listdir(root))) == before
+
+
+def mount_of(pid: int, target: str) -> tuple[str, str]:
+    """(filesystem type, super options) of the mount at `target` in the mount namespace of `pid`."""
+    with open(f"/proc/{pid}/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == target:
+                after = fields[fields.index("-") + 1 :]
+                found = (after[0], after[2])
+    return found
+
+
+def disk_usage(path: str) -> int:
+    """Bytes of disk the files under `path` use, as `du` counts them (on the host's view)."""
+    return int(subprocess.run(["du", "-sxB1", path], capture_output=True, text=True, check=True).stdout.split()[0])
+
+
+def test_writing_etc_hosts_stops_at_the_pods_small_tmpfs_not_the_hosts_disk(box, attacker):
+    pid = box.pid(attacker)
+    fstype, options = mount_of(pid, "/etc/hosts")
+    assert fstype == "tmpfs" and "size=1024k" in options, (fstype, options)
+    assert mount_of(pid, "/etc/hostname")[0] == "tmpfs"
+    used = disk_usage(box.root)
+    p = box(
+        "exec",
+        attacker,
+        "--",
+        "sh",
+        "-c",
+        "cp /etc/hosts /tmp/hosts.saved; head -c 10000000 /dev/zero >> /etc/hosts; echo exit=$?;"
+        " wc -c < /etc/hosts; cp /tmp/hosts.saved /etc/hosts",
+        check=False,
+    )
+    assert "No space left on device" in p.stderr, p.stderr
+    assert "exit=1" in p.stdout
+    size = int(p.stdout.split()[-1])
+    assert size <= 1024 * 1024 < 10_000_000
+    assert disk_usage(box.root) < used + 512 * 1024  # the host's disk held none of it
