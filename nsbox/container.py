@@ -207,6 +207,7 @@ def start_request(
         volumes=[*volume_mounts(pod, c, paths), termination_message_mount(c, paths)],
         hide=hide,
         console=console,
+        upper_size=mounts.upper_size(c.resources.ephemeral_storage_bytes),
     )
     if cwd != "/":
         plan.insert(len(plan) - 1, native.MountOp("mkdir", os.path.join(plan[-1].target, cwd.lstrip("/"))))

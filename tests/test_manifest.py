@@ -1033,7 +1033,8 @@ def test_resources():
         return pod({"containers": [container(resources=fields)]})
 
     assert problems(res(limits={"cpu": "1", "nvidia.com/gpu": 1})) == [
-        "spec.containers[0].resources.limits[nvidia.com/gpu]: Unsupported value: nsbox limits cpu and memory only"
+        "spec.containers[0].resources.limits[nvidia.com/gpu]: Unsupported value: "
+        "nsbox limits cpu, memory and ephemeral-storage only"
     ]
     assert problems(res(limits={"cpu": "500m"}, requests={"cpu": "1"})) == [
         'spec.containers[0].resources.requests[cpu]: Invalid value: "1": must be less than or equal to cpu limit '
@@ -1042,8 +1043,12 @@ def test_resources():
     assert problems(res(limits={"memory": "-1Mi"})) == [
         'spec.containers[0].resources.limits[memory]: Invalid value: "-1Mi": must be greater than or equal to 0'
     ]
-    assert warnings(res(limits={"ephemeral-storage": "1Gi"}, requests={"cpu": "100m"})) == [
-        "spec.containers[0].resources.limits[ephemeral-storage]: ignored (local storage is not limited)"
+    assert warnings(res(limits={"ephemeral-storage": "2Gi"}, requests={"ephemeral-storage": "1Gi"})) == []
+    (spec,), _ = convert(res(limits={"ephemeral-storage": "2Gi"}))
+    assert spec.containers[0].resources.ephemeral_storage_bytes == 2 << 30
+    assert problems(res(limits={"ephemeral-storage": "1Gi"}, requests={"ephemeral-storage": "2Gi"})) == [
+        'spec.containers[0].resources.requests[ephemeral-storage]: Invalid value: "2Gi": must be less than or '
+        "equal to ephemeral-storage limit of 1Gi"
     ]
 
 
@@ -1453,7 +1458,8 @@ def test_requests_are_read_and_default_to_the_limits():
         "memory limit of 1Mi"
     ]
     assert problems(pod({"containers": [container(resources={"requests": {"nvidia.com/gpu": 1}})]})) == [
-        "spec.containers[0].resources.requests[nvidia.com/gpu]: Unsupported value: nsbox limits cpu and memory only"
+        "spec.containers[0].resources.requests[nvidia.com/gpu]: Unsupported value: "
+        "nsbox limits cpu, memory and ephemeral-storage only"
     ]
 
 

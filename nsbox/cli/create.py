@@ -160,6 +160,11 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pre-stop", metavar="SHELL_CMD")
     p.add_argument("--cpu")
     p.add_argument("--memory")
+    p.add_argument(
+        "--ephemeral-storage",
+        metavar="SIZE",
+        help="what it may write to its root (default 1Gi), as limits.ephemeral-storage",
+    )
     p.add_argument("--init", action="store_true")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
@@ -272,6 +277,8 @@ def container_from_flags(args: argparse.Namespace, name: str, command: list[str]
             res.cpu_millis = kube.parse_cpu(args.cpu)
         if args.memory:
             res.memory_bytes = kube.parse_memory(args.memory)
+        if getattr(args, "ephemeral_storage", None):
+            res.ephemeral_storage_bytes = kube.parse_memory(args.ephemeral_storage)
     except ValueError as e:
         raise NsboxError(str(e)) from None
     res.cpu_request_millis, res.memory_request_bytes = kube.container_requests(res)  # requests = limits, as defaulted

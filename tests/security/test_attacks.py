@@ -508,3 +508,39 @@ def test_writing_etc_hosts_stops_at_the_pods_small_tmpfs_not_the_hosts_disk(box,
     size = int(p.stdout.split()[-1])
     assert size <= 1024 * 1024 < 10_000_000
     assert disk_usage(box.root) < used + 512 * 1024  # the host's disk held none of it
+
+
+def writable_layer_size(pid: int) -> int:
+    """Bytes of the container's writable layer, seen from outside. The tmpfs that holds the
+    overlay's upper layer is detached from the container's mount table by pivot_root, but an
+    overlay reports its upper file system's statfs: `df` on /proc/PID/root."""
+    st = os.statvfs(f"/proc/{pid}/root/")
+    return st.f_blocks * st.f_frsize
+
+
+def test_the_writable_layer_is_1_gib_by_default(box, attacker):
+    assert writable_layer_size(box.pid(attacker)) == 1 << 30
+
+
+def test_the_writable_layer_is_the_ephemeral_storage_limit_and_a_write_beyond_it_gets_enospc(nsbox):
+    manifest = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: filler
+spec:
+  containers:
+  - name: fill
+    command: ["sleep", "300"]
+    resources:
+      limits:
+        ephemeral-storage: 32Mi
+"""
+    nsbox("apply", "-f", "-", input=manifest)
+    pid = nsbox.pid("filler")
+    assert writable_layer_size(pid) == 32 << 20
+    p = nsbox("exec", "filler", "--", "sh", "-c", "head -c 40000000 /dev/zero > /fill; echo exit=$?", check=False)
+    assert "No space left on device" in p.stderr and "exit=1" in p.stdout, (p.stdout, p.stderr)
+    assert os.stat(f"/proc/{pid}/root/fill").st_size <= 32 << 20
+    described = nsbox("describe", "pod", "filler").stdout
+    assert "ephemeral-storage:  32Mi" in described.expandtabs(), described
