@@ -254,9 +254,9 @@ def run(argv: list[str] | None = None) -> int:
 # part of a path under the root, so `..` or `/` must never get that far (docs/security.md).
 _NAMED_ARGUMENTS = (
     ("pod", "pod name", "subdomain"),
-    ("name", "name", "subdomain"),
-    ("names", "name", "subdomain"),
-    ("target", "name", "subdomain"),
+    ("name", "", "subdomain"),  # a pod's, or a ConfigMap's or Secret's
+    ("names", "", "subdomain"),
+    ("target", "pod name", "subdomain"),
     ("container", "container name", "label"),
 )
 
@@ -270,7 +270,9 @@ def check_names(args: argparse.Namespace) -> None:
     problem = kube.validate_dns1123_label(args.namespace)
     if problem:
         raise NsboxError(f'invalid namespace "{args.namespace}": {problem}')
+    config = args.cmd == "create" or getattr(args, "kind", None) in CONFIG_KINDS
     for attr, what, rule in _NAMED_ARGUMENTS:
+        what = what or ("name" if config else "pod name")
         value = getattr(args, attr, None)
         for name in value if isinstance(value, list) else [value] if isinstance(value, str) else []:
             if attr == "target" and name.startswith(("pod/", "pods/")):
