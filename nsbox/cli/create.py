@@ -191,20 +191,28 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
 @command("run", "run a command in a new pod (or, with --pod, a new container in a pod)", run_arguments)
 def cmd_run(args: argparse.Namespace) -> int:
     rt = runtime(args)
-    stdio = (0, 1, 2) if args.interactive or args.tty else None
+    stdio = None
     master = -1
+    stdin_to = [-1]  # our end of a `run -i` stdin pipe, until the thread that feeds it owns it
     if args.tty:
         from nsbox import tty
 
         master, slave = tty.open_pty()
         stdio = (slave, slave, slave)
+    elif args.interactive:
+        # A pipe, never our own stdin: a terminal handed in could be read (or driven) by
+        # whatever the container leaves running after we return (docs/security.md, section 7).
+        stdin_from, stdin_to[0] = os.pipe2(os.O_CLOEXEC)
+        stdio = (stdin_from, 1, 2)
     try:
-        return _run(args, rt, stdio, master)
+        return _run(args, rt, stdio, master, stdin_to)
     finally:
         if master >= 0:
             os.close(master)
-            if stdio is not None:
-                _close_quietly(stdio[0])
+        if stdio is not None:
+            _close_quietly(stdio[0])
+        if stdin_to[0] >= 0:
+            _close_quietly(stdin_to[0])
 
 
 def _close_quietly(fd: int) -> None:
@@ -214,7 +222,9 @@ def _close_quietly(fd: int) -> None:
         pass
 
 
-def _run(args: argparse.Namespace, rt: Any, stdio: tuple[int, int, int] | None, master: int) -> int:
+def _run(
+    args: argparse.Namespace, rt: Any, stdio: tuple[int, int, int] | None, master: int, stdin_to: list[int]
+) -> int:
     if args.image and not os.path.isdir(args.image):
         _have_image(rt, args.image, args.image_pull_policy)
     if args.pod:
@@ -234,6 +244,9 @@ def _run(args: argparse.Namespace, rt: Any, stdio: tuple[int, int, int] | None, 
     if master >= 0 and stdio is not None:
         _close_quietly(stdio[0])  # the container has the terminal's slave side now
         return attach_terminal(rt, view, args.name, master, forward_stdin=args.interactive)
+    if stdin_to[0] >= 0:
+        _forward_stdin(stdin_to[0])
+        stdin_to[0] = -1  # the thread closes it
     return attach(rt, view, args.name)
 
 
@@ -325,6 +338,25 @@ def attach_terminal(rt: Any, view: Any, container: str, master: int, *, forward_
     waiter.join()
     code = result.get("code")
     return 1 if code is None else code
+
+
+def _forward_stdin(pipe: int) -> None:
+    """`run -i`: copy our stdin into the container's pipe, in a thread of its own (the main one
+    streams the log), until our end of input or the container's end; then close the pipe."""
+    import threading
+
+    def copy() -> None:
+        try:
+            while data := os.read(sys.stdin.fileno(), 65536):
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(pipe, view) :]
+        except OSError:  # EPIPE: nothing reads it any more
+            pass
+        finally:
+            os.close(pipe)
+
+    threading.Thread(target=copy, daemon=True).start()
 
 
 def attach(rt: Any, view: Any, container: str) -> int:

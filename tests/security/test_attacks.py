@@ -544,3 +544,21 @@ spec:
     assert os.stat(f"/proc/{pid}/root/fill").st_size <= 32 << 20
     described = nsbox("describe", "pod", "filler").stdout
     assert "ephemeral-storage:  32Mi" in described.expandtabs(), described
+
+
+def test_run_i_feeds_the_container_through_a_pipe_never_the_callers_terminal(nsbox):
+    p = nsbox("run", "-i", "--rm", "fed", "--", "sh", "-c", "cat; readlink /proc/self/fd/0", input="typed\n")
+    assert p.stdout.startswith("typed\npipe:"), p.stdout
+    master, slave = os.openpty()
+    marker = f"300.{uuid.uuid4().int % 100000:05d}"
+    cli = nsbox.popen("run", "-i", "--rm", "held", "--", "sleep", marker, stdin=slave)
+    try:
+        (pid,) = wait_for(lambda: [p for p in processes_naming(marker) if p != cli.pid], what="the container's sleep")
+        assert os.readlink(f"/proc/{pid}/fd/0").startswith("pipe:")  # not the caller's pty
+        os.kill(pid, 9)
+        assert cli.wait(timeout=60) == 137
+    finally:
+        cli.kill()
+        cli.communicate()
+        os.close(master)
+        os.close(slave)
