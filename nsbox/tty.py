@@ -116,11 +116,16 @@ def copy_streams(
                         continue
                     except OSError:  # EIO: every slave side of a pty is closed
                         data = b""
-                    if not data:
-                        sel.unregister(key.fd)
-                        open_outputs.discard(key.fd)
-                        continue
-                    _write_all(outputs[key.fd], data)
+                    if data:
+                        try:
+                            _write_all(outputs[key.fd], data)
+                            continue
+                        except BrokenPipeError:
+                            # Whoever read our output is gone: close the process's pipe too, so
+                            # that it gets SIGPIPE as it would have writing there itself.
+                            _close_in_place(key.fd)
+                    sel.unregister(key.fd)
+                    open_outputs.discard(key.fd)
                 else:
                     data = os.read(stdin, 65536)
                     try:
@@ -138,6 +143,13 @@ def copy_streams(
                 return
     finally:
         sel.close()
+
+
+def _close_in_place(fd: int) -> None:
+    """Close what `fd` refers to, keeping the number valid (on /dev/null) for its owner to close."""
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    os.dup2(null, fd, inheritable=False)
+    os.close(null)
 
 
 def _write_all(fd: int, data: bytes) -> None:
