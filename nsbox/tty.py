@@ -99,7 +99,7 @@ def copy_streams(
     `end_of_input`.
     """
     stdin = sys.stdin.fileno()
-    sel = selectors.DefaultSelector()
+    sel = selectors.PollSelector()  # not epoll: a regular file as our stdin must work too
     for fd in outputs:
         sel.register(fd, selectors.EVENT_READ)
     if stdin_to >= 0:

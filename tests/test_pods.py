@@ -279,7 +279,7 @@ def test_exec_exit_code_user_and_cgroup(nsbox):
     assert nsbox("exec", "ex", "--", "sh", "-c", "echo $$").stdout.strip() != "1"
 
 
-def test_exec_passes_output_stdin_and_a_closed_reader_on_as_a_direct_command_would(nsbox):
+def test_exec_passes_output_stdin_and_a_closed_reader_on_as_a_direct_command_would(nsbox, tmp_path):
     """exec relays through pipes (docs/security.md section 7): both streams, stdin with -i to its
     end, and a reader that goes away kills the command with SIGPIPE (141), as `yes | head` does."""
     nsbox("run", "relay", "--", "sleep", "300")
@@ -287,6 +287,17 @@ def test_exec_passes_output_stdin_and_a_closed_reader_on_as_a_direct_command_wou
     assert (p.returncode, p.stdout, p.stderr) == (5, "out\n", "err\n")
     p = nsbox("exec", "-i", "relay", "--", "sh", "-c", "wc -l", input="a\nb\nc\n")
     assert p.stdout.strip() == "3"
+    with open(tmp_path / "lines", "w+") as f:  # a regular file as stdin (epoll cannot watch one)
+        f.write("a\nb\n")
+        f.seek(0)
+        p = subprocess.run(
+            [*NSBOX, "--root", nsbox.root, "exec", "-i", "relay", "--", "wc", "-l"],
+            stdin=f,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert p.stdout.strip() == "2", p.stderr
     shell = f"{' '.join(NSBOX)} --root {nsbox.root} exec relay -- yes | head -1; exit ${{PIPESTATUS[0]}}"
     p = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
     assert (p.returncode, p.stdout) == (141, "y\n"), p.stderr
