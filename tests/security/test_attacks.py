@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import subprocess
 import tempfile
 import time
@@ -562,3 +563,34 @@ def test_run_i_feeds_the_container_through_a_pipe_never_the_callers_terminal(nsb
         cli.communicate()
         os.close(master)
         os.close(slave)
+
+
+def test_exec_from_a_terminal_gives_no_way_to_the_users_terminal(box, attacker):
+    """The CLI on a terminal that is its controlling one: what it execs is in a session of its
+    own, so /dev/tty inside is no terminal at all (ENXIO), let alone the user's."""
+    import pty
+
+    script = "if printf x > /dev/tty; then echo TTY-OPENED; else echo TTY-REFUSED; fi; readlink /proc/self/fd/1"
+    pid, master = pty.fork()  # the child: a new session whose controlling terminal is the pty
+    if pid == 0:
+        os.execv(NSBOX[0], [*NSBOX, *box.global_args, "exec", attacker, "--", "sh", "-c", script])
+    screen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the CLI has ended
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(master)
+    assert os.waitstatus_to_exitcode(status) == 0, screen
+    assert b"TTY-REFUSED" in screen and b"TTY-OPENED" not in screen, screen
+    assert b"pipe:" in screen, screen
