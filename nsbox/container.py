@@ -207,6 +207,7 @@ def start_request(
         volumes=[*volume_mounts(pod, c, paths), termination_message_mount(c, paths)],
         hide=hide,
         console=console,
+        upper_size=mounts.upper_size(c.resources.ephemeral_storage_bytes),
     )
     if cwd != "/":
         # Made inside the new root, symbolic links followed as the container sees them (never out of it).

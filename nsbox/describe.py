@@ -100,14 +100,17 @@ def _describe_container(spec: Any, c: Any, cs: dict[str, Any] | None) -> list[st
         out.append(f"    Ready:\t{cs['ready']}")
         out.append(f"    Restart Count:\t{cs['restartCount']}")
     cpu_request, memory_request = kube.container_requests(c.resources)
-    for title, cpu, memory in (
-        ("Limits", c.resources.cpu_millis, c.resources.memory_bytes),
-        ("Requests", cpu_request, memory_request),
+    storage = c.resources.ephemeral_storage_bytes
+    for title, cpu, memory, disk in (
+        ("Limits", c.resources.cpu_millis, c.resources.memory_bytes, storage),
+        ("Requests", cpu_request, memory_request, None),
     ):
-        if cpu is not None or memory is not None:
+        if cpu is not None or memory is not None or disk is not None:
             out.append(f"    {title}:")
             if cpu is not None:
                 out.append(f"      cpu:\t{kube.format_cpu(cpu)}")
+            if disk is not None:  # kubectl's order: by name
+                out.append(f"      ephemeral-storage:\t{kube.format_quantity_bytes(disk)}")
             if memory is not None:
                 out.append(f"      memory:\t{kube.format_quantity_bytes(memory)}")
     probes = (("Liveness", c.liveness_probe), ("Readiness", c.readiness_probe), ("Startup", c.startup_probe))
@@ -167,9 +170,9 @@ def _resource_value(c: Any, resource: str, divisor: str) -> str:
         "requests.cpu": cpu_request,
         "limits.memory": c.resources.memory_bytes,
         "requests.memory": memory_request,
-        "limits.ephemeral-storage": None,
-        "requests.ephemeral-storage": None,
-    }  # never limited
+        "limits.ephemeral-storage": c.resources.ephemeral_storage_bytes,
+        "requests.ephemeral-storage": None,  # reserves nothing
+    }
     if resource not in values:
         return ""
     try:

@@ -95,6 +95,8 @@ class Resources:
     # requests.cpu: reserves nothing (no scheduler); shown, in the QoS class and the downward API
     cpu_request_millis: int | None = None
     memory_request_bytes: int | None = None  # requests.memory
+    # limits.ephemeral-storage: the size of the container's writable layer (mounts.upper_size)
+    ephemeral_storage_bytes: int | None = None
 
 
 @record

@@ -5,7 +5,8 @@ Describe first, execute second: `container_root_plan` returns a list of
 new mount namespace, between clone and exec. Nothing here touches the kernel.
 
 A container sees the host's files through an overlay whose upper layer is a
-tmpfs private to the container: it can write anywhere, and its writes vanish
+tmpfs private to the container, of the size of its ephemeral-storage limit
+(DEFAULT_UPPER_SIZE without one): it can write anywhere, and its writes vanish
 with it and never reach the host (docs/pods.md §7). The overlay's upper layer must not
 live on the lower file system (the kernel refuses overlapping layers), hence
 the tmpfs. On top come a fresh /proc for its PID namespace, a minimal /dev, a
@@ -59,6 +60,18 @@ DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 IN_ROOT_KINDS = ("mount", "mkdir", "touch", "symlink", "bind-beneath")
 
 NOSUID_NODEV_NOEXEC = native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC
+
+# What a container may write to its root when its manifest sets no
+# `resources.limits.ephemeral-storage`: its overlay's upper layer is a tmpfs of this size
+# (the tmpfs default, half the RAM, would let one container take the machine's memory).
+# Decision recorded in docs/manifests.md ("ephemeral-storage"); the limit raises or lowers it.
+DEFAULT_UPPER_SIZE = 1024 * 1024 * 1024
+
+
+def upper_size(ephemeral_storage_bytes: int | None) -> int:
+    """The size of a container's writable layer: its ephemeral-storage limit, else the default."""
+    return ephemeral_storage_bytes or DEFAULT_UPPER_SIZE
+
 
 # Per-mount flags a bind remount must restate to keep them: statvfs's ST_* -> mount's MS_*
 # (MS_NOATIME and MS_NODIRATIME have the ST_ values).
@@ -125,6 +138,7 @@ def container_root_plan(
     volumes: list[Volume],
     hide: list[str],
     console: str = "",
+    upper_size: int = DEFAULT_UPPER_SIZE,
 ) -> list[MountOp]:
     """The mounts that build a container's root at `scratch`/root and pivot into it.
 
@@ -138,13 +152,14 @@ def container_root_plan(
     hide:       host directories to cover with an empty read-only tmpfs (nsbox's own state)
     console:    the host pty given to a `run -t` container, shown as its /dev/console (as LXC does),
                 since the container's own devpts instance does not have it
+    upper_size: bytes the container may write to its root (the tmpfs of its overlay's upper layer)
     """
     root = os.path.join(scratch, "root")
     nodev = 0 if privileged else native.MS_NODEV
     ops = [
         # Mounts made for this container must never propagate back to the pod's namespace.
         MountOp("mount", "/", flags=native.MS_REC | native.MS_SLAVE),
-        MountOp("mount", scratch, source="tmpfs", fstype="tmpfs", data="mode=0755"),
+        MountOp("mount", scratch, source="tmpfs", fstype="tmpfs", data=f"mode=0755,size={upper_size}"),
         MountOp("mkdir", f"{scratch}/upper"),
         MountOp("mkdir", f"{scratch}/work"),
         MountOp("mkdir", root),

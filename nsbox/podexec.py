@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
 
 from nsbox import kube, native
 from nsbox.errors import NsboxError
@@ -11,6 +13,7 @@ from nsbox.pods import pick_container
 
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from nsbox.pods import Runtime
@@ -43,25 +46,39 @@ def run(
     cg_fd, procs = cg.join_targets(cg.container_path(v.spec.uid, c.name))
     req.cgroup_fd, req.cgroup_procs = cg_fd, procs
     devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    master = slave = -1
-    if tty:
-        from nsbox import tty as terminal
+    ours: list[int] = []  # our ends: the pty's master, or the pipes' read ends and stdin's write end
+    theirs: list[int] = [devnull]  # the process's ends, closed here once it has them
+    from nsbox import tty as terminal
 
+    if tty:
         master, slave = terminal.open_pty(f"/proc/{pid}/root/dev/ptmx")
+        ours.append(master)
+        theirs.append(slave)
         req.stdin = req.stdout = req.stderr = slave
         req.ctty = True  # its own session, with the pty as controlling terminal
     else:
-        req.stdin = 0 if stdin else devnull
-        req.stdout, req.stderr = 1, 2
-        req.setsid = False  # stay in the terminal's foreground process group
+        # Never our own descriptors: a terminal handed in could be driven with TIOCSTI and
+        # a file kept after we return. Pipes, relayed while the command runs; and a session
+        # of its own, so that /dev/tty inside is not the user's terminal either.
+        out_rd, out_wr = os.pipe2(os.O_CLOEXEC)
+        err_rd, err_wr = os.pipe2(os.O_CLOEXEC)
+        ours += [out_rd, err_rd]
+        theirs += [out_wr, err_wr]
+        req.stdin = devnull
+        if stdin:
+            in_rd, in_wr = os.pipe2(os.O_CLOEXEC)
+            ours.append(in_wr)
+            theirs.append(in_rd)
+            req.stdin = in_rd
+        req.stdout, req.stderr = out_wr, err_wr
+        req.setsid = True
     try:
         pid, pidfd = native.spawn(req)
+    except BaseException:
+        _close_all(ours)
+        raise
     finally:
-        for fd in fds + [devnull, slave] + ([cg_fd] if cg_fd >= 0 else []):
-            if fd >= 0:
-                os.close(fd)
-    if master < 0:
-        return wait_forwarding_signals(pid, pidfd)
+        _close_all(fds + theirs + ([cg_fd] if cg_fd >= 0 else []))
     status: list[int] = []
 
     def exited() -> bool:
@@ -72,32 +89,51 @@ def run(
         return bool(status)
 
     try:
-        terminal.relay(master, exited, forward_stdin=stdin)
+        with contextlib.nullcontext() if tty else forwarding_signals(pid, pidfd):
+            if tty:
+                terminal.relay(ours[0], exited, forward_stdin=stdin)
+            else:
+                terminal.copy_streams(
+                    {ours[0]: sys.stdout.fileno(), ours[1]: sys.stderr.fileno()},
+                    exited,
+                    stdin_to=ours[2] if stdin else -1,
+                    end_of_input=lambda: _close_input(ours),
+                )
+            if not status:
+                status.append(os.waitpid(pid, 0)[1])
     finally:
-        os.close(master)
-    if not status:
-        status.append(os.waitpid(pid, 0)[1])
-    if pidfd >= 0:
-        os.close(pidfd)
+        _close_all(ours)
+        if pidfd >= 0:
+            os.close(pidfd)
     return exit_code(status[0])
 
 
-def wait_forwarding_signals(pid: int, pidfd: int) -> int:
-    """Wait for our child `pid`, passing on SIGTERM/SIGHUP; returns its exit code (128+N if killed)."""
+def _close_input(ours: list[int]) -> None:
+    """End of our stdin: the command reads end of file."""
+    os.close(ours[2])
+    ours[2] = -1
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def forwarding_signals(pid: int, pidfd: int) -> Iterator[None]:
+    """While we wait for our child `pid`, pass SIGTERM, SIGHUP and SIGINT on (in a session
+    of its own, it does not get the terminal's Ctrl-C itself)."""
 
     def forward(sig: int, _frame: Any) -> None:
         native.send_signal(pid, sig, pidfd if pidfd >= 0 else None)
 
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
-    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal sends it to the child too
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
-        _, status = os.waitpid(pid, 0)
+        yield
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        if pidfd >= 0:
-            os.close(pidfd)
-    return exit_code(status)
 
 
 def exit_code(wait_status: int) -> int:

@@ -182,8 +182,8 @@ def resource_value(pod: PodSpec, container: str, resource: str, divisor: str) ->
         limit, request, scale = r.cpu_millis, r.cpu_request_millis, 1000
     elif name == "memory":
         limit, request, scale = r.memory_bytes, r.memory_request_bytes, 1
-    else:
-        limit, request, scale = None, None, 1  # ephemeral-storage is not limited
+    else:  # ephemeral-storage: the limit that sizes the writable layer; requests reserve nothing
+        limit, request, scale = r.ephemeral_storage_bytes, None, 1
     if kind == "limits":
         value = limit if limit is not None else node_allocatable(name)
     else:

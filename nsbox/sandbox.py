@@ -23,6 +23,9 @@ from nsbox.model import PodSpec
 from nsbox.state import PodPaths
 
 SHM_SIZE = "64m"  # Docker's and the kubelet's default /dev/shm
+# The pod's /etc/hosts and /etc/hostname live on a tmpfs of this size (docs/security.md §4):
+# writable inside, as in Kubernetes, but a container cannot fill the host's disk through them.
+ETC_FILES_SIZE = "1m"
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 
@@ -44,7 +47,8 @@ def loopback_up() -> None:
 
 
 def write_etc_files(pod: PodSpec, paths: PodPaths, pod_ip: str = "") -> dict[str, str]:
-    """The pod's /etc/hostname, /etc/hosts and /etc/resolv.conf; returns container path -> host file.
+    """The pod's /etc/hostname and /etc/hosts, on the pod's small tmpfs (enter); returns
+    container path -> the file in the pod's mount namespace.
 
     /etc/hosts is written as the kubelet writes it (kube.managed_hosts_file),
     with spec.hostAliases at the end; a hostNetwork pod keeps the host's
@@ -107,6 +111,16 @@ def enter(pod: PodSpec, paths: PodPaths) -> None:
         loopback_up()
     os.makedirs(paths.shm, 0o755, exist_ok=True)
     native.mount("shm", paths.shm, "tmpfs", native.MS_NOSUID | native.MS_NODEV, f"mode=1777,size={SHM_SIZE}")
+    # In the pod's mount namespace only, like /dev/shm: it goes with the pod's last process,
+    # whatever way the pod ends, and the host's disk never holds what a container writes there.
+    os.makedirs(paths.etc, 0o755, exist_ok=True)
+    native.mount(
+        "nsbox-etc",
+        paths.etc,
+        "tmpfs",
+        native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC,
+        f"mode=0755,size={ETC_FILES_SIZE}",
+    )
     for v in pod.volumes:
         if v.kind == "emptyDir" and v.medium == "Memory":
             data = "mode=0777" + (f",size={v.size_limit}" if v.size_limit else "")

@@ -9,7 +9,7 @@ Layout under the root (default /run/nsbox, a tmpfs on most hosts):
     pods/<uid>/lock           flock: serialises CLI calls on this pod
     pods/<uid>/watcher.lock   flock held by the live watcher for its whole life
     pods/<uid>/ctl            the watcher's control socket
-    pods/<uid>/etc/           hostname, hosts, resolv.conf shown to the containers
+    pods/<uid>/etc/           hostname, hosts shown to the containers (a 1 MiB tmpfs, pod mount ns)
     pods/<uid>/volumes/<v>/   emptyDir volumes
     pods/<uid>/shm/, containers/<c>/   mount points used inside the watcher's mount namespace
     logs/<namespace>_<pod>_<uid>/<container>/<restartCount>.log   CRI-format logs

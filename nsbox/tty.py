@@ -1,4 +1,5 @@
-"""Terminals for `run -t` and `exec -t`: a pseudo-terminal per container process, relayed by the CLI.
+"""Terminals for `run -t` and `exec -t`: a pseudo-terminal per container process, relayed by the CLI;
+and the same relay for `exec` without a terminal, through pipes.
 
 The process gets the pty's slave side as its controlling terminal (it cannot
 take over the user's own terminal, which belongs to the user's session); the
@@ -62,49 +63,105 @@ def relay(master: int, finished: Callable[[], bool], forward_stdin: bool = True)
     `finished` says when the process has ended; the loop then drains what the
     pty still holds and returns. The user's terminal is restored in any case.
     """
-    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    stdin = sys.stdin.fileno()
     saved = None
     if forward_stdin and os.isatty(stdin):
         saved = termios.tcgetattr(stdin)
         tty.setraw(stdin)
     old_winch = signal.signal(signal.SIGWINCH, lambda *_: _copy_size(master))
-    sel = selectors.DefaultSelector()
-    sel.register(master, selectors.EVENT_READ)
-    if forward_stdin:
-        sel.register(stdin, selectors.EVENT_READ)
     try:
-        while True:
-            done = finished()
-            for key, _ in sel.select(0.05):
-                if key.fd == master:
-                    try:
-                        data = os.read(master, 65536)
-                    except OSError:  # EIO: every slave side is closed
-                        return
-                    if not data:
-                        return
-                    os.write(stdout, data)
-                else:
-                    data = os.read(stdin, 65536)
-                    if not data:
-                        sel.unregister(stdin)
-                        os.write(master, b"\x04")  # end of input, as typing Ctrl-D
-                        continue
-                    os.write(master, data)
-            if done:
-                _drain(master, stdout)
-                return
+        copy_streams(
+            {master: sys.stdout.fileno()},
+            finished,
+            stdin_to=master if forward_stdin else -1,
+            end_of_input=lambda: os.write(master, b"\x04"),  # as typing Ctrl-D
+        )
     finally:
-        sel.close()
         signal.signal(signal.SIGWINCH, old_winch)
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
 
 
-def _drain(master: int, out: int) -> None:
-    os.set_blocking(master, False)
+def copy_streams(
+    outputs: dict[int, int],
+    finished: Callable[[], bool],
+    *,
+    stdin_to: int = -1,
+    end_of_input: Callable[[], object] | None = None,
+) -> None:
+    """The one relay of the CLI (`run -t`, `exec -t`, `exec` through pipes): copy each
+    output descriptor to its destination, and our stdin to `stdin_to`, until the process has ended.
+
+    Returns when every output is at its end, or when `finished` says the process
+    has ended: what the outputs hold at that moment is drained, and nothing
+    later is copied (a process the command left behind then writes into a
+    closed pipe, never to the user's terminal or file). End of our stdin calls
+    `end_of_input`.
+    """
+    stdin = sys.stdin.fileno()
+    sel = selectors.PollSelector()  # not epoll: a regular file as our stdin must work too
+    for fd in outputs:
+        sel.register(fd, selectors.EVENT_READ)
+    if stdin_to >= 0:
+        sel.register(stdin, selectors.EVENT_READ)
+    open_outputs = set(outputs)
     try:
-        while data := os.read(master, 65536):
-            os.write(out, data)
+        while open_outputs:
+            done = finished()
+            for key, _ in sel.select(0.05):
+                if key.fd in open_outputs:
+                    try:
+                        data = os.read(key.fd, 65536)
+                    except BlockingIOError:
+                        continue
+                    except OSError:  # EIO: every slave side of a pty is closed
+                        data = b""
+                    if data:
+                        try:
+                            _write_all(outputs[key.fd], data)
+                            continue
+                        except BrokenPipeError:
+                            # Whoever read our output is gone: close the process's pipe too, so
+                            # that it gets SIGPIPE as it would have writing there itself.
+                            _close_in_place(key.fd)
+                    sel.unregister(key.fd)
+                    open_outputs.discard(key.fd)
+                else:
+                    data = os.read(stdin, 65536)
+                    try:
+                        if data:
+                            _write_all(stdin_to, data)
+                            continue
+                        if end_of_input is not None:
+                            end_of_input()
+                    except OSError:  # EPIPE: nothing reads the input any more
+                        pass
+                    sel.unregister(stdin)
+            if done:
+                for fd in open_outputs:
+                    _drain(fd, outputs[fd])
+                return
+    finally:
+        sel.close()
+
+
+def _close_in_place(fd: int) -> None:
+    """Close what `fd` refers to, keeping the number valid (on /dev/null) for its owner to close."""
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    os.dup2(null, fd, inheritable=False)
+    os.close(null)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _drain(source: int, out: int) -> None:
+    os.set_blocking(source, False)
+    try:
+        while data := os.read(source, 65536):
+            _write_all(out, data)
     except OSError:
         pass

@@ -5,6 +5,7 @@ Pure functions over files in a temporary directory: no root needed.
 
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -134,6 +135,100 @@ def test_duplicate_keys_are_rejected_as_kubernetes_strict_decoding_does(tmp_path
     path = write(tmp_path, "apiVersion: v1\nkind: Pod\nkind: Pod\n")
     with pytest.raises(NsboxError, match=r'line 3, column 1: duplicate field "kind"'):
         manifest.load_documents(path)
+
+
+BILLION_LAUGHS = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: lol}
+data:
+  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+  e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+  f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+  g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+  h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+  i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def apply_bounded(tmp_path, path: str) -> tuple[int, str, float, int]:
+    """`nsbox apply -f PATH` under a 1 GiB address-space limit: exit code, stderr, seconds, peak RSS in KiB."""
+    import resource
+    import time
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    t = time.monotonic()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "nsbox", "--root", str(tmp_path / "root"), "apply", "-f", path],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=limit,
+        cwd=REPO,
+    )
+    assert p.stderr is not None
+    err = p.stderr.read()
+    p.stderr.close()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, err.decode(), time.monotonic() - t, usage.ru_maxrss
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "said"),
+    [
+        (BILLION_LAUGHS, "laughs.yaml", "aliases expand the document beyond 100000 values"),
+        ("a: " + "[" * 10000 + "]" * 10000 + "\n", "deep.yaml", "nest"),  # libyaml's own limit, or ours
+        ("data:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 2001)), "deep-block.yaml", "nest"),
+        ('{"a": ' + "[" * 10000 + "]" * 10000 + "}", "deep.json", "nested deeper than 100 levels"),
+    ],
+    ids=["billion-laughs", "deep-flow-yaml", "deep-block-yaml", "deep-json"],
+)
+def test_hostile_yaml_is_one_error_line_quickly_in_bounded_memory(tmp_path, text, name, said):
+    path = write(tmp_path, text, name)
+    code, err, seconds, peak_kib = apply_bounded(tmp_path, path)
+    assert code == 1, err
+    assert err.startswith(f"error: {path}: ") and err.count("\n") == 1 and said in err, err
+    assert seconds < 20, seconds
+    assert peak_kib < 300 * 1024, peak_kib
+
+
+def test_anchors_aliases_and_merge_keys_still_work(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: anchors}
+        spec:
+          containers:
+          - &first {name: one, command: [sleep, "60"], env: &env [{name: A, value: "1"}]}
+          - <<: *first
+            name: two
+            env: *env
+        """,
+    )
+    ((_, obj),) = manifest.load_documents(path)
+    one, two = obj["spec"]["containers"]
+    assert two == {**one, "name": "two"}
+    assert two["env"] == [{"name": "A", "value": "1"}]
+
+
+def test_an_alias_inside_its_own_anchor_is_refused(tmp_path):
+    path = write(tmp_path, "a: &a [1, *a]\n")
+    with pytest.raises(NsboxError, match=r"the alias \*a refers to a node that contains it"):
+        manifest.load_documents(path)
+
+
+def test_a_manifest_over_3_mib_is_refused(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("a: " + "x" * (3 * 1024 * 1024) + "\n")
+    with pytest.raises(NsboxError, match=r"big\.yaml: larger than 3 MiB, the limit of a manifest"):
+        manifest.load_documents(str(path))
 
 
 def test_missing_file_is_one_error_line():
@@ -938,7 +1033,8 @@ def test_resources():
         return pod({"containers": [container(resources=fields)]})
 
     assert problems(res(limits={"cpu": "1", "nvidia.com/gpu": 1})) == [
-        "spec.containers[0].resources.limits[nvidia.com/gpu]: Unsupported value: nsbox limits cpu and memory only"
+        "spec.containers[0].resources.limits[nvidia.com/gpu]: Unsupported value: "
+        "nsbox limits cpu, memory and ephemeral-storage only"
     ]
     assert problems(res(limits={"cpu": "500m"}, requests={"cpu": "1"})) == [
         'spec.containers[0].resources.requests[cpu]: Invalid value: "1": must be less than or equal to cpu limit '
@@ -947,8 +1043,12 @@ def test_resources():
     assert problems(res(limits={"memory": "-1Mi"})) == [
         'spec.containers[0].resources.limits[memory]: Invalid value: "-1Mi": must be greater than or equal to 0'
     ]
-    assert warnings(res(limits={"ephemeral-storage": "1Gi"}, requests={"cpu": "100m"})) == [
-        "spec.containers[0].resources.limits[ephemeral-storage]: ignored (local storage is not limited)"
+    assert warnings(res(limits={"ephemeral-storage": "2Gi"}, requests={"ephemeral-storage": "1Gi"})) == []
+    (spec,), _ = convert(res(limits={"ephemeral-storage": "2Gi"}))
+    assert spec.containers[0].resources.ephemeral_storage_bytes == 2 << 30
+    assert problems(res(limits={"ephemeral-storage": "1Gi"}, requests={"ephemeral-storage": "2Gi"})) == [
+        'spec.containers[0].resources.requests[ephemeral-storage]: Invalid value: "2Gi": must be less than or '
+        "equal to ephemeral-storage limit of 1Gi"
     ]
 
 
@@ -1358,7 +1458,8 @@ def test_requests_are_read_and_default_to_the_limits():
         "memory limit of 1Mi"
     ]
     assert problems(pod({"containers": [container(resources={"requests": {"nvidia.com/gpu": 1}})]})) == [
-        "spec.containers[0].resources.requests[nvidia.com/gpu]: Unsupported value: nsbox limits cpu and memory only"
+        "spec.containers[0].resources.requests[nvidia.com/gpu]: Unsupported value: "
+        "nsbox limits cpu, memory and ephemeral-storage only"
     ]
 
 

@@ -279,6 +279,30 @@ def test_exec_exit_code_user_and_cgroup(nsbox):
     assert nsbox("exec", "ex", "--", "sh", "-c", "echo $$").stdout.strip() != "1"
 
 
+def test_exec_passes_output_stdin_and_a_closed_reader_on_as_a_direct_command_would(nsbox, tmp_path):
+    """exec relays through pipes (docs/security.md section 7): both streams, stdin with -i to its
+    end, and a reader that goes away kills the command with SIGPIPE (141), as `yes | head` does."""
+    nsbox("run", "relay", "--", "sleep", "300")
+    p = nsbox("exec", "relay", "--", "sh", "-c", "echo out; echo err >&2; exit 5", check=False)
+    assert (p.returncode, p.stdout, p.stderr) == (5, "out\n", "err\n")
+    p = nsbox("exec", "-i", "relay", "--", "sh", "-c", "wc -l", input="a\nb\nc\n")
+    assert p.stdout.strip() == "3"
+    with open(tmp_path / "lines", "w+") as f:  # a regular file as stdin (epoll cannot watch one)
+        f.write("a\nb\n")
+        f.seek(0)
+        p = subprocess.run(
+            [*NSBOX, "--root", nsbox.root, "exec", "-i", "relay", "--", "wc", "-l"],
+            stdin=f,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert p.stdout.strip() == "2", p.stderr
+    shell = f"{' '.join(NSBOX)} --root {nsbox.root} exec relay -- yes | head -1; exit ${{PIPESTATUS[0]}}"
+    p = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout) == (141, "y\n"), p.stderr
+
+
 def test_logs_are_cri_files_with_tail_timestamps_and_follow(nsbox):
     nsbox("run", "talker", "--", "sh", "-c", "echo one; echo two >&2; printf three; sleep 1; echo four")
     wait_for(lambda: nsbox.container_state("talker")["state"].get("terminated"), what="exit")

@@ -59,3 +59,15 @@ def test_exec_it_runs_in_a_pty_of_the_container(nsbox):
     code, screen = drive(nsbox, ["exec", "-it", "box", "--", "sh", "-i"], b"tty; hostname; exit 4\n")
     assert code == 4, screen
     assert b"/dev/pts/0" in screen and b"box" in screen
+
+
+def test_run_t_without_i_gives_a_terminal_with_stdin_not_attached(nsbox):
+    """As `podman run -t`: stdin, stdout and stderr are the terminal; the user's typing is not relayed."""
+    code, screen = drive(
+        nsbox,
+        ["run", "term", "-t", "--rm", "--", "sh", "-c", "tty; [ -t 0 ] && [ -t 2 ] && echo all-$((6*7)); exit 7"],
+        b"",
+    )
+    assert code == 7, screen
+    assert b"/dev/console" in screen and b"all-42" in screen
+    assert nsbox("get", "pods", "term", check=False).returncode == 1

@@ -234,6 +234,7 @@ def run(argv: list[str] | None = None) -> int:
     try:
         if os.geteuid() != 0 and args.cmd != "version":
             raise NsboxError("nsbox must run as root")
+        check_names(args)
         code = COMMANDS[args.cmd].run(args)
     except NsboxError as e:
         for line in str(e).splitlines() or ["failed"]:
@@ -247,6 +248,39 @@ def run(argv: list[str] | None = None) -> int:
         print_error(str(e))  # a full disk under stdout, say
         code = 1
     return _flush(code)
+
+
+# The arguments that name Kubernetes objects, and the rule each name follows. Every one becomes
+# part of a path under the root, so `..` or `/` must never get that far (docs/security.md).
+_NAMED_ARGUMENTS = (
+    ("pod", "pod name", "subdomain"),
+    ("name", "", "subdomain"),  # a pod's, or a ConfigMap's or Secret's
+    ("names", "", "subdomain"),
+    ("target", "pod name", "subdomain"),
+    ("container", "container name", "label"),
+)
+
+
+def check_names(args: argparse.Namespace) -> None:
+    """Refuse a namespace or object name that is not what Kubernetes allows, before any
+    command uses it: a namespace and a container name are DNS-1123 labels, the names of
+    pods, ConfigMaps and Secrets DNS-1123 subdomains (neither can hold `/` or be `..`)."""
+    from nsbox import kube
+
+    problem = kube.validate_dns1123_label(args.namespace)
+    if problem:
+        raise NsboxError(f'invalid namespace "{args.namespace}": {problem}')
+    config = args.cmd == "create" or getattr(args, "kind", None) in CONFIG_KINDS
+    for attr, what, rule in _NAMED_ARGUMENTS:
+        what = what or ("name" if config else "pod name")
+        value = getattr(args, attr, None)
+        for name in value if isinstance(value, list) else [value] if isinstance(value, str) else []:
+            if attr == "target" and name.startswith(("pod/", "pods/")):
+                name = name.split("/", 1)[1]
+            check = kube.validate_dns1123_label if rule == "label" else kube.validate_dns1123_subdomain
+            problem = check(name)
+            if problem:
+                raise NsboxError(f'invalid {what} "{name}": {problem}')
 
 
 def _flush(code: int) -> int:

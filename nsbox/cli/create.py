@@ -165,6 +165,11 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pre-stop", metavar="SHELL_CMD")
     p.add_argument("--cpu")
     p.add_argument("--memory")
+    p.add_argument(
+        "--ephemeral-storage",
+        metavar="SIZE",
+        help="what it may write to its root (default 1Gi), as limits.ephemeral-storage",
+    )
     p.add_argument("--init", action="store_true")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
@@ -191,20 +196,28 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
 @command("run", "run a command in a new pod (or, with --pod, a new container in a pod)", run_arguments)
 def cmd_run(args: argparse.Namespace) -> int:
     rt = runtime(args)
-    stdio = (0, 1, 2) if args.interactive or args.tty else None
+    stdio = None
     master = -1
+    stdin_to = [-1]  # our end of a `run -i` stdin pipe, until the thread that feeds it owns it
     if args.tty:
         from nsbox import tty
 
         master, slave = tty.open_pty()
         stdio = (slave, slave, slave)
+    elif args.interactive:
+        # A pipe, never our own stdin: a terminal handed in could be read (or driven) by
+        # whatever the container leaves running after we return (docs/security.md, section 7).
+        stdin_from, stdin_to[0] = os.pipe2(os.O_CLOEXEC)
+        stdio = (stdin_from, 1, 2)
     try:
-        return _run(args, rt, stdio, master)
+        return _run(args, rt, stdio, master, stdin_to)
     finally:
         if master >= 0:
             os.close(master)
-            if stdio is not None:
-                _close_quietly(stdio[0])
+        if stdio is not None:
+            _close_quietly(stdio[0])
+        if stdin_to[0] >= 0:
+            _close_quietly(stdin_to[0])
 
 
 def _close_quietly(fd: int) -> None:
@@ -214,7 +227,9 @@ def _close_quietly(fd: int) -> None:
         pass
 
 
-def _run(args: argparse.Namespace, rt: Any, stdio: tuple[int, int, int] | None, master: int) -> int:
+def _run(
+    args: argparse.Namespace, rt: Any, stdio: tuple[int, int, int] | None, master: int, stdin_to: list[int]
+) -> int:
     if args.image and not os.path.isdir(args.image):
         _have_image(rt, args.image, args.image_pull_policy)
     if args.pod:
@@ -233,7 +248,10 @@ def _run(args: argparse.Namespace, rt: Any, stdio: tuple[int, int, int] | None, 
         return 0
     if master >= 0 and stdio is not None:
         _close_quietly(stdio[0])  # the container has the terminal's slave side now
-        return attach_terminal(rt, view, args.name, master)
+        return attach_terminal(rt, view, args.name, master, forward_stdin=args.interactive)
+    if stdin_to[0] >= 0:
+        _forward_stdin(stdin_to[0])
+        stdin_to[0] = -1  # the thread closes it
     return attach(rt, view, args.name)
 
 
@@ -292,6 +310,8 @@ def container_from_flags(args: argparse.Namespace, name: str, command: list[str]
             res.cpu_millis = kube.parse_cpu(args.cpu)
         if args.memory:
             res.memory_bytes = kube.parse_memory(args.memory)
+        if getattr(args, "ephemeral_storage", None):
+            res.ephemeral_storage_bytes = kube.parse_memory(args.ephemeral_storage)
     except ValueError as e:
         raise NsboxError(str(e)) from None
     res.cpu_request_millis, res.memory_request_bytes = kube.container_requests(res)  # requests = limits, as defaulted
@@ -328,15 +348,35 @@ def _waiter(rt: Any, view: Any, container: str) -> tuple[Any, dict[str, Any]]:
     return t, result
 
 
-def attach_terminal(rt: Any, view: Any, container: str, master: int) -> int:
-    """`run -t`: relay the container's terminal until it ends; its exit code becomes ours."""
+def attach_terminal(rt: Any, view: Any, container: str, master: int, *, forward_stdin: bool) -> int:
+    """`run -t`: relay the container's terminal until it ends (and, with -i, what the
+    user types into it); its exit code becomes ours."""
     from nsbox import tty
 
     waiter, result = _waiter(rt, view, container)
-    tty.relay(master, finished=lambda: not waiter.is_alive())
+    tty.relay(master, finished=lambda: not waiter.is_alive(), forward_stdin=forward_stdin)
     waiter.join()
     code = result.get("code")
     return 1 if code is None else code
+
+
+def _forward_stdin(pipe: int) -> None:
+    """`run -i`: copy our stdin into the container's pipe, in a thread of its own (the main one
+    streams the log), until our end of input or the container's end; then close the pipe."""
+    import threading
+
+    def copy() -> None:
+        try:
+            while data := os.read(sys.stdin.fileno(), 65536):
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(pipe, view) :]
+        except OSError:  # EPIPE: nothing reads it any more
+            pass
+        finally:
+            os.close(pipe)
+
+    threading.Thread(target=copy, daemon=True).start()
 
 
 def attach(rt: Any, view: Any, container: str) -> int:

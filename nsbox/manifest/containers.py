@@ -172,7 +172,7 @@ class ContainerReader(Reader):
         self.fields(res, "ResourceRequirements", res_where)
         limits = self.get(res, "limits", res_where, "object") or {}
         self.fields(limits, "ResourceList", f"{res_where}.limits", map_keys=True)
-        parsers = {"cpu": kube.parse_cpu, "memory": kube.parse_memory}
+        parsers = {"cpu": kube.parse_cpu, "memory": kube.parse_memory, "ephemeral-storage": kube.parse_memory}
         parsed: dict[str, int | None] = {}
         for key, parse in parsers.items():
             if limits.get(key) is not None:
@@ -180,10 +180,11 @@ class ContainerReader(Reader):
         # A zero limit is no limit (kubelet: a 0 quota or memory limit is left unset).
         out.cpu_millis = parsed.get("cpu") or None
         out.memory_bytes = parsed.get("memory") or None
+        out.ephemeral_storage_bytes = parsed.get("ephemeral-storage") or None  # bounds the writable layer
         requests = self.get(res, "requests", res_where, "object") or {}
         self.fields(requests, "ResourceList", f"{res_where}.requests", map_keys=True)
         # The API server's defaulting: a request left unset while its limit is set is the limit.
-        taken = {"cpu": parsed.get("cpu"), "memory": parsed.get("memory")}
+        taken = {key: parsed.get(key) for key in parsers}  # requests.ephemeral-storage: checked, reserves nothing
         for key, parse in parsers.items():
             if requests.get(key) is None:
                 continue

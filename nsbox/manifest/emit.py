@@ -196,6 +196,8 @@ def _container_manifest(c: ContainerSpec) -> dict[str, Any]:
         limits["cpu"] = kube.format_cpu(c.resources.cpu_millis)
     if c.resources.memory_bytes is not None:
         limits["memory"] = kube.format_quantity_bytes(c.resources.memory_bytes)
+    if c.resources.ephemeral_storage_bytes is not None:
+        limits["ephemeral-storage"] = kube.format_quantity_bytes(c.resources.ephemeral_storage_bytes)
     requests = {}
     cpu_request, memory_request = kube.container_requests(c.resources)
     if cpu_request is not None:

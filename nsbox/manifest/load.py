@@ -3,6 +3,12 @@
 Duplicate keys are errors and timestamps stay strings, as in Kubernetes'
 strict decoding. PyYAML is imported only when a YAML document is read (it
 costs ~100 ms, docs/design.md §6).
+
+Hostile input is refused before it is built (docs/manifests.md, "Limits"):
+a file (or stdin) larger than MAX_MANIFEST_BYTES, nesting deeper than
+MAX_NESTING, and YAML aliases that expand a document by more than
+MAX_ALIAS_EXPANSION values (the "billion laughs"); ordinary anchors and
+aliases, merge keys included, work.
 """
 
 from __future__ import annotations
@@ -16,6 +22,15 @@ from ..errors import NsboxError
 
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
+# The API server's own request limit (3 MiB, maxRequestBodyBytes); an object is
+# smaller still in practice (etcd stores at most 1.5 MiB).
+MAX_MANIFEST_BYTES = 3 * 1024 * 1024
+# A Pod is about 10 levels deep; nothing in the objects nsbox reads needs 100.
+MAX_NESTING = 100
+# Values that aliases may add to one document: generous for anchors shared by
+# a few containers, and bounded so that expansion cannot exhaust memory.
+MAX_ALIAS_EXPANSION = 100_000
+
 
 def load_documents(path: str) -> list[tuple[str, Any]]:
     """Read every object of a manifest: a file, a directory of .yaml/.yml/.json
@@ -27,7 +42,7 @@ def load_documents(path: str) -> list[tuple[str, Any]]:
     "FILE#docN" or "FILE#docN.items[I]". Raises NsboxError, one line, for
     input that cannot be read or parsed (with the line and column)."""
     if path == "-":
-        return _parse(_decode(sys.stdin.buffer.read(), "STDIN"), "STDIN")
+        return _parse(_decode(_bounded(sys.stdin.buffer, "STDIN"), "STDIN"), "STDIN")
     if os.path.isdir(path):
         docs: list[tuple[str, Any]] = []
         for entry in sorted(os.listdir(path)):
@@ -41,12 +56,19 @@ def load_documents(path: str) -> list[tuple[str, Any]]:
 def _read(path: str) -> str:
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = _bounded(f, path)
     except FileNotFoundError:
         raise NsboxError(f'the path "{path}" does not exist') from None
     except OSError as e:
         raise NsboxError(f'cannot read "{path}": {e.strerror}') from None
     return _decode(data, path)
+
+
+def _bounded(f: Any, name: str) -> bytes:
+    data = f.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise NsboxError(f"{name}: larger than {MAX_MANIFEST_BYTES // (1024 * 1024)} MiB, the limit of a manifest")
+    return data
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -61,6 +83,10 @@ def _parse(text: str, name: str) -> list[tuple[str, Any]]:
     if name.endswith(".json") or text.lstrip().startswith(("{", "[")):
         try:
             objects = _parse_json(text)
+            for obj in objects:
+                _check_nesting(obj, name)
+        except RecursionError:
+            raise NsboxError(f"{name}: nested deeper than {MAX_NESTING} levels") from None
         except ValueError as e:
             if name.endswith(".json"):
                 where = f"line {e.lineno}, column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else str(e)
@@ -100,6 +126,7 @@ def _parse_yaml(text: str, name: str) -> list[Any]:
     import yaml  # here, not at the top: only manifests pay for it
 
     try:
+        _check_yaml_events(yaml.parse(text, Loader=_yaml_loader(yaml)), name)
         return [_json_compatible(doc) for doc in yaml.load_all(text, Loader=_yaml_loader(yaml))]
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -109,6 +136,65 @@ def _parse_yaml(text: str, name: str) -> list[Any]:
         raise NsboxError(f"{name}: line {mark.line + 1}, column {mark.column + 1}: {problem}") from None
     except yaml.YAMLError as e:
         raise NsboxError(f"{name}: {str(e).splitlines()[0] if str(e) else 'invalid YAML'}") from None
+
+
+def _check_nesting(obj: Any, name: str) -> None:
+    """A parsed JSON value nested deeper than MAX_NESTING is refused (walked without recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > MAX_NESTING:
+                    raise NsboxError(f"{name}: nested deeper than {MAX_NESTING} levels")
+                stack.append((child, depth + 1))
+
+
+def _check_yaml_events(events: Any, name: str) -> None:
+    """Refuse, from the parser's events and before anything is built, nesting deeper than
+    MAX_NESTING and aliases that would add more than MAX_ALIAS_EXPANSION values to a document
+    (the nesting an alias brings counts where it is used). An alias to a node that encloses
+    it (a recursive structure, which JSON cannot hold) is refused too."""
+    import yaml
+
+    sizes: dict[str, tuple[int, int]] = {}  # anchor -> (values, depth) of the node it names
+    open_frames: list[list[Any]] = []  # per collection being read: [anchor, values, depth below]
+    expanded = 0
+
+    def add(values: int, depth: int) -> None:
+        if len(open_frames) + depth > MAX_NESTING:
+            raise NsboxError(f"{name}: nested deeper than {MAX_NESTING} levels")
+        if open_frames:
+            frame = open_frames[-1]
+            frame[1] += values
+            frame[2] = max(frame[2], depth)
+
+    for event in events:
+        if isinstance(event, yaml.DocumentStartEvent):
+            sizes.clear()
+            expanded = 0
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor:
+                sizes[event.anchor] = (1, 0)
+            add(1, 0)
+        elif isinstance(event, yaml.AliasEvent):
+            if any(frame[0] == event.anchor for frame in open_frames):
+                raise NsboxError(f"{name}: the alias *{event.anchor} refers to a node that contains it")
+            values, depth = sizes.get(event.anchor or "", (1, 0))  # an unknown one: the loader says so
+            expanded += values
+            if expanded > MAX_ALIAS_EXPANSION:
+                raise NsboxError(f"{name}: aliases expand the document beyond {MAX_ALIAS_EXPANSION} values (refused)")
+            add(values, depth)
+        elif isinstance(event, yaml.CollectionStartEvent):
+            if len(open_frames) + 1 > MAX_NESTING:
+                raise NsboxError(f"{name}: nested deeper than {MAX_NESTING} levels")
+            open_frames.append([event.anchor, 1, 0])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, values, depth = open_frames.pop()
+            if anchor:
+                sizes[anchor] = (values, depth + 1)
+            add(values, depth + 1)
 
 
 _LOADER = None
@@ -126,16 +212,21 @@ def _yaml_loader(yaml):
         pass
 
     def mapping(loader, node):
-        loader.flatten_mapping(node)
+        explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+        loader.flatten_mapping(node)  # the merged (<<) pairs first, in the order that lets the later win
+        merged = len(node.value) - explicit
         out: dict = {}
-        for key_node, value_node in node.value:
+        seen: set = set()  # the explicit keys: those may not repeat, but override merged ones
+        for i, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
             try:
-                duplicate = key in out
+                duplicate = key in seen
             except TypeError:
                 raise yaml.constructor.ConstructorError(
                     None, None, "a mapping key must be a string", key_node.start_mark
                 ) from None
+            if i >= merged:
+                seen.add(key)
             if duplicate:
                 raise yaml.constructor.ConstructorError(None, None, f'duplicate field "{key}"', key_node.start_mark)
             out[key] = loader.construct_object(value_node, deep=True)

@@ -59,7 +59,7 @@ HANDLED: dict[str, frozenset[str]] = {
         "SeccompProfile": "type localhostProfile",
         "Capabilities": "add drop",
         "ResourceRequirements": "limits requests",
-        "ResourceList": "cpu memory",
+        "ResourceList": "cpu memory ephemeral-storage",
         "Lifecycle": "postStart preStop stopSignal",
         "LifecycleHandler": "exec httpGet tcpSocket sleep",
         "Probe": "exec httpGet tcpSocket grpc initialDelaySeconds timeoutSeconds periodSeconds "
@@ -124,7 +124,6 @@ WARNED: dict[str, str] = {
     "SecurityContext.seLinuxOptions": "SELinux labels are not applied",
     "SecurityContext.appArmorProfile": "AppArmor profiles are not applied",
     "SecurityContext.windowsOptions": "nsbox runs Linux pods",
-    "ResourceList.ephemeral-storage": "local storage is not limited",
 }
 
 _VOLUME_TYPE = (
@@ -166,7 +165,7 @@ REJECTED: dict[str, str] = {
     "VolumeMount.recursiveReadOnly": "Forbidden: recursive read-only mounts are not supported",  # Enabled
     "SecurityContext.procMount": "Forbidden: an unmasked /proc is not supported",  # other than Default
     "ResourceRequirements.claims": "Forbidden: dynamic resource allocation needs a cluster",
-    "ResourceList.*": "Unsupported value: nsbox limits cpu and memory only",  # any other resource
+    "ResourceList.*": "Unsupported value: nsbox limits cpu, memory and ephemeral-storage only",  # any other resource
     "ContainerPort.hostPort": _HOST_PORT,  # unless 0 (unset), or hostNetwork and equal to containerPort
     "ContainerPort.hostIP": _HOST_PORT,
 }

@@ -221,7 +221,9 @@ class Containers:
         try:
             req.cgroup_fd, req.cgroup_procs = cg_fd, procs
             if attach is not None:
-                req.stdin = attach[0] if c.stdin else -1
+                # A terminal is its stdin too, with or without -i (as `podman run -t`): only
+                # the CLI decides whether the user's typing reaches it.
+                req.stdin = attach[0] if c.stdin or c.tty else -1
                 if c.tty:
                     req.stdout, req.stderr, req.ctty = attach[1], attach[2], True
             if req.stdout < 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import subprocess
 import tempfile
 import time
@@ -19,7 +20,7 @@ import uuid
 import attacks
 import pytest
 from attacks import attempt
-from conftest import alive, ns_inode, private_root, wait_for
+from conftest import NSBOX, alive, ns_inode, private_root, processes_naming, wait_for
 
 CAP_SYS_MODULE = 16
 
@@ -354,3 +355,242 @@ spec:
 """
     p = nsbox("apply", "-f", "-", input=manifest, check=False)
     assert p.returncode != 0 and "subPath" in p.stderr, p
+
+
+def test_a_process_left_behind_by_exec_cannot_write_to_the_callers_stdout(box, attacker, tmp_path):
+    """`exec` relays through pipes: once it has returned, what it started cannot reach the caller's file."""
+    out = tmp_path / "operator-output"
+    script = (
+        "echo early; ( trap '' PIPE; while [ ! -e /tmp/exec-returned ]; do sleep 0.05; done;"
+        " i=0; while [ $i -lt 600 ]; do sleep 0.05; echo late$i; echo late$i >&2;"
+        " echo $i > /tmp/late-tries; i=$((i+1)); done ) & echo launched"
+    )
+    with open(out, "wb") as f:
+        p = subprocess.run(
+            [*NSBOX, *box.global_args, "exec", attacker, "--", "sh", "-c", script],
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=f,
+            timeout=60,
+        )
+    assert p.returncode == 0
+    inside = f"/proc/{box.pid(attacker)}/root/tmp"
+    open(f"{inside}/exec-returned", "w").close()
+    tries = f"{inside}/late-tries"
+
+    def count() -> int:
+        with contextlib.suppress(OSError, ValueError):
+            return int(open(tries).read())
+        return -1
+
+    wait_for(lambda: count() >= 0, what="the process left behind to write")
+    first = count()
+    wait_for(lambda: count() >= first + 5, what="the process left behind to go on writing")
+    assert out.read_text().split() == ["early", "launched"]
+
+
+def test_the_exec_d_process_holds_pipes_never_the_callers_terminal_or_file(box, attacker, tmp_path):
+    master, slave = os.openpty()
+    out = open(tmp_path / "operator-output", "wb")
+    marker = f"300.{uuid.uuid4().int % 100000:05d}"
+    cli = subprocess.Popen(
+        [*NSBOX, *box.global_args, "exec", "-i", attacker, "--", "sleep", marker], stdin=slave, stdout=out, stderr=slave
+    )
+    try:
+        (pid,) = wait_for(lambda: [p for p in processes_naming(marker) if p != cli.pid], what="the exec'd sleep")
+        for fd in (0, 1, 2):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            assert target.startswith("pipe:"), (fd, target)
+        assert os.getsid(pid) == pid  # a session of its own: /dev/tty inside is not the caller's terminal
+        os.kill(pid, 9)
+        assert cli.wait(timeout=30) == 137
+    finally:
+        cli.kill()
+        cli.wait()
+        out.close()
+        os.close(master)
+        os.close(slave)
+
+
+BAD_NAMESPACES = ["..", "../..", "../x", "a/b", "/tmp"]
+BAD_NAMES = ["..", "../x", "a/b", "evil/../.."]
+
+
+def commands_naming(namespace: str, name: str) -> list[list[str]]:
+    """Every command that takes a namespace and a name, with those two."""
+    n = ["-n", namespace]
+    return [
+        ["get", "pods", *n],
+        ["get", "pods", name, *n],
+        ["get", "configmaps", name, *n],
+        ["get", "secrets", *n],
+        ["logs", name, *n],
+        ["logs", "ok", "-c", name, *n],
+        ["describe", "pod", name, *n],
+        ["inspect", name, *n],
+        ["exec", name, *n, "--", "true"],
+        ["exec", "ok", "-c", name, *n, "--", "true"],
+        ["delete", "pod", name, *n, "--grace-period", "0"],
+        ["delete", "configmap", name, *n],
+        ["delete", "pods", "--all", *n],
+        ["wait", f"pod/{name}", "--for", "delete", "--timeout", "1s", *n],
+        ["top", "pod", name, *n],
+        ["create", "configmap", name, "--from-literal", "a=b", *n],
+        ["run", name, *n, "--", "true"],
+        ["pod", "create", name, *n],
+    ]
+
+
+def test_a_namespace_or_name_with_dots_or_slashes_never_leaves_the_root(tmp_path):
+    """`-n ../..` would make root/names/../../evil the name claim: a link, planted beside the
+    root, to a canary directory that a delete would remove. Every command refuses first."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    root = tmp_path / "root"
+    (root / "names" / "default").mkdir(parents=True)
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "precious").write_text("keep me\n")
+    os.symlink("../../canary", tmp_path / "evil")
+    before = sorted(os.listdir(tmp_path)), sorted(os.listdir(root))
+    cases = [(ns, "evil") for ns in BAD_NAMESPACES] + [("default", name) for name in BAD_NAMES]
+    for namespace, name in cases:
+        for argv in commands_naming(namespace, name):
+            if namespace == "default" and name not in argv:
+                continue  # the namespace is fine and the name is not in this command
+            p = subprocess.run(
+                [*NSBOX, "--root", str(root), *argv],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=60,
+            )
+            assert p.returncode == 1, (argv, p.stdout, p.stderr)
+            assert p.stderr.startswith("error: invalid ") and p.stderr.count("\n") == 1, (argv, p.stderr)
+            assert p.stdout == "", (argv, p.stdout)
+    assert (canary / "precious").read_text() == "keep me\n"
+    assert (sorted(os.listdir(tmp_path)), sorted(os.listdir(root))) == before
+
+
+def mount_of(pid: int, target: str) -> tuple[str, str]:
+    """(filesystem type, super options) of the mount at `target` in the mount namespace of `pid`."""
+    with open(f"/proc/{pid}/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == target:
+                after = fields[fields.index("-") + 1 :]
+                found = (after[0], after[2])
+    return found
+
+
+def disk_usage(path: str) -> int:
+    """Bytes of disk the files under `path` use, as `du` counts them (on the host's view)."""
+    return int(subprocess.run(["du", "-sxB1", path], capture_output=True, text=True, check=True).stdout.split()[0])
+
+
+def test_writing_etc_hosts_stops_at_the_pods_small_tmpfs_not_the_hosts_disk(box, attacker):
+    pid = box.pid(attacker)
+    fstype, options = mount_of(pid, "/etc/hosts")
+    assert fstype == "tmpfs" and "size=1024k" in options, (fstype, options)
+    assert mount_of(pid, "/etc/hostname")[0] == "tmpfs"
+    used = disk_usage(box.root)
+    p = box(
+        "exec",
+        attacker,
+        "--",
+        "sh",
+        "-c",
+        "cp /etc/hosts /tmp/hosts.saved; head -c 10000000 /dev/zero >> /etc/hosts; echo exit=$?;"
+        " wc -c < /etc/hosts; cp /tmp/hosts.saved /etc/hosts",
+        check=False,
+    )
+    assert "No space left on device" in p.stderr, p.stderr
+    assert "exit=1" in p.stdout
+    size = int(p.stdout.split()[-1])
+    assert size <= 1024 * 1024 < 10_000_000
+    assert disk_usage(box.root) < used + 512 * 1024  # the host's disk held none of it
+
+
+def writable_layer_size(pid: int) -> int:
+    """Bytes of the container's writable layer, seen from outside. The tmpfs that holds the
+    overlay's upper layer is detached from the container's mount table by pivot_root, but an
+    overlay reports its upper file system's statfs: `df` on /proc/PID/root."""
+    st = os.statvfs(f"/proc/{pid}/root/")
+    return st.f_blocks * st.f_frsize
+
+
+def test_the_writable_layer_is_1_gib_by_default(box, attacker):
+    assert writable_layer_size(box.pid(attacker)) == 1 << 30
+
+
+def test_the_writable_layer_is_the_ephemeral_storage_limit_and_a_write_beyond_it_gets_enospc(nsbox):
+    manifest = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: filler
+spec:
+  containers:
+  - name: fill
+    command: ["sleep", "300"]
+    resources:
+      limits:
+        ephemeral-storage: 32Mi
+"""
+    nsbox("apply", "-f", "-", input=manifest)
+    pid = nsbox.pid("filler")
+    assert writable_layer_size(pid) == 32 << 20
+    p = nsbox("exec", "filler", "--", "sh", "-c", "head -c 40000000 /dev/zero > /fill; echo exit=$?", check=False)
+    assert "No space left on device" in p.stderr and "exit=1" in p.stdout, (p.stdout, p.stderr)
+    assert os.stat(f"/proc/{pid}/root/fill").st_size <= 32 << 20
+    described = nsbox("describe", "pod", "filler").stdout
+    assert "ephemeral-storage:  32Mi" in described.expandtabs(), described
+
+
+def test_run_i_feeds_the_container_through_a_pipe_never_the_callers_terminal(nsbox):
+    p = nsbox("run", "-i", "--rm", "fed", "--", "sh", "-c", "cat; readlink /proc/self/fd/0", input="typed\n")
+    assert p.stdout.startswith("typed\npipe:"), p.stdout
+    master, slave = os.openpty()
+    marker = f"300.{uuid.uuid4().int % 100000:05d}"
+    cli = nsbox.popen("run", "-i", "--rm", "held", "--", "sleep", marker, stdin=slave)
+    try:
+        (pid,) = wait_for(lambda: [p for p in processes_naming(marker) if p != cli.pid], what="the container's sleep")
+        assert os.readlink(f"/proc/{pid}/fd/0").startswith("pipe:")  # not the caller's pty
+        os.kill(pid, 9)
+        assert cli.wait(timeout=60) == 137
+    finally:
+        cli.kill()
+        cli.communicate()
+        os.close(master)
+        os.close(slave)
+
+
+def test_exec_from_a_terminal_gives_no_way_to_the_users_terminal(box, attacker):
+    """The CLI on a terminal that is its controlling one: what it execs is in a session of its
+    own, so /dev/tty inside is no terminal at all (ENXIO), let alone the user's."""
+    import pty
+
+    script = "if printf x > /dev/tty; then echo TTY-OPENED; else echo TTY-REFUSED; fi; readlink /proc/self/fd/1"
+    pid, master = pty.fork()  # the child: a new session whose controlling terminal is the pty
+    if pid == 0:
+        os.execv(NSBOX[0], [*NSBOX, *box.global_args, "exec", attacker, "--", "sh", "-c", script])
+    screen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the CLI has ended
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(master)
+    assert os.waitstatus_to_exitcode(status) == 0, screen
+    assert b"TTY-REFUSED" in screen and b"TTY-OPENED" not in screen, screen
+    assert b"pipe:" in screen, screen
