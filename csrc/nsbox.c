@@ -49,6 +49,32 @@
 #ifndef SYS_clone3
 #define SYS_clone3 435
 #endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef MOUNT_ATTR_IDMAP
+#define MOUNT_ATTR_IDMAP 0x00100000
+#endif
+
+/* The kernel's struct mount_attr (Linux 5.12). */
+struct idmap_mount_attr {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
@@ -241,6 +267,43 @@ static int pivot_into(const char *newroot)
 #define SYS_openat2 437
 #endif
 
+/* A detached copy of the mount tree at path (relative to dirfd; "" with
+ * AT_EMPTY_PATH: dirfd itself) whose files are seen through the ID mapping
+ * of the user namespace userns_fd: a file owned by N on disk shows as owned
+ * by the host ID that the namespace maps N to, and a file made through it by
+ * that ID is stored as N (docs/security.md, "User namespaces"). Returns the
+ * mount's descriptor or -errno; closing it drops the copy. */
+static int idmapped_clone(int dirfd, const char *path, int at_flags, int userns_fd)
+{
+    struct idmap_mount_attr attr = { MOUNT_ATTR_IDMAP, 0, 0, (uint64_t)userns_fd };
+    int fd, err;
+
+    fd = (int)syscall(SYS_open_tree, dirfd, path,
+                      OPEN_TREE_CLONE | O_CLOEXEC | at_flags);
+    if (fd < 0)
+        return -errno;
+    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | (at_flags & AT_RECURSIVE),
+                &attr, sizeof attr) < 0) {
+        err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+/* Attach a detached mount (idmapped_clone) at target; closes it. */
+static int attach_clone(int fd, const char *target)
+{
+    int err = 0;
+
+    if (fd < 0)
+        return -fd;
+    if (syscall(SYS_move_mount, fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        err = errno;
+    close(fd);
+    return err;
+}
+
 /* Bind `sub` of directory `dir` at `target`. `sub` is resolved by openat2
  * beneath `dir`, refusing every symbolic link, and the mount goes through the
  * resulting descriptor: the pod may be changing its volume at this moment,
@@ -248,7 +311,7 @@ static int pivot_into(const char *newroot)
  * nsbox/container.py). The descriptor is opened here, in the child's own
  * mount namespace, because bind mounts only take sources from the caller's. */
 static int bind_beneath(const char *dir, const char *sub, const char *target,
-                        unsigned long flags)
+                        unsigned long flags, int userns_fd)
 {
     struct open_how how = {
         .flags = O_PATH | O_CLOEXEC,
@@ -267,6 +330,13 @@ static int bind_beneath(const char *dir, const char *sub, const char *target,
     close(dfd);
     if (err)
         return err;
+    if (userns_fd >= 0) {
+        err = attach_clone(idmapped_clone(fd, "", AT_EMPTY_PATH |
+                                          ((flags & MS_REC) ? AT_RECURSIVE : 0),
+                                          userns_fd), target);
+        close(fd);
+        return err;
+    }
     /* "/proc/self/fd/<fd>" without snprintf, which is not async-signal-safe. */
     for (int v = fd; n == 0 || v > 0; v /= 10)
         digits[n++] = (char)('0' + v % 10);
@@ -305,7 +375,17 @@ static int run_op(const struct nsbox_mount_op *op, int *step)
         return pivot_into(op->target);
     case NSBOX_OP_BIND_BENEATH:
         *step = NSBOX_STEP_MOUNT;
-        return bind_beneath(op->source, op->data, op->target, op->flags);
+        return bind_beneath(op->source, op->data, op->target, op->flags, op->fd);
+    case NSBOX_OP_BIND_IDMAP:
+        *step = NSBOX_STEP_MOUNT;
+        return attach_clone(idmapped_clone(AT_FDCWD, op->source,
+                                           (op->flags & MS_REC) ? AT_RECURSIVE : 0,
+                                           op->fd), op->target);
+    case NSBOX_OP_CHOWN:
+        *step = NSBOX_STEP_MOUNT;
+        if (chown(op->target, op->owner, op->owner) < 0)
+            return errno;
+        return 0;
     case NSBOX_OP_UMOUNT:
         *step = NSBOX_STEP_UMOUNT;
         if (umount2(op->target, (int)op->flags) < 0)
@@ -563,6 +643,14 @@ child_main(const struct nsbox_spawn *req, const struct child_plan *p)
             child_fail(p, step, err, op->target);
     }
 
+    /* The pod's user namespace comes after the mounts, made with the host's
+     * privileges in a mount namespace that stays the host's: root inside
+     * can never mount, whatever capabilities it is given. From here on the
+     * capabilities are those of the pod's namespace and switch_identity
+     * must set the ids, which are still the host's. */
+    if (req->userns_fd >= 0 && setns(req->userns_fd, CLONE_NEWUSER) < 0)
+        child_fail(p, NSBOX_STEP_SETNS, errno, "user");
+
     switch_identity(req, p);
     /* Changing the euid/egid cleared the parent-death signal: set it again. */
     if (req->pdeathsig && (req->set_uid || req->set_gid) &&
@@ -764,6 +852,16 @@ int nsbox_pidfd_open(int pid, unsigned int flags)
 int nsbox_pidfd_send_signal(int pidfd, int sig)
 {
     return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+int nsbox_idmap_probe(const char *path, int userns_fd, int recursive)
+{
+    int fd = idmapped_clone(AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, userns_fd);
+
+    if (fd < 0)
+        return fd;
+    close(fd);
+    return 0;
 }
 
 int nsbox_malloc_trim(void)

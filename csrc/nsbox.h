@@ -22,7 +22,9 @@ enum nsbox_op_kind {
     NSBOX_OP_PIVOT = 5,
     NSBOX_OP_UMOUNT = 6,
     NSBOX_OP_BIND_BENEATH = 7,  /* bind data (a relative path) of directory source */
-    NSBOX_OP_CHDIR = 8          /* chdir(target): later relative paths start there */
+    NSBOX_OP_CHDIR = 8,         /* chdir(target): later relative paths start there */
+    NSBOX_OP_BIND_IDMAP = 9,    /* bind source at target, idmapped by the user namespace fd */
+    NSBOX_OP_CHOWN = 10         /* chown(target, owner, owner) */
 };
 
 struct nsbox_mount_op {
@@ -34,6 +36,8 @@ struct nsbox_mount_op {
     unsigned long flags;        /* mount(2) flags, or umount2(2) flags */
     unsigned int mode;          /* mkdir / touch */
     int optional;               /* ENOENT is not an error */
+    int fd;                     /* bind-idmap: the user namespace whose mapping the mount gets */
+    unsigned int owner;         /* chown: uid and gid */
 };
 
 struct nsbox_join {
@@ -79,6 +83,7 @@ struct nsbox_spawn {
     int n_keep_fds;
     int init;                   /* stay as a tiny init, fork and exec argv */
     int init_exe_fd;            /* with init: nsbox-init (csrc/init.c), exec'd by fd */
+    int userns_fd;              /* user namespace joined after the mounts, -1 = none */
 };
 
 enum nsbox_step {
@@ -117,6 +122,9 @@ int nsbox_mount(const char *source, const char *target, const char *fstype,
 int nsbox_umount2(const char *target, int flags);
 int nsbox_pidfd_open(int pid, unsigned int flags);
 int nsbox_pidfd_send_signal(int pidfd, int sig);
+/* Whether `path` can be mounted idmapped by the user namespace `userns_fd`:
+ * an idmapped clone of it is made and dropped, nothing is mounted. */
+int nsbox_idmap_probe(const char *path, int userns_fd, int recursive);
 
 /* malloc_trim(0): hands free heap memory back to the kernel. Returns 1 if
  * memory was released, 0 if not (or if the libc has no malloc_trim). */

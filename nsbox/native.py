@@ -59,6 +59,8 @@ _OP_KINDS = {
     "umount": lib.NSBOX_OP_UMOUNT,
     "bind-beneath": lib.NSBOX_OP_BIND_BENEATH,
     "chdir": lib.NSBOX_OP_CHDIR,
+    "bind-idmapped": lib.NSBOX_OP_BIND_IDMAP,
+    "chown": lib.NSBOX_OP_CHOWN,
 }
 
 
@@ -72,7 +74,11 @@ class MountOp:
     (umount2(target, flags)); "bind-beneath" (bind `data`, a path resolved
     beneath the directory `source` without following symbolic links, at
     target, with flags: a subPath); "chdir" (to target, so that a later op's
-    relative paths start there: an overlay's many lowerdirs in one page).
+    relative paths start there: an overlay's many lowerdirs in one page);
+    "bind-idmapped" (bind source at target, recursively with MS_REC, seen
+    through the ID mapping of the request's `userns_fd`; a "bind-beneath"
+    is idmapped the same way when the request has one); "chown" (target to
+    `owner`:`owner`).
     """
 
     kind: str
@@ -83,6 +89,7 @@ class MountOp:
     data: str = ""
     mode: int = 0o755
     optional: bool = False  # ENOENT on this step is ignored
+    owner: int = 0  # chown
 
 
 @record
@@ -132,6 +139,9 @@ class SpawnRequest:
     # and argv runs as its child: spawn() returns the init's pid, whose exit
     # code is argv's, or 128+N if signal N killed it.
     init: bool = False
+    # The pod's user namespace (hostUsers: false), joined after the mounts and before the ids
+    # are set; its mapping is the one "bind-idmapped" and "bind-beneath" mounts get.
+    userns_fd: int = -1
 
 
 class SpawnError(OSError):
@@ -223,6 +233,8 @@ def _build(req: SpawnRequest, keep: list):
         ops[i].flags = op.flags
         ops[i].mode = op.mode
         ops[i].optional = int(op.optional)
+        ops[i].fd = req.userns_fd if op.kind in ("bind-idmapped", "bind-beneath") else -1
+        ops[i].owner = op.owner
     c.ops = ops
     c.n_ops = len(req.ops)
     c.hostname = _text(keep, req.hostname)
@@ -257,6 +269,7 @@ def _build(req: SpawnRequest, keep: list):
     c.n_keep_fds = len(req.keep_fds)
     c.init = int(req.init)
     c.init_exe_fd = -1
+    c.userns_fd = req.userns_fd
     return c
 
 
@@ -319,6 +332,12 @@ def pidfd_open(pid: int) -> int | None:
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
     _check(lib.nsbox_pidfd_send_signal(pidfd, sig))
+
+
+def idmap_probe(path: str, userns_fd: int, recursive: bool = False) -> None:
+    """Raise OSError unless `path` can be mounted idmapped by the user namespace `userns_fd`
+    (nothing is mounted: the idmapped copy is made and dropped)."""
+    _check(lib.nsbox_idmap_probe(os.fsencode(path), userns_fd, int(recursive)), path)
 
 
 def malloc_trim() -> None:

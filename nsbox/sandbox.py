@@ -97,9 +97,21 @@ def set_sysctls(pod: PodSpec) -> None:
             raise NsboxError(f'sysctl "{name}" = "{value}": {e.strerror}') from None
 
 
-def enter(pod: PodSpec, paths: PodPaths) -> None:
-    """Turn the calling (watcher) process into the pod's sandbox. Must be single-threaded."""
-    native.unshare(namespace_flags(pod))
+def enter(pod: PodSpec, paths: PodPaths, userns_first: int = 0) -> None:
+    """Turn the calling (watcher) process into the pod's sandbox. Must be single-threaded.
+
+    With `userns_first` (hostUsers: false) the net, IPC and UTS namespaces are made by a
+    user namespace mapping 0..65535 to userns_first.. (nsbox/userns.py); the watcher's
+    own mount namespace stays the host's."""
+    flags = namespace_flags(pod)
+    if userns_first:
+        from nsbox import userns
+
+        if pod.network == "host" or pod.host_ipc:
+            raise NsboxError("a pod with hostUsers: false cannot share the host's network or IPC namespace")
+        userns.enter(flags & ~native.CLONE_NEWNS, userns_first)
+        flags = native.CLONE_NEWNS
+    native.unshare(flags)
     # Mounts made by the pod stay in the pod; host mounts still appear in it.
     native.mount("", "/", "", native.MS_REC | native.MS_SLAVE)
     if pod.network != "host":
