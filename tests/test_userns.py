@@ -337,3 +337,48 @@ def test_an_image_pod_runs_with_its_layers_idmapped(nsbox_images, busybox_image)
     assert status_ids(pid, "Uid") == [first] * 4
     out = n("exec", "img", "--", "sh", "-c", "stat -c %u:%g / /bin; echo x > /bin/new && echo wrote; id -u").stdout
     assert out.split() == ["0:0", "0:0", "wrote", "0"]
+
+
+def _root_only_device() -> str:
+    """A host device node that only its owner and group may open (a disk, most often)."""
+    import stat
+
+    for name in sorted(os.listdir("/dev")):
+        path = os.path.join("/dev", name)
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            if (stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode)) and not st.st_mode & 0o006:
+                os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))  # host root can: the control
+                return path
+    pytest.skip("no device here that only its owner and group may open")
+
+
+def test_privileged_with_host_users_false_holds_every_capability_only_in_the_pods_namespace(nsbox):
+    device = _root_only_device()
+    apply(nsbox, userns_pod("u", security={"privileged": True}))
+    script = f"grep CapEff /proc/self/status; head -c1 {device} >/dev/null 2>&1 || echo device-refused"
+    out = exec_sh(nsbox, "u", script).stdout.split()
+    assert out[0] == "CapEff:" and int(out[1], 16) & (1 << 21)  # CAP_SYS_ADMIN, in the pod's user namespace
+    assert out[2:] == ["device-refused"]
+    assert nsbox("exec", "u", "--", "python3", "-c", MOUNT_TMPFS).stdout.split() == ["-1", "1"]
+
+
+def test_configmap_volumes_and_subpaths_are_idmapped_too(nsbox):
+    nsbox("create", "configmap", "conf", "--from-literal=greeting=hello")
+    apply(
+        nsbox,
+        userns_pod(
+            "u",
+            volumes=[{"name": "conf", "configMap": {"name": "conf"}}, {"name": "data", "emptyDir": {}}],
+            mounts=[
+                {"name": "conf", "mountPath": "/conf"},
+                {"name": "data", "mountPath": "/sub", "subPath": "a/b"},
+            ],
+        ),
+    )
+    out = exec_sh(
+        nsbox, "u", "cat /conf/greeting; echo; stat -L -c %u /conf/greeting; touch /sub/f && stat -c %u /sub/f"
+    )
+    assert out.stdout.split() == ["hello", "0", "0"]
+    data = os.path.join(nsbox.root, "pods", nsbox.uid("u"), "volumes", "data", "a", "b", "f")
+    assert os.stat(data).st_uid == 0
