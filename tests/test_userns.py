@@ -132,7 +132,7 @@ def test_a_range_is_freed_after_its_watcher_was_killed(nsbox):
 
 def test_gc_frees_the_range_of_a_pod_that_is_gone(nsbox):
     """A range whose pod state is gone (a crash between allocation and cleanup) is reclaimed."""
-    os.makedirs(POOL, exist_ok=True)
+    apply(nsbox, userns_pod("u"))  # the pool exists from here on
     name = os.path.join(POOL, str(32767 * RANGE))
     assert not os.path.exists(name)
     with open(name, "w") as f:
@@ -140,6 +140,36 @@ def test_gc_frees_the_range_of_a_pod_that_is_gone(nsbox):
     out = nsbox("gc").stdout
     assert f"user namespace range {32767 * RANGE}+65536 (pod gone): released" in out
     assert not os.path.exists(name)
+    assert nsbox.pod("u")["status"]["phase"] == "Running"  # a live pod keeps its range
+    assert os.path.exists(os.path.join(POOL, str(id_map(nsbox.pid("u"), "uid_map")[1])))
+
+
+def test_a_restarted_container_gets_the_same_mapping_and_idmapped_volumes(nsbox):
+    """The watcher sleeps as nsbox-idle while the container runs (1 s, more than its 0.5 s of
+    idleness) and is exec'd back to restart it: the range survives that handoff."""
+    apply(
+        nsbox,
+        pod(
+            "u",
+            {
+                "name": "app",
+                "command": ["sh", "-c", "id -u >> /data/runs; sleep 1; exit 1"],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            },
+            hostUsers=False,
+            volumes=[{"name": "data", "emptyDir": {}}],
+            annotations={"nsbox.io/backoff-base-seconds": "0.5", "nsbox.io/backoff-max-seconds": "1"},
+        ),
+    )
+    runs = os.path.join(nsbox.root, "pods", nsbox.uid("u"), "volumes", "data", "runs")
+
+    def two_runs() -> bool:
+        with contextlib.suppress(FileNotFoundError), open(runs) as f:
+            return f.read().split()[:2] == ["0", "0"]
+        return False
+
+    wait_for(two_runs, timeout=30, what="the container to run twice")
+    assert os.stat(runs).st_uid == 0
 
 
 def test_root_inside_writes_an_emptydir_file_the_host_sees_owned_by_0(nsbox):
@@ -382,3 +412,14 @@ def test_configmap_volumes_and_subpaths_are_idmapped_too(nsbox):
     assert out.stdout.split() == ["hello", "0", "0"]
     data = os.path.join(nsbox.root, "pods", nsbox.uid("u"), "volumes", "data", "a", "b", "f")
     assert os.stat(data).st_uid == 0
+
+
+def test_blocks_given_to_host_users_in_etc_subuid_are_never_handed_out(tmp_path):
+    from nsbox import userns
+
+    subuid = tmp_path / "subuid"
+    subuid.write_text("alice:100000:65536\nbob:231072:1\n# junk\nbroken\ncarol:0:0\n")
+    subgid = tmp_path / "subgid"
+    subgid.write_text("alice:655360:131072\n")
+    # 100000..165535 overlaps blocks 1 and 2; 231072 is in block 3; 655360.. is blocks 10 and 11
+    assert userns.subid_blocks((str(subuid), str(subgid), str(tmp_path / "missing"))) == {1, 2, 3, 10, 11}
