@@ -243,6 +243,15 @@ def namespace_inodes(pid: int) -> dict[str, Any]:
     return out
 
 
+def _userns_view(v: PodView) -> dict[str, Any]:
+    """hostUsers: false: the host IDs the pod's 0..65535 are (nsbox/userns.py), from the host-wide pool."""
+    from nsbox import userns
+
+    first = userns.first_id(v.paths.root.path, v.spec.uid)
+    mapping = [0, first, userns.RANGE_SIZE] if first else []
+    return {"uidMap": mapping, "gidMap": mapping}
+
+
 def inspect(v: PodView, container: str | None, cgroups: Any) -> dict[str, Any]:
     from nsbox import native
 
@@ -261,6 +270,7 @@ def inspect(v: PodView, container: str | None, cgroups: Any) -> dict[str, Any]:
             "hostname": v.spec.effective_hostname,
             "network": v.spec.network,
             "shm": v.paths.shm,
+            **({"userNamespace": _userns_view(v)} if not v.spec.host_users else {}),
         },
         "cgroup": {
             "version": cgroups.version,
