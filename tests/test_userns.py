@@ -195,6 +195,29 @@ def test_root_inside_writes_an_emptydir_file_the_host_sees_owned_by_0(nsbox):
         assert (st.st_uid, st.st_gid) == (0, 0), path
 
 
+def test_a_non_root_user_inside_is_the_same_offset_into_the_range(nsbox):
+    apply(
+        nsbox,
+        userns_pod(
+            "u",
+            "sh",
+            "-c",
+            "touch /data/f && sleep 600",
+            volumes=[{"name": "data", "emptyDir": {}}],
+            mounts=[{"name": "data", "mountPath": "/data"}],
+            securityContext={"runAsUser": 1000, "runAsGroup": 2000},
+        ),
+    )
+    pid = nsbox.pid("u")
+    first = id_map(pid, "uid_map")[1]
+    assert status_ids(pid, "Uid") == [first + 1000] * 4
+    assert status_ids(pid, "Gid") == [first + 2000] * 4
+    data = os.path.join(nsbox.root, "pods", nsbox.uid("u"), "volumes", "data", "f")
+    wait_for(lambda: os.path.exists(data), what="the container's file")
+    st = os.stat(data)
+    assert (st.st_uid, st.st_gid) == (1000, 2000)  # idmapped: the IDs it has inside
+
+
 def test_host_path_files_keep_their_owners_inside_and_out(nsbox):
     host = tempfile.mkdtemp(prefix="nsbx-userns-")
     try:
