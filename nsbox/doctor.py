@@ -88,6 +88,16 @@ def _pidfd() -> tuple[bool, str, str]:
     return True, "pidfd available", ""
 
 
+def _user_namespaces() -> tuple[bool, str, str]:
+    """Only pods with hostUsers: false need them (docs/security.md, section 12): a finding, not a failure."""
+    from nsbox import userns
+
+    why = userns.probe("/")
+    if why is None:
+        return True, "user namespaces and idmapped mounts available (hostUsers: false)", ""
+    return True, f"hostUsers: false unavailable: {why} (other pods are unaffected)", ""
+
+
 def _capabilities() -> tuple[bool, str, str]:
     with open("/proc/self/status") as f:
         eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
@@ -124,6 +134,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("overlayfs", _overlay),
     ("skopeo", _skopeo),
     ("pidfd", _pidfd),
+    ("user namespaces", _user_namespaces),
     ("capabilities", _capabilities),
 ]
 

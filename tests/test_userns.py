@@ -449,3 +449,10 @@ def test_blocks_given_to_host_users_in_etc_subuid_are_never_handed_out(tmp_path)
     subgid.write_text("alice:655360:131072\n")
     # 100000..165535 overlaps blocks 1 and 2; 231072 is in block 3; 655360.. is blocks 10 and 11
     assert userns.subid_blocks((str(subuid), str(subgid), str(tmp_path / "missing"))) == {1, 2, 3, 10, 11}
+
+
+def test_doctor_says_whether_hostusers_false_can_work_here(nsbox):
+    """This kernel (6.18, ext4 root) has both: doctor says so, with a namespace of its own and no range taken."""
+    before = sorted(os.listdir(POOL)) if os.path.isdir(POOL) else []
+    assert "[  ok] user namespaces and idmapped mounts available (hostUsers: false)" in nsbox("doctor").stdout
+    assert (sorted(os.listdir(POOL)) if os.path.isdir(POOL) else []) == before
