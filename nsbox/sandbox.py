@@ -129,14 +129,15 @@ def enter(pod: PodSpec, paths: PodPaths, userns_first: int = 0) -> None:
             volumes.set_volume_ownership(paths.volume(v.name), pod.fs_group, policy=pod.fs_group_change_policy)
 
 
-def start_shared_pid_namespace() -> int:
+def start_shared_pid_namespace(userns_fd: int = -1) -> int:
     """Start PID 1 of the pod-wide PID namespace (shareProcessNamespace); returns its PID.
 
     Kubernetes runs a pause container for this; ours is `nsbox-init --pause`
     (native.INIT_PROGRAM), which only reaps orphans. Containers join its
     namespace (`container.start_request(pid_ns_fd=...)`), so none of them is
     PID 1 and each gets SIGTERM like any process. If it dies, the kernel kills
-    every process of the namespace: it must live as long as the pod.
+    every process of the namespace: it must live as long as the pod. In a pod with
+    hostUsers: false (`userns_fd`) it runs as the pod's root, in the pod's user namespace.
     """
     if not os.access(native.INIT_PROGRAM, os.X_OK):
         raise NsboxError(
@@ -150,16 +151,21 @@ def start_shared_pid_namespace() -> int:
         native.unshare(native.CLONE_NEWPID)
         pid = os.fork()
         if pid == 0:
-            _exec_pause()
+            _exec_pause(userns_fd)
         native.setns(own, native.CLONE_NEWPID)
     finally:
         os.close(own)
     return pid
 
 
-def _exec_pause() -> None:
+def _exec_pause(userns_fd: int = -1) -> None:
     """In the forked child: become nsbox-init --pause, with nothing of the watcher's."""
     try:
+        if userns_fd >= 0:
+            native.setns(userns_fd, native.CLONE_NEWUSER)
+            os.setgroups([])
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
         signal.set_wakeup_fd(-1)
         for sig in signal.valid_signals():
             try:

@@ -456,3 +456,22 @@ def test_doctor_says_whether_hostusers_false_can_work_here(nsbox):
     before = sorted(os.listdir(POOL)) if os.path.isdir(POOL) else []
     assert "[  ok] user namespaces and idmapped mounts available (hostUsers: false)" in nsbox("doctor").stdout
     assert (sorted(os.listdir(POOL)) if os.path.isdir(POOL) else []) == before
+
+
+def test_the_pause_of_a_shared_pid_namespace_is_the_pods_root_too(nsbox):
+    apply(nsbox, userns_pod("u", shareProcessNamespace=True))
+    pid = nsbox.pid("u")
+    first = id_map(pid, "uid_map")[1]
+    pid_ns = os.stat(f"/proc/{pid}/ns/pid").st_ino
+
+    def pid_1_of(p: int) -> bool:
+        with open(f"/proc/{p}/status") as f:
+            nspid = next(line.split()[1:] for line in f if line.startswith("NSpid:"))
+        return nspid[-1] == "1" and os.stat(f"/proc/{p}/ns/pid").st_ino == pid_ns
+
+    watcher = nsbox.inspect("u")["watcher"]["pid"]
+    with open(f"/proc/{watcher}/task/{watcher}/children") as f:
+        pauses = [c for c in (int(x) for x in f.read().split()) if pid_1_of(c)]
+    assert len(pauses) == 1
+    assert status_ids(pauses[0], "Uid") == [first] * 4
+    assert os.stat(f"/proc/{pauses[0]}/ns/user").st_ino == os.stat(f"/proc/{pid}/ns/user").st_ino

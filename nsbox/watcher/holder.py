@@ -89,7 +89,16 @@ def _start_pause(w: Watcher) -> None:
     """PID 1 of the pod-wide PID namespace, in a cgroup of the pod's (so teardown and gc kill it)."""
     from nsbox import sandbox
 
-    pid = sandbox.start_shared_pid_namespace()
+    userns_fd = -1
+    if not w.pod.host_users:
+        from nsbox import userns
+
+        userns_fd = userns.pod_userns_fd()
+    try:
+        pid = sandbox.start_shared_pid_namespace(userns_fd)
+    finally:
+        if userns_fd >= 0:
+            os.close(userns_fd)
     reap_pause(w, pid)
     cg_path = w.cg.container_path(w.uid, PAUSE_CGROUP)
     w.cg.create(cg_path)
