@@ -475,3 +475,15 @@ def test_the_pause_of_a_shared_pid_namespace_is_the_pods_root_too(nsbox):
     assert len(pauses) == 1
     assert status_ids(pauses[0], "Uid") == [first] * 4
     assert os.stat(f"/proc/{pauses[0]}/ns/user").st_ino == os.stat(f"/proc/{pid}/ns/user").st_ino
+
+
+def test_run_userns_is_host_users_false(nsbox):
+    nsbox("run", "--userns", "u", "--", "sleep", "600")
+    pid = nsbox.pid("u")
+    assert id_map(pid, "uid_map")[0::2] == (0, RANGE)
+    assert nsbox.pod("u")["spec"]["hostUsers"] is False
+    p = nsbox("run", "--userns", "--network", "host", "h", "--", "true", check=False)
+    assert (p.returncode, p.stderr) == (
+        1,
+        "error: --userns cannot be used with --network host (a user namespace needs the pod's own network)\n",
+    )
