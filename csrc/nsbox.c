@@ -304,6 +304,33 @@ static int attach_clone(int fd, const char *target)
     return err;
 }
 
+/* Give `path` to `owner` if it belongs to the host's root, that is, if the
+ * plan made it (a mount point's parents, the upper layer's top): what comes
+ * from an idmapped layer or volume is seen here as owned by its mapped ID and
+ * keeps it, so that a directory of the image is never taken over. The path
+ * is inside a root not yet pivoted into, where an absolute symbolic link
+ * would lead to the host's files: a path through any link is left alone. */
+static int chown_made(const char *path, unsigned int owner)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+        .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    struct stat st;
+    int fd, err = 0;
+
+    fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+    if (fd < 0)
+        return errno == ELOOP ? 0 : errno;
+    if (fstat(fd, &st) < 0)
+        err = errno;
+    else if (st.st_uid == 0 && st.st_gid == 0 && !S_ISLNK(st.st_mode) &&
+             fchownat(fd, "", owner, owner, AT_EMPTY_PATH) < 0)
+        err = errno;
+    close(fd);
+    return err;
+}
+
 /* Bind `sub` of directory `dir` at `target`. `sub` is resolved by openat2
  * beneath `dir`, refusing every symbolic link, and the mount goes through the
  * resulting descriptor: the pod may be changing its volume at this moment,
@@ -383,9 +410,7 @@ static int run_op(const struct nsbox_mount_op *op, int *step)
                                            op->fd), op->target);
     case NSBOX_OP_CHOWN:
         *step = NSBOX_STEP_MOUNT;
-        if (chown(op->target, op->owner, op->owner) < 0)
-            return errno;
-        return 0;
+        return chown_made(op->target, op->owner);
     case NSBOX_OP_UMOUNT:
         *step = NSBOX_STEP_UMOUNT;
         if (umount2(op->target, (int)op->flags) < 0)

@@ -24,7 +24,7 @@ enum nsbox_op_kind {
     NSBOX_OP_BIND_BENEATH = 7,  /* bind data (a relative path) of directory source */
     NSBOX_OP_CHDIR = 8,         /* chdir(target): later relative paths start there */
     NSBOX_OP_BIND_IDMAP = 9,    /* bind source at target, idmapped by the user namespace fd */
-    NSBOX_OP_CHOWN = 10         /* chown(target, owner, owner) */
+    NSBOX_OP_CHOWN = 10         /* chown(target, owner, owner) if it is 0:0 */
 };
 
 struct nsbox_mount_op {
@@ -37,7 +37,7 @@ struct nsbox_mount_op {
     unsigned int mode;          /* mkdir / touch */
     int optional;               /* ENOENT is not an error */
     int fd;                     /* bind-idmap: the user namespace whose mapping the mount gets */
-    unsigned int owner;         /* chown: uid and gid */
+    unsigned int owner;         /* chown: uid and gid for what the plan made as 0:0 */
 };
 
 struct nsbox_join {

@@ -214,6 +214,11 @@ def start_request(
     )
     if cwd != "/":
         plan.insert(len(plan) - 1, native.MountOp("mkdir", os.path.join(plan[-1].target, cwd.lstrip("/"))))
+        if userns_owner and not c.security.read_only_root_filesystem:
+            # A working directory nsbox made is the pod's root's, as its mount points' parents are.
+            new_root = plan[-1].target
+            for d in [*mounts.made_parents([cwd]), cwd]:
+                plan.insert(len(plan) - 1, native.MountOp("chown", new_root + d, owner=userns_owner))
     flags = native.CLONE_NEWNS
     join: list[tuple[int, int]] = []
     if pid_ns_fd >= 0:

@@ -148,7 +148,7 @@ def container_root_plan(
         lower_ops = [
             MountOp("mkdir", mapped),
             MountOp("bind-idmapped", mapped, source=source, flags=native.MS_BIND),
-            MountOp("chown", f"{scratch}/upper", owner=userns_owner),
+            MountOp("chown", f"{scratch}/upper", owner=userns_owner),  # the root directory, inside
         ]
         if lower_cwd:
             lower_ops.append(MountOp("chdir", os.path.join(mapped, os.path.basename(lower_cwd.rstrip("/")))))
@@ -206,12 +206,28 @@ def container_root_plan(
         ops.append(MountOp("touch", f"{root}/dev/console", mode=0o620))
         ops.append(MountOp("mount", f"{root}/dev/console", source=console, flags=native.MS_BIND))
 
+    if idmapped:
+        # The directories the plan made above its mount points belong to the host's root,
+        # which the pod's namespace does not map: give them to the pod's root, as if it had
+        # made them (the op leaves alone whatever comes from the image or the host).
+        targets = [*etc_files, *(v.target for v in volumes)]
+        ops += [MountOp("chown", root + d, owner=userns_owner) for d in made_parents(targets)]
     if not privileged:
         ops += _mask_plan(root)
     if read_only_root:
         ops.append(MountOp("mount", root, flags=native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY))
     ops.append(MountOp("pivot", root))
     return ops
+
+
+def made_parents(targets: list[str]) -> list[str]:
+    """The parent directories of container paths `targets`, outermost first, without "/"."""
+    seen: dict[str, None] = {}
+    for target in targets:
+        parts = target.strip("/").split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            seen.setdefault("/" + "/".join(parts[:i]), None)
+    return list(seen)
 
 
 def bind_plan(

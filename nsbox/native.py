@@ -78,7 +78,7 @@ class MountOp:
     "bind-idmapped" (bind source at target, recursively with MS_REC, seen
     through the ID mapping of the request's `userns_fd`; a "bind-beneath"
     is idmapped the same way when the request has one); "chown" (target to
-    `owner`:`owner`).
+    `owner`:`owner` if it is owned by 0:0, i.e. the plan made it as the host's root).
     """
 
     kind: str

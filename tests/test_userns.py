@@ -487,3 +487,56 @@ def test_run_userns_is_host_users_false(nsbox):
         1,
         "error: --userns cannot be used with --network host (a user namespace needs the pod's own network)\n",
     )
+
+
+def test_directories_nsbox_makes_for_mount_points_and_workdir_are_the_pods_roots(nsbox):
+    apply(
+        nsbox,
+        pod(
+            "u",
+            {
+                "name": "app",
+                "command": ["sleep", "600"],
+                "workingDir": "/nsbox-wd/here",
+                "volumeMounts": [{"name": "data", "mountPath": "/nsbox-mnt/a/b"}],
+            },
+            hostUsers=False,
+            volumes=[{"name": "data", "emptyDir": {}}],
+        ),
+    )
+    script = "stat -c %u:%g /nsbox-mnt /nsbox-mnt/a /nsbox-wd /nsbox-wd/here /etc; touch /nsbox-mnt/a/f && pwd"
+    assert exec_sh(nsbox, "u", script).stdout.split() == ["0:0"] * 5 + ["/nsbox-wd/here"]
+
+
+def test_a_symlink_in_the_image_never_leads_the_ownership_fix_to_the_host(nsbox):
+    """An image whose /link points at a host directory: the mount point's parents under it are
+    left alone, the host directory keeps its owner."""
+    host = tempfile.mkdtemp(prefix="nsbx-userns-host-")
+    image = tempfile.mkdtemp(prefix="nsbx-userns-image-")
+    try:
+        os.makedirs(os.path.join(host, "sub"))
+        os.makedirs(os.path.join(image, "bin"))
+        shutil.copy("/bin/busybox", os.path.join(image, "bin", "busybox"))
+        os.symlink("busybox", os.path.join(image, "bin", "sleep"))
+        os.symlink(host, os.path.join(image, "link"))
+        apply(
+            nsbox,
+            pod(
+                "u",
+                {
+                    "name": "app",
+                    "image": image,
+                    "command": ["/bin/sleep", "600"],
+                    "volumeMounts": [{"name": "data", "mountPath": "/link/sub/vol"}],
+                },
+                hostUsers=False,
+                volumes=[{"name": "data", "emptyDir": {}}],
+            ),
+        )
+        nsbox.pid("u")
+        st = os.stat(os.path.join(host, "sub"))
+        assert (st.st_uid, st.st_gid) == (0, 0)
+    finally:
+        nsbox("delete", "pod", "u", "--grace-period", "0", "--force", check=False)
+        shutil.rmtree(host)
+        shutil.rmtree(image)
