@@ -89,13 +89,22 @@ def _pidfd() -> tuple[bool, str, str]:
 
 
 def _user_namespaces() -> tuple[bool, str, str]:
-    """Only pods with hostUsers: false need them (docs/security.md, section 12): a finding, not a failure."""
+    """Only pods with hostUsers: false need them (docs/security.md, section 12): a finding, not a failure.
+    tmpfs (/dev/shm here) takes idmapped mounts from Linux 6.3 on: pod directories under a root on
+    tmpfs (/run/nsbox), Memory emptyDirs and configMap/secret volumes need it."""
     from nsbox import userns
 
     why = userns.probe("/")
-    if why is None:
-        return True, "user namespaces and idmapped mounts available (hostUsers: false)", ""
-    return True, f"hostUsers: false unavailable: {why} (other pods are unaffected)", ""
+    if why is not None:
+        return True, f"hostUsers: false unavailable: {why} (other pods are unaffected)", ""
+    if userns.probe("/dev/shm") is not None:
+        return (
+            True,
+            "hostUsers: false available, but tmpfs cannot be mounted idmapped (Linux < 6.3): keep --root on a "
+            "disk file system, and give such pods no Memory emptyDir, configMap, secret or projected volume",
+            "",
+        )
+    return True, "user namespaces and idmapped mounts available (hostUsers: false)", ""
 
 
 def _capabilities() -> tuple[bool, str, str]:
