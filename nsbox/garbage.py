@@ -1,4 +1,4 @@
-"""`gc`: reclaim what crashed pods left behind: their state, cgroups, logs and addresses."""
+"""`gc`: reclaim what crashed pods left behind: their state, cgroups, logs, addresses and user namespace ranges."""
 
 from __future__ import annotations
 
