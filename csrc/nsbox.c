@@ -54,6 +54,35 @@
 #ifndef SYS_clone3
 #define SYS_clone3 435
 #endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef MOVE_MOUNT_T_SYMLINKS
+#define MOVE_MOUNT_T_SYMLINKS 0x00000010
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef MOUNT_ATTR_IDMAP
+#define MOUNT_ATTR_IDMAP 0x00100000
+#endif
+
+/* The kernel's struct mount_attr (Linux 5.12). */
+struct idmap_mount_attr {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
@@ -275,6 +304,73 @@ static const char *fd_path(char *buf, int fd)
     return buf;
 }
 
+/* A detached copy of the mount tree at path (relative to dirfd; "" with
+ * AT_EMPTY_PATH: dirfd itself) whose files are seen through the ID mapping
+ * of the user namespace userns_fd: a file owned by N on disk shows as owned
+ * by the host ID that the namespace maps N to, and a file made through it by
+ * that ID is stored as N (docs/security.md, "User namespaces"). Returns the
+ * mount's descriptor or -errno; closing it drops the copy. */
+static int idmapped_clone(int dirfd, const char *path, int at_flags, int userns_fd)
+{
+    struct idmap_mount_attr attr = { MOUNT_ATTR_IDMAP, 0, 0, (uint64_t)userns_fd };
+    int fd, err;
+
+    fd = (int)syscall(SYS_open_tree, dirfd, path,
+                      OPEN_TREE_CLONE | O_CLOEXEC | at_flags);
+    if (fd < 0)
+        return -errno;
+    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | (at_flags & AT_RECURSIVE),
+                &attr, sizeof attr) < 0) {
+        err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+/* Attach a detached mount (idmapped_clone) at target; closes it. The target
+ * is followed as mount(2) follows it, /proc/self/fd/N (a target resolved
+ * inside a new root) included. */
+static int attach_clone(int fd, const char *target)
+{
+    int err = 0;
+
+    if (fd < 0)
+        return -fd;
+    if (syscall(SYS_move_mount, fd, "", AT_FDCWD, target,
+                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS) < 0)
+        err = errno;
+    close(fd);
+    return err;
+}
+
+/* Give `path` to `owner` if it belongs to the host's root, that is, if the
+ * plan made it (a mount point's parents, the upper layer's top): what comes
+ * from an idmapped layer or volume is seen here as owned by its mapped ID and
+ * keeps it, so that a directory of the image is never taken over. The path
+ * is inside a root not yet pivoted into, where an absolute symbolic link
+ * would lead to the host's files: a path through any link is left alone. */
+static int chown_made(const char *path, unsigned int owner)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+        .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    struct stat st;
+    int fd, err = 0;
+
+    fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+    if (fd < 0)
+        return errno == ELOOP ? 0 : errno;
+    if (fstat(fd, &st) < 0)
+        err = errno;
+    else if (st.st_uid == 0 && st.st_gid == 0 && !S_ISLNK(st.st_mode) &&
+             fchownat(fd, "", owner, owner, AT_EMPTY_PATH) < 0)
+        err = errno;
+    close(fd);
+    return err;
+}
+
 /* Bind `sub` of directory `dir` at `target`. `sub` is resolved by openat2
  * beneath `dir`, refusing every symbolic link, and the mount goes through the
  * resulting descriptor: the pod may be changing its volume at this moment,
@@ -282,7 +378,7 @@ static const char *fd_path(char *buf, int fd)
  * nsbox/container.py). The descriptor is opened here, in the child's own
  * mount namespace, because bind mounts only take sources from the caller's. */
 static int bind_beneath(const char *dir, const char *sub, const char *target,
-                        unsigned long flags)
+                        unsigned long flags, int userns_fd)
 {
     struct open_how how = {
         .flags = O_PATH | O_CLOEXEC,
@@ -299,6 +395,13 @@ static int bind_beneath(const char *dir, const char *sub, const char *target,
     close(dfd);
     if (err)
         return err;
+    if (userns_fd >= 0) {
+        err = attach_clone(idmapped_clone(fd, "", AT_EMPTY_PATH |
+                                          ((flags & MS_REC) ? AT_RECURSIVE : 0),
+                                          userns_fd), target);
+        close(fd);
+        return err;
+    }
     if (mount(fd_path(path, fd), target, NULL, flags, NULL) < 0)
         err = errno;
     close(fd);
@@ -445,7 +548,11 @@ static int run_op_in_root(const struct nsbox_mount_op *op, int *step)
     int rootfd, dfd = -1, err = 0;
 
     switch (op->kind) {
-    case NSBOX_OP_MOUNT: case NSBOX_OP_BIND_BENEATH: *step = NSBOX_STEP_MOUNT; break;
+    case NSBOX_OP_MOUNT: case NSBOX_OP_BIND_BENEATH: case NSBOX_OP_BIND_IDMAP:
+        *step = NSBOX_STEP_MOUNT; break;
+    case NSBOX_OP_CHOWN:
+        /* chown_made follows no link at all */
+        *step = NSBOX_STEP_MOUNT; return chown_made(op->target, op->owner);
     case NSBOX_OP_MKDIR: *step = NSBOX_STEP_MKDIR; break;
     case NSBOX_OP_TOUCH: *step = NSBOX_STEP_TOUCH; break;
     case NSBOX_OP_SYMLINK: *step = NSBOX_STEP_SYMLINK; break;
@@ -474,7 +581,11 @@ static int run_op_in_root(const struct nsbox_mount_op *op, int *step)
         if (dfd < 0)
             err = errno;
         else if (op->kind == NSBOX_OP_BIND_BENEATH)
-            err = bind_beneath(op->source, op->data, fd_path(proc, dfd), op->flags);
+            err = bind_beneath(op->source, op->data, fd_path(proc, dfd), op->flags, op->fd);
+        else if (op->kind == NSBOX_OP_BIND_IDMAP)
+            err = attach_clone(idmapped_clone(AT_FDCWD, op->source,
+                                              (op->flags & MS_REC) ? AT_RECURSIVE : 0,
+                                              op->fd), fd_path(proc, dfd));
         else if (mount(nz(op->source), fd_path(proc, dfd), nz(op->fstype), op->flags,
                        nz(op->data)) < 0)
             err = errno;
@@ -525,7 +636,15 @@ static int run_op(const struct nsbox_mount_op *op, int *step)
         return pivot_into(op->target);
     case NSBOX_OP_BIND_BENEATH:
         *step = NSBOX_STEP_MOUNT;
-        return bind_beneath(op->source, op->data, op->target, op->flags);
+        return bind_beneath(op->source, op->data, op->target, op->flags, op->fd);
+    case NSBOX_OP_BIND_IDMAP:
+        *step = NSBOX_STEP_MOUNT;
+        return attach_clone(idmapped_clone(AT_FDCWD, op->source,
+                                           (op->flags & MS_REC) ? AT_RECURSIVE : 0,
+                                           op->fd), op->target);
+    case NSBOX_OP_CHOWN:
+        *step = NSBOX_STEP_MOUNT;
+        return chown_made(op->target, op->owner);
     case NSBOX_OP_UMOUNT:
         *step = NSBOX_STEP_UMOUNT;
         if (umount2(op->target, (int)op->flags) < 0)
@@ -834,6 +953,16 @@ child_main(const struct nsbox_spawn *req, const struct child_plan *p)
         errno != ENOSYS)
         child_fail(p, NSBOX_STEP_KEYRING, errno, "session");
 
+    /* The pod's user namespace comes after the mounts, made with the host's
+     * privileges in a mount namespace that stays the host's: root inside
+     * can never mount, whatever capabilities it is given. From here on the
+     * capabilities are those of the pod's namespace and switch_identity
+     * must set the ids, which are still the host's. */
+    if (req->userns_fd >= 0 && setns(req->userns_fd, CLONE_NEWUSER) < 0)
+        child_fail(p, NSBOX_STEP_SETNS, errno, "user");
+
+    /* Without no_new_privs a filter needs CAP_SYS_ADMIN (in the pod's user
+     * namespace, once joined): it goes on before the identity switch. */
     if (!req->no_new_privs)
         install_seccomp(req, p);
     switch_identity(req, p);
@@ -1108,6 +1237,16 @@ int nsbox_drop_privileges(int cap_last)
         return -errno;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return -errno;
+    return 0;
+}
+
+int nsbox_idmap_probe(const char *path, int userns_fd, int recursive)
+{
+    int fd = idmapped_clone(AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, userns_fd);
+
+    if (fd < 0)
+        return fd;
+    close(fd);
     return 0;
 }
 

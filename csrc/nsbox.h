@@ -22,7 +22,9 @@ enum nsbox_op_kind {
     NSBOX_OP_PIVOT = 5,
     NSBOX_OP_UMOUNT = 6,
     NSBOX_OP_BIND_BENEATH = 7,  /* bind data (a relative path) of directory source */
-    NSBOX_OP_CHDIR = 8          /* chdir(target): later relative paths start there */
+    NSBOX_OP_CHDIR = 8,         /* chdir(target): later relative paths start there */
+    NSBOX_OP_BIND_IDMAP = 9,    /* bind source at target, idmapped by the user namespace fd */
+    NSBOX_OP_CHOWN = 10         /* chown(target, owner, owner) if it is 0:0 */
 };
 
 struct nsbox_mount_op {
@@ -38,6 +40,8 @@ struct nsbox_mount_op {
                                  * below this new root and is resolved inside it
                                  * (openat2 RESOLVE_IN_ROOT): a symbolic link the
                                  * container planted cannot lead out of it */
+    int fd;                     /* bind-idmap: the user namespace whose mapping the mount gets */
+    unsigned int owner;         /* chown: uid and gid for what the plan made as 0:0 */
 };
 
 struct nsbox_join {
@@ -91,6 +95,7 @@ struct nsbox_spawn {
      * capabilities drop (loading one needs CAP_SYS_ADMIN then). */
     const void *seccomp_filter;
     int seccomp_len;            /* instructions */
+    int userns_fd;              /* user namespace joined after the mounts, -1 = none */
 };
 
 enum nsbox_step {
@@ -130,6 +135,9 @@ int nsbox_mount(const char *source, const char *target, const char *fstype,
 int nsbox_umount2(const char *target, int flags);
 int nsbox_pidfd_open(int pid, unsigned int flags);
 int nsbox_pidfd_send_signal(int pidfd, int sig);
+/* Whether `path` can be mounted idmapped by the user namespace `userns_fd`:
+ * an idmapped clone of it is made and dropped, nothing is mounted. */
+int nsbox_idmap_probe(const char *path, int userns_fd, int recursive);
 
 /* A sealed (F_SEAL_SEAL|SHRINK|GROW|WRITE), close-on-exec memfd copy of the
  * executable at path, named name: exec'd by fd, no process can write it, not

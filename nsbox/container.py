@@ -180,12 +180,15 @@ def start_request(
     config: projection.EnvConfig | None = None,
     image: tuple[imageroot.Start, str, str] | None = None,
     cgroup_ns: bool = False,
+    userns_owner: int = 0,
 ) -> native.SpawnRequest:
     """The request that starts container `c` as a child of the pod's watcher. A container
     that runs its image gives `image`: what it starts as (imageroot.start), and the
     directory its layers' overlay is mounted from with the `lowerdir=` value relative
     to it (images.Store.lowerdirs). With `cgroup_ns` (cgroup v2) the container gets its own
-    cgroup namespace, rooted at its cgroup, as the kubelet's containers do on v2."""
+    cgroup namespace, rooted at its cgroup, as the kubelet's containers do on v2. A pod with
+    hostUsers: false gives the host ID that root inside is (`userns_owner`); the caller sets
+    the request's `userns_fd` (nsbox/userns.py)."""
     start = image[0] if image is not None else None
     ident = security.identity(pod, c, start.user if start is not None else None)
     env = environment(pod, c, pod_ip, config, start.env if start is not None else None)
@@ -208,11 +211,16 @@ def start_request(
         hide=hide,
         console=console,
         upper_size=mounts.upper_size(c.resources.ephemeral_storage_bytes),
+        userns_owner=userns_owner,
     )
     if cwd != "/":
         # Made inside the new root, symbolic links followed as the container sees them (never out of it).
         root = plan[-1].target
         plan.insert(len(plan) - 1, native.MountOp("mkdir", mounts.in_root(root, cwd), root=root))
+        if userns_owner and not c.security.read_only_root_filesystem:
+            # A working directory nsbox made is the pod's root's, as its mount points' parents are.
+            for d in [*mounts.made_parents([cwd]), cwd]:
+                plan.insert(len(plan) - 1, native.MountOp("chown", root + d, owner=userns_owner))
     from nsbox import seccomp
 
     syscall_filter = seccomp.for_container(paths.root.path, pod, c, ident.caps.bounding)
@@ -272,6 +280,12 @@ def exec_request(
         for fd in fds:
             os.close(fd)
         raise NsboxError(f'container "{c.name}" is not running') from None
+    # A hostUsers: false pod's user namespace, joined last (nsbox/userns.py).
+    from nsbox import userns
+
+    userns_fd = userns.process_userns_fd(pid)
+    if userns_fd >= 0:
+        fds.append(userns_fd)
     if c.runs_image and started and started.get("user"):
         user = started["user"]
         who = security.User(user["uid"], user["gid"], list(user.get("supplementalGroups", [])))
@@ -316,5 +330,6 @@ def exec_request(
         no_new_privs=ident.no_new_privs,
         new_session_keyring=True,
         seccomp=program,
+        userns_fd=userns_fd,
     )
     return req, fds

@@ -258,6 +258,12 @@ def _describe_runtime(v: PodView, cgroups: Any) -> list[str]:
     out.append(f"  Restart Policy:\t{spec.restart_policy}")
     out.append(f"  Grace Period:\t{spec.termination_grace_period}s")
     out.append(f"  Cgroup:\t{cgroups.pod_path(spec.uid)} (v{cgroups.version}{', hybrid' if cgroups.hybrid else ''})")
+    if not spec.host_users:
+        from nsbox import userns
+
+        first = userns.first_id(v.paths.root.path, spec.uid)
+        mapped = f"host IDs {first}-{first + userns.RANGE_SIZE - 1}" if first else "no range (released)"
+        out.append(f"  User Namespace:\t0-{userns.RANGE_SIZE - 1} -> {mapped}")
     wpid = v.status.get("watcher", {}).get("pid")
     if v.watcher_alive and wpid:
         inodes = namespace_inodes(wpid)

@@ -88,6 +88,25 @@ def _pidfd() -> tuple[bool, str, str]:
     return True, "pidfd available", ""
 
 
+def _user_namespaces() -> tuple[bool, str, str]:
+    """Only pods with hostUsers: false need them (docs/security.md, section 14): a finding, not a failure.
+    tmpfs (/dev/shm here) takes idmapped mounts from Linux 6.3 on: pod directories under a root on
+    tmpfs (/run/nsbox), Memory emptyDirs and configMap/secret volumes need it."""
+    from nsbox import userns
+
+    why = userns.probe("/")
+    if why is not None:
+        return True, f"hostUsers: false unavailable: {why} (other pods are unaffected)", ""
+    if userns.probe("/dev/shm") is not None:
+        return (
+            True,
+            "hostUsers: false available, but tmpfs cannot be mounted idmapped (Linux < 6.3): keep --root on a "
+            "disk file system, and give such pods no Memory emptyDir, configMap, secret or projected volume",
+            "",
+        )
+    return True, "user namespaces and idmapped mounts available (hostUsers: false)", ""
+
+
 def _capabilities() -> tuple[bool, str, str]:
     with open("/proc/self/status") as f:
         eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
@@ -138,6 +157,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("overlayfs", _overlay),
     ("skopeo", _skopeo),
     ("pidfd", _pidfd),
+    ("user namespaces", _user_namespaces),
     ("capabilities", _capabilities),
 ]
 

@@ -1,4 +1,4 @@
-"""`gc`: reclaim what crashed pods left behind: their state, cgroups, logs and addresses."""
+"""`gc`: reclaim what crashed pods left behind: their state, cgroups, logs, addresses and user namespace ranges."""
 
 from __future__ import annotations
 
@@ -54,9 +54,10 @@ def collect(rt: Runtime, idle_bridges: bool = False) -> list[str]:
         if entry.rsplit("_", 1)[-1] not in pods:
             remove_tree(os.path.join(logs_dir, entry))
             done.append(f"logs {entry}: removed")
-    from nsbox import network
+    from nsbox import network, userns
 
     done += network.collect(remove_idle_bridges=idle_bridges)
+    done += userns.collect()
     return done
 
 

@@ -224,6 +224,7 @@ class PodSpec:
     network: str = "loopback"  # loopback | bridge | host
     host_ipc: bool = False
     host_pid: bool = False
+    host_users: bool = True  # false: the pod's own user namespace (nsbox/userns.py)
     share_process_namespace: bool = False
     run_as_user: int | None = None  # pod securityContext defaults
     run_as_group: int | None = None

@@ -57,7 +57,7 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 # The steps that can resolve their target inside the new root (MountOp.root).
-IN_ROOT_KINDS = ("mount", "mkdir", "touch", "symlink", "bind-beneath")
+IN_ROOT_KINDS = ("mount", "mkdir", "touch", "symlink", "bind-beneath", "bind-idmapped")
 
 NOSUID_NODEV_NOEXEC = native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC
 
@@ -139,6 +139,7 @@ def container_root_plan(
     hide: list[str],
     console: str = "",
     upper_size: int = DEFAULT_UPPER_SIZE,
+    userns_owner: int = 0,
 ) -> list[MountOp]:
     """The mounts that build a container's root at `scratch`/root and pivot into it.
 
@@ -153,9 +154,30 @@ def container_root_plan(
     console:    the host pty given to a `run -t` container, shown as its /dev/console (as LXC does),
                 since the container's own devpts instance does not have it
     upper_size: bytes the container may write to its root (the tmpfs of its overlay's upper layer)
+    userns_owner: with a user namespace (hostUsers: false), the host ID its root maps to: the
+                lower layers, the volumes and the /etc files are mounted idmapped (overlay
+                itself cannot be, its layers can), so that what is root's on disk is root's
+                inside; the upper layer's top belongs to that ID, so that the root directory is
+                root's inside too (docs/security.md, "User namespaces")
     """
     root = os.path.join(scratch, "root")
     nodev = 0 if privileged else native.MS_NODEV
+    idmapped = bool(userns_owner)
+    lower_ops: list[MountOp] = [MountOp("chdir", lower_cwd)] if lower_cwd else []
+    if idmapped:
+        # A detached copy of the lower file system, seen through the pod's mapping; an image's
+        # layers are reached as before, by the relative names of the store's link directory.
+        mapped = f"{scratch}/lower"
+        source = os.path.dirname(lower_cwd.rstrip("/")) if lower_cwd else lower
+        lower_ops = [
+            MountOp("mkdir", mapped),
+            MountOp("bind-idmapped", mapped, source=source, flags=native.MS_BIND),
+            MountOp("chown", f"{scratch}/upper", owner=userns_owner),  # the root directory, inside
+        ]
+        if lower_cwd:
+            lower_ops.append(MountOp("chdir", os.path.join(mapped, os.path.basename(lower_cwd.rstrip("/")))))
+        else:
+            lower = mapped
     ops = [
         # Mounts made for this container must never propagate back to the pod's namespace.
         MountOp("mount", "/", flags=native.MS_REC | native.MS_SLAVE),
@@ -163,7 +185,7 @@ def container_root_plan(
         MountOp("mkdir", f"{scratch}/upper"),
         MountOp("mkdir", f"{scratch}/work"),
         MountOp("mkdir", root),
-        *([MountOp("chdir", lower_cwd)] if lower_cwd else []),
+        *lower_ops,
     ]
     overlay = MountOp(
         "mount",
@@ -195,17 +217,26 @@ def container_root_plan(
     sys_flags = NOSUID_NODEV_NOEXEC | (0 if privileged else native.MS_RDONLY)
     ops.append(MountOp("mount", f"{root}/sys", source="sysfs", fstype="sysfs", flags=sys_flags))
 
-    for target, source in etc_files.items():
+    bind = "bind-idmapped" if idmapped else "mount"
+    for target, etc_source in etc_files.items():
         ops.append(MountOp("touch", root + target, mode=0o644))
-        ops.append(MountOp("mount", root + target, source=source, flags=native.MS_BIND))
+        ops.append(MountOp(bind, root + target, source=etc_source, flags=native.MS_BIND))
 
     for v in volumes:
-        ops += bind_plan(v.source, root + v.target, v.read_only, nodev=not privileged, sub_path=v.sub_path)
+        ops += bind_plan(
+            v.source, root + v.target, v.read_only, nodev=not privileged, sub_path=v.sub_path, idmapped=idmapped
+        )
 
     if console:
         ops.append(MountOp("touch", f"{root}/dev/console", mode=0o620))
         ops.append(MountOp("mount", f"{root}/dev/console", source=console, flags=native.MS_BIND))
 
+    if idmapped:
+        # The directories the plan made above its mount points belong to the host's root,
+        # which the pod's namespace does not map: give them to the pod's root, as if it had
+        # made them (the op leaves alone whatever comes from the image or the host).
+        targets = [*etc_files, *(v.target for v in volumes)]
+        ops += [MountOp("chown", root + d, owner=userns_owner) for d in made_parents(targets)]
     if not privileged:
         ops += _mask_plan(root)
     if read_only_root:
@@ -223,9 +254,22 @@ def in_root(root: str, path: str) -> str:
     return os.path.join(root, path.lstrip("/"))
 
 
-def bind_plan(source: str, target: str, read_only: bool, nodev: bool = False, sub_path: str = "") -> list[MountOp]:
+def made_parents(targets: list[str]) -> list[str]:
+    """The parent directories of container paths `targets`, outermost first, without "/"."""
+    seen: dict[str, None] = {}
+    for target in targets:
+        parts = target.strip("/").split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            seen.setdefault("/" + "/".join(parts[:i]), None)
+    return list(seen)
+
+
+def bind_plan(
+    source: str, target: str, read_only: bool, nodev: bool = False, sub_path: str = "", idmapped: bool = False
+) -> list[MountOp]:
     """Bind `source` (a file or a directory), or `sub_path` beneath it, at `target`,
-    creating the mount point."""
+    creating the mount point; `idmapped`: through the ID mapping of the pod's user namespace
+    (a bind-beneath is, whenever the spawn request has one)."""
     if sub_path:
         # Looked at through a descriptor, as the child will mount it (bind-beneath).
         fd = open_beneath(source, sub_path)
@@ -236,7 +280,8 @@ def bind_plan(source: str, target: str, read_only: bool, nodev: bool = False, su
         bind = MountOp("bind-beneath", target, source=source, data=sub_path, flags=native.MS_BIND | native.MS_REC)
     else:
         is_dir, fs_flags = os.path.isdir(source), None
-        bind = MountOp("mount", target, source=source, flags=native.MS_BIND | native.MS_REC)
+        kind = "bind-idmapped" if idmapped else "mount"
+        bind = MountOp(kind, target, source=source, flags=native.MS_BIND | native.MS_REC)
     make = MountOp("mkdir", target) if is_dir else MountOp("touch", target, mode=0o644)
     ops = [make, bind]
     extra = (native.MS_RDONLY if read_only else 0) | (native.MS_NODEV if nodev else 0)

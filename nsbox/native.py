@@ -59,6 +59,8 @@ _OP_KINDS = {
     "umount": lib.NSBOX_OP_UMOUNT,
     "bind-beneath": lib.NSBOX_OP_BIND_BENEATH,
     "chdir": lib.NSBOX_OP_CHDIR,
+    "bind-idmapped": lib.NSBOX_OP_BIND_IDMAP,
+    "chown": lib.NSBOX_OP_CHOWN,
 }
 
 
@@ -72,7 +74,11 @@ class MountOp:
     (umount2(target, flags)); "bind-beneath" (bind `data`, a path resolved
     beneath the directory `source` without following symbolic links, at
     target, with flags: a subPath); "chdir" (to target, so that a later op's
-    relative paths start there: an overlay's many lowerdirs in one page).
+    relative paths start there: an overlay's many lowerdirs in one page);
+    "bind-idmapped" (bind source at target, recursively with MS_REC, seen
+    through the ID mapping of the request's `userns_fd`; a "bind-beneath"
+    is idmapped the same way when the request has one); "chown" (target to
+    `owner`:`owner` if it is owned by 0:0, i.e. the plan made it as the host's root).
     """
 
     kind: str
@@ -86,6 +92,7 @@ class MountOp:
     # A new root that `target` lies below: the target is resolved inside it (openat2
     # RESOLVE_IN_ROOT), so that a symbolic link in it never leads to a host path.
     root: str = ""
+    owner: int = 0  # chown
 
 
 @record
@@ -142,6 +149,9 @@ class SpawnRequest:
     # last before exec (with no_new_privs) or before the capabilities drop (without).
     seccomp: bytes = b""
     seccomp_path: str = ""  # where it is cached: recorded in the container's status for exec
+    # The pod's user namespace (hostUsers: false), joined after the mounts and before the ids
+    # are set; its mapping is the one "bind-idmapped" and "bind-beneath" mounts get.
+    userns_fd: int = -1
 
 
 class SpawnError(OSError):
@@ -234,6 +244,8 @@ def _build(req: SpawnRequest, keep: list):
         ops[i].mode = op.mode
         ops[i].optional = int(op.optional)
         ops[i].root = _text(keep, op.root)
+        ops[i].fd = req.userns_fd if op.kind in ("bind-idmapped", "bind-beneath") else -1
+        ops[i].owner = op.owner
     c.ops = ops
     c.n_ops = len(req.ops)
     c.hostname = _text(keep, req.hostname)
@@ -274,6 +286,7 @@ def _build(req: SpawnRequest, keep: list):
         keep.append(program)
         c.seccomp_filter = program
         c.seccomp_len = len(req.seccomp) // 8
+    c.userns_fd = req.userns_fd
     return c
 
 
@@ -353,6 +366,12 @@ def pidfd_open(pid: int) -> int | None:
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
     _check(lib.nsbox_pidfd_send_signal(pidfd, sig))
+
+
+def idmap_probe(path: str, userns_fd: int, recursive: bool = False) -> None:
+    """Raise OSError unless `path` can be mounted idmapped by the user namespace `userns_fd`
+    (nothing is mounted: the idmapped copy is made and dropped)."""
+    _check(lib.nsbox_idmap_probe(os.fsencode(path), userns_fd, int(recursive)), path)
 
 
 def malloc_trim() -> None:

@@ -46,8 +46,6 @@ removing it): `gc` reclaims exactly the allocations whose pod file is gone.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -56,11 +54,11 @@ import time
 
 from nsbox import native
 from nsbox.errors import NsboxError
+from nsbox.hostpool import HostPool, read_json
 from nsbox.record import as_dict, record
 
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from typing import Any
 
 STATE_DIR = "/run/nsbox-net"
@@ -130,59 +128,23 @@ def veth_name(uid: str) -> str:
 # ---------------------------------------------------------------- the host-wide address pool
 
 
-class Pool:
-    """The allocations of one bridge, in STATE_DIR/<bridge>/. Use only inside `locked()`."""
+class Pool(HostPool):
+    """The allocations of one bridge, in STATE_DIR/<bridge>/ (nsbox.hostpool). Use only inside `locked()`."""
 
     def __init__(self, bridge: str):
+        super().__init__(os.path.join(STATE_DIR, bridge), "ips")
         self.bridge = bridge
-        self.dir = os.path.join(STATE_DIR, bridge)
-        self.lock_path = os.path.join(self.dir, "lock")
         self.config_path = os.path.join(self.dir, "bridge.json")
-        self.last_path = os.path.join(self.dir, "last")
-        self.ips = os.path.join(self.dir, "ips")
-
-    @contextlib.contextmanager
-    def locked(self, create: bool = True) -> Iterator[bool]:
-        """Hold the bridge's flock; yields False (unlocked) when the pool does not exist and create is False."""
-        while True:
-            if create:
-                os.makedirs(self.ips, 0o755, exist_ok=True)
-            try:
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o600)
-            except FileNotFoundError:
-                if create:
-                    continue  # removed by `gc --all` between makedirs and open
-                yield False
-                return
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            # `gc --all` may have removed the pool while we waited: then this lock guards nothing.
-            try:
-                if os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-        try:
-            yield True
-        finally:
-            os.close(fd)
+        self.ips = self.entries
 
     def config(self) -> dict[str, Any] | None:
-        return _read_json(self.config_path)
+        return read_json(self.config_path)
 
     def save_config(self, cfg: BridgeConfig) -> None:
-        self._write(self.config_path, {"bridge": cfg.name, "subnet": cfg.subnet, "gateway": cfg.gateway})
+        self.write(self.config_path, {"bridge": cfg.name, "subnet": cfg.subnet, "gateway": cfg.gateway})
 
     def allocations(self) -> list[dict[str, Any]]:
-        out = []
-        for entry in sorted(os.listdir(self.ips)) if os.path.isdir(self.ips) else []:
-            if entry.startswith("."):
-                continue
-            rec = _read_json(os.path.join(self.ips, entry))
-            rec = rec if isinstance(rec, dict) else {}
-            rec["ip"] = entry  # a record that cannot be read still holds its address
-            out.append(rec)
-        return out
+        return self.records("ip")
 
     def allocate(self, cfg: BridgeConfig, allocation: dict[str, Any]) -> str:
         """The next free address after the last one handed out, recorded as taken by `allocation`."""
@@ -191,53 +153,27 @@ class Pool:
         net = ipaddress.ip_network(cfg.subnet)
         first, last = int(net.network_address) + 1, int(net.broadcast_address) - 1
         gateway = int(ipaddress.ip_address(cfg.gateway))
-        taken = set(os.listdir(self.ips))
-        try:
-            with open(self.last_path) as f:
-                start = int(ipaddress.ip_address(f.read().strip()))
-        except (OSError, ValueError):
-            start = gateway
         span = last - first + 1
-        for step in range(1, span + 1):
-            candidate = first + (start - first + step) % span
-            ip = str(ipaddress.ip_address(candidate))
-            if candidate != gateway and ip not in taken:
-                self._write(os.path.join(self.ips, ip), dict(allocation, ip=ip))
-                self._write(self.last_path, ip)
-                return ip
-        raise NsboxError(
-            f"no free address left in {cfg.subnet} on bridge {cfg.name} "
-            f"({span - 1} pods use it all; `nsbox gc` reclaims those of pods that are gone)"
+        ip = self.claim(
+            first,
+            span,
+            name=lambda n: str(ipaddress.ip_address(n)),
+            number=lambda text: int(ipaddress.ip_address(text)),
+            allocation=allocation,
+            key="ip",
+            usable=lambda n: n != gateway,
+            start=gateway,
         )
+        if ip is None:
+            raise NsboxError(
+                f"no free address left in {cfg.subnet} on bridge {cfg.name} "
+                f"({span - 1} pods use it all; `nsbox gc` reclaims those of pods that are gone)"
+            )
+        return ip
 
-    def free(self, ip: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self.ips, ip))
-
-    def remove(self) -> None:
-        """Forget the pool (its bridge is gone) unless an address is still taken. Waiters on the
-        old lock notice that it was removed and start over."""
-        if self.allocations():
-            return
-        torn = [os.path.join(self.dir, e) for e in os.listdir(self.dir) if e.startswith(".tmp")]
-        for path in [self.config_path, self.last_path] + torn:  # torn: writers that were killed
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        with contextlib.suppress(FileNotFoundError):
-            os.rmdir(self.ips)
-        os.unlink(self.lock_path)
-        with contextlib.suppress(OSError):
-            os.rmdir(self.dir)
-
-    def _write(self, path: str, obj: Any) -> None:
-        """Atomically (a temporary name starting with '.', then rename), so readers never see half a record."""
-        tmp = os.path.join(self.dir, f".tmp{os.getpid()}")
-        data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
-        with open(tmp, "w") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
+    def remove(self, extra: tuple[str, ...] = ()) -> None:
+        """Forget the pool (its bridge is gone) unless an address is still taken."""
+        super().remove((self.config_path, *extra))
 
 
 def pools() -> list[Pool]:
@@ -408,13 +344,3 @@ def _delete_link(name: str) -> bool:
     from nsbox import plumbing
 
     return plumbing.delete_link(name)
-
-
-def _read_json(path: str) -> Any:
-    try:
-        with open(path) as f:
-            return json.loads(f.read())
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        return {}

@@ -251,7 +251,7 @@ class Runtime:
 
     def _destroy_without_watcher(self, paths: PodPaths, spec: PodSpec) -> None:
         """Undo a create whose watcher never came up."""
-        from nsbox import cgroups, network
+        from nsbox import cgroups, network, userns
 
         cg = cgroups.detect()
         pod_cg = cg.pod_path(spec.uid)
@@ -259,6 +259,7 @@ class Runtime:
             cg.kill(pod_cg)
         cg.remove(pod_cg)
         network.release(self.root.path, spec.uid)
+        userns.release(self.root.path, spec.uid)
         self.root.release(spec.namespace, spec.name, spec.uid)
         remove_tree(paths.dir)
 

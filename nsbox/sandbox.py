@@ -101,9 +101,21 @@ def set_sysctls(pod: PodSpec) -> None:
             raise NsboxError(f'sysctl "{name}" = "{value}": {e.strerror}') from None
 
 
-def enter(pod: PodSpec, paths: PodPaths) -> None:
-    """Turn the calling (watcher) process into the pod's sandbox. Must be single-threaded."""
-    native.unshare(namespace_flags(pod))
+def enter(pod: PodSpec, paths: PodPaths, userns_first: int = 0) -> None:
+    """Turn the calling (watcher) process into the pod's sandbox. Must be single-threaded.
+
+    With `userns_first` (hostUsers: false) the net, IPC and UTS namespaces are made by a
+    user namespace mapping 0..65535 to userns_first.. (nsbox/userns.py); the watcher's
+    own mount namespace stays the host's."""
+    flags = namespace_flags(pod)
+    if userns_first:
+        from nsbox import userns
+
+        if pod.network == "host" or pod.host_ipc:
+            raise NsboxError("a pod with hostUsers: false cannot share the host's network or IPC namespace")
+        userns.enter(flags & ~native.CLONE_NEWNS, userns_first)
+        flags = native.CLONE_NEWNS
+    native.unshare(flags)
     # Mounts made by the pod stay in the pod; host mounts still appear in it.
     native.mount("", "/", "", native.MS_REC | native.MS_SLAVE)
     if pod.network != "host":
@@ -131,14 +143,15 @@ def enter(pod: PodSpec, paths: PodPaths) -> None:
             volumes.set_volume_ownership(paths.volume(v.name), pod.fs_group, policy=pod.fs_group_change_policy)
 
 
-def start_shared_pid_namespace() -> int:
+def start_shared_pid_namespace(userns_fd: int = -1) -> int:
     """Start PID 1 of the pod-wide PID namespace (shareProcessNamespace); returns its PID.
 
     Kubernetes runs a pause container for this; ours is `nsbox-init --pause`
     (native.INIT_PROGRAM), which only reaps orphans. Containers join its
     namespace (`container.start_request(pid_ns_fd=...)`), so none of them is
     PID 1 and each gets SIGTERM like any process. If it dies, the kernel kills
-    every process of the namespace: it must live as long as the pod.
+    every process of the namespace: it must live as long as the pod. In a pod with
+    hostUsers: false (`userns_fd`) it runs as the pod's root, in the pod's user namespace.
 
     It is exec'd from the sealed memfd copy of the program (native.init_program_fd),
     with no capabilities and no_new_privs, and it is not dumpable (csrc/init.c):
@@ -159,17 +172,23 @@ def start_shared_pid_namespace() -> int:
         native.unshare(native.CLONE_NEWPID)
         pid = os.fork()
         if pid == 0:
-            _exec_pause(exe)
+            _exec_pause(exe, userns_fd)
         native.setns(own, native.CLONE_NEWPID)
     finally:
         os.close(own)
     return pid
 
 
-def _exec_pause(exe: int) -> None:
+def _exec_pause(exe: int, userns_fd: int = -1) -> None:
     """In the forked child: become nsbox-init --pause (from `exe`, its sealed copy), with
-    nothing of the watcher's: no descriptor but 0-2, no capability."""
+    nothing of the watcher's: no descriptor but 0-2, no capability (in the pod's user
+    namespace, as the pod's root, with `userns_fd`)."""
     try:
+        if userns_fd >= 0:
+            native.setns(userns_fd, native.CLONE_NEWUSER)
+            os.setgroups([])
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
         signal.set_wakeup_fd(-1)
         for sig in signal.valid_signals():
             try:

@@ -249,6 +249,15 @@ def seccomp_choice(pod: Any, c: Any) -> Any:
     return seccomp.choice(pod, c)
 
 
+def _userns_view(v: PodView) -> dict[str, Any]:
+    """hostUsers: false: the host IDs the pod's 0..65535 are (nsbox/userns.py), from the host-wide pool."""
+    from nsbox import userns
+
+    first = userns.first_id(v.paths.root.path, v.spec.uid)
+    mapping = [0, first, userns.RANGE_SIZE] if first else []
+    return {"uidMap": mapping, "gidMap": mapping}
+
+
 def inspect(v: PodView, container: str | None, cgroups: Any) -> dict[str, Any]:
     from nsbox import native
 
@@ -267,6 +276,7 @@ def inspect(v: PodView, container: str | None, cgroups: Any) -> dict[str, Any]:
             "hostname": v.spec.effective_hostname,
             "network": v.spec.network,
             "shm": v.paths.shm,
+            **({"userNamespace": _userns_view(v)} if not v.spec.host_users else {}),
         },
         "cgroup": {
             "version": cgroups.version,

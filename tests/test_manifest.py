@@ -1065,7 +1065,12 @@ def test_pod_level_checks():
     assert problems(pod({"ephemeralContainers": [{"name": "dbg"}]})) == [
         "spec.ephemeralContainers: Forbidden: cannot be set on create"
     ]
-    assert problems(pod({"hostUsers": False})) == ["spec.hostUsers: Forbidden: user namespaces are not supported"]
+    assert convert(pod({"hostUsers": False}))[0][0].host_users is False
+    assert problems(pod({"hostUsers": False, "hostNetwork": True, "hostPID": True, "hostIPC": True})) == [
+        "spec.hostNetwork: Forbidden: when `hostUsers` is false",
+        "spec.hostPID: Forbidden: when `hostUsers` is false",
+        "spec.hostIPC: Forbidden: when `hostUsers` is false",
+    ]
     assert convert(pod({"hostUsers": True, "os": {"name": "linux"}}))[1] == []
     assert problems(pod({"os": {"name": "windows"}})) == ["spec.os: Unsupported value: nsbox runs Linux pods"]
     assert problems(pod({"containers": [container(restartPolicy="Always")]})) == [

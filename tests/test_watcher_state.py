@@ -33,6 +33,7 @@ def a_pod_state() -> PodState:
         mount_errors={"cfg": 'configmap "cfg" not found'},
         pid_ns_fd=7,
         host_netns_fd=8,
+        userns_first=196608,
     )
 
 
@@ -85,7 +86,11 @@ def test_the_handoff_keeps_the_keys_of_earlier_versions():
         "mountErrors",
         "pidNsFd",
         "hostNetnsFd",
+        "usernsFirst",  # added with hostUsers: false; read with a default, as mountErrors
     }
+    old = a_pod_state().to_dict()
+    del old["usernsFirst"]
+    assert PodState.from_dict(old).userns_first == 0
     assert set(a_container_state().to_dict()) == {
         "pid",
         "procStart",

@@ -64,6 +64,7 @@ def pod_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grace-period", dest="pod_grace_period", type=int, metavar="S")
     p.add_argument("--restart", choices=["Always", "OnFailure", "Never"])
     p.add_argument("--share-pid", action="store_true")
+    p.add_argument("--userns", action="store_true")  # hostUsers: false
     p.add_argument("--hostname")
     p.add_argument("--network", choices=["loopback", "bridge", "host"])
     p.add_argument("--volume", action="append", metavar="NAME[=HOSTPATH]")
@@ -139,8 +140,12 @@ def pod_from_flags(args: argparse.Namespace, name: str, restart_default: str) ->
         hostname=getattr(args, "hostname", None) or "",
         network=getattr(args, "network", None) or "loopback",
         share_process_namespace=bool(getattr(args, "share_pid", False)),
+        host_users=not getattr(args, "userns", False),
         volumes=volumes,
     )
+    if not pod.host_users and pod.network == "host":
+        # The API server's rule for hostUsers: false and hostNetwork.
+        raise NsboxError("--userns cannot be used with --network host (a user namespace needs the pod's own network)")
     if pod.termination_grace_period < 0:
         raise NsboxError("--grace-period must be >= 0")
     return pod

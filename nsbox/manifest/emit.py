@@ -111,6 +111,8 @@ def _built_spec(spec: PodSpec) -> dict[str, Any]:
         out["hostIPC"] = True
     if spec.host_pid:
         out["hostPID"] = True
+    if not spec.host_users:
+        out["hostUsers"] = False
     if spec.share_process_namespace:
         out["shareProcessNamespace"] = True
     security = {k: v for k, v in (("runAsUser", spec.run_as_user), ("runAsGroup", spec.run_as_group)) if v is not None}

@@ -231,6 +231,16 @@ class PodReader(Reader):
         pod.share_process_namespace = self.get(spec, "shareProcessNamespace", "spec", "boolean") is True
         if pod.share_process_namespace and pod.host_pid:
             self.invalid("spec.shareProcessNamespace", True, "ShareProcessNamespace and HostPID cannot both be enabled")
+        pod.host_users = self.get(spec, "hostUsers", "spec", "boolean") is not False
+        if not pod.host_users:
+            # The API server's rule (validateHostUsers): a user namespace with no host namespace.
+            for field_name, shared in (
+                ("hostNetwork", host_network),
+                ("hostPID", pod.host_pid),
+                ("hostIPC", pod.host_ipc),
+            ):
+                if shared:
+                    self.problem(f"spec.{field_name}: Forbidden: when `hostUsers` is false")
 
         hostname = self.get(spec, "hostname", "spec", "string")
         if hostname:

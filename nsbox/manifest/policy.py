@@ -22,7 +22,7 @@ HANDLED: dict[str, frozenset[str]] = {
         "Pod": "apiVersion kind metadata spec",
         "ObjectMeta": "name namespace labels annotations",
         "PodSpec": "containers initContainers volumes restartPolicy terminationGracePeriodSeconds "
-        "activeDeadlineSeconds hostname hostNetwork hostIPC hostPID shareProcessNamespace "
+        "activeDeadlineSeconds hostname hostNetwork hostIPC hostPID hostUsers shareProcessNamespace "
         "securityContext hostAliases",
         "PodSecurityContext": "runAsUser runAsGroup runAsNonRoot fsGroup fsGroupChangePolicy supplementalGroups "
         "supplementalGroupsPolicy sysctls seccompProfile",
@@ -151,7 +151,6 @@ REJECTED: dict[str, str] = {
     "PodSpec.ephemeralContainers": "Forbidden: cannot be set on create",
     "PodSpec.resourceClaims": "Forbidden: dynamic resource allocation needs a cluster",
     "PodSpec.resources": "Forbidden: pod-level resources are not supported; set limits on the containers",
-    "PodSpec.hostUsers": "Forbidden: user namespaces are not supported",  # when false
     "PodSpec.os": "Unsupported value: nsbox runs Linux pods",  # name other than linux
     "Container.volumeDevices": "Forbidden: block devices need persistent volumes",
     # Kubernetes 1.34's per-container restart rules; nsbox follows 1.33 (docs/lifecycle.md, "Sidecars").
@@ -173,7 +172,6 @@ REJECTED: dict[str, str] = {
 # REJECTED entries that apply only to some values: (value, parent object, the pod's network) → reject?
 REJECTED_ONLY_IF: dict[str, Callable[[Any, dict, str], bool]] = {
     "ObjectMeta.generateName": lambda _, meta, __: not meta.get("name"),
-    "PodSpec.hostUsers": lambda v, _, __: v is False,
     "PodSpec.os": lambda v, _, __: not (isinstance(v, dict) and v.get("name") == "linux"),
     "VolumeMount.mountPropagation": lambda v, _, __: v != "None",
     "VolumeMount.recursiveReadOnly": lambda v, _, __: v not in ("Disabled", "IfPossible"),

@@ -201,6 +201,10 @@ class Containers:
         messages.prepare(w.paths.termination_message(c.name))
         attach = w.attach if w.attach is not None and (c.stdin or c.tty) and r.restart_count == 0 else None
         console = os.ttyname(attach[1]) if attach and c.tty and os.isatty(attach[1]) else ""
+        if not w.pod.host_users and not w.state.userns_first:
+            from nsbox import userns
+
+            w.state.userns_first = userns.first_id(w.root.path, w.uid)  # an adopting watcher: from the pool
         req = container.start_request(
             w.pod,
             c,
@@ -212,6 +216,7 @@ class Containers:
             config=config,
             image=run,
             cgroup_ns=w.cg.version == 2,
+            userns_owner=0 if w.pod.host_users else w.state.userns_first,
         )
         log_path = w.paths.log_file(w.pod.namespace, w.pod.name, c.name, r.restart_count)
         os.makedirs(os.path.dirname(log_path), 0o700, exist_ok=True)
@@ -220,6 +225,10 @@ class Containers:
         cg_fd, procs = w.cg.join_targets(cg_path)
         try:
             req.cgroup_fd, req.cgroup_procs = cg_fd, procs
+            if not w.pod.host_users:
+                from nsbox import userns
+
+                req.userns_fd = userns.pod_userns_fd()
             if attach is not None:
                 # A terminal is its stdin too, with or without -i (as `podman run -t`): only
                 # the CLI decides whether the user's typing reaches it.
@@ -249,6 +258,8 @@ class Containers:
                 os.close(wr)
             if cg_fd >= 0:
                 os.close(cg_fd)
+            if req.userns_fd >= 0:
+                os.close(req.userns_fd)
         for rd, _, stream in pipes:
             os.set_blocking(rd, False)
             self.log_stream(r, rd, stream)

@@ -35,7 +35,13 @@ def create_sandbox(w: Watcher) -> None:
     if pod.network != "host":
         # Kept for the bridge's veth, and for image pulls, which need the host's network.
         w.state.host_netns_fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    sandbox.enter(pod, w.paths)
+    if not pod.host_users:
+        from nsbox import userns
+
+        w.state.userns_first = userns.allocate(w.root.path, pod)  # released at teardown, or by gc
+    sandbox.enter(pod, w.paths, w.state.userns_first)
+    if not pod.host_users:
+        _check_idmapped_mounts(w)
     if pod.network == "bridge":
         # Before any container starts: they find eth0 configured (network.py).
         from nsbox import network
@@ -49,11 +55,50 @@ def create_sandbox(w: Watcher) -> None:
     w.event("Normal", "SandboxReady", f"namespaces, hostname {pod.effective_hostname!r} and /dev/shm ready")
 
 
+def _check_idmapped_mounts(w: Watcher) -> None:
+    """Before any container starts: every file system a container of a hostUsers: false pod
+    gets must take an idmapped mount (Linux 5.12+, and per file system), or the pod fails
+    at create with the reason, rather than each container at its start."""
+    from nsbox import security, userns
+    from nsbox.errors import NsboxError
+
+    sources = {w.paths.dir: "the pod's directory (emptyDir volumes, /etc/hosts)"}
+    for v in w.pod.volumes:
+        if v.kind == "hostPath" and os.path.exists(v.host_path):
+            sources.setdefault(v.host_path, f'hostPath volume "{v.name}"')
+    for c in [*w.pod.init_containers, *w.pod.containers]:
+        if not c.runs_image:
+            sources.setdefault(security.container_root(c), f'the root of container "{c.name}"')
+    if any(c.runs_image for c in [*w.pod.init_containers, *w.pod.containers]) and os.path.isdir(w.images.store.path):
+        sources.setdefault(w.images.store.path, "the image store")
+    fd = userns.pod_userns_fd()
+    try:
+        for path, what in sources.items():
+            try:
+                native.idmap_probe(path, fd)
+            except OSError as e:
+                raise NsboxError(
+                    f"hostUsers: false: {what} ({path}) cannot be mounted idmapped: {e.strerror} "
+                    "(idmapped mounts need Linux 5.12 or later and a file system that supports them)"
+                ) from None
+    finally:
+        os.close(fd)
+
+
 def _start_pause(w: Watcher) -> None:
     """PID 1 of the pod-wide PID namespace, in a cgroup of the pod's (so teardown and gc kill it)."""
     from nsbox import sandbox
 
-    pid = sandbox.start_shared_pid_namespace()
+    userns_fd = -1
+    if not w.pod.host_users:
+        from nsbox import userns
+
+        userns_fd = userns.pod_userns_fd()
+    try:
+        pid = sandbox.start_shared_pid_namespace(userns_fd)
+    finally:
+        if userns_fd >= 0:
+            os.close(userns_fd)
     reap_pause(w, pid)
     cg_path = w.cg.container_path(w.uid, PAUSE_CGROUP)
     w.cg.create(cg_path)

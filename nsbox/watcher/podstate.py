@@ -35,6 +35,7 @@ class PodState:
     mount_errors: dict[str, str] = field(factory=dict)  # config volume -> why it cannot be set up (FailedMount)
     pid_ns_fd: int = -1  # containers join this PID namespace
     host_netns_fd: int = -1  # the host's netns: the bridge's veth is plumbed there, and images pulled
+    userns_first: int = 0  # hostUsers: false: the first host ID of the pod's range (nsbox/userns.py)
 
     @property
     def ended(self) -> bool:
@@ -80,6 +81,7 @@ class PodState:
             "mountErrors": self.mount_errors,
             "pidNsFd": self.pid_ns_fd,
             "hostNetnsFd": self.host_netns_fd,
+            "usernsFirst": self.userns_first,
         }
 
     @classmethod
@@ -99,6 +101,7 @@ class PodState:
             mount_errors=d.get("mountErrors", {}),
             pid_ns_fd=d["pidNsFd"],
             host_netns_fd=d["hostNetnsFd"],
+            userns_first=d.get("usernsFirst", 0),
         )
 
 

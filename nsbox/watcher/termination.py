@@ -271,6 +271,10 @@ class Termination:
             os.close(w.state.pid_ns_fd)
             w.state.pid_ns_fd = -1
         w.cg.remove(pod_cg)
+        if not w.pod.host_users:
+            from nsbox import userns
+
+            userns.release(w.root.path, w.uid)  # its last process is gone with the cgroup
         w.images.release()
         remove_tree(w.paths.log_dir(w.pod.namespace, w.pod.name))
         w.root.release(w.pod.namespace, w.pod.name, w.uid)
@@ -292,6 +296,11 @@ class Termination:
             w.cg.remove(w.cg.pod_path(w.uid))
         except NsboxError:
             pass
+        else:
+            if not w.pod.host_users:
+                from nsbox import userns
+
+                userns.release(w.root.path, w.uid)
         w.done = True
 
 
