@@ -509,8 +509,9 @@ def test_directories_nsbox_makes_for_mount_points_and_workdir_are_the_pods_roots
 
 
 def test_a_symlink_in_the_image_never_leads_the_ownership_fix_to_the_host(nsbox):
-    """An image whose /link points at a host directory: the mount point's parents under it are
-    left alone, the host directory keeps its owner."""
+    """An image whose /link points at a host directory: the link is followed inside the root
+    (docs/security.md, section 12), where it leads nowhere, so the container cannot start; the
+    host directory is neither written nor given to the pod's root."""
     host = tempfile.mkdtemp(prefix="nsbx-userns-host-")
     image = tempfile.mkdtemp(prefix="nsbx-userns-image-")
     try:
@@ -533,9 +534,13 @@ def test_a_symlink_in_the_image_never_leads_the_ownership_fix_to_the_host(nsbox)
                 volumes=[{"name": "data", "emptyDir": {}}],
             ),
         )
-        nsbox.pid("u")
+        last = wait_for(
+            lambda: nsbox.container_state("u", "app")["lastState"].get("terminated"), what="the failed start"
+        )
+        assert last["reason"] == "StartError" and "/link/sub/vol" in last["message"], last
         st = os.stat(os.path.join(host, "sub"))
         assert (st.st_uid, st.st_gid) == (0, 0)
+        assert os.listdir(os.path.join(host, "sub")) == []
     finally:
         nsbox("delete", "pod", "u", "--grace-period", "0", "--force", check=False)
         shutil.rmtree(host)
