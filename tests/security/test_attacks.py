@@ -389,6 +389,17 @@ def test_a_process_left_behind_by_exec_cannot_write_to_the_callers_stdout(box, a
     assert out.read_text().split() == ["early", "launched"]
 
 
+def sleeping(marker: str) -> list[int]:
+    """The processes that run `sleep MARKER` itself: not the CLI, nor a clone of it that has not
+    exec'd yet (their command lines hold the marker too)."""
+    found = []
+    for pid in processes_naming(marker):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+            if f.read() == b"sleep\0%s\0" % marker.encode():
+                found.append(pid)
+    return found
+
+
 def test_the_exec_d_process_holds_pipes_never_the_callers_terminal_or_file(box, attacker, tmp_path):
     master, slave = os.openpty()
     out = open(tmp_path / "operator-output", "wb")
@@ -397,7 +408,7 @@ def test_the_exec_d_process_holds_pipes_never_the_callers_terminal_or_file(box, 
         [*NSBOX, *box.global_args, "exec", "-i", attacker, "--", "sleep", marker], stdin=slave, stdout=out, stderr=slave
     )
     try:
-        (pid,) = wait_for(lambda: [p for p in processes_naming(marker) if p != cli.pid], what="the exec'd sleep")
+        (pid,) = wait_for(lambda: sleeping(marker), what="the exec'd sleep")
         for fd in (0, 1, 2):
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
             assert target.startswith("pipe:"), (fd, target)
@@ -554,7 +565,7 @@ def test_run_i_feeds_the_container_through_a_pipe_never_the_callers_terminal(nsb
     marker = f"300.{uuid.uuid4().int % 100000:05d}"
     cli = nsbox.popen("run", "-i", "--rm", "held", "--", "sleep", marker, stdin=slave)
     try:
-        (pid,) = wait_for(lambda: [p for p in processes_naming(marker) if p != cli.pid], what="the container's sleep")
+        (pid,) = wait_for(lambda: sleeping(marker), what="the container's sleep")
         assert os.readlink(f"/proc/{pid}/fd/0").startswith("pipe:")  # not the caller's pty
         os.kill(pid, 9)
         assert cli.wait(timeout=60) == 137
