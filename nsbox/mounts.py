@@ -217,10 +217,10 @@ def container_root_plan(
     sys_flags = NOSUID_NODEV_NOEXEC | (0 if privileged else native.MS_RDONLY)
     ops.append(MountOp("mount", f"{root}/sys", source="sysfs", fstype="sysfs", flags=sys_flags))
 
-    bind = "bind-idmapped" if idmapped else "mount"
+    # Never idmapped: with a user namespace they are already its root's (sandbox.write_etc_files).
     for target, etc_source in etc_files.items():
         ops.append(MountOp("touch", root + target, mode=0o644))
-        ops.append(MountOp(bind, root + target, source=etc_source, flags=native.MS_BIND))
+        ops.append(MountOp("mount", root + target, source=etc_source, flags=native.MS_BIND))
 
     for v in volumes:
         ops += bind_plan(

@@ -46,9 +46,10 @@ def loopback_up() -> None:
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
 
 
-def write_etc_files(pod: PodSpec, paths: PodPaths, pod_ip: str = "") -> dict[str, str]:
+def write_etc_files(pod: PodSpec, paths: PodPaths, pod_ip: str = "", owner: int = 0) -> dict[str, str]:
     """The pod's /etc/hostname and /etc/hosts, on the pod's small tmpfs (enter); returns
-    container path -> the file in the pod's mount namespace.
+    container path -> the file in the pod's mount namespace. With `owner` (the host ID of a
+    hostUsers: false pod's root) the files are that ID's, so root's inside.
 
     /etc/hosts is written as the kubelet writes it (kube.managed_hosts_file),
     with spec.hostAliases at the end; a hostNetwork pod keeps the host's
@@ -76,6 +77,8 @@ def write_etc_files(pod: PodSpec, paths: PodPaths, pod_ip: str = "") -> dict[str
         with open(path, "w") as f:
             f.write(content)
         os.chmod(path, 0o644)
+        if owner:
+            os.chown(path, owner, owner)
         result[target] = path
     return result
 
@@ -125,13 +128,16 @@ def enter(pod: PodSpec, paths: PodPaths, userns_first: int = 0) -> None:
     native.mount("shm", paths.shm, "tmpfs", native.MS_NOSUID | native.MS_NODEV, f"mode=1777,size={SHM_SIZE}")
     # In the pod's mount namespace only, like /dev/shm: it goes with the pod's last process,
     # whatever way the pod ends, and the host's disk never holds what a container writes there.
+    # With a user namespace it is the pod's root's, and bound without an ID mapping (tmpfs
+    # takes idmapped mounts only from Linux 6.3; docs/security.md, "User namespaces").
     os.makedirs(paths.etc, 0o755, exist_ok=True)
+    owner = f",uid={userns_first},gid={userns_first}" if userns_first else ""
     native.mount(
         "nsbox-etc",
         paths.etc,
         "tmpfs",
         native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC,
-        f"mode=0755,size={ETC_FILES_SIZE}",
+        f"mode=0755,size={ETC_FILES_SIZE}{owner}",
     )
     for v in pod.volumes:
         if v.kind == "emptyDir" and v.medium == "Memory":

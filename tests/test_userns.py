@@ -102,6 +102,9 @@ def test_root_inside_is_a_range_of_65536_host_ids_and_owns_the_pod_namespaces(ns
     # exec joins it as well
     out = exec_sh(nsbox, "u", "id -u; cat /proc/self/uid_map").stdout.split()
     assert out == ["0", "0", str(first), str(RANGE)]
+    # the pod's /etc files (their tmpfs is the pod root's, no ID mapping needed) are root's, writable
+    out = exec_sh(nsbox, "u", "stat -c %u:%g /etc/hosts /etc/hostname && echo 10.9.9.9 x >> /etc/hosts").stdout
+    assert out.split() == ["0:0", "0:0"]
     # and nsbox says so
     assert nsbox.inspect("u")["sandbox"]["userNamespace"] == {"uidMap": [0, first, RANGE], "gidMap": [0, first, RANGE]}
     assert f"User Namespace:  0-65535 -> host IDs {first}-{first + RANGE - 1}" in nsbox("describe", "pod", "u").stdout

@@ -48,7 +48,7 @@ def create_sandbox(w: Watcher) -> None:
 
         w.state.pod_ip = network.attach(pod, w.root.path, w.state.host_netns_fd).ip
     sandbox.set_sysctls(pod)  # after the network: net.ipv4.conf.eth0.* needs eth0
-    w.state.etc_files = sandbox.write_etc_files(pod, w.paths, w.state.pod_ip)
+    w.state.etc_files = sandbox.write_etc_files(pod, w.paths, w.state.pod_ip, owner=w.state.userns_first)
     w.config.mount()
     if pod.share_process_namespace:
         _start_pause(w)
@@ -66,6 +66,8 @@ def _check_idmapped_mounts(w: Watcher) -> None:
     for v in w.pod.volumes:
         if v.kind == "hostPath" and os.path.exists(v.host_path):
             sources.setdefault(v.host_path, f'hostPath volume "{v.name}"')
+        elif v.kind == "emptyDir" and v.medium == "Memory":
+            sources.setdefault(w.paths.volume(v.name), f'emptyDir volume "{v.name}" (tmpfs)')
     for c in [*w.pod.init_containers, *w.pod.containers]:
         if not c.runs_image:
             sources.setdefault(security.container_root(c), f'the root of container "{c.name}"')
