@@ -97,8 +97,27 @@ def test_reading_and_deleting_commands_import_neither_typing_nor_the_heavy_packa
     out = json.loads(p.stdout.splitlines()[-1])
     assert out["codes"] == [0, 0]
     loaded = set(out["modules"])
-    for heavy in ("typing", "yaml", "pyroute2", "shutil", "dataclasses", "nsbox.watcher", "nsbox.manifest"):
-        assert heavy not in loaded, f"{heavy} is imported by get pods / delete"
+    heavy = ("typing", "yaml", "pyroute2", "shutil", "dataclasses", "nsbox.watcher", "nsbox.manifest", "calendar")
+    for name in (*heavy, "datetime", "platform"):
+        assert name not in loaded, f"{name} is imported by get pods / delete"
+
+
+def test_version_imports_only_the_parser(nsbox):
+    """`nsbox version` is the start-up floor the bench reports: the parser, the name check and
+    nothing of pods, sockets or platform (docs/design.md §6)."""
+    code = (
+        "import sys\n"
+        "from nsbox import cli\n"
+        "code = cli.run(['--root', sys.argv[1], 'version'])\n"
+        "print(code, ' '.join(sorted(sys.modules)))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code, nsbox.root], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    code, modules = p.stdout.splitlines()[-1].split(" ", 1)
+    assert code == "0"
+    loaded = set(modules.split())
+    for heavy in ("platform", "calendar", "datetime", "nsbox.pods", "nsbox.native", "socket", "typing"):
+        assert heavy not in loaded, f"{heavy} is imported by version"
 
 
 def test_output_that_cannot_be_written_is_one_error_line_and_exit_1(nsbox):
