@@ -143,3 +143,43 @@ def test_a_reader_that_goes_away_is_not_an_error(nsbox):
     )
     assert p.stdout.strip() == "0"
     assert "Traceback" not in p.stderr and "error" not in p.stderr, p.stderr
+
+
+LAUNCHER = os.path.join(os.path.dirname(sys.executable), "nsbox")
+
+
+def _lean_launcher() -> bool:
+    try:
+        with open(LAUNCHER) as f:
+            return f.readline().rstrip().endswith(" -IS")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _lean_launcher(), reason="not a setup.sh install (pip's console script)")
+def test_the_setup_sh_command_starts_lean_and_ignores_the_callers_python_environment(nsbox, tmp_path):
+    """setup.sh's `nsbox` runs CPython with -I -S: the same results as `python -m nsbox`, without
+    `site`, and a PYTHONPATH (here one whose `nsbox` package would fail) is not looked at."""
+    decoy = tmp_path / "nsbox"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise SystemExit('the decoy was imported')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), PYTHONSTARTUP=str(decoy / "__init__.py"))
+    nsbox("pod", "create", "launched")
+    for args in (["version"], ["get", "pods"]):
+        p = subprocess.run(
+            [LAUNCHER, "--root", nsbox.root, *args], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+        )
+        assert p.returncode == 0 and not p.stderr, p.stderr
+        assert p.stdout == nsbox(*args).stdout
+    # what its #! line runs, with -X importtime: nsbox.cli is imported, site never
+    with open(LAUNCHER) as f:
+        interpreter, flags = f.readline()[2:].split()
+    p = subprocess.run(
+        [interpreter, flags, "-X", "importtime", LAUNCHER, "--root", nsbox.root, "version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines()}
+    assert "nsbox.cli" in imported and "site" not in imported
