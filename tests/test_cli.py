@@ -97,8 +97,27 @@ def test_reading_and_deleting_commands_import_neither_typing_nor_the_heavy_packa
     out = json.loads(p.stdout.splitlines()[-1])
     assert out["codes"] == [0, 0]
     loaded = set(out["modules"])
-    for heavy in ("typing", "yaml", "pyroute2", "shutil", "dataclasses", "nsbox.watcher", "nsbox.manifest"):
-        assert heavy not in loaded, f"{heavy} is imported by get pods / delete"
+    heavy = ("typing", "yaml", "pyroute2", "shutil", "dataclasses", "nsbox.watcher", "nsbox.manifest", "calendar")
+    for name in (*heavy, "datetime", "platform"):
+        assert name not in loaded, f"{name} is imported by get pods / delete"
+
+
+def test_version_imports_only_the_parser(nsbox):
+    """`nsbox version` is the start-up floor the bench reports: the parser, the name check and
+    nothing of pods, sockets or platform (docs/design.md §6)."""
+    code = (
+        "import sys\n"
+        "from nsbox import cli\n"
+        "code = cli.run(['--root', sys.argv[1], 'version'])\n"
+        "print(code, ' '.join(sorted(sys.modules)))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code, nsbox.root], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    code, modules = p.stdout.splitlines()[-1].split(" ", 1)
+    assert code == "0"
+    loaded = set(modules.split())
+    for heavy in ("platform", "calendar", "datetime", "nsbox.pods", "nsbox.native", "socket", "typing"):
+        assert heavy not in loaded, f"{heavy} is imported by version"
 
 
 def test_output_that_cannot_be_written_is_one_error_line_and_exit_1(nsbox):
@@ -124,3 +143,43 @@ def test_a_reader_that_goes_away_is_not_an_error(nsbox):
     )
     assert p.stdout.strip() == "0"
     assert "Traceback" not in p.stderr and "error" not in p.stderr, p.stderr
+
+
+LAUNCHER = os.path.join(os.path.dirname(sys.executable), "nsbox")
+
+
+def _lean_launcher() -> bool:
+    try:
+        with open(LAUNCHER) as f:
+            return f.readline().rstrip().endswith(" -IS")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _lean_launcher(), reason="not a setup.sh install (pip's console script)")
+def test_the_setup_sh_command_starts_lean_and_ignores_the_callers_python_environment(nsbox, tmp_path):
+    """setup.sh's `nsbox` runs CPython with -I -S: the same results as `python -m nsbox`, without
+    `site`, and a PYTHONPATH (here one whose `nsbox` package would fail) is not looked at."""
+    decoy = tmp_path / "nsbox"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise SystemExit('the decoy was imported')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), PYTHONSTARTUP=str(decoy / "__init__.py"))
+    nsbox("pod", "create", "launched")
+    for args in (["version"], ["get", "pods"]):
+        p = subprocess.run(
+            [LAUNCHER, "--root", nsbox.root, *args], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+        )
+        assert p.returncode == 0 and not p.stderr, p.stderr
+        assert p.stdout == nsbox(*args).stdout
+    # what its #! line runs, with -X importtime: nsbox.cli is imported, site never
+    with open(LAUNCHER) as f:
+        interpreter, flags = f.readline()[2:].split()
+    p = subprocess.run(
+        [interpreter, flags, "-X", "importtime", LAUNCHER, "--root", nsbox.root, "version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines()}
+    assert "nsbox.cli" in imported and "site" not in imported

@@ -19,10 +19,8 @@ _DNS1123_SUBDOMAIN = _DNS1123_LABEL + r"(\." + _DNS1123_LABEL + r")*"
 _QUALIFIED_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _LABEL_VALUE = r"(" + _QUALIFIED_NAME + r")?"
 
-_DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL)
-_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN)
-_QUALIFIED_NAME_RE = re.compile(_QUALIFIED_NAME)
-_LABEL_VALUE_RE = re.compile(_LABEL_VALUE)
+# The patterns are compiled on first use (re keeps them): compiling them all at import cost
+# every command milliseconds of start-up, most of them for rules it never checks.
 
 DNS1123_LABEL_MESSAGE = (
     "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
@@ -55,7 +53,7 @@ def dns1123_label_errors(value: str) -> list[str]:
     errors = []
     if len(value) > DNS1123_LABEL_MAX:
         errors.append(_max_len(DNS1123_LABEL_MAX))
-    if not _DNS1123_LABEL_RE.fullmatch(value):
+    if not re.fullmatch(_DNS1123_LABEL, value):
         errors.append(DNS1123_LABEL_MESSAGE)
     return errors
 
@@ -65,7 +63,7 @@ def dns1123_subdomain_errors(value: str) -> list[str]:
     errors = []
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         errors.append(_max_len(DNS1123_SUBDOMAIN_MAX))
-    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+    if not re.fullmatch(_DNS1123_SUBDOMAIN, value):
         errors.append(DNS1123_SUBDOMAIN_MESSAGE)
     return errors
 
@@ -110,7 +108,7 @@ def qualified_name_errors(value: str) -> list[str]:
     errors = []
     if len(name) > QUALIFIED_NAME_MAX:
         errors.append("name part " + _max_len(QUALIFIED_NAME_MAX))
-    if not _QUALIFIED_NAME_RE.fullmatch(name):
+    if not re.fullmatch(_QUALIFIED_NAME, name):
         errors.append("name part " + _QUALIFIED_NAME_MESSAGE)
     return errors
 
@@ -120,7 +118,7 @@ def label_value_errors(value: str) -> list[str]:
     errors = []
     if len(value) > LABEL_VALUE_MAX:
         errors.append(_max_len(LABEL_VALUE_MAX))
-    if not _LABEL_VALUE_RE.fullmatch(value):
+    if not re.fullmatch(_LABEL_VALUE, value):
         errors.append(_LABEL_VALUE_MESSAGE)
     return errors
 
@@ -133,7 +131,7 @@ def env_var_name_error(name: str) -> str | None:
     return "a valid environment variable name must consist only of printable ASCII characters other than '='"
 
 
-_CONFIG_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")
+_CONFIG_KEY = r"[-._a-zA-Z0-9]+"
 
 
 def _dot_errors(key: str) -> list[str]:
@@ -148,7 +146,7 @@ def config_key_errors(key: str) -> list[str]:
     errors = []
     if len(key) > 253:
         errors.append(_max_len(253))
-    if not _CONFIG_KEY_RE.fullmatch(key):
+    if not re.fullmatch(_CONFIG_KEY, key):
         errors.append(
             "a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
             "(e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is "
@@ -157,14 +155,14 @@ def config_key_errors(key: str) -> list[str]:
     return errors + _dot_errors(key)
 
 
-_ENV_FILE_KEY_RE = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+_ENV_FILE_KEY = r"[-._a-zA-Z][-._a-zA-Z0-9]*"
 
 
 def env_file_key_errors(key: str) -> list[str]:
     """A key of kubectl's --from-env-file (apimachinery IsEnvVarName, the strict rule kubectl
     keeps): letters, digits, '_', '-', '.', not starting with a digit, nor with '..'."""
     errors = []
-    if not _ENV_FILE_KEY_RE.fullmatch(key):
+    if not re.fullmatch(_ENV_FILE_KEY, key):
         errors.append(
             "a valid environment variable name must consist of alphabetic characters, digits, "
             "'_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or "

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 # --- Quantities (apimachinery: pkg/api/resource) ------------------------------
 
 _QUANTITY_REGEX = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"  # as Kubernetes prints it
-_NUMBER_RE = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)(.*)")
-_EXPONENT_RE = re.compile(r"[eE]([+-]?\d{1,3})")
+_NUMBER = r"([+-]?)(\d+(?:\.\d*)?|\.\d+)(.*)"  # compiled on first use (start-up)
+_EXPONENT = r"[eE]([+-]?\d{1,3})"
 _BINARY_SUFFIXES = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}  # powers of 1024
 _DECIMAL_SUFFIXES = {
     "n": -9,
@@ -48,7 +48,7 @@ def _quantity_fraction(q: str | int | float) -> tuple[int, int]:
     if isinstance(q, int):
         return q, 1
     text = repr(q) if isinstance(q, float) else q
-    m = _NUMBER_RE.fullmatch(text)
+    m = re.fullmatch(_NUMBER, text)
     if not m:
         raise QuantityError(q, f"quantities must match the regular expression '{_QUANTITY_REGEX}'")
     sign, digits, suffix = m.groups()
@@ -61,7 +61,7 @@ def _quantity_fraction(q: str | int | float) -> tuple[int, int]:
         if suffix in _DECIMAL_SUFFIXES:
             power = _DECIMAL_SUFFIXES[suffix]
         else:
-            e = _EXPONENT_RE.fullmatch(suffix)
+            e = re.fullmatch(_EXPONENT, suffix)
             if not e:
                 raise QuantityError(q, "unable to parse quantity's suffix")
             power = int(e.group(1))

@@ -120,7 +120,6 @@ def effective_capabilities(privileged: bool, add: Sequence[str] = (), drop: Sequ
 SYSCTL_NAME_MAX = 253
 _SYSCTL_SEGMENT = r"[a-z0-9]([-_a-z0-9]*[a-z0-9])?"
 SYSCTL_NAME_REGEX = "^(" + _SYSCTL_SEGMENT + r"[\./])*" + _SYSCTL_SEGMENT + "$"
-_SYSCTL_NAME_RE = re.compile(SYSCTL_NAME_REGEX)
 
 # The sysctls a pod may set: those the kernel keeps per network or IPC namespace
 # (component-helpers GetNamespace). Exact names, then prefixes.
@@ -131,7 +130,7 @@ NAMESPACED_SYSCTLS_TEXT = "net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueu
 
 def sysctl_name_errors(name: str) -> list[str]:
     """apimachinery IsValidSysctlName, with the API server's message (validateSysctls)."""
-    if len(name) <= SYSCTL_NAME_MAX and _SYSCTL_NAME_RE.match(name):
+    if len(name) <= SYSCTL_NAME_MAX and re.match(SYSCTL_NAME_REGEX, name):  # compiled on first use (start-up)
         return []
     return [f"must have at most {SYSCTL_NAME_MAX} characters and match regex {SYSCTL_NAME_REGEX}"]
 
