@@ -97,8 +97,8 @@ def test_reading_and_deleting_commands_import_neither_typing_nor_the_heavy_packa
     out = json.loads(p.stdout.splitlines()[-1])
     assert out["codes"] == [0, 0]
     loaded = set(out["modules"])
-    heavy = ("typing", "yaml", "pyroute2", "shutil", "dataclasses", "nsbox.watcher", "nsbox.manifest", "calendar")
-    for name in (*heavy, "datetime", "platform"):
+    heavy = ("typing", "yaml", "pyroute2", "shutil", "dataclasses", "nsbox.watcher", "nsbox.manifest")
+    for name in (*heavy, "platform"):
         assert name not in loaded, f"{name} is imported by get pods / delete"
 
 
