@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 
+from nsbox import state
 from nsbox.errors import NsboxError, WaitingForConfig
 from nsbox.record import record
 
@@ -128,10 +129,7 @@ def compiled(root: str, data: bytes, bounding: int) -> Filter:
         pass
     program = compile_profile(data, bounding)
     os.makedirs(cache, 0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as f:
-        f.write(program)
-    os.rename(tmp, path)
+    state.write_atomic(path, program)
     return Filter(path, program)
 
 
