@@ -196,7 +196,7 @@ write_launcher() {
 import sys
 
 sys.path += $paths
-from nsbox.cli import main
+from nsbox.client import main
 
 main()
 EOF

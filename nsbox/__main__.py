@@ -1,3 +1,3 @@
-from nsbox.cli import main
+from nsbox.client import main
 
 main()

@@ -50,6 +50,57 @@ def wait_for(
         time.sleep(interval)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def command_servers() -> Iterator[None]:
+    """The suite runs both ways (docs/design.md §11): with NSBOX_SERVER=1 every command goes
+    through warm command servers, kept in a private directory and stopped at the end; otherwise
+    no command uses one, even if one runs on this machine."""
+    if os.environ.get("NSBOX_SERVER") != "1":
+        os.environ["NSBOX_SERVER"] = "0"
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="nsbox-servers-")
+    os.environ["NSBOX_SERVER_DIR"] = directory
+    try:
+        yield
+    finally:
+        stop_servers(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def server_pid(lock: str) -> int | None:
+    """The PID of the command server holding `lock` (its <name>.lock), None if none holds it."""
+    import fcntl
+
+    with open(lock, "rb") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            return int(f.read().strip() or 0) or None
+
+
+def stop_servers(directory: str) -> None:
+    """Stop every command server of `directory` as `nsbox server stop` does (SIGTERM: it lets the
+    commands under way finish); a test that failed may have left one of them running: after 30 s
+    the server and its forks are killed. Waits until each server has exited."""
+    for lock in glob.glob(os.path.join(directory, "*.lock")):
+        pid = server_pid(lock)
+        if not pid:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 15)
+        try:
+            wait_for(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), timeout=30, what=f"server {pid} to exit")
+        except AssertionError:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
+                forks = [int(c) for c in f.read().split()]
+            for victim in [*forks, pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(victim, 9)
+            wait_for(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), timeout=30, what=f"server {pid} to die")
+
+
 def _verb(args: tuple[str, ...]) -> str | None:
     """The command word of an nsbox command line, after global options (`-n NS get ...`)."""
     i = 0

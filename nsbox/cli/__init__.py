@@ -43,6 +43,7 @@ MODULES = {
     "gc": "system",
     "demo": "system",
     "version": "system",
+    "server": "system",
 }
 
 

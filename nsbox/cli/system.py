@@ -1,4 +1,4 @@
-"""Commands about the machine and nsbox itself: `doctor`, `gc`, `demo`, `version`."""
+"""Commands about the machine and nsbox itself: `doctor`, `gc`, `demo`, `version`, `server`."""
 
 from __future__ import annotations
 
@@ -49,4 +49,16 @@ def cmd_version(args: argparse.Namespace) -> int:
     print(f"nsbox {__version__}")
     print(f"python {sys.version.split()[0]}")
     print(f"kernel {os.uname().release}")
+    return 0
+
+
+def server_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["start", "stop", "status"])
+
+
+@command("server", "start, stop or show the optional warm command server", server_arguments)
+def cmd_server(args: argparse.Namespace) -> int:
+    from nsbox import server
+
+    print(server.control(args.action))
     return 0
