@@ -179,6 +179,10 @@ def main(argv: list[str]) -> int:
     root = os.path.join(args.work, "root")
     nsb = peers.Nsbox(shlex.split(args.nsbox), env, root)
     rts: dict = {"nsbox": nsb}
+    if "nsbox warm" not in args.skip and args.what in ("all", "oneshot", "podops"):
+        rts["nsbox warm"] = peers.NsboxWarm(
+            nsb.argv, env, os.path.join(args.work, "root-warm"), os.path.join(args.work, "servers")
+        )
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "host": platform.node(),
@@ -200,6 +204,8 @@ def main(argv: list[str]) -> int:
     try:
         rootfs = peers.make_rootfs(os.path.join(args.work, "rootfs")) if "busybox" in tools else None
         meta["versions"]["nsbox"] = _first_line(nsb.cmd("version"), env)
+        if "nsbox warm" in rts:
+            rts["nsbox warm"].setup()
         for name in ("podman", "crun", "runc"):
             if name in skipped:
                 continue
@@ -218,12 +224,14 @@ def main(argv: list[str]) -> int:
         if "unshare" not in skipped:
             rts["unshare"] = peers.unshare()
         # Clean the slate: a previous run killed hard may have left pods in the private root.
-        for name in ("nsbox", "podman", "crun", "runc"):
+        for name in ("nsbox", "nsbox warm", "podman", "crun", "runc"):
             if name in rts:
                 rts[name].cleanup(**({"final": False} if name in ("crun", "runc") else {}))
 
         py = nsb.argv[0] if "python" in os.path.basename(nsb.argv[0]) else _script_python(nsb.argv[0])
         refs = [("ref: nsbox version (CLI start-up floor)", nsb.cmd("version"), env)]
+        if "nsbox warm" in rts:
+            refs.append(("ref: nsbox version, warm server", rts["nsbox warm"].cmd("version"), rts["nsbox warm"].env))
         if py:
             refs.append(("ref: nsbox's python -c pass", [py, "-c", "pass"], env))
             refs.append(("ref: nsbox's python -S -c pass", [py, "-S", "-c", "pass"], env))
@@ -271,7 +279,7 @@ def main(argv: list[str]) -> int:
         results["meta"]["interrupted"] = f"failed: {e!r}"
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the clean-up must finish
-        for name in ("nsbox", "podman", "crun", "runc"):
+        for name in ("nsbox", "nsbox warm", "podman", "crun", "runc"):
             if name in rts:
                 try:
                     left = rts[name].cleanup()

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 NS = "nsbench"  # the Kubernetes namespace every nsbox pod of the bench lives in
 TRAP_WAIT = "trap 'exit 0' TERM; sleep 1000000 & wait"  # a container that exits on SIGTERM,
 #                                                          without waking up (unlike a sleep-0.1 loop)
-TRAP_LOOP = "trap 'exit 0' TERM; while :; do sleep 0.1; done"  # the cooperative container
 
 
 class BenchError(Exception):

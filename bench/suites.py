@@ -8,7 +8,6 @@ import statistics
 import time
 
 from bench.common import (
-    TRAP_LOOP,
     TRAP_WAIT,
     BenchError,
     Case,
@@ -28,7 +27,7 @@ SLEEP = ["sleep", "1000000"]
 
 def oneshot(rts: dict, refs: list, reps: int) -> list[Series]:
     """New pod, /bin/true, wait for its exit, remove everything: the whole cycle, per runtime."""
-    order = ["nsbox", "podman", "crun", "runc", "bwrap", "unshare"]
+    order = ["nsbox", "nsbox warm", "podman", "crun", "runc", "bwrap", "unshare"]
     cases = [Case(n, measure=rts[n].oneshot) for n in order if n in rts]
     if "nsbox" in rts:
         # seccomp (docs/security.md, "System calls"): the default profile's filter comes from the
@@ -46,7 +45,7 @@ def oneshot(rts: dict, refs: list, reps: int) -> list[Series]:
 
 def pod_ops(rts: dict, reps: int) -> list[Series]:
     out: list[Series] = []
-    names = [n for n in ("nsbox", "podman", "crun", "runc") if n in rts]
+    names = [n for n in ("nsbox", "nsbox warm", "podman", "crun", "runc") if n in rts]
 
     # pod create alone (a sandbox with lo up)
     cases = []
@@ -112,8 +111,8 @@ def pod_ops(rts: dict, reps: int) -> list[Series]:
         rt = rts[n]
 
         def prep(i: int, rt=rt, n=n, prefix: str = "dl") -> str:
-            name = _running_pod(rt, n, f"{prefix}{i}", ["sh", "-c", TRAP_LOOP])
-            rt.add_container(name, "c", ["sh", "-c", TRAP_LOOP])
+            name = _running_pod(rt, n, f"{prefix}{i}", ["sh", "-c", TRAP_WAIT])
+            rt.add_container(name, "c", ["sh", "-c", TRAP_WAIT])
             time.sleep(0.3)  # let the shell install its trap before the SIGTERM
             return name
 

@@ -35,6 +35,15 @@ IDLE_ENV = "NSBOX_SERVER_IDLE"
 DEFAULT_IDLE = 300.0  # seconds without a command, then the server exits
 LOG_LIMIT = 1 << 20  # bytes: the log starts again from empty beyond this
 REQUEST_TIMEOUT = 10.0  # a caller that connects and says nothing gets this long
+# Command lines parsed once at start-up, for the patterns they compile (parsing only).
+WARM_UP = (
+    ["get", "pods", "-o", "wide"],
+    ["run", "--rm", "-a", "-i", "warm", "--pod", "up", "-e", "K=V", "--", "true"],
+    ["delete", "pod", "warm", "--grace-period", "0"],
+    ["exec", "-i", "warm", "-c", "up", "--", "true"],
+    ["logs", "warm", "-c", "up", "--tail", "1"],
+    ["create", "configmap", "warm", "--from-literal", "k=v"],
+)
 # Imported only by build steps, or run a command when imported.
 NOT_PRELOADED = {"nsbox.__main__", "nsbox._native_build", "nsbox._seccomp_build", "nsbox.server"}
 
@@ -152,7 +161,12 @@ def preload() -> None:
             __import__(mod.name)
     from nsbox import cli
 
-    cli.build_parser()  # every command module and argparse's own lazy imports
+    # Each command's parser, and the patterns argparse and the name checks compile on first use
+    # (re's cache): what every fork would otherwise build again. Parsing has no side effects.
+    for word in [None, *cli.MODULES]:
+        cli.build_parser(word)
+    for argv in WARM_UP:
+        cli.check_names(cli.parse(argv))
 
 
 def say(message: str) -> None:

@@ -178,9 +178,20 @@ def subcommand(sub: Any, name: str, help: str, **kw: Any) -> argparse.ArgumentPa
     return parser
 
 
+_parsers: dict[str | None, argparse.ArgumentParser] = {}
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser; with `only` (a command word), that command's part of it."""
-    words = [only] if only in MODULES else list(MODULES)
+    """The whole parser; with `only` (a command word), that command's part of it. Kept once
+    built: the warm command server builds them all before it forks (docs/design.md §11)."""
+    key = only if only in MODULES else None
+    if key not in _parsers:
+        _parsers[key] = _new_parser(key)
+    return _parsers[key]
+
+
+def _new_parser(only: str | None) -> argparse.ArgumentParser:
+    words = [only] if only is not None else list(MODULES)
     for word in words:
         __import__(f"nsbox.cli.{MODULES[word]}")  # registers its commands (importlib costs a module more)
     p = _Parser(prog="nsbox", parents=[common()], description="Kubernetes-style pods on one Linux machine.")
