@@ -19,6 +19,7 @@ and detached as from a command run without it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import os
@@ -89,7 +90,15 @@ def main() -> None:
         say(f"cannot start: {type(e).__name__}: {e}")
         os._exit(1)
     say(f"serving on {sock_path} (pid {os.getpid()}, idle timeout {idle:g} s)")
-    server.serve()
+    try:
+        server.serve()
+    except Exception:
+        import traceback
+
+        say(f"failed:\n{traceback.format_exc()}")
+        if server.listener.fileno() >= 0:
+            server.close()
+        os._exit(1)
     os._exit(0)
 
 
@@ -208,6 +217,7 @@ class Server:
         self.bound = os.stat(path).st_ino  # the socket file: unlinked at the end only if still ours
         self.listener.listen(128)
         self.workers: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, connection)
+        self.callers: dict[int, tuple[int, int]] = {}  # connection's fd -> (pidfd, pid) of its fork
         self.poll = select.poll()
         self.poll.register(self.listener, select.POLLIN)
         signal.signal(signal.SIGTERM, _raise_stop)
@@ -217,11 +227,7 @@ class Server:
         try:
             while self.workers or time.monotonic() - last < self.idle:
                 timeout = None if self.workers else max(0.0, last + self.idle - time.monotonic())
-                for fd, _ in self.poll.poll(None if timeout is None else timeout * 1000):
-                    if fd == self.listener.fileno():
-                        self.accept()
-                    else:
-                        self.reap(fd)
+                if self.events(None if timeout is None else timeout * 1000):
                     last = time.monotonic()
             say("idle: exiting")
         except Stop:
@@ -229,8 +235,29 @@ class Server:
         self.close()
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         while self.workers:  # the commands under way finish, and their callers hear how
-            for fd, _ in self.poll.poll():
+            self.events(None)
+
+    def events(self, timeout: float | None) -> bool:
+        """Handle what one poll returned; False if nothing came.
+
+        A reaped fork's pidfd and connection are closed at once, and their numbers may come
+        back with the next accept: so every event of the batch is matched against what is
+        open now (a stale one is skipped), and new connections are accepted last."""
+        ready = self.poll.poll(timeout)
+        accept = False
+        for fd, _ in ready:
+            if fd == self.listener.fileno():
+                accept = True
+            elif fd in self.callers:  # the caller is gone
+                pidfd, _pid = self.callers.pop(fd)
+                self.poll.unregister(fd)
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            elif fd in self.workers:
                 self.reap(fd)
+        if accept:
+            self.accept()
+        return bool(ready)
 
     def close(self) -> None:
         """No more commands: the socket is gone, and a new server may start at once."""
@@ -264,6 +291,10 @@ class Server:
         pidfd = os.pidfd_open(child)
         self.workers[pidfd] = (child, conn)
         self.poll.register(pidfd, select.POLLIN)
+        # The caller never writes again: its end closing means it died (SIGKILL cannot be
+        # forwarded), and a command whose caller was killed is killed too, as without a server.
+        self.callers[conn.fileno()] = (pidfd, child)
+        self.poll.register(conn, select.POLLRDHUP)
 
     def changed(self) -> str | None:
         """The first imported file that is not what the server imported."""
@@ -279,6 +310,8 @@ class Server:
     def reap(self, pidfd: int) -> None:
         pid, conn = self.workers.pop(pidfd)
         self.poll.unregister(pidfd)
+        if self.callers.pop(conn.fileno(), None):
+            self.poll.unregister(conn)
         os.close(pidfd)
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
@@ -425,7 +458,13 @@ def _reopen_stdio() -> None:
         old = getattr(sys, name)
         tty = os.isatty(fd)
         raw = io.FileIO(fd, "r" if fd == 0 else "w", closefd=False)
-        buffered = io.BufferedReader(raw) if fd == 0 else io.BufferedWriter(raw)
+        buffered: io.RawIOBase | io.BufferedIOBase
+        if fd == 0:
+            buffered = io.BufferedReader(raw)
+        elif isinstance(old.buffer, io.RawIOBase):  # -u or PYTHONUNBUFFERED: every write goes out at once
+            buffered = raw
+        else:
+            buffered = io.BufferedWriter(raw)
         stream = io.TextIOWrapper(
             buffered,
             encoding=old.encoding,

@@ -69,6 +69,12 @@ def started(run) -> int:
     return wait_for(lambda: server_pid(lock), what="the server's lock")
 
 
+def server_log(run) -> str:
+    _, log = lock_and_log(run.dir)
+    with open(log) as f:
+        return f.read()
+
+
 def served_count(run) -> int:
     _, log = lock_and_log(run.dir)
     with open(log) as f:
@@ -147,7 +153,7 @@ def test_results_are_the_same_with_and_without_the_server(served, tmp_path):
     for args, stdin, cwd, extra in cases:
         before = served_count(run)
         warm = run(*args, input=stdin, cwd=cwd, extra=extra, check=False)
-        assert served_count(run) == before + 1, f"{args} was not served"
+        assert served_count(run) == before + 1, f"{args} was not served: {warm.stderr}\n{server_log(run)}"
         cold = run(*args, server="0", input=stdin, cwd=cwd, extra=extra, check=False)
         assert (warm.returncode, warm.stdout, warm.stderr) == (cold.returncode, cold.stdout, cold.stderr), args
     assert run("get", "pod", "nope", check=False).returncode == 1
@@ -173,7 +179,7 @@ def test_environment_umask_and_limits_are_the_callers(served, tmp_path):
             stdin=subprocess.DEVNULL,
         )
         assert p.returncode == 0, p.stderr
-        assert served_count(run) == before + (mode == "1")
+        assert served_count(run) == before + (mode == "1"), f"{p.stderr}\n{server_log(run)}"
         outputs[mode] = p.stdout
     # The container inherits the open-files limit through the CLI and the watcher it forks;
     # the container's own umask and environment are its spec's, not the caller's.
@@ -232,7 +238,7 @@ def test_a_caller_in_another_mount_namespace_is_refused_and_runs_the_command_its
     _, log = lock_and_log(run.dir)
     with open(log) as f:
         refusals = [line for line in f if "refused a command from pid" in line]
-    assert refusals and refusals[-1].rstrip().endswith(": mnt namespace"), refusals
+    assert refusals and refusals[-1].rstrip().endswith(": mnt namespace"), server_log(run)
     assert served_count(run) == before
 
 
@@ -327,6 +333,26 @@ def test_a_command_killed_in_the_server_kills_its_caller_with_the_same_signal(se
     finally:
         caller.kill()
         caller.wait()
+
+
+def test_a_command_whose_caller_is_killed_is_killed_too(served):
+    """SIGKILL cannot be forwarded: the server sees the caller's end of the socket close and
+    kills the fork, as the command would have died with its process without a server."""
+    nsbox, run = served
+    master = started(run)
+    run("run", "target", "--", *SLEEP)
+    caller = subprocess.Popen(
+        NSBOX + ["--root", nsbox.root, "exec", "target", "--", "sleep", "1000"],
+        env=run.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    (worker,) = wait_for(lambda: children(master), what="the server's fork")
+    wait_for(lambda: len(sleeps(nsbox.root)) == 2, timeout=30, what="the exec'd process")
+    caller.kill()
+    caller.wait()
+    wait_for(lambda: worker not in children(master), timeout=30, what="the fork to be killed")
 
 
 def sleeps(root: str) -> set[int]:
