@@ -198,31 +198,6 @@ class Nsbox:
     def watchers(self) -> list[int]:
         return pids_matching(f"nsbox-watch {NS}/")
 
-
-class NsboxWarm(Nsbox):
-    """The same command through the warm command server (docs/design.md §11): NSBOX_SERVER=1 and
-    a server directory of the bench's own; the server is started untimed before the first
-    measurement and stopped at the clean-up. A root of its own, so its pods' names never meet
-    the cold runtime's."""
-
-    name = "nsbox warm"
-
-    def __init__(self, argv: list[str], env: dict[str, str], root: str, server_dir: str):
-        super().__init__(argv, {**env, "NSBOX_SERVER": "1", "NSBOX_SERVER_DIR": server_dir}, root)
-        self.server_dir = server_dir
-
-    def setup(self) -> None:
-        os.makedirs(self.server_dir, mode=0o700, exist_ok=True)
-        os.chmod(self.server_dir, 0o700)
-        out = run(self.cmd("server", "start"), env=self.env, check=True).stdout
-        if not out.startswith("running"):
-            raise BenchError(f"the command server did not start: {out}")
-
-    def cleanup(self) -> list[str]:
-        left = super().cleanup()
-        run(self.cmd("server", "stop"), env=self.env, check=False)
-        return left
-
     def leftovers(self) -> list[str]:
         left = []
         pods_dir = os.path.join(self.root, "pods")
@@ -272,6 +247,31 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 runtime = "runc"
 """
+
+
+class NsboxWarm(Nsbox):
+    """The same command through the warm command server (docs/design.md §11): NSBOX_SERVER=1 and
+    a server directory of the bench's own; the server is started untimed before the first
+    measurement and stopped at the clean-up. A root of its own, so its pods' names never meet
+    the cold runtime's."""
+
+    name = "nsbox warm"
+
+    def __init__(self, argv: list[str], env: dict[str, str], root: str, server_dir: str):
+        super().__init__(argv, {**env, "NSBOX_SERVER": "1", "NSBOX_SERVER_DIR": server_dir}, root)
+        self.server_dir = server_dir
+
+    def setup(self) -> None:
+        os.makedirs(self.server_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.server_dir, 0o700)
+        out = run(self.cmd("server", "start"), env=self.env, capture=True).stdout
+        if not out.startswith("running"):
+            raise BenchError(f"the command server did not start: {out}")
+
+    def cleanup(self) -> list[str]:
+        left = super().cleanup()
+        run(self.cmd("server", "stop"), env=self.env, check=False)
+        return left
 
 
 class Podman:

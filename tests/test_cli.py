@@ -180,6 +180,7 @@ def test_the_setup_sh_command_starts_lean_and_ignores_the_callers_python_environ
         text=True,
         timeout=60,
         check=True,
+        env=dict(os.environ, NSBOX_SERVER="0"),  # what this process imports, not a server's fork
     )
     imported = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines()}
     assert "nsbox.cli" in imported and "site" not in imported
