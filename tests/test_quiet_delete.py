@@ -155,6 +155,22 @@ def test_a_force_delete_of_a_quiet_pod_frees_the_name_and_kills_two_seconds_afte
     assert leftovers(nsbox.root) == []
 
 
+def test_the_stop_signal_python_resolved_is_what_nsbox_idle_sends(nsbox, tmp_path):
+    script = "trap 'echo USR1 >> /t/term; exit 0' USR1; trap 'echo TERM >> /t/term' TERM; sleep 1000000 & wait"
+    manifest = pod_yaml("sig", tmp_path, script).replace("spec:\n", "spec:\n  os: {name: linux}\n")
+    manifest = manifest.replace("    volumeMounts", "    lifecycle: {stopSignal: SIGUSR1}\n    volumeMounts")
+    nsbox("apply", "-f", "-", input=manifest)
+    cpid = nsbox.pid("sig")
+    wpid = nsbox.inspect("sig")["watcher"]["pid"]
+    wait_for(lambda: exe(wpid) == "nsbox-idle", timeout=IDLE, what=f"watcher {wpid} to hibernate")
+    assert f"{cpid}:10" in idle_argv(wpid)  # --stop PID:SIGUSR1
+    watch = ExeWatch(wpid)
+    nsbox("delete", "pod", "sig")
+    assert watch.stop() == {"nsbox-idle"}
+    assert (tmp_path / "term").read_text() == "USR1\n" and not alive(cpid)
+    assert leftovers(nsbox.root) == []
+
+
 def test_a_pod_with_a_prestop_hook_still_wakes_python_which_runs_the_hook(nsbox, tmp_path):
     wpid, cpid = quiet_pod(nsbox, tmp_path, "hooked", EXITS_ON_TERM, pre_stop="echo hook > /t/prestop")
     assert "--end" not in idle_argv(wpid)  # a hook is Python's to run
