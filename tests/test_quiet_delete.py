@@ -25,6 +25,8 @@ IDLE = 20.0  # seconds to wait for a watcher to hibernate (it does after 0.5 s q
 # Logs each SIGTERM to /t/term, then exits 0 (or, IGNORING, carries on until SIGKILL).
 EXITS_ON_TERM = "trap 'echo TERM >> /t/term; exit 0' TERM; sleep 1000000 & wait"
 IGNORES_TERM = "trap 'echo TERM >> /t/term' TERM; sleep 1000000 & while :; do wait; done"
+USERNS_POOL = "/run/nsbox-userns/ranges"  # nsbox/userns.py's host-wide pool, one file per range taken
+TRAP_EXIT = "trap 'exit 0' TERM; sleep 1000000 & wait"  # the bench's container (no volume)
 
 
 def exe(pid: int) -> str:
@@ -80,18 +82,28 @@ spec:
 """
 
 
+def idle_argv(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().decode().split("\0")
+
+
+def idle_watcher(nsbox, name: str) -> int:
+    """The PID of the pod's watcher, once it runs nsbox-idle with its arguments in place (an
+    exec shows the new /proc/PID/exe a moment before the new command line)."""
+    wpid = nsbox.inspect(name)["watcher"]["pid"]
+    wait_for(
+        lambda: exe(wpid) == "nsbox-idle" and idle_argv(wpid)[0] != "",
+        timeout=IDLE,
+        what=f"watcher {wpid} to hibernate",
+    )
+    return wpid
+
+
 def quiet_pod(nsbox, tmp_path, name: str, script: str, **kw) -> tuple[int, int]:
     """(watcher PID, container PID) of a new pod, once its watcher is nsbox-idle."""
     nsbox("apply", "-f", "-", input=pod_yaml(name, tmp_path, script, **kw))
     cpid = nsbox.pid(name)
-    wpid = nsbox.inspect(name)["watcher"]["pid"]
-    wait_for(lambda: exe(wpid) == "nsbox-idle", timeout=IDLE, what=f"watcher {wpid} to hibernate")
-    return wpid, cpid
-
-
-def idle_argv(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return f.read().decode().split("\0")
+    return idle_watcher(nsbox, name), cpid
 
 
 def terms(tmp_path) -> int:
@@ -161,8 +173,7 @@ def test_the_stop_signal_python_resolved_is_what_nsbox_idle_sends(nsbox, tmp_pat
     manifest = manifest.replace("    volumeMounts", "    lifecycle: {stopSignal: SIGUSR1}\n    volumeMounts")
     nsbox("apply", "-f", "-", input=manifest)
     cpid = nsbox.pid("sig")
-    wpid = nsbox.inspect("sig")["watcher"]["pid"]
-    wait_for(lambda: exe(wpid) == "nsbox-idle", timeout=IDLE, what=f"watcher {wpid} to hibernate")
+    wpid = idle_watcher(nsbox, "sig")
     assert f"{cpid}:10" in idle_argv(wpid)  # --stop PID:SIGUSR1
     watch = ExeWatch(wpid)
     nsbox("delete", "pod", "sig")
@@ -234,7 +245,7 @@ def test_requests_other_than_delete_still_reach_python(nsbox, tmp_path):
     nsbox("run", "late", "--pod", "grow", "--", "sleep", "300")
     late = nsbox.pid("grow", "late")
     assert alive(late)
-    wait_for(lambda: exe(wpid) == "nsbox-idle", timeout=IDLE, what="the watcher to hibernate again")
+    assert idle_watcher(nsbox, "grow") == wpid  # hibernated again
     watch = ExeWatch(wpid)
     nsbox("delete", "pod", "grow")
     assert watch.stop() == {"nsbox-idle"}
@@ -252,4 +263,53 @@ def test_delete_all_of_quiet_pods_overlaps_their_ends(nsbox, tmp_path):
     assert sorted(out.splitlines()) == [f'pod "m{i}" deleted' for i in range(5)]
     assert all(w.stop() == {"nsbox-idle"} for w in watches)
     assert 2 - 0.2 <= took < 2 + 5, f"delete --all took {took:.1f} s"
+    assert leftovers(nsbox.root) == []
+
+
+def test_an_image_pod_ended_quietly_gives_its_image_back(nsbox_images, busybox_image):
+    # The teardown in the CLI releases the pod's image lease as the watcher's would.
+    n = nsbox_images
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "img"},
+        "spec": {
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{"name": "app", "image": busybox_image.ref, "command": ["sh", "-c", TRAP_EXIT]}],
+        },
+    }
+    n("apply", "-f", "-", input=json.dumps(manifest))
+    cpid = n.pid("img")
+    wpid = idle_watcher(n, "img")
+    assert "--end" in idle_argv(wpid)
+    assert n("image", "rm", busybox_image.ref, check=False).returncode == 1  # in use
+    watch = ExeWatch(wpid)
+    n("delete", "pod", "img")
+    assert watch.stop() == {"nsbox-idle"}
+    assert not alive(cpid)
+    n("image", "rm", busybox_image.ref)
+    assert busybox_image.ref not in n("image", "ls").stdout
+    assert leftovers(n.root) == []
+
+
+def test_a_user_namespace_pod_ended_quietly_frees_its_id_range(nsbox):
+    # hostUsers: false: the CLI's teardown gives the range back to the host-wide pool.
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "u"},
+        "spec": {"hostUsers": False, "containers": [{"name": "app", "command": ["sh", "-c", TRAP_EXIT]}]},
+    }
+    nsbox("apply", "-f", "-", input=json.dumps(manifest))
+    cpid = nsbox.pid("u")
+    with open(f"/proc/{cpid}/uid_map") as f:
+        first = f.read().split()[1]
+    taken = os.path.join(USERNS_POOL, first)
+    assert os.path.exists(taken)
+    wpid = idle_watcher(nsbox, "u")
+    assert "--end" in idle_argv(wpid)
+    watch = ExeWatch(wpid)
+    nsbox("delete", "pod", "u")
+    assert watch.stop() == {"nsbox-idle"}
+    assert not alive(cpid) and not os.path.exists(taken)
     assert leftovers(nsbox.root) == []
