@@ -352,6 +352,7 @@ def finish_handed_over(root: Root, uid: str, lock_fd: int, listener_fd: int, net
             if fd >= 0:
                 os.close(fd)
         if w is not None:
+            w.loop.sel.close()  # its epoll descriptor: one CLI may end a thousand pods
             w.lock.release()  # the watcher's flock, last: the pod is gone (or left for the next delete)
 
 
