@@ -71,9 +71,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "what",
         nargs="?",
         default="all",
-        choices=["all", "oneshot", "podops", "footprint", "scale", "images", "probes", "profile"],
-        help="which part to run (default: all; `images`: image pods and pulls; `probes`: probed pods' "
-        "memory; `profile` is the analysis)",
+        choices=["all", "oneshot", "podops", "footprint", "scale", "quiet-delete", "images", "probes", "profile"],
+        help="which part to run (default: all; `quiet-delete`: `delete --all` of N hibernated pods; `images`: "
+        "image pods and pulls; `probes`: probed pods' memory; `profile` is the analysis)",
     )
     p.add_argument(
         "--nsbox",
@@ -166,9 +166,9 @@ def main(argv: list[str]) -> int:
             skipped[tool] = f"not installed (Debian package {pkg})"
     for s in args.skip:
         skipped[s] = "left out (--skip)"
-    if args.what == "probes":  # nsbox alone: the peers have no probes
+    if args.what in ("probes", "quiet-delete"):  # nsbox alone: the peers have no probes, no hibernation
         for s in ("podman", "crun", "runc", "bwrap", "unshare"):
-            skipped.setdefault(s, "not in the probes test")
+            skipped.setdefault(s, f"not in the {args.what} test")
     if "busybox" not in tools:
         for s in ("podman", "crun", "runc"):
             skipped.setdefault(s, "no busybox-static for the image/bundle")
@@ -252,6 +252,8 @@ def main(argv: list[str]) -> int:
         if args.what == "probes":  # not part of `all`: minutes of sampling
             kinds = [k for k in args.probe_kinds.split(",") if k]
             results["probes"] = suites.probes(nsb, args.probe_pods, kinds, args.probe_period, args.probe_window)
+        if args.what == "quiet-delete":  # not part of `all`: the scale test deletes quiet pods too
+            results["quiet_delete"] = [suites.quiet_delete(nsb, args.scale_n, args.batch)]
         if args.what in ("all", "scale"):
             checkpoints = sorted({c for c in (10, 100, 500, 1000, args.scale_n) if c <= args.scale_n})
             results["scale"] = [

@@ -234,7 +234,29 @@ def markdown(results: dict, png: str | None) -> str:
         if png:
             lines += [f"![time per pod against N]({png})", ""]
         lines += scale_lines(results["scale"])
+    if results.get("quiet_delete"):
+        lines += quiet_delete_lines(results["quiet_delete"])
     return "\n".join(lines) + "\n"
+
+
+def quiet_delete_lines(rows: list[dict]) -> list[str]:
+    """The `quiet-delete` suite: `delete pod --all` of N pods whose watchers are all nsbox-idle."""
+    lines = [
+        "## Deleting quiet pods",
+        "",
+        "N pods (one container `sh -c \"trap 'exit 0' TERM; sleep 1000000 & wait\"`), every watcher "
+        "nsbox-idle, then `delete pod --all` timed once.",
+        "",
+        "| N | delete --all | per pod | leftovers |",
+        "|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['n']} | error: {r['error']} |||")
+            continue
+        ms = r["delete_all_ms"]
+        lines.append(f"| {r['n']} | {ms / 1000:.1f} s | {ms / r['n']:.1f} ms | {', '.join(r['leftovers']) or 'none'} |")
+    return [*lines, ""]
 
 
 def probe_lines(rows: list[dict]) -> list[str]:

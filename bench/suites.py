@@ -251,6 +251,46 @@ def scale(rt, n: int, checkpoints: list[int], batch: int, mem_of=None) -> dict:
     return res
 
 
+def quiet_delete(rt, n: int, batch: int) -> dict:
+    """`delete pod --all` of N quiet pods: created in parallel batches of B, then timed once every
+    watcher is nsbox-idle (/proc/PID/exe), so that what is timed is the end of hibernated pods
+    (issue 18; docs/design.md §3). Leftovers are checked as in the scale test."""
+    res: dict = {"runtime": rt.name, "n": n, "batch": batch}
+    log(f"quiet delete: {n} pods in parallel batches of {batch}")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=batch) as pool:
+            for start in range(0, n, batch):
+                names = [f"q{i}" for i in range(start, min(n, start + batch))]
+                list(pool.map(lambda name: rt.run_pod(name, ["sh", "-c", TRAP_WAIT]), names))
+        res["idle_wait_s"] = wait_all_idle(rt, n, timeout=60 + n * 0.05)
+        rt.remember_cgroups()
+        log(f"quiet delete: {n} watchers are nsbox-idle; delete pod --all")
+        res["delete_all_ms"] = timed_delete_all(rt)
+        res["leftovers"] = rt.leftovers()
+        log(f"quiet delete: {n} pods: {res['delete_all_ms'] / 1000:.1f} s, leftovers {res['leftovers']}")
+    except (BenchError, OSError) as e:
+        log(f"quiet delete: {e}")
+        res["error"] = str(e)[:300]
+    return res
+
+
+def wait_all_idle(rt, n: int, timeout: float) -> float:
+    """Until N watchers of the bench's root run nsbox-idle; the seconds that took."""
+    t0 = time.monotonic()
+    while True:
+        idle = 0
+        for pid in rt.watchers():
+            try:
+                idle += os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "nsbox-idle"
+            except OSError:
+                pass
+        if idle >= n:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise BenchError(f"only {idle} of {n} watchers hibernated within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
 def timed_delete_all(rt) -> float:
     t0 = time.perf_counter()
     rt.delete_all()

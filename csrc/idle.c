@@ -1,7 +1,8 @@
 /* nsbox-idle: a pod's watcher while nothing happens.
  *
  *   nsbox-idle [--wake-on FD]... [--log PIPE_FD:LOG_FD:STREAM]... [--wake-at NS]
- *              [--check PATH] [--probe SPEC]... -- PROGRAM [ARG...]
+ *              [--check PATH] [--probe SPEC]... [--end LISTENER:LOCK[:NETNS]]
+ *              [--stop PID:SIGNAL]... -- PROGRAM [ARG...]
  *
  * The watcher of a pod is a Python process of ~12 MB that mostly waits. When
  * it has nothing under way it execs this program in its own process: the PID,
@@ -21,6 +22,16 @@
  *    startup), or a redirect (Python follows it as the kubelet does). A success that
  *    changes nothing is only counted. Each probe's state goes back to PROGRAM as one
  *    more argument, "ID:NEXT_NS:REPORTED:LAST:RUN:OUTCOME" (docs/lifecycle.md, "Probes").
+ *  - with --end (Python decided, at hibernation, that the pod may end without it: no
+ *    preStop hook, no sidecar order, every container its child; hibernation.py), answer
+ *    the `delete` requests on the control socket LISTENER itself (nsbox/deletion.py's
+ *    protocol): acknowledge, send each --stop PID its SIGNAL, SIGKILL those still running
+ *    at max(grace, SIGTERM + 2 s) (docs/lifecycle.md, Termination 3-4), and once every one
+ *    has exited (left unreaped), hand LISTENER, LOCK (the watcher.lock flock) and NETNS
+ *    to one of the deleting CLIs with {"teardown": true}, and exit: that CLI runs the
+ *    teardown (termination.py) as a watcher would. With nobody to hand over to, PROGRAM
+ *    is exec'd with the extra argument "nsbox-idle:deleting" and finishes the deletion.
+ *    Any other first request is passed to PROGRAM, as an accepted socket ("accepted:FD").
  * argv[0] is the process title. Bad arguments exit 2; once running, any
  * trouble execs PROGRAM rather than end the pod's watcher. nsbox starts it
  * itself; it is not meant to be run by hand.
@@ -57,6 +68,7 @@ struct stream {
     const char *name;               /* "stdout" or "stderr" */
     char *pending;                  /* a line not complete yet: MAX_LINE bytes at most, */
     size_t npending;                /* allocated when first needed */
+    int ended;                      /* while the pod ends (--end): its pipe is done */
 };
 
 #define PROBE_BODY_LIMIT (10 * 1024) /* nsbox/kube/probes.py PROBE_OUTPUT_LIMIT: read, then close */
@@ -77,6 +89,12 @@ struct probe {
     char outcome[32];               /* for Python: "" (nothing), "ok", "redirect", "fail ..." */
 };
 
+/* A container's main process, our child, and the signal that asks it to stop. */
+struct stop {
+    pid_t pid;
+    int sig;
+};
+
 /* What the command line asks for; carried out by idle() below. */
 struct plan {
     int *wake_fds;
@@ -88,6 +106,10 @@ struct plan {
     struct probe *probes;
     int nprobes;
     char **program;                 /* the argv to exec on wake; program[0] is its path */
+    /* --end: the pod may end without Python; -1 when not given */
+    int end_listener, end_lock, end_netns;
+    struct stop *stops;             /* --stop: each running container's main process */
+    int nstops;
 };
 
 /* ---- the command line ------------------------------------------------------ */
@@ -212,6 +234,38 @@ static void parse_probe(const char *arg, struct plan *p)
     pr->run = v[6];
 }
 
+static void parse_end(const char *arg, struct plan *p)
+{
+    const char *end;
+
+    if (p->end_listener >= 0)
+        bad_usage("--end given twice");
+    p->end_listener = parse_fd(arg, &end);
+    if (p->end_listener < 0 || *end != ':')
+        bad_usage("--end %s: LISTENER is not an open file descriptor", arg);
+    p->end_lock = parse_fd(end + 1, &end);
+    if (p->end_lock < 0 || (*end && *end != ':'))
+        bad_usage("--end %s: LOCK is not an open file descriptor", arg);
+    if (*end) {
+        p->end_netns = parse_fd(end + 1, &end);
+        if (p->end_netns < 0 || *end)
+            bad_usage("--end %s: NETNS is not an open file descriptor", arg);
+    }
+}
+
+static void parse_stop(const char *arg, struct plan *p)
+{
+    struct stop *st = &p->stops[p->nstops++];
+    long long pid, sig;
+    const char *end;
+
+    if (!parse_number(arg, &end, INT_MAX, &pid) || pid < 1 || *end != ':' ||
+        !parse_number(end + 1, &end, 64, &sig) || sig < 1 || *end)
+        bad_usage("--stop %s: not PID:SIGNAL", arg);
+    st->pid = (pid_t)pid;
+    st->sig = (int)sig;
+}
+
 static void parse_args(int argc, char **argv, struct plan *p)
 {
     int i;
@@ -220,16 +274,18 @@ static void parse_args(int argc, char **argv, struct plan *p)
     p->wake_fds = calloc((size_t)argc, sizeof(*p->wake_fds));
     p->streams = calloc((size_t)argc, sizeof(*p->streams));
     p->probes = calloc((size_t)argc, sizeof(*p->probes));
-    if (!p->wake_fds || !p->streams || !p->probes)
+    p->stops = calloc((size_t)argc, sizeof(*p->stops));
+    if (!p->wake_fds || !p->streams || !p->probes || !p->stops)
         bad_usage("out of memory");
     p->wake_at = NEVER;
+    p->end_listener = p->end_lock = p->end_netns = -1;
     for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
         const char *opt = argv[i], *val = argv[i + 1], *end;
         long long ns;
 
         if (strcmp(opt, "--wake-on") != 0 && strcmp(opt, "--log") != 0 &&
             strcmp(opt, "--wake-at") != 0 && strcmp(opt, "--check") != 0 &&
-            strcmp(opt, "--probe") != 0)
+            strcmp(opt, "--probe") != 0 && strcmp(opt, "--end") != 0 && strcmp(opt, "--stop") != 0)
             bad_usage("unknown option %s", opt);
         if (!val || strcmp(val, "--") == 0)
             bad_usage("%s needs a value", opt);
@@ -239,6 +295,10 @@ static void parse_args(int argc, char **argv, struct plan *p)
             parse_log(val, p);
         } else if (strcmp(opt, "--probe") == 0) {
             parse_probe(val, p);
+        } else if (strcmp(opt, "--end") == 0) {
+            parse_end(val, p);
+        } else if (strcmp(opt, "--stop") == 0) {
+            parse_stop(val, p);
         } else if (strcmp(opt, "--wake-at") == 0) {
             if (p->wake_at != NEVER)
                 bad_usage("--wake-at given twice");
@@ -256,6 +316,13 @@ static void parse_args(int argc, char **argv, struct plan *p)
     p->program = &argv[i + 1];
     if (p->program[0][0] != '/')
         bad_usage("PROGRAM %s is not an absolute path", p->program[0]);
+    if (p->nstops > 0 && p->end_listener < 0)
+        bad_usage("--stop without --end");
+    for (i = 0; i < p->nwake && p->end_listener >= 0; i++)
+        if (p->wake_fds[i] == p->end_listener)
+            break;
+    if (p->end_listener >= 0 && i == p->nwake)
+        bad_usage("--end: LISTENER is not a --wake-on descriptor");
 }
 
 /* ---- CRI log records --------------------------------------------------------- */
@@ -455,18 +522,37 @@ static int copy_once(struct stream *s)
 
 /* ---- waiting and waking ------------------------------------------------------ */
 
-/* PROGRAM's argv: the given one, then each probe's state "ID:NEXT_NS:REPORTED:LAST:RUN:OUTCOME".
- * Without memory for it, the given one: Python then counts from what it handed over. */
+/* ---- ending the pod without Python (--end) ------------------------------------ */
+
+#define MAX_CLIENTS 16
+#define KILL_MIN_GAP_NS 2000000000LL /* nsbox/kube/lifecycle.py KILL_MIN_GAP */
+#define KILL_WAIT_NS 5000000000LL    /* after SIGKILL, how long exits are waited for (termination.py kill_all) */
+#define MAX_GRACE 1000000000LL       /* seconds: more is "forever" in nanoseconds that still fit */
+
+enum { FREE, ASKING, DELETING };    /* a connection: its request not read yet; a deleting CLI */
+
+static struct client {
+    int fd, state;
+} clients[MAX_CLIENTS];
+
+static struct {
+    int begun, killed;
+    int64_t term_at;                /* when the stop signals went (monotonic ns) */
+    int64_t kill_at;                /* when SIGKILL is due; after it, when the exits are waited for no longer */
+} ending;
+
+/* PROGRAM's argv: the given one, then each probe's state "ID:NEXT_NS:REPORTED:LAST:RUN:OUTCOME",
+ * each connection whose request is Python's "accepted:FD", and "nsbox-idle:deleting" once the
+ * pod has begun to end. Without memory for it, the given one: Python then counts from what it
+ * handed over, and the connections it did not get are closed (their CLIs ask again). */
 static char **program_argv(const struct plan *p)
 {
     char **argv;
-    int n = 0, i;
+    int n = 0, i, k;
 
-    if (p->nprobes == 0)
-        return p->program;
     while (p->program[n])
         n++;
-    argv = calloc((size_t)(n + p->nprobes + 1), sizeof(*argv));
+    argv = calloc((size_t)(n + p->nprobes + MAX_CLIENTS + 2), sizeof(*argv));
     if (!argv)
         return p->program;
     memcpy(argv, p->program, (size_t)n * sizeof(*argv));
@@ -478,8 +564,18 @@ static char **program_argv(const struct plan *p)
             return p->program;
         snprintf(arg, 128, "%.*s:%lld:%d:%d:%lld:%s", (int)strcspn(pr->id, ":"), pr->id,
                  (long long)pr->next, pr->reported, pr->last, pr->run, pr->outcome);
-        argv[n + i] = arg;
+        argv[n++] = arg;
     }
+    for (k = 0; k < MAX_CLIENTS; k++) {
+        char *arg;
+
+        if (clients[k].state != ASKING || !(arg = malloc(32)) || fcntl(clients[k].fd, F_SETFD, 0) < 0)
+            continue;
+        snprintf(arg, 32, "accepted:%d", clients[k].fd);
+        argv[n++] = arg;
+    }
+    if (ending.begun)
+        argv[n++] = "nsbox-idle:deleting";
     return argv;
 }
 
@@ -712,30 +808,253 @@ static int64_t next_probe(const struct plan *p)
     return next;
 }
 
-/* After a poll: copy what the log pipes hold; 1 if anything asks for PROGRAM. */
-static int handle_events(const struct plan *p, const struct pollfd *fds)
-{
-    int i, woken = fds[0].revents != 0;
+/* ---- ending the pod without Python (--end) ------------------------------------ */
 
-    for (i = 0; i < p->nwake; i++)
-        woken |= fds[1 + i].revents != 0;
-    for (i = 0; i < p->nstreams; i++) {
-        short ev = fds[1 + p->nwake + i].revents;
-        if (ev & POLLIN)
-            woken |= !copy_once(&p->streams[i]);
-        else if (ev)
-            woken = 1;              /* POLLHUP or POLLERR with nothing left to read */
+/* Has this main process exited? It stays a zombie: Python, if it is exec'd, reaps it and
+ * records its exit as it would have (an error, not our child any more, counts as exited). */
+static int exited(pid_t pid)
+{
+    siginfo_t info;
+
+    memset(&info, 0, sizeof(info));
+    return waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) < 0 || info.si_pid == pid;
+}
+
+static int all_exited(const struct plan *p)
+{
+    int i;
+
+    for (i = 0; i < p->nstops; i++)
+        if (!exited(p->stops[i].pid))
+            return 0;
+    return 1;
+}
+
+/* Exactly the request nsbox/deletion.py ask() sends: {"op": "delete", "grace": N, "force": B}.
+ * Anything else is Python's to answer. */
+static int parse_delete(const char *msg, long long *grace)
+{
+    static const char head[] = "{\"op\": \"delete\", \"grace\": ";
+    const char *end;
+
+    if (strncmp(msg, head, sizeof(head) - 1) != 0 ||
+        !parse_number(msg + sizeof(head) - 1, &end, LLONG_MAX, grace))
+        return 0;
+    if (*grace > MAX_GRACE)
+        *grace = MAX_GRACE;
+    return strcmp(end, ", \"force\": false}") == 0 || strcmp(end, ", \"force\": true}") == 0;
+}
+
+static void send_text(int fd, const char *text)
+{
+    while (send(fd, text, strlen(text), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno == EINTR)
+        ;
+}
+
+static void drop_client(struct client *c)
+{
+    close(c->fd);
+    c->fd = -1;
+    c->state = FREE;
+}
+
+/* A delete (docs/lifecycle.md, Termination 3-4 without preStop): each container's stop signal
+ * now, SIGKILL at max(G, SIGTERM + 2 s). A later one may only bring SIGKILL forward. */
+static void begin_ending(const struct plan *p, long long grace)
+{
+    int64_t now = monotonic_ns(), kill_at;
+    int i;
+
+    if (!ending.begun) {
+        ending.begun = 1;
+        ending.term_at = now;
+        ending.kill_at = now + grace * 1000000000LL;
+        if (ending.kill_at < now + KILL_MIN_GAP_NS)
+            ending.kill_at = now + KILL_MIN_GAP_NS;
+        for (i = 0; i < p->nstops; i++)
+            if (!exited(p->stops[i].pid))
+                kill(p->stops[i].pid, p->stops[i].sig);  /* our unreaped child: never a recycled PID */
+        return;
     }
+    kill_at = now + grace * 1000000000LL;
+    if (kill_at < ending.term_at + KILL_MIN_GAP_NS)
+        kill_at = ending.term_at + KILL_MIN_GAP_NS;
+    if (!ending.killed && kill_at < ending.kill_at)
+        ending.kill_at = kill_at;
+}
+
+/* A connection has something to say (or hung up). Returns 1 if Python must answer it. */
+static int on_client(const struct plan *p, struct client *c)
+{
+    char buf[512];
+    long long grace = 0;
+    ssize_t n = recv(c->fd, buf, sizeof(buf) - 1, MSG_PEEK | MSG_DONTWAIT);
+
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        drop_client(c);     /* a CLI that left: `delete --wait=false`, or killed */
+        return 0;
+    }
+    buf[n] = '\0';
+    if (c->state == DELETING || parse_delete(buf, &grace)) {
+        recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);     /* the request, taken off now */
+        if (c->state == DELETING)
+            return 0;       /* nothing more is asked of a deleting CLI */
+        send_text(c->fd, "{\"ok\": true}");
+        c->state = DELETING;
+        begin_ending(p, grace);
+        return 0;
+    }
+    if (!ending.begun)
+        return 1;           /* still unread: Python gets the connection ("accepted:FD") */
+    /* While the pod ends, nothing else can be done with it. */
+    recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+    send_text(c->fd, "{\"error\": \"the pod is being deleted\"}");
+    drop_client(c);
+    return 0;
+}
+
+static void accept_client(int listener)
+{
+    int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK), k;
+
+    if (fd < 0)
+        return;
+    for (k = 0; k < MAX_CLIENTS; k++)
+        if (clients[k].state == FREE) {
+            clients[k].fd = fd;
+            clients[k].state = ASKING;
+            return;
+        }
+    close(fd);              /* not reached: the listener is polled only with a free slot */
+}
+
+/* What the pipes still hold, into the logs, without waiting (a process that outlived its
+ * container's main process may keep a pipe open). */
+static void drain_logs(const struct plan *p)
+{
+    int i;
+
+    for (i = 0; i < p->nstreams; i++) {
+        struct stream *s = &p->streams[i];
+        struct pollfd pfd = {.fd = s->pipe_fd, .events = POLLIN};
+        int rounds = 64;    /* at most 4 MiB: a writer that keeps going is killed by the teardown */
+
+        while (!s->ended && rounds-- > 0 && poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN) && copy_once(s))
+            ;
+        flush_pending(s);
+    }
+}
+
+/* Every container has exited (or SIGKILL went KILL_WAIT_NS ago): give the watcher's control
+ * socket, its lock and the host netns to a deleting CLI, which tears the pod down
+ * (nsbox/deletion.py, termination.py), and end. Nobody to take them: Python finishes. */
+static void hand_over(const struct plan *p)
+{
+    static const char msg[] = "{\"teardown\": true}";
+    int fds[3] = {p->end_listener, p->end_lock, p->end_netns}, k;
+    size_t nfds = p->end_netns >= 0 ? 3 : 2;
+    union {
+        char buf[CMSG_SPACE(sizeof(fds))];
+        struct cmsghdr align;
+    } ctl;
+
+    drain_logs(p);
+    for (k = 0; k < MAX_CLIENTS; k++) {
+        struct iovec iov = {.iov_base = (void *)msg, .iov_len = sizeof(msg) - 1};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                            .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+        if (clients[k].state != DELETING)
+            continue;
+        memset(ctl.buf, 0, sizeof(ctl.buf));
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+        if (sendmsg(clients[k].fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)(sizeof(msg) - 1))
+            _exit(0);       /* our children are zombies or dying: init reaps them */
+        drop_client(&clients[k]);
+    }
+    wake(p);
+}
+
+/* While the pod ends: SIGKILL when due, the hand-over when every container is gone. */
+static void carry_on_ending(const struct plan *p, int64_t now)
+{
+    int i;
+
+    if (all_exited(p) || (ending.killed && now >= ending.kill_at))
+        hand_over(p);
+    if (!ending.killed && now >= ending.kill_at) {
+        for (i = 0; i < p->nstops; i++)
+            if (!exited(p->stops[i].pid))
+                kill(p->stops[i].pid, SIGKILL);
+        ending.killed = 1;
+        ending.kill_at = now + KILL_WAIT_NS;
+    }
+}
+
+/* A log pipe had an event: copy it; 1 if it ended (its container's output is complete). */
+static int on_stream(struct stream *s, short ev)
+{
+    if ((ev & POLLIN) && copy_once(s))
+        return 0;
+    return ev != 0;         /* the end, or POLLHUP/POLLERR with nothing left to read */
+}
+
+/* After a poll: copy what the log pipes hold, answer what --end lets us answer;
+ * 1 if anything asks for PROGRAM. */
+static int handle_events(struct plan *p, struct pollfd *fds)
+{
+    int i, k, woken = 0, base = 1 + p->nwake + p->nstreams;
+
+    if (fds[0].revents) {
+        if (!ending.begun)
+            woken = 1;
+        else {              /* the exits are looked at with waitid: only empty the signalfd */
+            struct signalfd_siginfo si;
+            while (read(fds[0].fd, &si, sizeof(si)) > 0)
+                ;
+        }
+    }
+    for (i = 0; i < p->nwake; i++) {
+        if (!fds[1 + i].revents)
+            continue;
+        if (fds[1 + i].fd == p->end_listener)
+            accept_client(p->end_listener);
+        else
+            woken = 1;
+    }
+    for (i = 0; i < p->nstreams; i++) {
+        struct pollfd *f = &fds[1 + p->nwake + i];
+        if (!on_stream(&p->streams[i], f->revents))
+            continue;
+        if (!ending.begun) {
+            woken = 1;
+        } else {            /* a container ended: its output is complete */
+            flush_pending(&p->streams[i]);
+            p->streams[i].ended = 1;
+            f->fd = -1;
+        }
+    }
+    for (k = 0; k < MAX_CLIENTS; k++)
+        if (clients[k].state != FREE && fds[base + k].revents)
+            woken |= on_client(p, &clients[k]);
     return woken;
 }
 
 static void __attribute__((noreturn)) idle(struct plan *p)
 {
-    int nfds = 1 + p->nwake + p->nstreams, i;
+    int base = 1 + p->nwake + p->nstreams, nfds = base + MAX_CLIENTS, i, k;
     struct pollfd *fds = calloc((size_t)nfds, sizeof(*fds));
     int64_t next_check = p->check_path ? 0 : NEVER;  /* 0: at once, the state may be gone already */
     int chld_fd;
 
+    for (k = 0; k < MAX_CLIENTS; k++)
+        clients[k].fd = -1;
     /* Blocked before the look at the children: no exit can fall between the two. */
     chld_fd = watch_children();
     if (chld_fd < 0 || !fds) {
@@ -755,24 +1074,37 @@ static void __attribute__((noreturn)) idle(struct plan *p)
     for (;;) {
         int64_t now = monotonic_ns(), until;
         struct timespec ts, *timeout = NULL;
+        int free_slot = 0;
 
-        if (now >= p->wake_at)
-            wake(p);
-        if (run_probes(p, now))
-            wake(p);
-        if (now >= next_check) {
-            if (state_vanished(p->check_path))
+        if (ending.begun) {
+            carry_on_ending(p, now);
+            until = ending.kill_at;     /* the exits themselves come as SIGCHLD */
+        } else {
+            if (now >= p->wake_at)
                 wake(p);
-            next_check = now + CHECK_EVERY_NS;
+            if (run_probes(p, now))
+                wake(p);
+            if (now >= next_check) {
+                if (state_vanished(p->check_path))
+                    wake(p);
+                next_check = now + CHECK_EVERY_NS;
+            }
+            until = p->wake_at < next_check ? p->wake_at : next_check;
+            if (next_probe(p) < until)
+                until = next_probe(p);
         }
-        until = p->wake_at < next_check ? p->wake_at : next_check;
-        if (next_probe(p) < until)
-            until = next_probe(p);
         if (until != NEVER) {
             ts.tv_sec = (until - now) / 1000000000LL;
             ts.tv_nsec = (until - now) % 1000000000LL;
             timeout = &ts;
         }
+        for (k = 0; k < MAX_CLIENTS; k++) {
+            fds[base + k].fd = clients[k].fd;
+            free_slot |= clients[k].state == FREE;
+        }
+        for (i = 0; i < p->nwake; i++)  /* more connections wait in the backlog until a slot frees */
+            if (p->wake_fds[i] == p->end_listener)
+                fds[1 + i].fd = free_slot ? p->end_listener : -1;
         if (ppoll(fds, (nfds_t)nfds, timeout, NULL) < 0) {
             if (errno == EINTR)
                 continue;

@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 
 from nsbox import kube
@@ -14,7 +16,7 @@ from nsbox.state import FileLock, PodPaths, read_json, write_json
 
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    import socket
+    from typing import Any
 
     from nsbox.pods import Runtime
 
@@ -100,15 +102,16 @@ class PendingDelete:
     def wait(self) -> None:
         """Until the pod is gone. A watcher that dies on the way (killed, OOM) says nothing:
         its pod is still there, so a new watcher takes the termination over (docs/lifecycle.md, Termination 6)."""
-        from nsbox import control
-
         for _ in range(MAX_WATCHER_REPLACEMENTS):
             if self.sock is None:
                 return
             try:
                 self.sock.settimeout(None)
-                while (msg := control.recv(self.sock)) is not None:
+                while (msg := self._recv()) is not None:
                     if msg.get("gone"):
+                        return
+                    if msg.get("teardown"):
+                        self._tear_down(msg["fds"])
                         return
             except OSError:
                 pass
@@ -120,6 +123,29 @@ class PendingDelete:
             except FileNotFoundError:
                 return  # it went with its last words unsaid: the pod is gone
         raise NsboxError(f'pod "{self.name}": its watcher keeps going away (see {self.paths.watcher_log})')
+
+    def _recv(self) -> dict[str, Any] | None:
+        """The watcher's next message (None: it hung up), with the descriptors that came with it."""
+        assert self.sock is not None
+        data, fds, _, _ = socket.recv_fds(self.sock, 65536, 3)
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            return None
+        return {**json.loads(data), "fds": fds}
+
+    def _tear_down(self, fds: list[int]) -> None:
+        """nsbox-idle ended the pod's containers and handed over its control socket, the
+        watcher's lock and the host netns (docs/design.md §3): the rest of the end is ours."""
+        from nsbox.watcher.termination import finish_handed_over
+
+        listener, lock, netns = (*fds, -1, -1, -1)[:3]
+        for fd in fds[3:]:
+            os.close(fd)
+        try:
+            finish_handed_over(self.rt.root, self.paths.uid, lock, listener, netns)
+        except OSError as e:
+            raise NsboxError(f'pod "{self.name}": its teardown failed: {e} (`nsbox gc` finishes it)') from None
 
     def close(self) -> None:
         if self.sock is not None:

@@ -536,6 +536,12 @@ def test_the_end_of_a_log_pipe_wakes_it_and_the_pipe_stays_open_for_the_program(
         ["--probe", "0:tcp:0:1:1:1:3:1:0:127.0.0.1:80", "--", "/bin/true"],  # REPORTED is 0, 1 or 2
         ["--probe", "0:tcp:0:1:1:1:1:1:0:127.0.0.1:70000", "--", "/bin/true"],
         ["--probe", "0:http:0:1:1:1:1:1:0:127.0.0.1:80", "--", "/bin/true"],  # no request
+        ["--stop", "1:15", "--", "/bin/true"],  # --stop without --end
+        ["--end", "0:1", "--", "/bin/true"],  # LISTENER is not a --wake-on descriptor
+        ["--wake-on", "0", "--end", "0", "--", "/bin/true"],  # no LOCK
+        ["--wake-on", "0", "--end", "0:1:999", "--", "/bin/true"],  # NETNS not open
+        ["--wake-on", "0", "--end", "0:1", "--stop", "0:15", "--", "/bin/true"],  # PID 0
+        ["--wake-on", "0", "--end", "0:1", "--stop", "1:65", "--", "/bin/true"],  # no such signal
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(options):

@@ -36,6 +36,15 @@ class ControlServer:
         self.listener.setblocking(False)
         self.w.loop.watch(self.listener, self._on_accept)
 
+    def take_client(self, fd: int) -> None:
+        """A connection nsbox-idle accepted (to see whether it could answer it itself: a
+        `delete` of a pod that ends without Python) and left to us, its request unread."""
+        sock = socket.socket(fileno=fd)
+        sock.set_inheritable(False)
+        sock.setblocking(False)
+        self.clients[sock] = ""
+        self.w.loop.watch(sock, self._on_request)
+
     def _on_accept(self, listener: socket.socket) -> None:
         try:
             sock, _ = listener.accept()

@@ -9,7 +9,9 @@ the price is a Python start-up (≈ 45 ms) in front of the first event. What onl
 process knew goes along in a memfd: the pod's record (podstate.py), each container's, the
 descriptors, the probes' workers, and when the timers that nsbox-idle keeps are due.
 nsbox-idle checks tcpSocket and HTTP probes itself and gives back what it counted as
-arguments of the exec'd watcher (probes.py).
+arguments of the exec'd watcher (probes.py). For a pod whose end needs no Python
+(Termination.ends_without_python), nsbox-idle also carries out a `delete` itself and hands
+the teardown to the deleting CLI (docs/design.md §3).
 """
 
 from __future__ import annotations
@@ -106,6 +108,15 @@ class Hibernation:
             for fd, sw in r.streams.items():
                 argv += ["--log", f"{fd}:{sw.fd}:{sw.stream.decode()}"]
         argv += probe_args  # nsbox-idle checks these itself (probes.py)
+        if w.termination.ends_without_python():
+            # nsbox-idle answers a delete itself: stop signals, SIGKILL at the end of the grace
+            # period, then the control socket, this lock and the host netns to the deleting CLI.
+            end = f"{w.server.listener.fileno()}:{w.lock.fd}"
+            if w.state.host_netns_fd >= 0:
+                end += f":{w.state.host_netns_fd}"
+            argv += ["--end", end]
+            for pid, sig in w.termination.stop_plan():
+                argv += ["--stop", f"{pid}:{sig}"]
         due = [
             *probes_due,
             *(
@@ -204,6 +215,18 @@ class Hibernation:
         w.config.resync_periodically()
         w.dirty = False
         w.loop.active_at = now
+        # Connections nsbox-idle accepted and left to us, and a deletion it began but could not
+        # hand over (the deleting CLIs went away): it is carried on here, from deletion.json.
+        for arg in sys.argv[1:]:
+            if arg.startswith("accepted:") and arg[9:].isdigit():
+                w.server.take_client(int(arg[9:]))
+        if "nsbox-idle:deleting" in sys.argv[1:]:
+            from nsbox.state import read_json
+
+            deletion = read_json(w.paths.deletion_json)
+            if deletion is not None:
+                w.termination.deletion = deletion
+                w.termination.begin(int(deletion.get("gracePeriodSeconds", 30)), bool(deletion.get("force")))
         w.loop.catch_signals()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})  # nsbox-idle left it blocked
         w.loop.reap()

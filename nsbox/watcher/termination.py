@@ -19,6 +19,7 @@ TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checke
 if TYPE_CHECKING:
     from typing import Any
 
+    from nsbox.state import Root
     from nsbox.watcher import Watcher
     from nsbox.watcher.containers import Running
     from nsbox.watcher.loop import Timer
@@ -39,6 +40,25 @@ class Termination:
         self.stopping_sidecars = False  # the app containers are done: the sidecars are being stopped
 
     # ------------------------------------------------------------ deletion
+
+    def ends_without_python(self) -> bool:
+        """May nsbox-idle carry out a `delete` of this hibernated pod itself (docs/design.md §3)?
+        Only when its termination is nothing but signals and a wait: no preStop hook to run
+        (a hook is a process Python starts and watches), no sidecar to stop in its turn
+        (Termination 12), every running container our own child (an adopted one is signalled
+        through a pidfd and its exit is not ours to see), and no stop sequence under way."""
+        if self.deletion is not None or self.stopping or self.awaiting_turn:
+            return False
+        running = [r for r in self.w.containers if r.running]
+        return all(r.child and r.pid > 0 and not r.spec.pre_stop and not r.spec.is_sidecar for r in running)
+
+    def stop_plan(self) -> list[tuple[int, int]]:
+        """(PID, signal) of each running container's main process: what nsbox-idle sends on delete."""
+        return [
+            (r.pid, stop_signal(r.spec.stop_signal or r.started_as.get("stopSignal", "")))
+            for r in self.w.containers
+            if r.running
+        ]
 
     def begin(self, grace: int, force: bool) -> None:
         """preStop, SIGTERM when it ends (or at G), SIGKILL at max(G, SIGTERM + 2 s)."""
@@ -302,6 +322,38 @@ class Termination:
 
                 userns.release(w.root.path, w.uid)
         w.done = True
+
+
+def finish_handed_over(root: Root, uid: str, lock_fd: int, listener_fd: int, netns_fd: int) -> None:
+    """The teardown of a pod whose nsbox-idle ended its containers and handed the watcher's lock,
+    control socket and host netns to the deleting CLI (csrc/idle.c --end; docs/design.md §3): the
+    same teardown a watcher runs, in this process, holding the watcher's lock as the watcher did.
+    If this process dies on the way, the lock is free and the pod (its deletion.json) is still
+    there: the next `delete` or `gc` starts a watcher that finishes it (Termination 6)."""
+    from nsbox.model import PodSpec
+    from nsbox.state import read_json
+    from nsbox.watcher import Watcher
+    from nsbox.watcher.podstate import PodState
+
+    w = None
+    try:
+        paths = root.pod(uid)
+        spec = read_json(paths.pod_json)
+        if spec is None:
+            return  # the state was wiped: nothing here to tear down (gc's case)
+        status = read_json(paths.status_json) or {}
+        w = Watcher(root, uid, pod=PodSpec.from_dict(spec), state=PodState.from_status(status))
+        w.lock.fd, lock_fd = lock_fd, -1
+        w.state.host_netns_fd = netns_fd  # network.detach joins it: here, where we are already
+        w.termination.deletion = read_json(paths.deletion_json) or {}
+        w.termination.teardown()
+    finally:
+        for fd in (lock_fd, listener_fd, netns_fd):
+            if fd >= 0:
+                os.close(fd)
+        if w is not None:
+            w.loop.sel.close()  # its epoll descriptor: one CLI may end a thousand pods
+            w.lock.release()  # the watcher's flock, last: the pod is gone (or left for the next delete)
 
 
 def stop_signal(name: str) -> int:
