@@ -138,17 +138,9 @@ def control(action: str) -> str:
 
 def running(lock_path: str) -> int | None:
     """The PID of the server holding this lock, or None."""
-    try:
-        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return None
-    except BlockingIOError:
-        return int(os.read(fd, 32) or b"0") or None
-    finally:
-        os.close(fd)
+    from nsbox.state import lock_holder
+
+    return int(lock_holder(lock_path) or b"0") or None
 
 
 def make_private_dir(directory: str) -> None:

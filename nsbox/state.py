@@ -56,6 +56,22 @@ def write_json(path: str, obj: Any) -> None:
     write_atomic(path, json.dumps(obj, separators=(",", ":")))
 
 
+def lock_holder(path: str) -> bytes | None:
+    """What the lock file at `path` says (its holder writes its PID there), while a live
+    process holds it (flock: a dead holder's lock is gone with it); None if none does."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, 64)
+    finally:
+        os.close(fd)
+
+
 def read_json(path: str) -> Any:
     """The parsed file, or None when it does not exist."""
     try:
@@ -138,17 +154,7 @@ class PodPaths:
 
     def watcher_alive(self) -> bool:
         """True while a watcher holds this pod's watcher.lock (dead holders release it)."""
-        try:
-            fd = os.open(self.watcher_lock, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
+        return lock_holder(self.watcher_lock) is not None
 
 
 class Root:

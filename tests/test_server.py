@@ -312,32 +312,11 @@ def test_pods_outlive_the_server_and_hold_none_of_its_descriptors(served):
     assert p.stdout == "alive\n"
 
 
-def test_a_command_killed_in_the_server_kills_its_caller_with_the_same_signal(served):
-    nsbox, run = served
-    master = started(run)
-    run("run", "victim", "--", *SLEEP)
-    caller = subprocess.Popen(
-        NSBOX + ["--root", nsbox.root, "exec", "victim", "--", "sleep", "1000"],
-        env=run.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        (worker,) = wait_for(lambda: children(master), what="the server's fork")
-        # once the command runs (its exec'd sleep is in the pod's cgroup), not before: a fork that
-        # dies before it took the command on is a refusal, and the caller runs the command itself
-        wait_for(lambda: len(sleeps(nsbox.root)) == 2, timeout=30, what="the exec'd process")
-        os.kill(worker, signal.SIGKILL)
-        assert caller.wait(timeout=30) == -signal.SIGKILL, caller.stderr.read()
-    finally:
-        caller.kill()
-        caller.wait()
-
-
-def test_a_command_whose_caller_is_killed_is_killed_too(served):
-    """SIGKILL cannot be forwarded: the server sees the caller's end of the socket close and
-    kills the fork, as the command would have died with its process without a server."""
+@contextlib.contextmanager
+def exec_in_server(served):
+    """(caller, fork, server): an `exec -- sleep 1000` the server runs, once its process runs in the pod
+    (not before: a fork that dies before it took the command on is a refusal, and the caller
+    would run the command itself). The caller is killed afterwards."""
     nsbox, run = served
     master = started(run)
     run("run", "target", "--", *SLEEP)
@@ -345,14 +324,31 @@ def test_a_command_whose_caller_is_killed_is_killed_too(served):
         NSBOX + ["--root", nsbox.root, "exec", "target", "--", "sleep", "1000"],
         env=run.env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
-    (worker,) = wait_for(lambda: children(master), what="the server's fork")
-    wait_for(lambda: len(sleeps(nsbox.root)) == 2, timeout=30, what="the exec'd process")
-    caller.kill()
-    caller.wait()
-    wait_for(lambda: worker not in children(master), timeout=30, what="the fork to be killed")
+    try:
+        (fork,) = wait_for(lambda: children(master), what="the server's fork")
+        wait_for(lambda: len(sleeps(nsbox.root)) == 2, timeout=30, what="the exec'd process")
+        yield caller, fork, master
+    finally:
+        caller.kill()
+        caller.wait()
+
+
+def test_a_command_killed_in_the_server_kills_its_caller_with_the_same_signal(served):
+    with exec_in_server(served) as (caller, fork, _):
+        os.kill(fork, signal.SIGKILL)
+        assert caller.wait(timeout=30) == -signal.SIGKILL, caller.stderr.read()
+
+
+def test_a_command_whose_caller_is_killed_is_killed_too(served):
+    """SIGKILL cannot be forwarded: the server sees the caller's end of the socket close and
+    kills the fork, as the command would have died with its process without a server."""
+    with exec_in_server(served) as (caller, fork, master):
+        caller.kill()
+        caller.wait()
+        wait_for(lambda: fork not in children(master), timeout=30, what="the fork to be killed")
 
 
 def sleeps(root: str) -> set[int]:
