@@ -26,6 +26,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import struct
 import sys
 import time
@@ -64,7 +65,10 @@ def main() -> None:
     ident = client.identity()
     name = client.socket_name(ident)
     sock_path, lock_path, log_path = paths(directory, name)
-    make_private_dir(directory)
+    try:
+        make_private_dir(directory)
+    except Exception:
+        os._exit(1)  # no log to tell: `nsbox server start` says it
     lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -145,10 +149,12 @@ def running(lock_path: str) -> int | None:
 
 def make_private_dir(directory: str) -> None:
     """The directory of the socket: root's, and no one else may write in it."""
+    from nsbox.errors import NsboxError
+
     os.makedirs(directory, mode=0o700, exist_ok=True)
     st = os.lstat(directory)
-    if st.st_uid != 0 or st.st_mode & 0o022 or not os.path.isdir(directory) or os.path.islink(directory):
-        raise SystemExit(f"{directory}: not a directory that root alone can write in")
+    if st.st_uid != 0 or st.st_mode & 0o022 or not stat.S_ISDIR(st.st_mode):
+        raise NsboxError(f"{directory}: not a directory that root alone can write in (the command server's)")
 
 
 def preload() -> None:

@@ -292,6 +292,18 @@ def test_root_does_not_hand_its_descriptors_to_a_socket_in_a_directory_others_co
     assert p.returncode == 0 and p.stdout.startswith("nsbox ")
     assert not connected, "the client connected to a socket in a directory root does not own alone"
     assert sorted(os.listdir(directory)) == [f"{name}.sock"], "and started no server there"
+    refused = subprocess.run(
+        [*NSBOX, "server", "start"],
+        env=dict(os.environ, NSBOX_SERVER_DIR=str(directory)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert refused.returncode == 1 and refused.stderr == (
+        f"error: {directory}: not a directory that root alone can write in (the command server's)\n"
+    )
+    assert sorted(os.listdir(directory)) == [f"{name}.sock"]
 
 
 def test_pods_outlive_the_server_and_hold_none_of_its_descriptors(served):
