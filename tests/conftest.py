@@ -70,14 +70,9 @@ def command_servers() -> Iterator[None]:
 
 def server_pid(lock: str) -> int | None:
     """The PID of the command server holding `lock` (its <name>.lock), None if none holds it."""
-    import fcntl
+    from nsbox.state import lock_holder
 
-    with open(lock, "rb") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return None
-        except BlockingIOError:
-            return int(f.read().strip() or 0) or None
+    return int(lock_holder(lock) or b"0") or None
 
 
 def stop_servers(directory: str) -> None:

@@ -29,7 +29,8 @@ SLEEP = ["sleep", "1000"]
 @pytest.fixture
 def served(nsbox):
     """(nsbox, run): `run(*args, server=...)` runs a command with NSBOX_SERVER set as asked,
-    against a private server directory; the servers started there are stopped afterwards."""
+    against a private server directory (`run.popen` starts one and leaves it running); the
+    servers started there are stopped afterwards."""
     directory = tempfile.mkdtemp(prefix="nsbox-srv-")
     env = dict(os.environ, NSBOX_SERVER_DIR=directory, NSBOX_SERVER="1")
 
@@ -48,7 +49,17 @@ def served(nsbox):
             raise AssertionError(f"nsbox {args} exited {p.returncode}: {p.stderr}")
         return p
 
-    run.dir, run.env = directory, env
+    def popen(*args, server="1"):
+        """The command left running (binary pipes for stdout and stderr)."""
+        return subprocess.Popen(
+            NSBOX + ["--root", nsbox.root, *args],
+            env={**env, "NSBOX_SERVER": server},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+
+    run.dir, run.env, run.popen = directory, env, popen
     try:
         yield nsbox, run
     finally:
@@ -93,13 +104,7 @@ def test_a_command_runs_in_a_fork_of_the_server_with_the_callers_descriptors(ser
     run("run", "app", "--pod", "web", "--", "sh", "-c", "echo ready; exec sleep 1000")
     wait_for(lambda: "ready" in run("logs", "web", "-c", "app").stdout, what="the container's output")
     before = served_count(run)
-    follower = subprocess.Popen(
-        NSBOX + ["--root", nsbox.root, "logs", "-f", "web", "-c", "app"],
-        env=run.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
+    follower = run.popen("logs", "-f", "web", "-c", "app")
     try:
         assert follower.stdout.readline() == b"ready\n"
         (worker,) = wait_for(lambda: children(master), what="the server's fork")
@@ -115,16 +120,12 @@ def test_a_command_runs_in_a_fork_of_the_server_with_the_callers_descriptors(ser
         follower.kill()
         follower.wait()
     assert served_count(run) == before + 1
-    cold = subprocess.Popen(
-        NSBOX + ["--root", nsbox.root, "logs", "-f", "web", "-c", "app"],
-        env={**run.env, "NSBOX_SERVER": "0"},
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
+    cold = run.popen("logs", "-f", "web", "-c", "app", server="0")
     assert cold.stdout.readline() == b"ready\n"
     cold.send_signal(signal.SIGINT)
     assert cold.wait(timeout=30) == 130, "the same without the server"
     cold.stdout.close()
+    cold.stderr.close()
 
 
 def test_results_are_the_same_with_and_without_the_server(served, tmp_path):
@@ -332,13 +333,7 @@ def exec_in_server(served):
     nsbox, run = served
     master = started(run)
     run("run", "target", "--", *SLEEP)
-    caller = subprocess.Popen(
-        NSBOX + ["--root", nsbox.root, "exec", "target", "--", "sleep", "1000"],
-        env=run.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
+    caller = run.popen("exec", "target", "--", "sleep", "1000")
     try:
         (fork,) = wait_for(lambda: children(master), what="the server's fork")
         wait_for(lambda: len(sleeps(nsbox.root)) == 2, timeout=30, what="the exec'd process")

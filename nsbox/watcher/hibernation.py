@@ -218,8 +218,9 @@ class Hibernation:
         # Connections nsbox-idle accepted and left to us, and a deletion it began but could not
         # hand over (the deleting CLIs went away): it is carried on here, from deletion.json.
         for arg in sys.argv[1:]:
-            if arg.startswith("accepted:") and arg[9:].isdigit():
-                w.server.take_client(int(arg[9:]))
+            fd = arg.removeprefix("accepted:")
+            if fd != arg and fd.isdigit():
+                w.server.take_client(int(fd))
         if "nsbox-idle:deleting" in sys.argv[1:]:
             from nsbox.state import read_json
 
