@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -274,6 +275,31 @@ def test_parallel_runs_and_deletes_on_the_same_pod(nsbox):
     for d in deletes:
         assert d.returncode == 0 or "not found" in d.stderr, d.stderr
     assert leftovers(nsbox.root) == []
+
+
+def test_delete_all_ignores_a_pod_that_went_before_it_was_asked(nsbox):
+    # `delete --all` lists a0 and a1, then asks them in turn. The test holds a0's lock, so the
+    # command waits there (seen in /proc/locks) while a1 is deleted by name; then a1 is gone
+    # when asked. As kubectl's --all (which implies --ignore-not-found), that is no error.
+    for n in ("a0", "a1"):
+        nsbox("run", n, "--", "sh", "-c", EXIT_ON_TERM)
+    lock = os.path.join(nsbox.root, "pods", nsbox.uid("a0"), "lock")
+    with open(lock, "a") as held:  # FileLock creates it on first use
+        fcntl.flock(held, fcntl.LOCK_EX)
+        delete_all = nsbox.popen("delete", "pod", "--all")
+        inode = f":{os.fstat(held.fileno()).st_ino} "
+        wait_for(
+            lambda: any("->" in line and inode in line for line in open("/proc/locks")),
+            timeout=20,
+            what="delete --all to wait for a0's lock",
+        )
+        nsbox("delete", "pod", "a1")
+    out, err = delete_all.communicate(timeout=60)
+    assert (delete_all.returncode, out, err) == (0, 'pod "a0" deleted\n', "")
+    assert leftovers(nsbox.root) == []
+    # Without --all, a name that is not there is still an error.
+    gone = nsbox("delete", "pod", "a1", check=False)
+    assert (gone.returncode, gone.stderr) == (1, 'error: pod "a1" not found\n')
 
 
 def test_deleting_several_pods_runs_their_grace_periods_at_the_same_time(nsbox):

@@ -7,7 +7,7 @@ import collections
 import sys
 
 from nsbox.cli import CONFIG_KINDS, POD_KINDS, command, print_error, runtime
-from nsbox.errors import NsboxError
+from nsbox.errors import NotFound, NsboxError
 
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
@@ -92,6 +92,12 @@ def cmd_delete(args: argparse.Namespace) -> int:
     for ns, name in targets:
         try:
             pending.append(rt.request_delete(ns, name, grace=args.grace_period, force=args.force))
+        except NotFound as e:
+            # A pod that --all listed and that went before it was asked (another delete, a
+            # `run --rm`) is what --all wanted: as in kubectl, --all implies --ignore-not-found.
+            if not args.all:
+                print_error(str(e))
+                status = 1
         except NsboxError as e:
             print_error(str(e))
             status = 1
