@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nsbox import mountinfo
+
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 NAMESPACES = ("net", "ipc", "uts", "pid", "mnt")
 COMMAND_TIMEOUT = 60  # seconds for any one nsbox command
@@ -207,7 +209,7 @@ class Session:
             time.sleep(0.1)
         if self.pods_left():
             problems.append(f"pods still in {self.root}: {', '.join(self.pods_left())}")
-        mounted = mounts_under(self.root)
+        mounted = mountinfo.points_under(self.root)
         if mounted:
             problems.append(f"still mounted: {', '.join(mounted)}")
         if not problems:
@@ -231,16 +233,6 @@ def display_path(example: str) -> str:
     except OSError:
         pass
     return str(installed)
-
-
-def mounts_under(path: str) -> list[str]:
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            target = line.split()[4].replace("\\040", " ")
-            if target == path or target.startswith(path + "/"):
-                found.append(target)
-    return found
 
 
 def host_inodes() -> dict[str, int]:

@@ -241,9 +241,16 @@ class Root:
 
 
 def remove_tree(path: str) -> None:
-    """rm -rf that never crosses into a mount point (a volume still mounted is an error, not data loss)."""
+    """rm -rf that never crosses into a mount point (a volume still mounted is an error, not data loss).
+    The mount points come from mountinfo, which sees bind mounts of the same file system too, in
+    one read rather than a walk of the tree first."""
     if not os.path.lexists(path):
         return
+    from nsbox import mountinfo
+
+    mounted = mountinfo.points_under(os.path.realpath(path))
+    if mounted:
+        raise NsboxError(f"refusing to remove {path}: {mounted[0]} is a mount point")
 
     def onerror(func: Any, p: str, exc: Any) -> None:
         e = exc[1] if isinstance(exc, tuple) else exc
@@ -253,11 +260,6 @@ def remove_tree(path: str) -> None:
             raise NsboxError(f"cannot remove {p}: still mounted") from None
         raise e
 
-    for dirpath, dirnames, _ in os.walk(path):
-        for d in dirnames:
-            full = os.path.join(dirpath, d)
-            if os.path.ismount(full):
-                raise NsboxError(f"refusing to remove {path}: {full} is a mount point")
     import shutil  # here: most commands never remove a tree
 
     shutil.rmtree(path, onerror=onerror)
