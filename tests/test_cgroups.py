@@ -264,12 +264,21 @@ def test_importing_cgroups_loads_only_the_standard_library():
         text=True,
         check=True,
     )
-    # kube holds the shared Kubernetes rules (the CPU quota); it is standard library only too.
+    # kube holds the shared Kubernetes rules (the CPU quota), mountinfo reads /proc/self/mountinfo;
+    # they are standard library only too.
     kube = ["nsbox.kube"] + [
         f"nsbox.kube.{m}"
         for m in ("hosts", "images", "lifecycle", "names", "podstatus", "quantities", "securitycontext")
     ]
-    expected = ["nsbox", "nsbox.cgroups", "nsbox.cgroups.v1", "nsbox.cgroups.v2", "nsbox.errors", *kube]
+    expected = [
+        "nsbox",
+        "nsbox.cgroups",
+        "nsbox.cgroups.v1",
+        "nsbox.cgroups.v2",
+        "nsbox.errors",
+        *kube,
+        "nsbox.mountinfo",
+    ]
     assert out.stdout.split() == expected
 
 
@@ -538,6 +547,28 @@ def test_remove_leaves_nothing_in_any_hierarchy(cg, running):
         assert not os.path.exists(f"{mount_point}/{pod.rel}"), mount_point
     assert pod.uid not in cg.list_pods()
     cg.remove(pod.rel)  # already gone: fine
+
+
+def test_the_shared_top_cgroup_goes_with_its_last_pod_and_not_before(cg, monkeypatch):
+    # Under a top of the test's own (other tests' pods share "nsbox"), in every hierarchy.
+    top = "nsboxtest" + uuid.uuid4().hex[:8]
+    monkeypatch.setattr(cgroups, "TOP", top)
+    first, second = Pod(cg), Pod(cg)
+    try:
+        for pod in (first, second):
+            cg.create(pod.ctr)
+        used = [mp for mp in MOUNTS if os.path.isdir(f"{mp}/{first.rel}")]
+        assert used
+        cg.remove(first.rel)
+        assert [os.path.isdir(f"{mp}/{top}") for mp in used] == [True] * len(used)
+        assert not any(os.path.exists(f"{mp}/{first.rel}") for mp in MOUNTS)
+        cg.remove(second.rel)
+        assert not any(os.path.exists(f"{mp}/{top}") for mp in MOUNTS)
+    finally:
+        for mp in MOUNTS:  # bottom-up, by hand: whatever the code under test left
+            for rel in (second.ctr, second.rel, first.ctr, first.rel, top):
+                if os.path.isdir(f"{mp}/{rel}"):
+                    os.rmdir(f"{mp}/{rel}")
 
 
 def test_remove_names_the_cgroup_that_still_holds_a_process(cg, running):

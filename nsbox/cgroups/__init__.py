@@ -39,8 +39,8 @@ import time
 
 from nsbox import kube
 from nsbox.errors import NsboxError
+from nsbox.mountinfo import MOUNTINFO, unescape
 
-MOUNTINFO = "/proc/self/mountinfo"
 CGROUP_MOUNT = "/sys/fs/cgroup"
 TOP = "nsbox"
 
@@ -137,21 +137,6 @@ def _procs_below(top):
 # --- detection --------------------------------------------------------------
 
 
-def _unescape(field):
-    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def parse_mountinfo(text):
     """[(mount point, fstype, super options)] of the cgroup and cgroup2 mounts."""
     mounts = []
@@ -161,7 +146,7 @@ def parse_mountinfo(text):
         if not sep or len(fields) < 5 or len(tail) < 3:
             continue
         if tail[0] in ("cgroup", "cgroup2"):
-            mounts.append((_unescape(fields[4]), tail[0], frozenset(tail[2].split(","))))
+            mounts.append((unescape(fields[4]), tail[0], frozenset(tail[2].split(","))))
     return mounts
 
 
@@ -368,11 +353,13 @@ class Cgroups:
             for d in _subtree(top, bottom_up=True):
                 _rmdir_waiting(d, deadline)
         if os.path.dirname(rel) == TOP:
-            for root in self._roots():
-                try:
-                    os.rmdir(os.path.join(root, TOP))
-                except OSError:
-                    pass  # another pod is there (EBUSY), or it is gone already
+            tops = [os.path.join(root, TOP) for root in self._roots()]
+            if all(map(_childless, tops)):  # one stat while other pods are there, not a failed rmdir each
+                for top in tops:
+                    try:
+                        os.rmdir(top)
+                    except OSError:
+                        pass  # a pod came meanwhile (EBUSY), or it is gone already
 
     def list_pods(self):
         """UIDs of the pods that have a pod<UID> cgroup in any hierarchy."""
@@ -405,6 +392,15 @@ def _signal(pid, sig):
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def _childless(path):
+    """No cgroup below `path` (a cgroupfs directory counts its subdirectories in st_nlink, as
+    every kernfs one does); True if it is gone."""
+    try:
+        return os.stat(path).st_nlink <= 2
+    except FileNotFoundError:
+        return True
 
 
 def _rmdir_waiting(path, deadline):
