@@ -250,6 +250,21 @@ def test_cooperative_pod_is_deleted_as_soon_as_it_exits(nsbox):
     assert time.monotonic() - t0 < 10
 
 
+def test_the_watcher_has_a_session_of_its_own_and_outlives_the_clis_terminal(nsbox):
+    # The CLI runs on a terminal of its own (script(1) gives it a pty as controlling terminal),
+    # which hangs up when the command is done: the watcher has no controlling terminal, leads
+    # its own session, and its pod runs on once the terminal is gone.
+    command = " ".join([*NSBOX, *nsbox.global_args, "run", "tty", "--", "sleep", "300"])
+    out = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    watcher = nsbox.inspect("tty")["watcher"]["pid"]
+    with open(f"/proc/{watcher}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    session, tty_nr = int(fields[3]), int(fields[4])
+    assert (session, tty_nr) == (watcher, 0)
+    assert nsbox.pod("tty")["status"]["phase"] == "Running"
+
+
 def test_killed_cli_during_run_leaves_nothing_delete_and_gc_cannot_clean(nsbox):
     for i, delay in enumerate((0.0, 0.02, 0.05, 0.1, 0.2, 0.4)):
         name = f"k{i}"

@@ -72,7 +72,12 @@ def launch(
     """Fork the watcher of pod `uid` and wait until it reports that the pod is set up.
 
     Returns the watcher's report ({"ok": True, "errors": [...]}). The watcher
-    is double-forked into a session of its own, so it survives the CLI.
+    is forked into a session of its own (no controlling terminal, no signal from the
+    CLI's terminal), so it survives the CLI: once the CLI exits, init (or the nearest
+    subreaper) is its parent. One fork, not the daemon's classic two: the second would
+    only keep it from being a session leader, which could gain a controlling terminal by
+    opening one, and a watcher never opens a terminal (the CLI passes it descriptors);
+    docs/design.md §2.
     `stdio` hands the CLI's terminal or pipes to the pod's containers (-i/-t).
     With `follow`, the report pipe stays open and report["pipe"] is its read
     end: the watcher writes one more JSON line there when the pod's containers
@@ -80,19 +85,15 @@ def launch(
     learns the exit code even when nothing of the pod is left to ask.
     """
     r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
+    if os.fork() == 0:
         try:
             os.close(r)
             os.setsid()
-            if os.fork():
-                os._exit(0)
             _watcher_main(root, uid, w, adopt, stdio, follow)
         except BaseException:
             pass
         os._exit(0)
     os.close(w)
-    os.waitpid(pid, 0)
     try:
         line = read_line(r, timeout)
     except TimeoutError:
