@@ -138,7 +138,7 @@ def volume_mounts(pod: PodSpec, c: ContainerSpec, paths: PodPaths) -> list[mount
 def termination_message_mount(c: ContainerSpec, paths: PodPaths) -> mounts.Volume:
     """The pod's file for `c`'s termination message, bound at its terminationMessagePath after
     the volumes, as the kubelet binds it (docs/lifecycle.md, "Termination messages")."""
-    return mounts.Volume(paths.termination_message(c.name), c.termination_message_path, read_only=False)
+    return mounts.Volume(paths.termination_message(c.name), c.termination_message_path, read_only=False, mapped=False)
 
 
 def _environ(pid: int) -> dict[str, str]:

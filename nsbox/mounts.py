@@ -87,13 +87,16 @@ _KEPT_BY_REMOUNT = (
 
 
 class Volume:
-    """A resolved volume mount: host path (and a subPath below it) -> path in the container."""
+    """A resolved volume mount: host path (and a subPath below it) -> path in the container.
+    `mapped=False`: bound as it is even with a user namespace (a file of the pod's scratch
+    tmpfs, already its root's: tmpfs takes idmapped mounts only from Linux 6.3)."""
 
-    def __init__(self, source: str, target: str, read_only: bool, sub_path: str = ""):
+    def __init__(self, source: str, target: str, read_only: bool, sub_path: str = "", mapped: bool = True):
         self.source = source
         self.target = target
         self.read_only = read_only
         self.sub_path = sub_path
+        self.mapped = mapped
 
 
 def open_beneath(directory: str, path: str, create: bool = False) -> int:
@@ -224,7 +227,12 @@ def container_root_plan(
 
     for v in volumes:
         ops += bind_plan(
-            v.source, root + v.target, v.read_only, nodev=not privileged, sub_path=v.sub_path, idmapped=idmapped
+            v.source,
+            root + v.target,
+            v.read_only,
+            nodev=not privileged,
+            sub_path=v.sub_path,
+            idmapped=idmapped and v.mapped,
         )
 
     if console:

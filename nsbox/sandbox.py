@@ -23,9 +23,10 @@ from nsbox.model import PodSpec
 from nsbox.state import PodPaths
 
 SHM_SIZE = "64m"  # Docker's and the kubelet's default /dev/shm
-# The pod's /etc/hosts and /etc/hostname live on a tmpfs of this size (docs/security.md §4):
-# writable inside, as in Kubernetes, but a container cannot fill the host's disk through them.
-ETC_FILES_SIZE = "1m"
+# The pod's scratch tmpfs (enter): its /etc/hosts and /etc/hostname, writable inside as in
+# Kubernetes, and the containers' termination messages (the kubelet reads 4 KiB of each); a
+# container cannot fill the host's disk through them (docs/security.md §4).
+SCRATCH_SIZE = "1m"
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 
@@ -124,21 +125,24 @@ def enter(pod: PodSpec, paths: PodPaths, userns_first: int = 0) -> None:
     if pod.network != "host":
         socket.sethostname(pod.effective_hostname)
         loopback_up()
-    os.makedirs(paths.shm, 0o755, exist_ok=True)
-    native.mount("shm", paths.shm, "tmpfs", native.MS_NOSUID | native.MS_NODEV, f"mode=1777,size={SHM_SIZE}")
-    # In the pod's mount namespace only, like /dev/shm: it goes with the pod's last process,
-    # whatever way the pod ends, and the host's disk never holds what a container writes there.
+    # The pod's scratch (/etc/hosts and /etc/hostname, termination messages, the mount points
+    # of /dev/shm and of the containers' roots), in the pod's mount namespace only, like
+    # /dev/shm: it goes with the pod's last process, whatever way the pod ends; the host's disk
+    # never holds what a container writes there, nor a directory per pod to make and remove.
     # With a user namespace it is the pod's root's, and bound without an ID mapping (tmpfs
     # takes idmapped mounts only from Linux 6.3; docs/security.md, "User namespaces").
-    os.makedirs(paths.etc, 0o755, exist_ok=True)
+    os.makedirs(paths.run, 0o700, exist_ok=True)
     owner = f",uid={userns_first},gid={userns_first}" if userns_first else ""
     native.mount(
-        "nsbox-etc",
-        paths.etc,
+        "nsbox-run",
+        paths.run,
         "tmpfs",
         native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC,
-        f"mode=0755,size={ETC_FILES_SIZE}{owner}",
+        f"mode=0755,size={SCRATCH_SIZE}{owner}",
     )
+    for d in (paths.etc, paths.shm, paths.containers):
+        os.mkdir(d, 0o755)
+    native.mount("shm", paths.shm, "tmpfs", native.MS_NOSUID | native.MS_NODEV, f"mode=1777,size={SHM_SIZE}")
     for v in pod.volumes:
         if v.kind == "emptyDir" and v.medium == "Memory":
             data = "mode=0777" + (f",size={v.size_limit}" if v.size_limit else "")

@@ -9,9 +9,12 @@ Layout under the root (default /run/nsbox, a tmpfs on most hosts):
     pods/<uid>/lock           flock: serialises CLI calls on this pod
     pods/<uid>/watcher.lock   flock held by the live watcher for its whole life
     pods/<uid>/ctl            the watcher's control socket
-    pods/<uid>/etc/           hostname, hosts shown to the containers (a 1 MiB tmpfs, pod mount ns)
-    pods/<uid>/volumes/<v>/   emptyDir volumes
-    pods/<uid>/shm/, containers/<c>/   mount points used inside the watcher's mount namespace
+    pods/<uid>/run/           mount point of the pod's scratch: a 1 MiB tmpfs in the watcher's
+                              mount namespace (only there), holding
+        etc/                  hostname, hosts shown to the containers
+        termination/<c>       the file bound at a container's terminationMessagePath
+        shm/, containers/<c>/ mount points of the pod's /dev/shm and the containers' roots
+    pods/<uid>/volumes/<v>/   emptyDir volumes (the directory only for a pod with volumes)
     logs/<namespace>_<pod>_<uid>/<container>/<restartCount>.log   CRI-format logs
 
 A pod is keyed by its UID, not its name, so a force-deleted pod can still be
@@ -128,20 +131,23 @@ class PodPaths:
         self.watcher_lock = f"{d}/watcher.lock"
         self.watcher_log = f"{d}/watcher.log"
         self.ctl = f"{d}/ctl"
-        self.etc = f"{d}/etc"
-        self.shm = f"{d}/shm"
-        self.containers = f"{d}/containers"
+        # The pod's scratch: a tmpfs in the watcher's mount namespace (sandbox.enter), so that
+        # none of it is a directory on the host's disk to make and remove per pod.
+        self.run = r = f"{d}/run"
+        self.etc = f"{r}/etc"
+        self.shm = f"{r}/shm"
+        self.containers = f"{r}/containers"
 
     def volume(self, name: str) -> str:
         return os.path.join(self.dir, "volumes", name)
 
     def container_dir(self, name: str) -> str:
-        return os.path.join(self.dir, "containers", name)
+        return f"{self.containers}/{name}"
 
     def termination_message(self, name: str) -> str:
         """The file bound at a container's terminationMessagePath (beside, not in, its
         directory: that one is covered by the container's tmpfs when it starts)."""
-        return os.path.join(self.dir, "termination", name)
+        return f"{self.run}/termination/{name}"
 
     def log_dir(self, namespace: str, pod: str) -> str:
         return os.path.join(self.root.path, "logs", f"{namespace}_{pod}_{self.uid}")

@@ -253,9 +253,13 @@ def test_the_root_and_dev_shm_are_writable_and_roots_files_are_roots(nsbox):
     apply(nsbox, userns_pod("u"))
     script = (
         "stat -c %u:%g / /etc/passwd /bin/sh; echo x > /etc/nsbox-userns-test && mkdir /nsbox-userns-dir"
-        " && touch /tmp/t /dev/shm/s /etc/hosts && echo ok; /bin/true && echo ran"
+        " && touch /tmp/t /dev/shm/s /etc/hosts && echo ok; /bin/true && echo ran;"
+        " stat -c %u:%g:%a /dev/termination-log && echo why > /dev/termination-log && echo wrote"
     )
-    assert exec_sh(nsbox, "u", script).stdout.split() == ["0:0", "0:0", "0:0", "ok", "ran"]
+    # The termination message file (on the pod's scratch tmpfs, bound without an ID mapping)
+    # is root's inside, mode 0666 as the kubelet makes it.
+    out = exec_sh(nsbox, "u", script).stdout.split()
+    assert out == ["0:0", "0:0", "0:0", "ok", "ran", "0:0:666", "wrote"]
     # the writes stayed in the container's upper layer
     assert not os.path.exists("/etc/nsbox-userns-test") and not os.path.exists("/nsbox-userns-dir")
 

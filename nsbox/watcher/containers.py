@@ -198,7 +198,7 @@ class Containers:
         w.cg.set_devices(cg_path, None if c.security.privileged else cgroups.DEFAULT_DEVICE_RULES)
         r.oom_before = w.cg.oom_killed(cg_path)
         os.makedirs(w.paths.container_dir(c.name), 0o700, exist_ok=True)
-        messages.prepare(w.paths.termination_message(c.name))
+        messages.prepare(w.paths.termination_message(c.name), owner=w.state.userns_first)
         attach = w.attach if w.attach is not None and (c.stdin or c.tty) and r.restart_count == 0 else None
         console = os.ttyname(attach[1]) if attach and c.tty and os.isatty(attach[1]) else ""
         if not w.pod.host_users and not w.state.userns_first:

@@ -62,7 +62,7 @@ def _check_idmapped_mounts(w: Watcher) -> None:
     from nsbox import security, userns
     from nsbox.errors import NsboxError
 
-    sources = {w.paths.dir: "the pod's directory (emptyDir volumes, /etc/hosts)"}
+    sources = {w.paths.dir: "the pod's directory (emptyDir volumes)"}
     for v in w.pod.volumes:
         if v.kind == "hostPath" and os.path.exists(v.host_path):
             sources.setdefault(v.host_path, f'hostPath volume "{v.name}"')

@@ -14,13 +14,17 @@ MAX_LOG_LINES = 80  # kubelet MaxContainerTerminationMessageLogLines
 MAX_LOG_BYTES = 2048  # kubelet MaxContainerTerminationMessageLogLength: the last 2 KiB of those lines
 
 
-def prepare(path: str) -> None:
+def prepare(path: str, owner: int = 0) -> None:
     """An empty file for the container run about to start (each run writes its own message).
-    Mode 0666 as the kubelet makes it: the container's user need not be root."""
+    Mode 0666 as the kubelet makes it: the container's user need not be root. With `owner`
+    (the host ID of a hostUsers: false pod's root) it is that ID's, so root's inside: it is
+    bound without an ID mapping, from the pod's scratch tmpfs (container.termination_message_mount)."""
     os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
     try:
         os.fchmod(fd, 0o666)
+        if owner:
+            os.fchown(fd, owner, owner)
     finally:
         os.close(fd)
 

@@ -282,7 +282,7 @@ class Termination:
             if (v.kind, v.medium) == ("emptyDir", "Memory") or v in config_volumes:  # tmpfs each
                 _umount(w.paths.volume(v.name))
         _umount(w.paths.shm)
-        _umount(w.paths.etc)  # the tmpfs of /etc/hosts and /etc/hostname (sandbox.enter)
+        _umount(w.paths.run)  # the pod's scratch tmpfs (sandbox.enter)
         if w.pod.network == "bridge":
             from nsbox import network
 
