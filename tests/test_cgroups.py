@@ -549,6 +549,23 @@ def test_remove_leaves_nothing_in_any_hierarchy(cg, running):
     cg.remove(pod.rel)  # already gone: fine
 
 
+def test_remove_with_the_expected_children_still_finds_one_it_was_not_told_of(cg, pod):
+    # The containers a teardown names are removed without a walk; one more cgroup below
+    # the pod (not named) makes remove() walk, so that it goes too.
+    cg.create(pod.ctr)
+    cg.create(cg.container_path(pod.uid, "other"))
+    cg.remove(pod.rel, children=["c", "absent"])
+    assert not any(os.path.exists(f"{mp}/{pod.rel}") for mp in MOUNTS)
+
+
+def test_remove_with_a_named_child_still_waits_for_its_leaving_process(cg, running):
+    pod, p = running
+    cg.kill(pod.rel)  # SIGKILL: the process leaves the cgroup a moment later
+    cg.remove(pod.rel, children=["c"])
+    p.wait(timeout=10)
+    assert not any(os.path.exists(f"{mp}/{pod.rel}") for mp in MOUNTS)
+
+
 def test_the_shared_top_cgroup_goes_with_its_last_pod_and_not_before(cg, monkeypatch):
     # Under a top of the test's own (other tests' pods share "nsbox"), in every hierarchy.
     top = "nsboxtest" + uuid.uuid4().hex[:8]

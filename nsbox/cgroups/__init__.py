@@ -343,13 +343,18 @@ class Cgroups:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    def remove(self, rel, timeout=5.0):
+    def remove(self, rel, timeout=5.0, children=()):
         """rmdir the subtree bottom-up everywhere; waits for leaving processes.
 
+        `children`: the names of the cgroups expected right below `rel` (a pod's containers):
+        removed without listing `rel` first, which in a v1 hierarchy means reading a
+        directory of dozens of control files; anything else below is found by the walk.
         The shared top cgroup goes too once no pod is left in it, so that a
         host without pods has no trace of nsbox (create() makes it again)."""
         deadline = time.monotonic() + timeout
         for top in self._dirs(rel):
+            if children and self._remove_known(top, children):
+                continue
             for d in _subtree(top, bottom_up=True):
                 _rmdir_waiting(d, deadline)
         if os.path.dirname(rel) == TOP:
@@ -360,6 +365,23 @@ class Cgroups:
                         os.rmdir(top)
                     except OSError:
                         pass  # a pod came meanwhile (EBUSY), or it is gone already
+
+    @staticmethod
+    def _remove_known(top, children):
+        """rmdir `top`'s expected children, then `top`; False (nothing lost) if that is not
+        all there is, or a process is still leaving: the caller then walks and waits."""
+        try:
+            for name in children:
+                try:
+                    os.rmdir(os.path.join(top, name))
+                except FileNotFoundError:
+                    pass
+            os.rmdir(top)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False  # EBUSY: another child, or a process not gone yet
+        return True
 
     def list_pods(self):
         """UIDs of the pods that have a pod<UID> cgroup in any hierarchy."""

@@ -13,7 +13,7 @@ from functools import partial
 from nsbox import kube, native
 from nsbox.errors import NsboxError
 from nsbox.state import remove_tree
-from nsbox.watcher import hooks
+from nsbox.watcher import holder, hooks
 
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
@@ -290,7 +290,7 @@ class Termination:
         if w.state.pid_ns_fd >= 0:
             os.close(w.state.pid_ns_fd)
             w.state.pid_ns_fd = -1
-        w.cg.remove(pod_cg)
+        w.cg.remove(pod_cg, children=[*(r.spec.name for r in w.containers), holder.PAUSE_CGROUP])
         if not w.pod.host_users:
             from nsbox import userns
 
