@@ -147,7 +147,6 @@ class Runtime:
         paths = self.root.pod(spec.uid)
         os.mkdir(paths.dir, 0o700)
         try:
-            os.mkdir(paths.run, 0o700)  # the watcher mounts the pod's scratch tmpfs here
             if any(v.kind != "hostPath" for v in spec.volumes):
                 os.mkdir(os.path.join(paths.dir, "volumes"), 0o755)
             for v in spec.volumes:

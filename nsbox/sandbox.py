@@ -131,7 +131,6 @@ def enter(pod: PodSpec, paths: PodPaths, userns_first: int = 0) -> None:
     # never holds what a container writes there, nor a directory per pod to make and remove.
     # With a user namespace it is the pod's root's, and bound without an ID mapping (tmpfs
     # takes idmapped mounts only from Linux 6.3; docs/security.md, "User namespaces").
-    os.makedirs(paths.run, 0o700, exist_ok=True)
     owner = f",uid={userns_first},gid={userns_first}" if userns_first else ""
     native.mount(
         "nsbox-run",

@@ -9,12 +9,12 @@ Layout under the root (default /run/nsbox, a tmpfs on most hosts):
     pods/<uid>/lock           flock: serialises CLI calls on this pod
     pods/<uid>/watcher.lock   flock held by the live watcher for its whole life
     pods/<uid>/ctl            the watcher's control socket
-    pods/<uid>/run/           mount point of the pod's scratch: a 1 MiB tmpfs in the watcher's
-                              mount namespace (only there), holding
+    pods/<uid>/volumes/<v>/   emptyDir volumes (the directory only for a pod with volumes)
+    scratch/                  where each watcher mounts its pod's scratch, a 1 MiB tmpfs, in its
+                              own mount namespace (one empty directory on disk for all pods):
         etc/                  hostname, hosts shown to the containers
         termination/<c>       the file bound at a container's terminationMessagePath
         shm/, containers/<c>/ mount points of the pod's /dev/shm and the containers' roots
-    pods/<uid>/volumes/<v>/   emptyDir volumes (the directory only for a pod with volumes)
     logs/<namespace>_<pod>_<uid>/<container>/<restartCount>.log   CRI-format logs
 
 A pod is keyed by its UID, not its name, so a force-deleted pod can still be
@@ -132,8 +132,9 @@ class PodPaths:
         self.watcher_log = f"{d}/watcher.log"
         self.ctl = f"{d}/ctl"
         # The pod's scratch: a tmpfs in the watcher's mount namespace (sandbox.enter), so that
-        # none of it is a directory on the host's disk to make and remove per pod.
-        self.run = r = f"{d}/run"
+        # none of it is a directory on the host's disk to make and remove per pod. Every
+        # watcher mounts its own at the same path: each sees only its own.
+        self.run = r = f"{root.path}/scratch"
         self.etc = f"{r}/etc"
         self.shm = f"{r}/shm"
         self.containers = f"{r}/containers"
@@ -170,7 +171,7 @@ class Root:
         self.path = os.path.abspath(path)
 
     def ensure(self) -> None:
-        for sub in ("", "pods", "names", "logs"):
+        for sub in ("", "pods", "names", "logs", "scratch"):
             d = os.path.join(self.path, sub)
             try:
                 os.mkdir(d, 0o700)

@@ -250,6 +250,24 @@ def test_cooperative_pod_is_deleted_as_soon_as_it_exits(nsbox):
     assert time.monotonic() - t0 < 10
 
 
+def test_each_pod_has_its_own_scratch_tmpfs_at_the_same_path_and_the_host_sees_none(nsbox):
+    scratch = os.path.join(nsbox.root, "scratch")
+    for name in ("sa", "sb"):
+        nsbox("run", name, "--", "sleep", "300")
+    for name in ("sa", "sb"):
+        watcher = nsbox.inspect(name)["watcher"]["pid"]
+        fs = subprocess.run(
+            ["findmnt", "--task", str(watcher), "-n", "-o", "FSTYPE,OPTIONS", "--mountpoint", scratch],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert fs[0] == "tmpfs" and "size=1024k" in fs[1].split(","), fs
+        with open(f"/proc/{watcher}/root{scratch}/etc/hostname") as f:  # in the watcher's mount namespace
+            assert f.read() == f"{name}\n"
+    assert os.listdir(scratch) == [] and mounts_under(nsbox.root) == []
+
+
 def test_the_watcher_has_a_session_of_its_own_and_outlives_the_clis_terminal(nsbox):
     # The CLI runs on a terminal of its own (script(1) gives it a pty as controlling terminal),
     # which hangs up when the command is done: the watcher has no controlling terminal, leads
