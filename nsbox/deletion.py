@@ -12,7 +12,7 @@ import time
 from nsbox import kube
 from nsbox.errors import NotFound, NsboxError
 from nsbox.model import PodSpec
-from nsbox.state import FileLock, PodPaths, read_json, write_json
+from nsbox.state import FileLock, PodPaths, read_json, write_state
 
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def request(rt: Runtime, namespace: str, name: str, *, grace: int | None, force:
         deletion = read_json(paths.deletion_json)
         if deletion is None or g < deletion["gracePeriodSeconds"]:
             deletion = {"deletionTimestamp": kube.rfc3339(g), "gracePeriodSeconds": g, "force": force}
-            write_json(paths.deletion_json, deletion)
+            write_state(paths.deletion_json, deletion)
         if force:
             # The name is free at once; the pod is torn down behind it (docs/lifecycle.md, Termination 7).
             rt.root.release(namespace, name, paths.uid)

@@ -21,7 +21,7 @@ def collect(rt: Runtime, idle_bridges: bool = False) -> list[str]:
     from nsbox import cgroups
 
     done = []
-    named = {uid for _, _, uid in rt.root.names()}
+    named = {uid: (ns, name) for ns, name, uid in rt.root.names()}
     for uid in rt.root.pod_uids():
         paths = rt.root.pod(uid)
         if paths.watcher_alive():
@@ -32,8 +32,13 @@ def collect(rt: Runtime, idle_bridges: bool = False) -> list[str]:
                 rt.resume_termination(paths)
                 done.append(f"pod {uid}: termination resumed")
             continue
-        # No name points here (a force delete or a create that was killed): reclaim it.
-        spec = PodSpec.from_dict(spec_raw) if spec_raw else PodSpec(name="", uid=uid)
+        # No name points here (a force delete or a create that was killed), or no spec is left
+        # (a power loss can empty a state file: state.write_state): reclaim it, and its name.
+        if spec_raw:
+            spec = PodSpec.from_dict(spec_raw)
+        else:
+            namespace, name = named.get(uid, ("default", ""))
+            spec = PodSpec(name=name, namespace=namespace, uid=uid)
         spec.uid = uid
         rt._destroy_without_watcher(paths, spec)
         if spec.name:

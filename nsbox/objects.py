@@ -23,7 +23,7 @@ import base64
 import os
 
 from nsbox.errors import NsboxError
-from nsbox.state import read_json, write_json
+from nsbox.state import read_json, write_state
 
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def save(root: str, obj: dict[str, Any]) -> None:
         raise NsboxError(f"invalid name {meta['namespace']}/{meta['name']}")
     target = path(root, obj["kind"], meta["namespace"], meta["name"])
     os.makedirs(os.path.dirname(target), 0o700, exist_ok=True)
-    write_json(target, obj)
+    write_state(target, obj)
 
 
 def remove(root: str, kind: str, namespace: str, name: str) -> bool:

@@ -15,7 +15,7 @@ from nsbox import kube
 from nsbox.errors import AlreadyExists, NotFound, NsboxError
 from nsbox.model import ContainerSpec, PodSpec, Volume
 from nsbox.record import field, record
-from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_json
+from nsbox.state import FileLock, PodPaths, Root, read_json, remove_tree, write_state
 
 # `network` (bridge pods only), `watcher` (talking to or starting a watcher), `container` and
 # `socket` are imported where they are used: `get pods` and the other reading commands need none.
@@ -157,7 +157,7 @@ class Runtime:
                     os.mkdir(paths.volume(v.name), 0o755)  # where the watcher mounts its tmpfs
                 else:
                     prepare_host_path(v)
-            write_json(paths.pod_json, spec.to_dict())
+            write_state(paths.pod_json, spec.to_dict())
             self.root.claim(spec.namespace, spec.name, spec.uid)
         except BaseException:
             remove_tree(paths.dir)
@@ -225,7 +225,7 @@ class Runtime:
             if c.runs_image and not v.spec.image_store:
                 v.spec.image_store = self.image_store
             v.spec.containers.append(c)
-            write_json(paths.pod_json, v.spec.to_dict())
+            write_state(paths.pod_json, v.spec.to_dict())
             reply = self.request(paths, {"op": "start", "container": c.name}, fds=list(stdio or ()))
         if "error" in reply:
             raise NsboxError(reply["error"])

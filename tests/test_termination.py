@@ -238,6 +238,25 @@ def test_pod_without_watcher_is_unknown_and_still_deletes_cleanly(nsbox):
     assert leftovers(nsbox.root) == []
 
 
+def test_state_files_a_power_loss_emptied_are_no_error_and_gc_reclaims_the_pod_and_its_name(nsbox):
+    # The root's state files are renamed into place without fsync (pods do not outlive a
+    # reboot): a power loss may leave one empty. Every process of the pod ends as at a
+    # reboot; the state files are then emptied as such a crash can leave them.
+    nsbox("run", "gone", "--", "sleep", "300")
+    uid, pid = nsbox.uid("gone"), nsbox.pid("gone")
+    watcher = nsbox.inspect("gone")["watcher"]["pid"]
+    for p in (watcher, pid):
+        os.kill(p, signal.SIGKILL)
+    wait_for(lambda: not alive(pid) and not alive(watcher), timeout=10, what="the pod's processes to end")
+    for f in ("pod.json", "status.json"):
+        open(os.path.join(nsbox.root, "pods", uid, f), "w").close()
+    listed = nsbox("get", "pods", check=False)
+    assert (listed.returncode, listed.stderr) == (0, "No resources found in default namespace.\n")
+    assert "reclaimed" in nsbox("gc").stdout
+    assert leftovers(nsbox.root) == []
+    nsbox("run", "gone", "--", "true")  # the name is free again
+
+
 @pytest.mark.cgroupv2
 def test_gc_reclaims_a_pod_whose_state_was_lost(nsbox):
     nsbox("run", "amnesia", "--", "sleep", "300")

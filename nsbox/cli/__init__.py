@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
     Tearing down the interpreter (freeing every module and object one by one) costs
     15-20 ms, more than many commands do; the CLI holds nothing that needs it: its
-    files are written with fsync and closed, and its locks go with the process.
+    files are renamed into place and closed, and its locks go with the process.
     """
     os._exit(run(argv))
 

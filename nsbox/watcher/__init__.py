@@ -34,7 +34,7 @@ import time
 from nsbox import cgroups, kube, native
 from nsbox.errors import NsboxError
 from nsbox.model import PodSpec
-from nsbox.state import FileLock, PodPaths, Root, read_json, write_json
+from nsbox.state import FileLock, PodPaths, Root, read_json, write_state
 from nsbox.watcher import holder
 from nsbox.watcher.commands import ControlServer
 from nsbox.watcher.config import ConfigVolumes
@@ -362,7 +362,7 @@ class Watcher:
             return  # torn down: there is no state left to write
         self.update_phase()
         watcher = {"pid": os.getpid(), "procStart": native.process_start_time(os.getpid())}
-        write_json(self.paths.status_json, self.state.to_status(watcher, [r.to_status() for r in self.containers]))
+        write_state(self.paths.status_json, self.state.to_status(watcher, [r.to_status() for r in self.containers]))
         self.dirty = False
 
     def update_phase(self) -> None:
