@@ -746,7 +746,9 @@ def test_init_is_pid_1_named_nsbox_init_and_runs_the_command_as_its_child(childr
     )
     output.started()
     assert output.read_until(b"\n").split() == ["2", "1"]
-    assert comm(pid) == "nsbox-init"
+    # The command is forked before the init execs (from a memfd: `memfd:nsbox-ini` until it
+    # names itself), so it may print first.
+    wait_until(lambda: comm(pid) == "nsbox-init", "the init to name itself")
     main = main_process(pid)
     wait_until(lambda: comm(main) == "sleep", "the command to exec sleep")
     # Its own process group, in the init's session.
