@@ -58,7 +58,6 @@ def write_etc_files(pod: PodSpec, paths: PodPaths, pod_ip: str = "", owner: int 
     (README "Groups, sysctls and /etc/hosts")."""
     from nsbox import kube
 
-    os.makedirs(paths.etc, 0o755, exist_ok=True)
     if pod.network == "host":
         try:
             with open("/etc/hosts") as f:
@@ -134,7 +133,7 @@ def enter(pod: PodSpec, paths: PodPaths, userns_first: int = 0) -> None:
     owner = f",uid={userns_first},gid={userns_first}" if userns_first else ""
     native.mount(
         "nsbox-run",
-        paths.run,
+        paths.scratch,
         "tmpfs",
         native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC,
         f"mode=0755,size={SCRATCH_SIZE}{owner}",

@@ -151,7 +151,7 @@ class PodPaths:
         # The pod's scratch: a tmpfs in the watcher's mount namespace (sandbox.enter), so that
         # none of it is a directory on the host's disk to make and remove per pod. Every
         # watcher mounts its own at the same path: each sees only its own.
-        self.run = r = f"{root.path}/scratch"
+        self.scratch = r = f"{root.path}/scratch"
         self.etc = f"{r}/etc"
         self.shm = f"{r}/shm"
         self.containers = f"{r}/containers"
@@ -165,7 +165,7 @@ class PodPaths:
     def termination_message(self, name: str) -> str:
         """The file bound at a container's terminationMessagePath (beside, not in, its
         directory: that one is covered by the container's tmpfs when it starts)."""
-        return f"{self.run}/termination/{name}"
+        return f"{self.scratch}/termination/{name}"
 
     def log_dir(self, namespace: str, pod: str) -> str:
         return os.path.join(self.root.path, "logs", f"{namespace}_{pod}_{self.uid}")

@@ -248,14 +248,19 @@ def test_root_does_not_hand_its_descriptors_to_a_socket_in_a_directory_others_co
     with a listening socket of the right name in it."""
     directory = tmp_path / "servers"
     directory.mkdir()
-    probe = subprocess.run(
-        [*NSBOX, "server", "status"],
-        env=dict(os.environ, NSBOX_SERVER_DIR=str(directory)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+
+    def nsbox_with(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """The CLI with its server directory in `directory`."""
+        return subprocess.run(
+            [*NSBOX, *args],
+            env=dict(os.environ, NSBOX_SERVER_DIR=str(directory), **env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+
+    probe = nsbox_with("server", "status")
     assert probe.stdout.startswith("not running")
     # the name the client will look for: ask it the way it computes it
     name = subprocess.run(
@@ -280,27 +285,13 @@ def test_root_does_not_hand_its_descriptors_to_a_socket_in_a_directory_others_co
 
     t = threading.Thread(target=accept)
     t.start()
-    p = subprocess.run(
-        [*NSBOX, "--root", nsbox.root, "version"],
-        env=dict(os.environ, NSBOX_SERVER_DIR=str(directory), NSBOX_SERVER="1"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    p = nsbox_with("--root", nsbox.root, "version", NSBOX_SERVER="1")
     t.join()
     listener.close()
     assert p.returncode == 0 and p.stdout.startswith("nsbox ")
     assert not connected, "the client connected to a socket in a directory root does not own alone"
     assert sorted(os.listdir(directory)) == [f"{name}.sock"], "and started no server there"
-    refused = subprocess.run(
-        [*NSBOX, "server", "start"],
-        env=dict(os.environ, NSBOX_SERVER_DIR=str(directory)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    refused = nsbox_with("server", "start")
     assert refused.returncode == 1 and refused.stderr == (
         f"error: {directory}: not a directory that root alone can write in (the command server's)\n"
     )

@@ -282,7 +282,7 @@ class Termination:
             if (v.kind, v.medium) == ("emptyDir", "Memory") or v in config_volumes:  # tmpfs each
                 _umount(w.paths.volume(v.name))
         _umount(w.paths.shm)
-        _umount(w.paths.run)  # the pod's scratch tmpfs (sandbox.enter)
+        _umount(w.paths.scratch)  # the pod's scratch tmpfs (sandbox.enter)
         if w.pod.network == "bridge":
             from nsbox import network
 
@@ -290,7 +290,8 @@ class Termination:
         if w.state.pid_ns_fd >= 0:
             os.close(w.state.pid_ns_fd)
             w.state.pid_ns_fd = -1
-        w.cg.remove(pod_cg, children=[*(r.spec.name for r in w.containers), holder.PAUSE_CGROUP])
+        pause = [holder.PAUSE_CGROUP] if w.pod.share_process_namespace else []
+        w.cg.remove(pod_cg, children=[*(r.spec.name for r in w.containers), *pause])
         if not w.pod.host_users:
             from nsbox import userns
 
