@@ -7,6 +7,8 @@ in this process only):
 - the whole CLI in cProfile            -> OUTDIR/cli.prof
 - the forked watcher's main in cProfile -> OUTDIR/watcher.prof (dumped before its os._exit)
 - watcher.launch: how long the CLI waits for the watcher's ready report
+- the modules the watcher imported after the fork (on its critical path: the CLI had not)
+                                         -> OUTDIR/watcher-imports.json
 - phase timestamps in the watcher (fork, shed memory, sandbox, first container spawned,
   ready report) and the CLI (start, imports done, parse done, report received, exit)
                                          -> OUTDIR/timeline.json
@@ -95,6 +97,7 @@ def watcher_main(*a, **kw):
     wprof = cProfile.Profile()
     marks.clear()
     mark("watcher: forked (grandchild)")
+    before = set(sys.modules)
     wprof.enable()
     try:
         orig_main(*a, **kw)
@@ -103,6 +106,8 @@ def watcher_main(*a, **kw):
         mark("watcher: loop ended")
         wprof.dump_stats(os.path.join(OUT, "watcher.prof"))
         dump_marks("timeline-watcher.json")
+        with open(os.path.join(OUT, "watcher-imports.json"), "w") as f:  # what the fork imported itself
+            json.dump(sorted(set(sys.modules) - before), f)
 
 
 def shed():

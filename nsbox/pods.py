@@ -171,7 +171,8 @@ class Runtime:
                 os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
                 logs[c.name] = open(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600), "rb")
         try:
-            report = watcher.launch(self.root, spec.uid, stdio=stdio, follow=follow)
+            primed = self._cgroups_before_spawn(spec, spec.all_containers())
+            report = watcher.launch(self.root, spec.uid, stdio=stdio, follow=follow, prime=primed)
         except BaseException:
             self._destroy_without_watcher(paths, spec)
             raise
@@ -226,7 +227,8 @@ class Runtime:
                 v.spec.image_store = self.image_store
             v.spec.containers.append(c)
             write_state(paths.pod_json, v.spec.to_dict())
-            reply = self.request(paths, {"op": "start", "container": c.name}, fds=list(stdio or ()))
+            primed = self._cgroups_before_spawn(v.spec, [c])
+            reply = self.request(paths, {"op": "start", "container": c.name}, fds=list(stdio or ()), prime=primed)
         if "error" in reply:
             raise NsboxError(reply["error"])
         return self.repair(self.get(namespace, pod_name))
@@ -249,6 +251,28 @@ class Runtime:
 
         return deletion.request(self, namespace, name, grace=grace, force=force)
 
+    @staticmethod
+    def _cgroups_before_spawn(spec: PodSpec, containers: list[ContainerSpec]) -> bool:
+        """On a cgroup-v1 host, make the cgroups of the pod, of `containers` (which its watcher
+        is about to start) and of the pause process now, and say so: the CLI can then prime
+        their migration while it waits for the watcher (docs/design.md §12). The prime holds
+        the kernel's cgroup mutex for its grace period, so the watcher must find its
+        directories made; it makes them itself too (a restart, an adopting watcher), and an
+        mkdir of one that is there takes no lock. False (nothing made) on a v2 host or for a
+        pod without processes to start."""
+        from nsbox import cgroups
+
+        cg = cgroups.detect()
+        if cg.version != 1 or not (containers or spec.share_process_namespace):
+            return False
+        from nsbox.watcher.holder import PAUSE_CGROUP
+
+        names = [c.name for c in containers] + ([PAUSE_CGROUP] if spec.share_process_namespace else [])
+        cg.create(cg.pod_path(spec.uid))
+        for name in names:
+            cg.create(cg.container_path(spec.uid, name))
+        return True
+
     def _destroy_without_watcher(self, paths: PodPaths, spec: PodSpec) -> None:
         """Undo a create whose watcher never came up."""
         from nsbox import cgroups, network, userns
@@ -265,7 +289,11 @@ class Runtime:
 
     # ------------------------------------------------------------ talking to the watcher
 
-    def request(self, paths: PodPaths, msg: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
+    def request(
+        self, paths: PodPaths, msg: dict[str, Any], fds: list[int] | None = None, prime: bool = False
+    ) -> dict[str, Any]:
+        """One request to the pod's watcher and its reply. `prime`: the watcher starts a process
+        for it, whose cgroup migration the CLI primes while it waits (_cgroups_before_spawn)."""
         from nsbox import control
 
         try:
@@ -280,6 +308,10 @@ class Runtime:
                 socket.send_fds(sock, [data], fds)
             else:
                 sock.send(data)
+            if prime:
+                from nsbox import cgroups
+
+                cgroups.detect().prime_migrations()
             sock.settimeout(None)
             reply = control.recv(sock)
         return reply or {"error": "the pod's watcher went away"}

@@ -521,6 +521,46 @@ def test_pure_v1_tracks_and_kills_through_the_pids_and_freezer_hierarchies(cg, m
         pod.cleanup()
 
 
+@only_v1
+def test_prime_migrations_moves_the_caller_into_the_cgroup_it_is_in(cg):
+    """A CLI waiting for its watcher primes the next cgroup migration by writing itself into
+    its own cgroup (docs/design.md §12): it lands where it was, in every hierarchy."""
+    script = (
+        "import sys; from nsbox import cgroups\n"
+        "print(cgroups.detect().prime_migrations(), flush=True)\n"
+        "sys.stdin.readline()"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        before = proc_cgroup(child.pid)
+        written = child.stdout.readline().strip()
+        assert proc_cgroup(child.pid) == before
+        pids_mount = next(point for point in MOUNTS if point.endswith("/pids"))
+        assert written == os.path.join(pids_mount, before["pids"].lstrip("/"), "cgroup.procs")
+        assert child.pid in pids_in(os.path.dirname(written))
+    finally:
+        child.communicate("\n", timeout=10)
+
+
+@only_v1
+def test_prime_migrations_writes_only_into_a_cgroup_that_lists_the_caller(tmp_path):
+    """/proc/self/cgroup names a path below the cgroup namespace's root, which a mount need
+    not share: a cgroup.procs that does not list the caller is never written."""
+    own = proc_cgroup(os.getpid())["pids"]
+    fake = cgroups.CgroupV1({str(tmp_path): (("pids",), False)})
+    procs = tmp_path / own.lstrip("/") / "cgroup.procs"
+    procs.parent.mkdir(parents=True, exist_ok=True)
+    procs.write_text("1\n")
+    assert fake.prime_migrations() is None
+    assert procs.read_text() == "1\n"
+    procs.write_text(f"1\n{os.getpid()}\n")
+    assert fake.prime_migrations() == str(procs)
+    assert procs.read_text().startswith("0\n")  # the one write of "0" (a regular file here, not cgroupfs)
+    assert cgroups.CgroupV2(str(tmp_path)).prime_migrations() is None  # v2 clones into the cgroup
+
+
 def test_kill_with_sigterm_reaches_every_process_and_thaws(cg, pod):
     sh, tracker = start_tree(pod)
     sleepers = sleeping(tracker)

@@ -260,6 +260,19 @@ class Cgroups:
         """What `nsbox doctor` reports: needed controllers that are absent."""
         raise NotImplementedError
 
+    def prime_migrations(self):
+        """Start now the wait that the next process to join a cgroup will make, so that it
+        overlaps with the caller's own wait for a container (docs/design.md §12).
+
+        A process joins a v1 cgroup by a write to cgroup.procs, and the first such write
+        after a quiet spell waits for an RCU grace period (8-19 ms measured here) before it
+        takes the kernel's lock of all migrations; writes in the grace period after it do
+        not wait. A CLI that has just asked a watcher to start a container calls this, and
+        moves itself into the cgroup it is already in while the watcher sets the container
+        up. Only a hint: returns the cgroup.procs file written, or None (a v2 host, whose
+        containers are cloned into their cgroup without a migration; or the write failed)."""
+        return None
+
     # shared behaviour
 
     def _dirs(self, rel):

@@ -35,8 +35,9 @@ class CgroupV1(Cgroups):
         return list(self.hierarchies) + ([self.unified] if self.unified else [])
 
     def _tracking_root(self):
-        if self.unified:
-            return self.unified
+        return self.unified or self._tracking_v1_root()
+
+    def _tracking_v1_root(self):
         return self.mounts.get("pids") or self.mounts.get("freezer") or next(iter(self.hierarchies))
 
     def _dir(self, controller, rel):
@@ -160,3 +161,20 @@ class CgroupV1(Cgroups):
 
     def missing_controllers(self):
         return [c for c in V2_CONTROLLERS + ("freezer", "devices") if c not in self.mounts]
+
+    def prime_migrations(self):
+        point = self._tracking_v1_root()
+        controller = self.hierarchies[point][0][0]
+        try:
+            with open("/proc/self/cgroup", encoding="utf-8", errors="surrogateescape") as f:
+                lines = [line.rstrip("\n").split(":", 2) for line in f]
+            own = next(path for _, names, path in lines if controller in names.split(","))
+            procs = os.path.join(point, own.lstrip("/"), "cgroup.procs")
+            # The path is relative to a cgroup namespace's root, which the mount may not share:
+            # write only where we are listed, so the caller cannot land in another cgroup.
+            if str(os.getpid()) not in (_read(procs) or "").split():
+                return None
+            _write(procs, 0)  # "0": the writer itself
+        except (OSError, StopIteration, ValueError, NsboxError):
+            return None  # no gain, no harm
+        return procs

@@ -67,6 +67,7 @@ def launch(
     adopt: bool = False,
     stdio: tuple[int, int, int] | None = None,
     follow: bool = False,
+    prime: bool = False,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
     """Fork the watcher of pod `uid` and wait until it reports that the pod is set up.
@@ -83,6 +84,9 @@ def launch(
     end: the watcher writes one more JSON line there when the pod's containers
     have ended for good (after the teardown of a `--rm` pod), so `run -a`
     learns the exit code even when nothing of the pod is left to ask.
+    `prime`: the watcher starts a process as it sets the pod up, into cgroups the CLI made;
+    idle until the report, the CLI meanwhile primes that process's migration
+    (Cgroups.prime_migrations).
     """
     r, w = os.pipe()
     if os.fork() == 0:
@@ -94,6 +98,8 @@ def launch(
             pass
         os._exit(0)
     os.close(w)
+    if prime:
+        cgroups.detect().prime_migrations()
     try:
         line = read_line(r, timeout)
     except TimeoutError:
