@@ -204,8 +204,6 @@ def main(argv: list[str]) -> int:
     try:
         rootfs = peers.make_rootfs(os.path.join(args.work, "rootfs")) if "busybox" in tools else None
         meta["versions"]["nsbox"] = _first_line(nsb.cmd("version"), env)
-        if "nsbox warm" in rts:
-            rts["nsbox warm"].setup()
         for name in ("podman", "crun", "runc"):
             if name in skipped:
                 continue
@@ -227,6 +225,10 @@ def main(argv: list[str]) -> int:
         for name in ("nsbox", "nsbox warm", "podman", "crun", "runc"):
             if name in rts:
                 rts[name].cleanup(**({"final": False} if name in ("crun", "runc") else {}))
+        if "nsbox warm" in rts:
+            # After the clean slate, whose clean-up stops a server: each warm command would
+            # otherwise run cold and start one (up to 2026-12-06 the warm rows were mostly cold).
+            rts["nsbox warm"].setup()
 
         py = nsb.argv[0] if "python" in os.path.basename(nsb.argv[0]) else _script_python(nsb.argv[0])
         refs = [("ref: nsbox version (CLI start-up floor)", nsb.cmd("version"), env)]

@@ -267,10 +267,18 @@ class NsboxWarm(Nsbox):
         out = run(self.cmd("server", "start"), env=self.env, capture=True).stdout
         if not out.startswith("running"):
             raise BenchError(f"the command server did not start: {out}")
+        self.server = out.strip()
+
+    server = ""  # `server status` once started: the same at the end, or the warm rows were not all warm
 
     def cleanup(self) -> list[str]:
         left = super().cleanup()
+        if self.server:
+            now = run(self.cmd("server", "status"), env=self.env, capture=True, check=False).stdout.strip()
+            if now != self.server:
+                left.append(f"the warm server did not serve the whole run ({self.server!r}, at the end {now!r})")
         run(self.cmd("server", "stop"), env=self.env, check=False)
+        self.server = ""
         return left
 
 
