@@ -7,7 +7,8 @@ $NSBOX_SERVER_DIR or /run/nsbox-server, root's alone; name: a checksum of the cl
 each connection from root (SO_PEERCRED) it forks a worker, which reads the command and the
 caller's descriptors 0-2 and working directory, takes on the caller's environment, umask,
 limits, priority, CPU set and signal dispositions, says `ok PID`, and runs `cli.run` as the
-command's own process would; the server sends `exit STATUS` when it has reaped the worker.
+command's own process would, then says `exit STATUS` (the server says it, when it reaps a
+worker that died without saying).
 A worker refuses (`no WHY`, and the client runs the command itself) a caller whose
 interpreter, module path or start-up environment differ, or who lives in other namespaces
 or under another root directory. The server exits when a module file it imported has
@@ -342,8 +343,14 @@ class Server:
             say(f"command {os.getpid()}: running")
             req.take_on()
             conn.sendall(b"ok %d\n" % os.getpid())
-            conn.close()
             code = run_command(req.argv)
+            # Said here rather than when the server has reaped this fork: the kernel's teardown
+            # of a copy of the server's address space takes ≈ 2 ms the caller need not wait for.
+            # (A fork that dies without saying gets its status from the server.)
+            try:
+                conn.sendall(b"exit %d\n" % code)
+            except OSError:
+                pass  # the caller went away
         except EOFError:
             pass
         except BaseException as e:  # before the command ran: the server's log, not the caller's terminal
