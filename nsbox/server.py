@@ -3,12 +3,13 @@ already imported, which runs each command it is handed in a fork of itself.
 
 nsbox/client.py is the other half. The server listens on `<dir>/<name>.sock` (dir:
 $NSBOX_SERVER_DIR or /run/nsbox-server, root's alone; name: a checksum of the client's
-`identity()`), takes `<name>.lock` for its life and keeps a short log in `<name>.log`. For
-each connection from root (SO_PEERCRED) it forks a worker, which reads the command and the
-caller's descriptors 0-2 and working directory, takes on the caller's environment, umask,
-limits, priority, CPU set and signal dispositions, says `ok PID`, and runs `cli.run` as the
-command's own process would, then says `exit STATUS` (the server says it, when it reaps a
-worker that died without saying).
+`identity()`), takes `<name>.lock` for its life and keeps a short log in `<name>.log`. It
+keeps one spare fork waiting in accept(), made before the command comes. The spare takes a
+connection from root (SO_PEERCRED) and hands it to the server, which forks the next spare;
+it is the command's worker now: it reads the command and the caller's descriptors 0-2 and
+working directory, takes on the caller's environment, umask, limits, priority, CPU set and
+signal dispositions, says `ok PID`, runs `cli.run` as the command's own process would, and
+says `exit STATUS` (the server says it, when it reaps a worker that died without saying).
 A worker refuses (`no WHY`, and the client runs the command itself) a caller whose
 interpreter, module path or start-up environment differ, or who lives in other namespaces
 or under another root directory. The server exits when a module file it imported has
@@ -215,15 +216,17 @@ class Server:
         os.chmod(path, 0o600)
         self.bound = os.stat(path).st_ino  # the socket file: unlinked at the end only if still ours
         self.listener.listen(128)
-        self.workers: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, connection)
+        # pidfd -> (pid, connection): the forks running a command (None: one that found the server stale)
+        self.workers: dict[int, tuple[int, socket.socket | None]] = {}
         self.callers: dict[int, tuple[int, int]] = {}  # connection's fd -> (pidfd, pid) of its fork
+        self.spare: Spare | None = None  # the fork waiting in accept() for the next command
         self.poll = select.poll()
-        self.poll.register(self.listener, select.POLLIN)
         signal.signal(signal.SIGTERM, _raise_stop)
 
     def serve(self) -> None:
         last = time.monotonic()
         try:
+            self.fork_spare()
             while self.workers or time.monotonic() - last < self.idle:
                 timeout = None if self.workers else max(0.0, last + self.idle - time.monotonic())
                 if self.events(None if timeout is None else timeout * 1000):
@@ -233,67 +236,105 @@ class Server:
             say("stopping")
         self.close()
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        while self.workers:  # the commands under way finish, and their callers hear how
+        while self.workers or self.spare:  # the commands under way finish, and their callers hear how
             self.events(None)
 
     def events(self, timeout: float | None) -> bool:
         """Handle what one poll returned; False if nothing came.
 
         A reaped fork's pidfd and connection are closed at once, and their numbers may come
-        back with the next accept: so every event of the batch is matched against what is
-        open now (a stale one is skipped), and new connections are accepted last."""
+        back with the next fork: so every event of the batch is matched against what is open
+        now (a stale one is skipped), and the spare's hand-over, which turns its pidfd into a
+        worker's, is read before any pidfd."""
         ready = self.poll.poll(timeout)
-        accept = False
+        spare = self.spare
+        if spare is not None and any(fd == spare.hand.fileno() for fd, _ in ready):
+            self.take_hand_over()
+        died = False
         for fd, _ in ready:
-            if fd == self.listener.fileno():
-                accept = True
-            elif fd in self.callers:  # the caller is gone
+            if fd in self.callers:  # the caller is gone
                 pidfd, _pid = self.callers.pop(fd)
                 self.poll.unregister(fd)
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             elif fd in self.workers:
                 self.reap(fd)
-        if accept:
-            self.accept()
+            elif self.spare is not None and fd == self.spare.pidfd:
+                died = True
+        # Descriptors are closed in the loop and opened only after it, so no number in the
+        # batch can name a new one.
+        if died:
+            self.spare_died()
+        if self.spare is None and self.listener.fileno() >= 0:
+            self.fork_spare()
         return bool(ready)
 
     def close(self) -> None:
-        """No more commands: the socket is gone, and a new server may start at once."""
-        self.poll.unregister(self.listener)
+        """No more commands: the socket is gone, and a new server may start at once. The spare
+        wakes from accept() with EINVAL (the listening socket is shut down under it) and exits,
+        unless it took a connection just before: that command runs, as the others do."""
         try:
             if os.stat(self.path).st_ino == self.bound:
                 os.unlink(self.path)
         except FileNotFoundError:
             pass
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         os.close(self.lock)
 
-    def accept(self) -> None:
-        try:
-            conn, _ = self.listener.accept()
-        except OSError:
-            return
-        pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-        if uid != 0:
-            conn.close()
-            return
-        changed = self.changed()
-        if changed:
-            say(f"{changed} changed: exiting")
-            conn.sendall(b"no stale\n")
-            conn.close()
-            raise Stop
+    def fork_spare(self) -> None:
+        """Fork the next command's worker before the command comes: it waits in accept() itself
+        and hands the connection over, so no fork of this ≈ 40 MB process is on a command's way
+        (docs/design.md §11)."""
+        hand, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         child = os.fork()
         if child == 0:
-            self.become_worker(conn, pid)
-        pidfd = os.pidfd_open(child)
-        self.workers[pidfd] = (child, conn)
-        self.poll.register(pidfd, select.POLLIN)
+            hand.close()
+            self.become_spare(theirs)
+        theirs.close()
+        self.spare = Spare(os.pidfd_open(child), child, hand)
+        self.poll.register(self.spare.pidfd, select.POLLIN)
+        self.poll.register(hand, select.POLLIN)
+
+    def take_hand_over(self) -> None:
+        """The spare took a connection (or found the server stale): it is a worker now. The
+        next spare is forked once the batch of events is handled."""
+        spare = self.spare
+        assert spare is not None
+        try:
+            msg, fds, _, _ = socket.recv_fds(spare.hand, 16, 1, socket.MSG_DONTWAIT)
+        except OSError:
+            return  # nothing after all
+        self.poll.unregister(spare.hand)
+        if not msg:
+            return  # it died without taking one: its pidfd says so
+        spare.hand.close()
+        self.spare = None
+        conn = socket.socket(fileno=fds[0]) if msg == b"took" and fds else None
+        self.workers[spare.pidfd] = (spare.pid, conn)
+        if conn is None:  # "stale": a module file changed (the spare has said which)
+            raise Stop
         # The caller never writes again: its end closing means it died (SIGKILL cannot be
         # forwarded), and a command whose caller was killed is killed too, as without a server.
-        self.callers[conn.fileno()] = (pidfd, child)
+        self.callers[conn.fileno()] = (spare.pidfd, spare.pid)
         self.poll.register(conn, select.POLLRDHUP)
+
+    def spare_died(self) -> None:
+        """The spare ended without a hand-over: the listening socket was shut down (the
+        server is closing), or it was killed; a spare that failed stops the server."""
+        spare = self.spare
+        assert spare is not None
+        self.spare = None
+        self.poll.unregister(spare.pidfd)
+        with contextlib.suppress(KeyError):  # already, if its end of the socket closed first
+            self.poll.unregister(spare.hand)
+        spare.hand.close()
+        os.close(spare.pidfd)
+        _, status = os.waitpid(spare.pid, 0)
+        if self.listener.fileno() >= 0 and os.waitstatus_to_exitcode(status) > 0:
+            say(f"the spare worker {spare.pid} failed: exiting")
+            raise Stop
 
     def changed(self) -> str | None:
         """The first imported file that is not what the server imported."""
@@ -309,10 +350,12 @@ class Server:
     def reap(self, pidfd: int) -> None:
         pid, conn = self.workers.pop(pidfd)
         self.poll.unregister(pidfd)
-        if self.callers.pop(conn.fileno(), None):
-            self.poll.unregister(conn)
         os.close(pidfd)
         _, status = os.waitpid(pid, 0)
+        if conn is None:
+            return
+        if self.callers.pop(conn.fileno(), None):
+            self.poll.unregister(conn)
         code = os.waitstatus_to_exitcode(status)
         if os.fstat(2).st_size > LOG_LIMIT:
             os.ftruncate(2, 0)
@@ -323,16 +366,52 @@ class Server:
             pass  # the caller went away
         conn.close()
 
-    def become_worker(self, conn: socket.socket, peer: int) -> None:
-        """In the fork: drop the server's descriptors and handlers, then run the command."""
+    def become_spare(self, hand: socket.socket) -> None:
+        """In the fork: drop the server's descriptors and handlers, wait for a caller, hand its
+        connection to the server (which then forks the next spare), and run its command."""
         code = 1
         try:
-            self.listener.close()
+            server = os.getppid()
+            import prctl
+
+            prctl.set_pdeathsig(signal.SIGKILL)  # a killed server leaves no spare taking commands
+            if os.getppid() != server:
+                os._exit(1)
             os.close(self.lock)
             for pidfd, (_, other) in self.workers.items():
                 os.close(pidfd)
-                other.close()
+                if other is not None:
+                    other.close()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            while True:
+                try:
+                    conn, _ = self.listener.accept()
+                except OSError:
+                    os._exit(0)  # shut down: the server is closing
+                peer, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+                if uid == 0:
+                    break
+                conn.close()
+            self.listener.close()
+            prctl.set_pdeathsig(0)  # from here on a command, which outlives a killed server as before
+            changed = self.changed()
+            if changed:
+                say(f"{changed} changed: exiting")
+                hand.send(b"stale")
+                conn.sendall(b"no stale\n")
+                os._exit(0)
+            socket.send_fds(hand, [b"took"], [conn.fileno()])
+            hand.close()
+            code = self.work(conn, peer)
+        except BaseException as e:  # the server's log, not the caller's terminal
+            say(f"worker: {type(e).__name__}: {e}")
+        finally:
+            os._exit(code)
+
+    def work(self, conn: socket.socket, peer: int) -> int:
+        """The fork that took a caller: its command's exit status."""
+        code = 1
+        try:
             conn.settimeout(REQUEST_TIMEOUT)
             req = Request.read(conn)
             why = req.refusal(self.ident, peer)
@@ -353,10 +432,14 @@ class Server:
                 pass  # the caller went away
         except EOFError:
             pass
-        except BaseException as e:  # before the command ran: the server's log, not the caller's terminal
-            say(f"worker: {type(e).__name__}: {e}")
-        finally:
-            os._exit(code)
+        return code
+
+
+class Spare:
+    """The fork waiting for the next command, and the server's end of its hand-over socket."""
+
+    def __init__(self, pidfd: int, pid: int, hand: socket.socket):
+        self.pidfd, self.pid, self.hand = pidfd, pid, hand
 
 
 def run_command(argv: list[str]) -> int:

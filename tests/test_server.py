@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -97,6 +98,49 @@ def children(pid: int) -> list[int]:
         return [int(c) for c in f.read().split()]
 
 
+def titled_as_server(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().startswith(b"nsbox-server ")
+    except FileNotFoundError:
+        return False
+
+
+def forks(server: int) -> list[int]:
+    """The server's forks that took a command (retitled `nsbox ARGS`), not the spare waiting for the next."""
+    return [c for c in children(server) if not titled_as_server(c)]
+
+
+def spares(server: int) -> list[int]:
+    return [c for c in children(server) if titled_as_server(c)]
+
+
+def the_spare(run, server: int) -> int:
+    """The spare fork of a server `started` just now. The fork that took `server start`'s probe
+    connection is titled as the server too until it is reaped; the spare after it was forked
+    when it took that connection, so once the log says the probe's fork exited, the one titled
+    child left is the spare."""
+
+    def find() -> int:
+        ended = {int(pid) for pid in re.findall(r"command (\d+) exited", server_log(run))}
+        found = [c for c in spares(server) if c not in ended]
+        return found[0] if ended and len(found) == 1 else 0
+
+    return wait_for(find, what="the spare fork")
+
+
+def test_the_next_commands_fork_is_made_before_it_comes(served):
+    """A spare fork waits in accept() for the next command (docs/design.md §11): a command
+    runs in the fork that was there before it, and the server makes the next one."""
+    nsbox, run = served
+    master = started(run)
+    spare = the_spare(run, master)
+    run("version")
+    assert f"command {spare}: running" in server_log(run)
+    wait_for(lambda: [c for c in spares(master) if c != spare], what="the next spare")
+    wait_for(lambda: spare not in children(master), what="the fork that ran the command to be reaped")
+
+
 def test_a_command_runs_in_a_fork_of_the_server_with_the_callers_descriptors(served):
     nsbox, run = served
     master = started(run)
@@ -107,7 +151,7 @@ def test_a_command_runs_in_a_fork_of_the_server_with_the_callers_descriptors(ser
     follower = run.popen("logs", "-f", "web", "-c", "app")
     try:
         assert follower.stdout.readline() == b"ready\n"
-        (worker,) = wait_for(lambda: children(master), what="the server's fork")
+        (worker,) = wait_for(lambda: forks(master), what="the server's fork")
         with open(f"/proc/{worker}/cmdline", "rb") as f:
             assert f.read().startswith(b"nsbox --root"), "the fork runs the command"
         # Its output is the caller's own pipe, passed over the socket, not a copy relayed by it.
@@ -308,8 +352,10 @@ def test_pods_outlive_the_server_and_hold_none_of_its_descriptors(served):
     assert server_sockets, "the server's listening socket"
     held = {os.readlink(f"/proc/{watcher}/fd/{fd}") for fd in os.listdir(f"/proc/{watcher}/fd")}
     assert not held & server_sockets, "the watcher holds a descriptor of the server"
+    spare = the_spare(run, master)
     os.kill(master, signal.SIGKILL)
     wait_for(lambda: not os.path.exists(f"/proc/{master}"), what="the server to die")
+    wait_for(lambda: not os.path.exists(f"/proc/{spare}"), what="its spare to die with it (no one takes commands)")
     assert os.path.exists(f"/proc/{watcher}")
     assert nsbox.pod("survivor")["status"]["phase"] == "Running"
     p = run("exec", "survivor", "--", "echo", "alive")  # no server answers now: it runs cold
@@ -326,7 +372,7 @@ def exec_in_server(served):
     run("run", "target", "--", *SLEEP)
     caller = run.popen("exec", "target", "--", "sleep", "1000")
     try:
-        (fork,) = wait_for(lambda: children(master), what="the server's fork")
+        (fork,) = wait_for(lambda: forks(master), what="the server's fork")
         wait_for(lambda: len(sleeps(nsbox.root)) == 2, timeout=30, what="the exec'd process")
         yield caller, fork, master
     finally:
@@ -370,8 +416,10 @@ def test_the_server_stops_when_idle_and_on_request(served):
     with open(log) as f:
         assert "idle: exiting" in f.read()
     pid = started(run)
+    spare = the_spare(run, pid)
     assert run("server", "status").stdout.startswith(f"running (pid {pid}")
     assert run("server", "stop").stdout == f"stopped (pid {pid})\n"
     wait_for(lambda: not os.path.exists(f"/proc/{pid}"), what="the stopped server to exit")
+    assert not os.path.exists(f"/proc/{spare}"), "its spare is gone (the server reaped it)"
     assert run("server", "status").stdout == "not running\n"
     assert not glob.glob(os.path.join(run.dir, "*.sock"))
