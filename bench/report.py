@@ -189,6 +189,41 @@ def targets(results: dict) -> list[str]:
     return ["| target | measured | met |", "|---|---|---|", *rows]
 
 
+# Issue 18's targets: nsbox no slower than a peer at the same operation, as a ratio in one run.
+PAIRED = (
+    ("oneshot", None, "runc", "one-shot ≤ `runc run`"),
+    ("podops", "pod create (sandbox, lo up)", "runc", "pod create ≤ `runc run -d` of a pause"),
+    ("podops", "add a container to a running pod (sleep 100)", "runc", "adding a container ≤ runc's"),
+    ("podops", "delete a pod whose container exits on SIGTERM", "crun", "delete ≤ crun's kill + wait + delete"),
+)
+
+
+def paired_targets(results: dict) -> list[str]:
+    """Issue 18's targets as paired ratios (nsbox's median ÷ the peer's, met at ≤ 1), cold and
+    through the warm command server."""
+    rows = []
+    for section, op, peer, what in PAIRED:
+        ops = _series_by(results, section)
+        by_rt = ops.get(op, {}) if op else next(iter(ops.values()), {})
+        base = _median(by_rt.get(peer))
+        if base != base:
+            continue
+        cells, met = [], []
+        for rt in ("nsbox", "nsbox warm"):
+            m = _median(by_rt.get(rt))
+            cells.append(f"{m / base:.2f} ({_fmt(m)} ms)" if m == m else "–")
+            if m == m and m <= base:
+                met.append("cold" if rt == "nsbox" else "warm")
+        rows.append(f"| {what} | {_fmt(base)} ms | {' | '.join(cells)} | {', '.join(met) or '**no**'} |")
+    if not rows:
+        return []
+    return [
+        "| target (issue 18) | peer | nsbox ÷ peer | warm ÷ peer | met |",
+        "|---|---:|---:|---:|---|",
+        *rows,
+    ]
+
+
 def markdown(results: dict, png: str | None) -> str:
     m = results["meta"]
     lines = [
@@ -208,6 +243,9 @@ def markdown(results: dict, png: str | None) -> str:
     target_rows = targets(results)
     if len(target_rows) > 2:  # not for a part without targets (images)
         lines += [f"## Targets ({TARGETS_NOTE})", "", *target_rows, ""]
+    paired = paired_targets(results)
+    if paired:
+        lines += ["## Paired targets (issue 18: met at a ratio ≤ 1, in this run)", "", *paired, ""]
     if results.get("oneshot") or results.get("podops"):
         lines += ["## Times", "", "`÷ nsbox` is the runtime's median over nsbox's: above 1, nsbox is faster.", ""]
         lines += timing_table(_series_by(results, "oneshot"))
