@@ -260,6 +260,7 @@ class NsboxWarm(Nsbox):
     def __init__(self, argv: list[str], env: dict[str, str], root: str, server_dir: str):
         super().__init__(argv, {**env, "NSBOX_SERVER": "1", "NSBOX_SERVER_DIR": server_dir}, root)
         self.server_dir = server_dir
+        self.server = ""  # `server status` once started: the same at the end, or the warm rows were not all warm
 
     def setup(self) -> None:
         os.makedirs(self.server_dir, mode=0o700, exist_ok=True)
@@ -268,8 +269,6 @@ class NsboxWarm(Nsbox):
         if not out.startswith("running"):
             raise BenchError(f"the command server did not start: {out}")
         self.server = out.strip()
-
-    server = ""  # `server status` once started: the same at the end, or the warm rows were not all warm
 
     def cleanup(self) -> list[str]:
         left = super().cleanup()

@@ -34,6 +34,7 @@ import sys
 import time
 
 from nsbox import client
+from nsbox.record import record
 
 IDLE_ENV = "NSBOX_SERVER_IDLE"
 DEFAULT_IDLE = 300.0  # seconds without a command, then the server exits
@@ -435,11 +436,13 @@ class Server:
         return code
 
 
+@record
 class Spare:
     """The fork waiting for the next command, and the server's end of its hand-over socket."""
 
-    def __init__(self, pidfd: int, pid: int, hand: socket.socket):
-        self.pidfd, self.pid, self.hand = pidfd, pid, hand
+    pidfd: int
+    pid: int
+    hand: socket.socket
 
 
 def run_command(argv: list[str]) -> int:
