@@ -5,6 +5,7 @@ when it fails. Observations go around the module where they can: the cgroup
 files themselves, /proc/PID/cgroup, os.path.isdir.
 """
 
+import errno
 import os
 import signal
 import subprocess
@@ -175,9 +176,9 @@ def record_writes(monkeypatch):
     writes = []
     real = cgroups._write
 
-    def spy(path, value):
+    def spy(path, value, **kwargs):
         writes.append((path, str(value)))
-        real(path, value)
+        real(path, value, **kwargs)
 
     for module in (cgroups, cgroups.v1, cgroups.v2):
         monkeypatch.setattr(module, "_write", spy)
@@ -418,6 +419,49 @@ def test_populated_is_false_for_an_empty_pod(cg, pod):
     cg.create(pod.ctr)
     assert not cg.populated(pod.rel)
     assert cg.procs(pod.rel) == []
+
+
+def tracking_dir(rel):
+    """The cgroup directory that holds cgroup.events and cgroup.kill (v2 or hybrid)."""
+    return f"{ROOT}/{rel}" if UNIFIED else f"{ROOT}/unified/{rel}"
+
+
+@pytest.mark.skipif(not (UNIFIED or HYBRID), reason="needs a cgroup2 hierarchy")
+def test_a_cgroup_removed_by_someone_else_while_read_reads_as_gone(cg, pod, monkeypatch):
+    # A pod whose state is lost is reclaimed by its own watcher and by `gc` at once: one of
+    # them may rmdir the cgroup between the other's open and read.
+    cg.create(pod.rel)
+    events = f"{tracking_dir(pod.rel)}/cgroup.events"
+    with open(events) as f:  # the kernel's answer, seen without nsbox
+        os.rmdir(tracking_dir(pod.rel))
+        with pytest.raises(OSError) as e:
+            f.read()
+    assert e.value.errno == errno.ENODEV
+    cg.create(pod.rel)
+
+    def open_then_lose_the_cgroup(path, *args, **kwargs):
+        f = open(path, *args, **kwargs)
+        os.rmdir(os.path.dirname(path))
+        return f
+
+    monkeypatch.setattr(cgroups, "open", open_then_lose_the_cgroup, raising=False)
+    assert cg.populated(pod.rel) is False
+    assert not os.path.exists(tracking_dir(pod.rel))
+
+
+@pytest.mark.skipif(not (UNIFIED or HYBRID), reason="needs a cgroup2 hierarchy")
+def test_kill_of_a_cgroup_removed_by_someone_else_meanwhile_does_nothing(cg, pod, monkeypatch):
+    cg.create(pod.rel)
+    found = cg._has_kill_file
+
+    def found_then_lost(path):
+        there = found(path)
+        os.rmdir(os.path.dirname(path))
+        return there
+
+    monkeypatch.setattr(cg, "_has_kill_file", found_then_lost)
+    cg.kill(pod.rel)
+    assert not os.path.exists(tracking_dir(pod.rel))
 
 
 def test_stats_report_usage(cg, running):

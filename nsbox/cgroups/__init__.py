@@ -78,8 +78,15 @@ def _strerror(e: OSError) -> str:
     return os.strerror(e.errno)  # type: ignore[arg-type]
 
 
-def _write(path, value):
-    """Write one value with a single write(2); cgroup files take it whole."""
+# A cgroup removed by someone else (a pod's watcher and `gc` both reclaim a pod whose state
+# is lost) is gone between two calls: open(2) fails with ENOENT, and a file opened before the
+# rmdir answers ENODEV (kernfs deactivates it).
+_GONE = (errno.ENOENT, errno.ENODEV)
+
+
+def _write(path, value, missing_ok=False):
+    """Write one value with a single write(2); cgroup files take it whole.
+    With `missing_ok`, a file whose cgroup is gone is not an error."""
     data = str(value).encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
@@ -88,17 +95,19 @@ def _write(path, value):
         finally:
             os.close(fd)
     except OSError as e:
+        if missing_ok and e.errno in _GONE:
+            return
         raise NsboxError(f"cannot write {value!r} to {path}: {_strerror(e)}") from None
 
 
 def _read(path):
-    """The file's text, or None if it does not exist."""
+    """The file's text, or None if it does not exist (or its cgroup went while reading)."""
     try:
         with open(path, encoding="ascii") as f:
             return f.read()
-    except FileNotFoundError:
-        return None
     except OSError as e:
+        if e.errno in _GONE:
+            return None
         raise NsboxError(f"cannot read {path}: {_strerror(e)}") from None
 
 
@@ -313,7 +322,7 @@ class Cgroups:
         """Signal every process in `rel` and below, none escaping by forking."""
         kill_file = os.path.join(self._tracking_dir(rel), "cgroup.kill")
         if sig == signal.SIGKILL and self._has_kill_file(kill_file):
-            _write(kill_file, 1)
+            _write(kill_file, 1, missing_ok=True)  # a cgroup gone meanwhile has no one to kill
             return
         if not os.path.isdir(self._tracking_dir(rel)):
             return
