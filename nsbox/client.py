@@ -13,22 +13,24 @@ for the next command; unset, a running server (`nsbox server start`) is used.
 This module runs before every command, so it imports nothing CPython has not loaded at
 start-up but C modules: `socket` and `signal` build enum classes when imported (≈ 10 ms of
 the 15 a bare `python -I -S` takes here, `python -X importtime`), their C halves `_socket`
-and `_signal` do not, and offer the same calls.
+and `_signal` do not, and offer the same calls. So is `os`: under `-S` CPython has not
+imported it, and importing it costs ≈ 2.5 ms (`_collections_abc`, `posixpath`, `stat`);
+`posix`, loaded at start-up, has every call used here. Its `environ` is the environment
+this process started with, as bytes — what a command's caller passes on. (No `from
+__future__ import annotations` either: a module import for what Python 3.10 does without.)
 """
-
-from __future__ import annotations
 
 import _signal
 import _socket
-import os
+import posix
 import sys
 
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
     from typing import NoReturn
 
-SERVER_ENV = "NSBOX_SERVER"
-DIR_ENV = "NSBOX_SERVER_DIR"
+SERVER_ENV = b"NSBOX_SERVER"
+DIR_ENV = b"NSBOX_SERVER_DIR"
 DEFAULT_DIR = "/run/nsbox-server"
 PROTOCOL = b"nsbox-server 1"
 # Forwarded to the command while it runs (a terminal's ^C reaches this process, not the server's fork).
@@ -46,14 +48,14 @@ FORWARDED = (
 SPAWN_BACKOFF = 5.0  # seconds: a server that is starting (or failed to) is not started again sooner
 
 
-def main() -> NoReturn:
+def main() -> "NoReturn":
     """The console script: the command's exit status, from a warm server or from running it here."""
     argv = sys.argv[1:]
-    mode = os.environ.get(SERVER_ENV, "")
-    if mode != "0" and os.geteuid() == 0 and not _own_command(argv):
-        code = Client(server_dir(), mode == "1").run(argv)
+    mode = posix.environ.get(SERVER_ENV, b"")
+    if mode != b"0" and posix.geteuid() == 0 and not _own_command(argv):
+        code = Client(server_dir(), mode == b"1").run(argv)
         if code is not None:
-            os._exit(code)  # (a failure before the server took the command was None: it runs here)
+            posix._exit(code)  # (a failure before the server took the command was None: it runs here)
     from nsbox.cli import main as run_here
 
     run_here(argv)
@@ -65,7 +67,16 @@ def _own_command(argv: list[str]) -> bool:
 
 
 def server_dir() -> str:
-    return os.environ.get(DIR_ENV) or DEFAULT_DIR
+    return _fsdecode(posix.environ.get(DIR_ENV, b"")) or DEFAULT_DIR
+
+
+def _fsencode(name: str) -> bytes:
+    """os.fsencode without os."""
+    return name.encode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+
+
+def _fsdecode(name: bytes) -> str:
+    return name.decode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
 
 
 def identity() -> bytes:
@@ -75,12 +86,12 @@ def identity() -> bytes:
     f = sys.flags
     flags = (f.isolated, f.ignore_environment, f.no_site, f.no_user_site, f.dont_write_bytecode, f.optimize)
     env = sorted(
-        f"{k}={v}"
-        for k, v in os.environ.items()
-        if k in ("LANG", "LC_ALL", "LC_CTYPE") or (k.startswith("PYTHON") and not f.ignore_environment)
+        k + b"=" + v
+        for k, v in posix.environ.items()
+        if k in (b"LANG", b"LC_ALL", b"LC_CTYPE") or (k.startswith(b"PYTHON") and not f.ignore_environment)
     )
-    parts = [sys.executable, repr(flags), *sys.path, "", *env]
-    return "\n".join(parts).encode("utf-8", "surrogateescape")
+    parts = [_fsencode(sys.executable), repr(flags).encode(), *map(_fsencode, sys.path), b"", *env]
+    return b"\n".join(parts)
 
 
 def socket_name(ident: bytes) -> str:
@@ -102,7 +113,7 @@ class Client:
         """The command's exit status, or None when no server took it."""
         ident = identity()
         self.name = socket_name(ident)
-        sock = self.connect(os.path.join(self.dir, self.name + ".sock"))
+        sock = self.connect(f"{self.dir}/{self.name}.sock")
         if sock is None:
             if self.start:
                 self.spawn()
@@ -124,19 +135,19 @@ class Client:
             for sig, handler in self.saved.items():
                 _signal.signal(sig, handler)
             for sig in self.pending:
-                os.kill(os.getpid(), sig)
+                posix.kill(posix.getpid(), sig)
             return None
         if status < 0:  # it was killed: so is this process, as a shell would see it
             if -status not in (_signal.SIGKILL, _signal.SIGSTOP):
                 _signal.signal(-status, _signal.SIG_DFL)
-            os.kill(os.getpid(), -status)
+            posix.kill(posix.getpid(), -status)
             return 128 - status
         return status
 
     def connect(self, path: str) -> _socket.socket | None:
         """A connection to a server that is root's, in a directory that is root's alone; None otherwise."""
         try:
-            st = os.lstat(self.dir)
+            st = posix.lstat(self.dir)
             if st.st_uid != 0 or st.st_mode & 0o022 or not (st.st_mode & 0o170000 == 0o040000):
                 return None
         except OSError:
@@ -156,7 +167,7 @@ class Client:
         """Send the command, learn who runs it, and wait for its end: its exit status (negative:
         killed by that signal), or None when the server declined it."""
         try:
-            cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            cwd = posix.open(".", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
         except OSError:
             return None  # a working directory that is gone: the command runs here and says so
         try:
@@ -168,7 +179,7 @@ class Client:
         except OSError:
             return None  # a descriptor 0-2 closed, or the server went away before it read
         finally:
-            os.close(cwd)
+            posix.close(cwd)
         buf = b""
         while True:
             try:
@@ -178,7 +189,7 @@ class Client:
             if not chunk:
                 if self.pid:
                     # It ran, and its server died before telling how it ended.
-                    os.write(2, b"error: the nsbox command server went away while running the command\n")
+                    posix.write(2, b"error: the nsbox command server went away while running the command\n")
                     return 1
                 return None
             buf += chunk
@@ -202,19 +213,19 @@ class Client:
             self.pending.append(sig)
             return
         try:
-            os.kill(self.pid, sig)
+            posix.kill(self.pid, sig)
         except ProcessLookupError:
             return
         if sig == _signal.SIGTSTP:  # the command stopped: so does this process, as a shell expects
-            os.kill(os.getpid(), _signal.SIGSTOP)
+            posix.kill(posix.getpid(), _signal.SIGSTOP)
 
     def spawn(self, backoff: bool = True) -> None:
         """Start a server for the next command, detached, unless one is starting (or failed to) just now."""
         import time
 
-        lock = os.path.join(self.dir, self.name + ".lock")
+        lock = f"{self.dir}/{self.name}.lock"
         try:
-            if backoff and time.time() - os.stat(lock).st_mtime < SPAWN_BACKOFF:
+            if backoff and time.time() - posix.stat(lock).st_mtime < SPAWN_BACKOFF:
                 return
         except OSError:
             pass
@@ -230,19 +241,19 @@ class Client:
             )
             if on
         ] + ["-O"] * sys.flags.optimize
-        pid = os.fork()
+        pid = posix.fork()
         if pid == 0:
             try:
-                os.setsid()
-                if os.fork() == 0:
-                    null = os.open(os.devnull, os.O_RDWR)
+                posix.setsid()
+                if posix.fork() == 0:
+                    null = posix.open("/dev/null", posix.O_RDWR)
                     for fd in (0, 1, 2):
-                        os.dup2(null, fd)
-                    os.chdir("/")
-                    os.execv(sys.executable, [sys.executable, *flags, "-c", boot, *sys.path])
+                        posix.dup2(null, fd)
+                    posix.chdir("/")
+                    posix.execv(sys.executable, [sys.executable, *flags, "-c", boot, *sys.path])
             finally:
-                os._exit(0)
-        os.waitpid(pid, 0)
+                posix._exit(0)
+        posix.waitpid(pid, 0)
 
 
 def request(ident: bytes, argv: list[str]) -> bytes:
@@ -250,8 +261,8 @@ def request(ident: bytes, argv: list[str]) -> bytes:
     preceded by their length."""
     import resource  # C, ≈ 0.1 ms
 
-    umask = os.umask(0o022)
-    os.umask(umask)
+    umask = posix.umask(0o022)
+    posix.umask(umask)
     kinds = sorted({getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")})
     limits = [f"{kind} {soft} {hard}" for kind in kinds for soft, hard in [resource.getrlimit(kind)]]
     masks = _signal_masks()
@@ -260,12 +271,12 @@ def request(ident: bytes, argv: list[str]) -> bytes:
         ident,
         b"%o" % umask,
         " ".join(limits).encode(),
-        b"%d" % os.getpriority(os.PRIO_PROCESS, 0),
-        " ".join(map(str, sorted(os.sched_getaffinity(0)))).encode(),
+        b"%d" % posix.getpriority(posix.PRIO_PROCESS, 0),
+        " ".join(map(str, sorted(posix.sched_getaffinity(0)))).encode(),
         masks,
         b"%d" % len(argv),
-        *map(os.fsencode, argv),
-        *(k + b"=" + v for k, v in os.environb.items()),
+        *map(_fsencode, argv),
+        *(k + b"=" + v for k, v in posix.environ.items()),
     ]
     body = b"\0".join(fields)
     return b"%d\n" % len(body) + body

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import site
 import socket
 import subprocess
 import sys
@@ -170,6 +171,33 @@ def test_a_command_runs_in_a_fork_of_the_server_with_the_callers_descriptors(ser
     assert cold.wait(timeout=30) == 130, "the same without the server"
     cold.stdout.close()
     cold.stderr.close()
+
+
+def imported_modules(argv: list[str], env: dict[str, str]) -> set[str]:
+    """What a Python command imports, start-up included (-X importtime)."""
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=True)
+    return {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_a_served_command_imports_only_c_modules_beyond_the_interpreters_start_up(served):
+    """The client half runs before every command (nsbox/client.py): through a warm server it
+    adds to a bare `python -I -S` only itself and C modules — no `os`, no `socket`."""
+    nsbox, run = served
+    lean = [sys.executable, "-I", "-S", "-X", "importtime"]
+    # -I -S leave the repository and the packages off sys.path: put there, as the launcher does
+    path = f"sys.path[:0] = [{REPO!r}]; sys.path += {site.getsitepackages()!r}"
+    boot = f"import sys; {path}; from nsbox.client import main; main()"
+    command = [*lean, "-c", boot, "--root", nsbox.root, "version"]
+    imported_modules(command, run.env)  # no server for this identity yet: runs here, starts one
+
+    def served_imports() -> set[str] | None:
+        before = served_count(run)
+        modules = imported_modules(command, run.env)
+        return modules if served_count(run) > before else None
+
+    imported = wait_for(served_imports, timeout=30, what="the command to be served")
+    bare = imported_modules([*lean, "-c", "pass"], run.env)
+    assert imported - bare == {"nsbox", "nsbox.client", "_socket", "zlib", "resource"}
 
 
 def test_results_are_the_same_with_and_without_the_server(served, tmp_path):
