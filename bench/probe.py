@@ -142,6 +142,7 @@ def save(self):
 def report_ready(self, report, final=False):
     if "ok" in report:
         mark("watcher: ready report")
+        dump_marks("timeline-watcher.json")  # a pod that stays up hibernates: its loop never ends here
         if MEM:
             import gc
 
