@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import io
-import json
 import os
 import select
 import signal
@@ -36,12 +35,6 @@ import time
 
 from nsbox import client
 from nsbox.record import record
-
-TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
-if TYPE_CHECKING:
-    from typing import NoReturn
-
-    from nsbox.state import Root
 
 IDLE_ENV = "NSBOX_SERVER_IDLE"
 DEFAULT_IDLE = 300.0  # seconds without a command, then the server exits
@@ -391,7 +384,6 @@ class Server:
                 if other is not None:
                     other.close()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            standby = fork_standby(self.listener, hand)
             while True:
                 try:
                     conn, _ = self.listener.accept()
@@ -411,13 +403,13 @@ class Server:
                 os._exit(0)
             socket.send_fds(hand, [b"took"], [conn.fileno()])
             hand.close()
-            code = self.work(conn, peer, standby)
+            code = self.work(conn, peer)
         except BaseException as e:  # the server's log, not the caller's terminal
             say(f"worker: {type(e).__name__}: {e}")
         finally:
             os._exit(code)
 
-    def work(self, conn: socket.socket, peer: int, standby: Standby | None) -> int:
+    def work(self, conn: socket.socket, peer: int) -> int:
         """The fork that took a caller: its command's exit status."""
         code = 1
         try:
@@ -431,11 +423,6 @@ class Server:
             say(f"command {os.getpid()}: running")
             req.take_on()
             conn.sendall(b"ok %d\n" % os.getpid())
-            if standby is not None:
-                from nsbox import watcher
-
-                standby.request = req
-                watcher.standby = standby
             code = run_command(req.argv)
             # Said here rather than when the server has reaped this fork: the kernel's teardown
             # of a copy of the server's address space takes ≈ 2 ms the caller need not wait for.
@@ -447,96 +434,6 @@ class Server:
         except EOFError:
             pass
         return code
-
-
-class Standby:
-    """The spare's end of the socket of its standby: a fork of the spare made before the command
-    came, waiting to become the command's first watcher (docs/design.md §11). Forking a watcher
-    from a process of ≈ 40 MB takes 2–3 ms on a command's way (the fork, then the copy-on-write
-    faults of both halves); handing its arguments to a process made beforehand takes 0.1.
-    The standby takes on the caller's environment, umask, limits and working directory from the
-    command's own request, as the spare did, so the watcher is the one a fork would have made."""
-
-    def __init__(self, sock: socket.socket):
-        self.sock = sock
-        self.request: Request | None = None  # the command's, once the spare has one
-
-    def __call__(
-        self, root: Root, uid: str, ready_fd: int, adopt: bool, stdio: tuple[int, int, int] | None, follow: bool
-    ) -> bool:
-        """watcher.launch()'s hook: True if the standby took the watcher's arguments."""
-        from nsbox import watcher
-
-        watcher.standby = None  # one watcher; a second launch in the same command forks
-        assert self.request is not None
-        head = json.dumps({"root": root.path, "uid": uid, "adopt": adopt, "follow": follow, "stdio": bool(stdio)})
-        message = head.encode() + b"\n" + b"\0".join(self.request.fields)
-        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            socket.send_fds(self.sock, [message], [0, 1, 2, cwd, ready_fd, *(stdio or ())])
-        except OSError:
-            return False  # it died, or the environment is too large for one message: fork
-        finally:
-            os.close(cwd)
-            self.sock.close()
-        return True
-
-
-def fork_standby(*inherited: socket.socket) -> Standby | None:
-    """In a spare: fork its standby (None if the fork fails: the command's watcher is forked then)."""
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    try:
-        pid = os.fork()
-    except OSError as e:
-        say(f"no standby: {e}")
-        mine.close()
-        theirs.close()
-        return None
-    if pid == 0:
-        mine.close()
-        for sock in inherited:
-            sock.close()
-        become_standby(theirs)
-    theirs.close()
-    return Standby(mine)
-
-
-STANDBY_MESSAGE_MAX = 1 << 18  # above an AF_UNIX socket's default send buffer: what can come
-
-
-def become_standby(sock: socket.socket) -> NoReturn:
-    """In the standby: wait for the spare's command to launch a watcher, and become it. Killed
-    with the spare (PR_SET_PDEATHSIG) until it has the watcher's arguments, so a command that
-    launches none, or a spare that dies, leaves nothing behind."""
-    try:
-        spare = os.getppid()
-        import prctl
-
-        prctl.set_pdeathsig(signal.SIGKILL)
-        if os.getppid() != spare:
-            os._exit(0)
-        message, fds, _, _ = socket.recv_fds(sock, STANDBY_MESSAGE_MAX, 16)
-        if message:
-            prctl.set_pdeathsig(0)  # a watcher now: it outlives the command, as a fork of it would
-    except BaseException as e:
-        say(f"standby: {type(e).__name__}: {e}")
-        os._exit(1)
-    if not message:
-        os._exit(0)  # the command launched no watcher: the spare closed its end
-    try:
-        for fd in fds:
-            os.set_inheritable(fd, False)  # as the pipe and dup()s of a fork's watcher are
-        head, _, body = message.partition(b"\n")
-        args = json.loads(head)
-        Request(body.split(b"\0"), fds[:4]).take_on()
-        from nsbox import watcher
-        from nsbox.state import Root
-
-        stdio = (fds[5], fds[6], fds[7]) if args["stdio"] else None
-        ready_fd = fds[4]
-    except BaseException:
-        os._exit(1)  # the report pipe closes: the command says the watcher died while setting up
-    watcher.become_watcher(Root(args["root"]), args["uid"], ready_fd, args["adopt"], stdio, args["follow"])
 
 
 @record

@@ -22,7 +22,7 @@ import tempfile
 import threading
 
 import pytest
-from conftest import NSBOX, alive, cgroup_pids, root_cgroups, server_pid, stop_servers, wait_for
+from conftest import NSBOX, cgroup_pids, root_cgroups, server_pid, stop_servers, wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLEEP = ["sleep", "1000"]
@@ -140,50 +140,6 @@ def test_the_next_commands_fork_is_made_before_it_comes(served):
     assert f"command {spare}: running" in server_log(run)
     wait_for(lambda: [c for c in spares(master) if c != spare], what="the next spare")
     wait_for(lambda: spare not in children(master), what="the fork that ran the command to be reaped")
-
-
-def standby_of(spare: int) -> int:
-    """The spare's standby, the command's watcher-to-be: its one child until a command runs."""
-    (standby,) = wait_for(lambda: children(spare), what="the spare's standby")
-    return standby
-
-
-def test_a_pods_watcher_is_the_standby_forked_before_the_command_came(served):
-    """The spare forks its standby while it waits (docs/design.md §11): a command that starts a
-    pod hands the watcher's part to it instead of forking then, and it lives on as a watcher
-    forked by the command would: in a session of its own, after the command has ended."""
-    nsbox, run = served
-    master = started(run)
-    spare = the_spare(run, master)
-    standby = standby_of(spare)
-    run("pod", "create", "ready")
-    assert nsbox.inspect("ready")["watcher"]["pid"] == standby
-    wait_for(lambda: not alive(spare), what="the command's fork to end")
-    assert alive(standby) and os.getsid(standby) == standby
-    assert nsbox.pod("ready")["status"]["phase"] == "Running"
-    (following,) = wait_for(lambda: [c for c in spares(master) if c != spare], what="the next spare")
-    assert standby_of(following) != standby
-
-
-def test_a_command_that_starts_no_watcher_takes_its_standby_along(served):
-    nsbox, run = served
-    master = started(run)
-    spare = the_spare(run, master)
-    standby = standby_of(spare)
-    run("get", "pods")
-    wait_for(lambda: not alive(standby), what="the unused standby to end with its command")
-
-
-def test_without_its_standby_a_command_forks_the_watcher(served):
-    nsbox, run = served
-    master = started(run)
-    standby = standby_of(the_spare(run, master))
-    os.kill(standby, signal.SIGKILL)
-    wait_for(lambda: not alive(standby), what="the standby to die")
-    run("run", "forked", "--", *SLEEP)
-    watcher = nsbox.inspect("forked")["watcher"]["pid"]
-    assert watcher != standby and alive(watcher)
-    assert nsbox.pod("forked")["status"]["phase"] == "Running"
 
 
 def test_a_command_runs_in_a_fork_of_the_server_with_the_callers_descriptors(served):
@@ -425,11 +381,9 @@ def test_pods_outlive_the_server_and_hold_none_of_its_descriptors(served):
     held = {os.readlink(f"/proc/{watcher}/fd/{fd}") for fd in os.listdir(f"/proc/{watcher}/fd")}
     assert not held & server_sockets, "the watcher holds a descriptor of the server"
     spare = the_spare(run, master)
-    standby = standby_of(spare)
     os.kill(master, signal.SIGKILL)
     wait_for(lambda: not os.path.exists(f"/proc/{master}"), what="the server to die")
     wait_for(lambda: not os.path.exists(f"/proc/{spare}"), what="its spare to die with it (no one takes commands)")
-    wait_for(lambda: not alive(standby), what="the spare's standby to die with it")
     assert os.path.exists(f"/proc/{watcher}")
     assert nsbox.pod("survivor")["status"]["phase"] == "Running"
     p = run("exec", "survivor", "--", "echo", "alive")  # no server answers now: it runs cold
@@ -491,11 +445,9 @@ def test_the_server_stops_when_idle_and_on_request(served):
         assert "idle: exiting" in f.read()
     pid = started(run)
     spare = the_spare(run, pid)
-    standby = standby_of(spare)
     assert run("server", "status").stdout.startswith(f"running (pid {pid}")
     assert run("server", "stop").stdout == f"stopped (pid {pid})\n"
     wait_for(lambda: not os.path.exists(f"/proc/{pid}"), what="the stopped server to exit")
     assert not os.path.exists(f"/proc/{spare}"), "its spare is gone (the server reaped it)"
-    wait_for(lambda: not alive(standby), what="the spare's standby to go with it")
     assert run("server", "status").stdout == "not running\n"
     assert not glob.glob(os.path.join(run.dir, "*.sock"))

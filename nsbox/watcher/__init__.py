@@ -50,18 +50,11 @@ from nsbox.watcher.termination import STATE_CHECK_PERIOD, VOLUME_CHECK_PERIOD, T
 # exec'd back from nsbox-idle to end its pod needs neither.
 TYPE_CHECKING = False  # typing costs milliseconds of start-up: only type checkers import it
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import Any, NoReturn
+    from typing import Any
 
 
 MAX_EVENTS = 100
 SHED_DELAY = 0.5  # after the ready report: the CLI does not wait for it, a quick `run --rm` never pays it
-
-# In a fork of the warm command server (nsbox/server.py): a process forked before the command
-# came, which becomes the command's first watcher in place of a fork made now. Called with
-# launch()'s arguments and the report pipe's write end; True if it took them (it is then
-# cleared), False to fork as usual.
-standby: Callable[[Root, str, int, bool, tuple[int, int, int] | None, bool], bool] | None = None
 
 
 # ---------------------------------------------------------------- launching
@@ -96,10 +89,14 @@ def launch(
     (Cgroups.prime_migrations).
     """
     r, w = os.pipe()
-    handed = standby is not None and standby(root, uid, w, adopt, stdio, follow)
-    if not handed and os.fork() == 0:
-        os.close(r)
-        become_watcher(root, uid, w, adopt, stdio, follow)
+    if os.fork() == 0:
+        try:
+            os.close(r)
+            os.setsid()
+            _watcher_main(root, uid, w, adopt, stdio, follow)
+        except BaseException:
+            pass
+        os._exit(0)
     os.close(w)
     if prime:
         cgroups.detect().prime_migrations()
@@ -121,18 +118,6 @@ def launch(
     if "error" in report:
         raise NsboxError(report["error"])
     return report
-
-
-def become_watcher(
-    root: Root, uid: str, ready_fd: int, adopt: bool, stdio: tuple[int, int, int] | None, follow: bool
-) -> NoReturn:
-    """The watcher's life, in a process of its own that launch() made: it never returns."""
-    try:
-        os.setsid()
-        _watcher_main(root, uid, ready_fd, adopt, stdio, follow)
-    except BaseException:
-        pass
-    os._exit(0)
 
 
 def read_line(fd: int, timeout: float | None = None) -> bytes | None:
