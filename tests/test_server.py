@@ -70,9 +70,17 @@ def served(nsbox):
 
 
 def lock_and_log(directory: str) -> tuple[str, str]:
-    """The files of the one server of `directory` (started in the background: waited for)."""
-    (lock,) = wait_for(lambda: glob.glob(os.path.join(directory, "*.lock")), timeout=30, what="the server's lock")
-    return lock, lock[: -len(".lock")] + ".log"
+    """The files of the one server of `directory` (started in the background: waited for; it
+    takes its lock before it opens its log, nsbox/server.py `main`)."""
+
+    def both() -> tuple[str, str] | None:
+        locks = glob.glob(os.path.join(directory, "*.lock"))
+        if len(locks) != 1:
+            return None
+        log = locks[0][: -len(".lock")] + ".log"
+        return (locks[0], log) if os.path.exists(log) else None
+
+    return wait_for(both, timeout=30, what="the server's lock and log")
 
 
 def started(run) -> int:
