@@ -824,7 +824,11 @@ def test_http_probes_follow_a_redirect_to_the_same_host(nsbox):
 
 
 def test_a_liveness_kill_runs_the_pre_stop_hook_then_the_stop_signal(nsbox, host_dir):
-    script = "trap 'echo term >> /out/order; exit 0' TERM; touch /tmp/ok; while :; do sleep 0.1; done"
+    # The probe fails exactly once: when the test makes /out/fail, which the failing check
+    # removes. So the restarted container's first check, due the moment it starts
+    # (docs/lifecycle.md), passes however far the container has got.
+    script = "trap 'echo term >> /out/order; exit 0' TERM; touch /out/trapped; while :; do sleep 0.1; done"
+    fail_once = "if [ -e /out/fail ]; then rm /out/fail; exit 1; fi"
     apply(
         nsbox,
         pod(
@@ -834,15 +838,19 @@ def test_a_liveness_kill_runs_the_pre_stop_hook_then_the_stop_signal(nsbox, host
                 "command": ["sh", "-c", script],
                 "volumeMounts": [{"name": "out", "mountPath": "/out"}],
                 "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo prestop >> /out/order"]}}},
-                "livenessProbe": {"exec": {"command": ["cat", "/tmp/ok"]}, "periodSeconds": 1, "failureThreshold": 1},
+                "livenessProbe": {
+                    "exec": {"command": ["sh", "-c", fail_once]},
+                    "periodSeconds": 1,
+                    "failureThreshold": 1,
+                },
             },
             volumes=[{"name": "out", "hostPath": {"path": host_dir}}],
             terminationGracePeriodSeconds=10,
         ),
     )
-    pid = nsbox.pid("prestop-on-kill")
-    wait_for(lambda: os.path.exists(in_container(pid, "/tmp/ok")), what="the container's file")
-    os.unlink(in_container(pid, "/tmp/ok"))
+    wait_for(lambda: os.path.exists(f"{host_dir}/trapped"), what="the container to set its trap")
+    with open(f"{host_dir}/fail", "w"):
+        pass
     wait_for(lambda: state(nsbox, "prestop-on-kill")["restartCount"] == 1, timeout=15, what="a restart")
     with open(f"{host_dir}/order") as f:
         assert f.read().split() == ["prestop", "term"]
