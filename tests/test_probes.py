@@ -425,8 +425,9 @@ def test_https_probe_skips_certificate_verification(nsbox, cert_dir):
 
 
 def test_liveness_kill_uses_the_probes_termination_grace_period(nsbox):
-    """The container ignores SIGTERM; the pod's grace period is 60 s, the probe's 2 s."""
-    stubborn = ["sh", "-c", "trap '' TERM; touch /tmp/ok; while :; do sleep 1; done"]
+    """The container ignores SIGTERM; the pod's grace period is 60 s, the probe's 2 s. The
+    probe fails once the test makes /tmp/fail (not at the first check, due at the start)."""
+    stubborn = ["sh", "-c", "trap '' TERM; touch /tmp/trapped; while :; do sleep 1; done"]
     apply(
         nsbox,
         pod(
@@ -435,7 +436,7 @@ def test_liveness_kill_uses_the_probes_termination_grace_period(nsbox):
                 "name": "c",
                 "command": stubborn,
                 "livenessProbe": {
-                    "exec": {"command": ["cat", "/tmp/ok"]},
+                    "exec": {"command": ["sh", "-c", "! [ -e /tmp/fail ]"]},
                     "periodSeconds": 1,
                     "failureThreshold": 1,
                     "terminationGracePeriodSeconds": 2,
@@ -445,8 +446,8 @@ def test_liveness_kill_uses_the_probes_termination_grace_period(nsbox):
         ),
     )
     pid = nsbox.pid("grace")
-    wait_for(lambda: os.path.exists(in_container(pid, "/tmp/ok")), what="the container's file")
-    os.unlink(in_container(pid, "/tmp/ok"))
+    wait_for(lambda: os.path.exists(in_container(pid, "/tmp/trapped")), what="the container to ignore SIGTERM")
+    write(in_container(pid, "/tmp/fail"), "")
     t0 = time.monotonic()
     wait_for(lambda: not alive(pid), timeout=15, what="the SIGKILL at the probe's grace period")
     took = time.monotonic() - t0
